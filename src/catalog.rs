@@ -1,0 +1,343 @@
+//! Opening a catalog, migrating it, and detecting which optional columns it has.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::error::{Error, Result};
+
+/// The busy timeout [`OpenOptions`] uses unless told otherwise.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The catalog tables as the microsandbox migrations create them (see
+/// `reference/schema.sql`), so a catalog we create is one the runtimes accept.
+const BASE_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS "sandbox" ( "id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "name" text NOT NULL UNIQUE, "config" text NOT NULL, "status" text NOT NULL, "created_at" datetime_text, "updated_at" datetime_text , "ephemeral" boolean NOT NULL DEFAULT FALSE, "active_config" text);
+CREATE TABLE IF NOT EXISTS "run" ( "id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, "sandbox_id" integer NOT NULL, "pid" integer, "status" text NOT NULL, "exit_code" integer, "exit_signal" integer, "termination_reason" text, "termination_detail" text, "signals_sent" text, "started_at" datetime_text, "terminated_at" datetime_text, FOREIGN KEY ("sandbox_id") REFERENCES "sandbox" ("id") ON DELETE CASCADE );
+CREATE TABLE IF NOT EXISTS "maintenance_lease" ( "name" text NOT NULL PRIMARY KEY, "holder_pid" integer, "lease_expires_at" datetime_text NOT NULL, "last_completed_at" datetime_text );
+CREATE INDEX IF NOT EXISTS "idx_sandbox_ephemeral_status" ON "sandbox" ("ephemeral", "status");
+"#;
+
+/// This crate's additive changes: indexes that keep every candidate query
+/// off a full scan, and the table that remembers where each phase stopped.
+const CRATE_SCHEMA: &str = r#"
+CREATE INDEX IF NOT EXISTS "idx_run_sandbox_status" ON "run" ("sandbox_id", "status");
+CREATE INDEX IF NOT EXISTS "idx_sandbox_status" ON "sandbox" ("status");
+CREATE TABLE IF NOT EXISTS "sandbox_sweep_cursor" ( "phase" text NOT NULL PRIMARY KEY, "after_id" integer NOT NULL );
+"#;
+
+/// How to open a catalog file: PRAGMAs every connection of this crate wants.
+///
+/// Every connection gets WAL (so readers never block the sweep's writer),
+/// `synchronous=NORMAL`, `foreign_keys=ON` and a busy timeout.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sandbox_sweep::OpenOptions;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("catalog.db");
+/// let conn = OpenOptions::new()
+///     .busy_timeout(Duration::from_millis(500))
+///     .create(true)
+///     .open(&path)?;
+/// sandbox_sweep::migrate(&conn)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    busy_timeout: Duration,
+    create: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions::new()
+    }
+}
+
+impl OpenOptions {
+    /// Options with a 5 s busy timeout that create the file when it is missing.
+    pub fn new() -> OpenOptions {
+        OpenOptions {
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            create: true,
+        }
+    }
+
+    /// How long a statement waits for another connection's lock (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> OpenOptions {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Whether a missing file is created (default `true`). With `false`, a
+    /// missing file is an error and an empty file is left untouched.
+    pub fn create(mut self, create: bool) -> OpenOptions {
+        self.create = create;
+        self
+    }
+
+    /// Opens the file and sets the connection's PRAGMAs.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the file cannot be opened, is not a SQLite database
+    /// (it is then left byte-for-byte unchanged), or a PRAGMA fails.
+    pub fn open(&self, path: impl AsRef<Path>) -> Result<Connection> {
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        if self.create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let conn = Connection::open_with_flags(path.as_ref(), flags)?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Reading the page count makes SQLite read the header: a file that is
+        // not a database fails here, before anything could write to it.
+        let pages: i64 = conn.pragma_query_value(None, "page_count", |row| row.get(0))?;
+        if self.create || pages > 0 {
+            // Switching to WAL writes the header; an empty file opened without
+            // `create` is not ours to turn into a database.
+            let _mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        }
+        Ok(conn)
+    }
+}
+
+/// Opens (creating if needed) a catalog with [`OpenOptions::new`]'s settings.
+///
+/// # Errors
+///
+/// See [`OpenOptions::open`].
+///
+/// # Examples
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let conn = sandbox_sweep::open(dir.path().join("catalog.db"))?;
+/// sandbox_sweep::migrate(&conn)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn open(path: impl AsRef<Path>) -> Result<Connection> {
+    OpenOptions::new().open(path)
+}
+
+/// Creates the catalog tables when absent and applies this crate's additive
+/// changes; idempotent and safe on a catalog another program created.
+///
+/// Adds `run(sandbox_id, status)` and `sandbox(status)` indexes, the nullable
+/// identity columns `run.pid_start_time` and `run.boot_id`, and the
+/// `sandbox_sweep_cursor` table. Never drops or rewrites anything. Runs in
+/// one `BEGIN IMMEDIATE` transaction, so racing migrators are safe.
+///
+/// # Errors
+///
+/// Fails on any SQLite error (the transaction is then rolled back).
+///
+/// # Examples
+///
+/// ```
+/// let conn = rusqlite::Connection::open_in_memory()?;
+/// sandbox_sweep::migrate(&conn)?;
+/// sandbox_sweep::migrate(&conn)?; // a second run changes nothing
+/// let catalog = sandbox_sweep::Catalog::new(&conn)?;
+/// assert!(catalog.has_identity_columns());
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+pub fn migrate(conn: &Connection) -> Result<()> {
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(BASE_SCHEMA)?;
+    tx.execute_batch(CRATE_SCHEMA)?;
+    let run_columns = columns(&tx, "run")?;
+    for (column, ty) in [("pid_start_time", "INTEGER"), ("boot_id", "TEXT")] {
+        if !run_columns.iter().any(|c| c == column) {
+            tx.execute_batch(&format!(r#"ALTER TABLE "run" ADD COLUMN "{column}" {ty};"#))?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The column names of `table`; empty when the table does not exist.
+fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info(?1)")?;
+    let names = stmt
+        .query_map([table], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(names)
+}
+
+/// Which optional parts a catalog has, detected once per [`Catalog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Schema {
+    /// `sandbox.active_config` exists (cleared on reconcile).
+    pub active_config: bool,
+    /// `run.pid_start_time` and `run.boot_id` both exist.
+    pub identity: bool,
+    /// This crate's `sandbox_sweep_cursor` table exists.
+    pub cursor: bool,
+}
+
+/// A connection to a catalog whose shape has been checked.
+///
+/// Detecting the optional columns costs a few PRAGMA reads, so build one
+/// `Catalog` and reuse it for the gate, the lease and the sweep.
+///
+/// # Examples
+///
+/// ```
+/// let conn = rusqlite::Connection::open_in_memory()?;
+/// sandbox_sweep::migrate(&conn)?;
+/// let catalog = sandbox_sweep::Catalog::new(&conn)?;
+/// assert!(catalog.has_active_config());
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Catalog<'c> {
+    pub(crate) conn: &'c Connection,
+    pub(crate) schema: Schema,
+}
+
+impl<'c> Catalog<'c> {
+    /// Checks that `conn` holds a catalog and detects its optional columns.
+    ///
+    /// Reads only: never creates or changes anything.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingTable`] when `sandbox`, `run` or `maintenance_lease`
+    /// is absent; a SQLite error when the file is not a database.
+    pub fn new(conn: &'c Connection) -> Result<Catalog<'c>> {
+        let sandbox = columns(conn, "sandbox")?;
+        let run = columns(conn, "run")?;
+        let lease = columns(conn, "maintenance_lease")?;
+        for (table, cols) in [
+            ("sandbox", &sandbox),
+            ("run", &run),
+            ("maintenance_lease", &lease),
+        ] {
+            if cols.is_empty() {
+                return Err(Error::MissingTable { table });
+            }
+        }
+        let has = |cols: &[String], name: &str| cols.iter().any(|c| c == name);
+        let cursor = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sandbox_sweep_cursor'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        Ok(Catalog {
+            conn,
+            schema: Schema {
+                active_config: has(&sandbox, "active_config"),
+                identity: has(&run, "pid_start_time") && has(&run, "boot_id"),
+                cursor,
+            },
+        })
+    }
+
+    /// The connection this catalog reads and writes through.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
+    /// let n: i64 = catalog.connection().query_row("SELECT count(*) FROM sandbox", [], |r| r.get(0))?;
+    /// assert_eq!(n, 0);
+    /// # Ok::<(), sandbox_sweep::Error>(())
+    /// ```
+    pub fn connection(&self) -> &'c Connection {
+        self.conn
+    }
+
+    /// Whether `sandbox.active_config` exists (it is cleared on reconcile).
+    pub fn has_active_config(&self) -> bool {
+        self.schema.active_config
+    }
+
+    /// Whether `run.pid_start_time` and `run.boot_id` exist, so recorded
+    /// process identities are checked.
+    pub fn has_identity_columns(&self) -> bool {
+        self.schema.identity
+    }
+
+    /// Starts a `BEGIN IMMEDIATE` transaction (the write lock, taken up front
+    /// so that every check inside sees what the write will act on).
+    pub(crate) fn immediate(&self) -> Result<rusqlite::Transaction<'c>> {
+        rusqlite::Transaction::new_unchecked(self.conn, rusqlite::TransactionBehavior::Immediate)
+            .map_err(Error::from_sqlite)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrate_is_idempotent_and_adds_identity_columns() -> Result<()> {
+        let conn = Connection::open_in_memory()?;
+        migrate(&conn)?;
+        migrate(&conn)?;
+        let run = columns(&conn, "run")?;
+        assert!(run.iter().any(|c| c == "pid_start_time"));
+        assert!(run.iter().any(|c| c == "boot_id"));
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'idx_%' ORDER BY name")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        assert_eq!(
+            indexes,
+            [
+                "idx_run_sandbox_status",
+                "idx_sandbox_ephemeral_status",
+                "idx_sandbox_status"
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn reference_schema_migrates_without_loss() -> Result<()> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(include_str!("../tests/data/schema.sql"))?;
+        conn.execute(
+            "INSERT INTO sandbox (name, config, status, ephemeral) VALUES ('a', '{}', 'Running', 0)",
+            [],
+        )?;
+        let before = Catalog::new(&conn)?;
+        assert!(before.has_active_config());
+        assert!(!before.has_identity_columns());
+        assert!(!before.schema.cursor);
+        migrate(&conn)?;
+        let after = Catalog::new(&conn)?;
+        assert!(after.has_identity_columns());
+        assert!(after.schema.cursor);
+        let n: i64 = conn.query_row("SELECT count(*) FROM sandbox", [], |r| r.get(0))?;
+        assert_eq!(n, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn catalog_without_tables_names_the_missing_one() -> Result<()> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(BASE_SCHEMA)?;
+        conn.execute_batch("DROP TABLE maintenance_lease")?;
+        match Catalog::new(&conn) {
+            Err(Error::MissingTable { table }) => assert_eq!(table, "maintenance_lease"),
+            other => panic!("expected MissingTable, got {other:?}"),
+        }
+        Ok(())
+    }
+}

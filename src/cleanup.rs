@@ -1,0 +1,392 @@
+//! Removing one finished ephemeral sandbox: name check, rename to trash, row delete.
+//!
+//! The directory is moved into a trash folder inside the sandboxes directory
+//! while the write lock is held, the rows are deleted, and only after the
+//! commit is the trash deleted (outside the lock). A failed commit moves the
+//! directory back; a crash leaves the directory in the trash, where the next
+//! sweep either restores it (the row survived) or deletes it (the row is gone).
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rusqlite::OptionalExtension;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, IoContext, Result};
+use crate::liveness::Prober;
+use crate::runs::any_live_running;
+
+/// Names starting with this are reserved for the crate's own folders.
+pub const RESERVED_PREFIX: &str = ".sandbox-sweep";
+/// The trash folder, inside the sandboxes directory.
+pub(crate) const TRASH_DIR: &str = ".sandbox-sweep-trash";
+
+/// What happened to one sandbox asked to be cleaned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CleanupOutcome {
+    /// Directory and rows removed.
+    Removed,
+    /// The directory could not be moved away; the row is kept for a retry.
+    DirRemoveFailed,
+    /// No such sandbox row (already removed).
+    AlreadyGone,
+    /// The row vanished between the check and the delete (another cleaner won).
+    AlreadyClaimed,
+    /// A persistent sandbox: never cleaned.
+    SkippedPersistent,
+    /// Not `Stopped` or `Crashed`: still active (or an unknown status).
+    SkippedActive,
+    /// A `Running` run still has a live process.
+    SkippedLivePid,
+    /// The name is not a single normal path component; nothing was touched.
+    InvalidName,
+}
+
+impl CleanupOutcome {
+    /// Every outcome, in a stable order (the order of report counters).
+    pub const ALL: [CleanupOutcome; 8] = [
+        CleanupOutcome::Removed,
+        CleanupOutcome::DirRemoveFailed,
+        CleanupOutcome::AlreadyGone,
+        CleanupOutcome::AlreadyClaimed,
+        CleanupOutcome::SkippedPersistent,
+        CleanupOutcome::SkippedActive,
+        CleanupOutcome::SkippedLivePid,
+        CleanupOutcome::InvalidName,
+    ];
+
+    /// A short lowercase name, as the CLI and JSON show it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(sandbox_sweep::CleanupOutcome::SkippedLivePid.as_str(), "skipped_live_pid");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupOutcome::Removed => "removed",
+            CleanupOutcome::DirRemoveFailed => "dir_remove_failed",
+            CleanupOutcome::AlreadyGone => "already_gone",
+            CleanupOutcome::AlreadyClaimed => "already_claimed",
+            CleanupOutcome::SkippedPersistent => "skipped_persistent",
+            CleanupOutcome::SkippedActive => "skipped_active",
+            CleanupOutcome::SkippedLivePid => "skipped_live_pid",
+            CleanupOutcome::InvalidName => "invalid_name",
+        }
+    }
+
+    /// Whether this outcome is a per-row error (counted in `errors`).
+    pub fn is_error(self) -> bool {
+        matches!(self, CleanupOutcome::DirRemoveFailed | CleanupOutcome::InvalidName)
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for CleanupOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks that `name` can only name a directory directly inside the
+/// sandboxes directory: one normal path component.
+///
+/// # Errors
+///
+/// [`Error::InvalidName`] for an empty name, `.`, `..`, a name with `/` or
+/// NUL, or one starting with [`RESERVED_PREFIX`].
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::validate_name;
+///
+/// assert!(validate_name("web-1").is_ok());
+/// for bad in ["", ".", "..", "a/b", "/etc", "../x", "a\0b", ".sandbox-sweep-trash"] {
+///     assert!(validate_name(bad).is_err(), "{bad:?}");
+/// }
+/// ```
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains(['/', '\0'])
+        || name.starts_with(RESERVED_PREFIX);
+    if bad {
+        Err(Error::InvalidName { name: name.to_owned() })
+    } else {
+        Ok(())
+    }
+}
+
+/// A sandbox directory moved into the trash, pending the commit.
+#[derive(Debug)]
+pub(crate) struct Moved {
+    from: PathBuf,
+    to: PathBuf,
+}
+
+impl Moved {
+    /// After a commit: delete the trash entry (outside the write lock).
+    pub(crate) fn discard(self) {
+        if let Err(err) = remove_all(&self.to) {
+            log::warn!(
+                "could not delete {} (the next sweep retries): {err}",
+                self.to.display()
+            );
+        }
+    }
+
+    /// After a failed commit: put the directory back where it was.
+    pub(crate) fn restore(self) {
+        if let Err(err) = std::fs::rename(&self.to, &self.from) {
+            log::warn!(
+                "could not move {} back to {} (the next sweep restores it): {err}",
+                self.to.display(),
+                self.from.display()
+            );
+        }
+    }
+}
+
+/// Removes a path without following symlinks; a missing path is fine.
+fn remove_all(path: &Path) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).at(path),
+    };
+    let result = if meta.is_dir() {
+        // std's remove_dir_all removes symlinks inside, never their targets.
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match result {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err).at(path),
+        _ => Ok(()),
+    }
+}
+
+/// The sandboxes directory and its trash folder.
+#[derive(Debug)]
+pub(crate) struct Sandboxes<'p> {
+    dir: &'p Path,
+    trash: PathBuf,
+}
+
+impl<'p> Sandboxes<'p> {
+    pub(crate) fn new(dir: &'p Path) -> Sandboxes<'p> {
+        Sandboxes {
+            dir,
+            trash: dir.join(TRASH_DIR),
+        }
+    }
+
+    /// Makes sure the trash is a real directory (never a symlink that could
+    /// carry a rename, and the later deletion, outside the sandboxes dir).
+    fn ensure_trash(&self) -> Result<()> {
+        match std::fs::symlink_metadata(&self.trash) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(io::Error::other("trash exists and is not a directory")).at(&self.trash),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(&self.trash) {
+                Err(err) if err.kind() != io::ErrorKind::AlreadyExists => Err(err).at(&self.trash),
+                _ => Ok(()),
+            },
+            Err(err) => Err(err).at(&self.trash),
+        }
+    }
+
+    /// Moves `<dir>/<name>` to `<trash>/<id>`; `None` when there was nothing to move.
+    fn move_to_trash(&self, id: i64, name: &str) -> Result<Option<Moved>> {
+        let from = self.dir.join(name);
+        match std::fs::symlink_metadata(&from) {
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err).at(&from),
+            Ok(_) => {}
+        }
+        self.ensure_trash()?;
+        let to = self.trash.join(id.to_string());
+        // A leftover from a crash under this id holds an older copy of this
+        // same sandbox, which is being removed now anyway.
+        remove_all(&to)?;
+        std::fs::rename(&from, &to).at(&from)?;
+        Ok(Some(Moved { from, to }))
+    }
+
+    /// Sorts what a crash left in the trash. Call inside a write
+    /// transaction: moves back any directory whose row survived (its removal
+    /// was rolled back) and returns the entries to delete once it commits.
+    pub(crate) fn sort_trash(&self, catalog: &Catalog<'_>) -> Result<Vec<PathBuf>> {
+        let entries = match std::fs::read_dir(&self.trash) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err).at(&self.trash),
+        };
+        let mut doomed = Vec::new();
+        let mut name_of = catalog
+            .conn
+            .prepare_cached("SELECT name FROM sandbox WHERE id = ?1")?;
+        for entry in entries {
+            let to = entry.at(&self.trash)?.path();
+            let id = to.file_name().and_then(|s| s.to_str()).and_then(|s| s.parse::<i64>().ok());
+            let owner = match id {
+                Some(id) => name_of.query_row([id], |row| row.get::<_, String>(0)).optional()?,
+                None => None,
+            };
+            if let Some(name) = owner.filter(|name| validate_name(name).is_ok()) {
+                let from = self.dir.join(&name);
+                let free = matches!(std::fs::symlink_metadata(&from), Err(e) if e.kind() == io::ErrorKind::NotFound);
+                if free {
+                    log::info!("restoring {} from the trash: its row survived", from.display());
+                    Moved { from, to }.restore();
+                    continue;
+                }
+            }
+            doomed.push(to);
+        }
+        Ok(doomed)
+    }
+}
+
+/// Deletes trash entries (after the commit that made them garbage).
+pub(crate) fn delete_trash(paths: Vec<PathBuf>) {
+    for path in paths {
+        if let Err(err) = remove_all(&path) {
+            log::warn!("could not delete trash (the next sweep retries): {err}");
+        }
+    }
+}
+
+/// Decides, and unless `dry_run` carries out inside the caller's write
+/// transaction, the cleanup of sandbox `id`. A returned [`Moved`] must be
+/// discarded after the commit or restored if it fails.
+pub(crate) fn clean_row(
+    catalog: &Catalog<'_>,
+    prober: &Prober,
+    sandboxes: &Sandboxes<'_>,
+    id: i64,
+    dry_run: bool,
+) -> Result<(CleanupOutcome, Option<Moved>)> {
+    use rusqlite::types::ValueRef;
+    let mut stmt = catalog
+        .conn
+        .prepare_cached("SELECT name, status, ephemeral FROM sandbox WHERE id = ?1")?;
+    let mut rows = stmt.query([id])?;
+    let Some(row) = rows.next()? else {
+        return Ok((CleanupOutcome::AlreadyGone, None));
+    };
+    if !matches!(row.get_ref(2)?, ValueRef::Integer(1)) {
+        return Ok((CleanupOutcome::SkippedPersistent, None));
+    }
+    if !matches!(row.get_ref(1)?, ValueRef::Text(b"Stopped" | b"Crashed")) {
+        return Ok((CleanupOutcome::SkippedActive, None));
+    }
+    let name = match row.get_ref(0)? {
+        ValueRef::Text(text) => String::from_utf8_lossy(text).into_owned(),
+        other => format!("{other:?}"),
+    };
+    drop(rows);
+    if any_live_running(catalog, prober, id)? {
+        return Ok((CleanupOutcome::SkippedLivePid, None));
+    }
+    if let Err(err) = validate_name(&name) {
+        log::warn!("sandbox {id}: {err}; row left in place, nothing on disk touched");
+        return Ok((CleanupOutcome::InvalidName, None));
+    }
+    if dry_run {
+        return Ok((CleanupOutcome::Removed, None));
+    }
+    let moved = match sandboxes.move_to_trash(id, &name) {
+        Ok(moved) => moved,
+        Err(err) => {
+            log::warn!("sandbox {name:?} (id {id}): cannot move its directory away, keeping the row for retry: {err}");
+            return Ok((CleanupOutcome::DirRemoveFailed, None));
+        }
+    };
+    // Run rows go first and explicitly: the connection may not enforce
+    // foreign keys, and orphan runs must not outlive their sandbox.
+    let deleted = catalog
+        .conn
+        .prepare_cached("DELETE FROM run WHERE sandbox_id = ?1")?
+        .execute([id])
+        .and_then(|_| {
+            catalog
+                .conn
+                .prepare_cached(
+                    "DELETE FROM sandbox WHERE id = ?1 AND ephemeral = 1 AND status IN ('Stopped', 'Crashed')",
+                )?
+                .execute([id])
+        });
+    match deleted {
+        Ok(1) => Ok((CleanupOutcome::Removed, moved)),
+        Ok(_) => {
+            if let Some(moved) = moved {
+                moved.restore();
+            }
+            Ok((CleanupOutcome::AlreadyClaimed, None))
+        }
+        Err(err) => {
+            if let Some(moved) = moved {
+                moved.restore();
+            }
+            Err(err.into())
+        }
+    }
+}
+
+/// Cleans one finished ephemeral sandbox, for a runtime's own exit path:
+/// checks it under the write lock, moves its directory out of the way,
+/// deletes its rows, commits, then deletes the directory.
+///
+/// Needs no lease: the write lock alone serialises it with sweeps and
+/// restarts. Per-row problems are outcomes, not errors.
+///
+/// # Errors
+///
+/// SQLite errors, busy past the timeout included (nothing is then changed).
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::{Catalog, CleanupOutcome, clean_ephemeral};
+///
+/// let dir = tempfile::tempdir()?;
+/// let conn = rusqlite::Connection::open_in_memory()?;
+/// sandbox_sweep::migrate(&conn)?;
+/// conn.execute(
+///     "INSERT INTO sandbox (name, config, status, ephemeral) VALUES ('job-7', '{}', 'Stopped', 1)",
+///     [],
+/// )?;
+/// std::fs::create_dir(dir.path().join("job-7"))?;
+/// let catalog = Catalog::new(&conn)?;
+/// assert_eq!(clean_ephemeral(&catalog, dir.path(), 1)?, CleanupOutcome::Removed);
+/// assert!(!dir.path().join("job-7").exists());
+/// assert_eq!(clean_ephemeral(&catalog, dir.path(), 1)?, CleanupOutcome::AlreadyGone);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn clean_ephemeral(catalog: &Catalog<'_>, sandboxes_dir: &Path, sandbox_id: i64) -> Result<CleanupOutcome> {
+    let sandboxes = Sandboxes::new(sandboxes_dir);
+    let prober = Prober::new();
+    let tx = catalog.immediate()?;
+    let (outcome, moved) = clean_row(catalog, &prober, &sandboxes, sandbox_id, false)?;
+    match tx.commit() {
+        Ok(()) => {
+            if let Some(moved) = moved {
+                moved.discard();
+            }
+            Ok(outcome)
+        }
+        Err(err) => {
+            if let Some(moved) = moved {
+                moved.restore();
+            }
+            Err(Error::from_sqlite(err))
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A `Result` whose error defaults to this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in this crate.
+///
+/// Per-row problems met during a sweep (a bad name, a directory that will not
+/// move) are not errors: they are counted in the [`Report`](crate::Report)
+/// and logged, and the row is left as it was. An `Error` means the operation
+/// as a whole could not go on.
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::{Catalog, Error};
+///
+/// let conn = rusqlite::Connection::open_in_memory()?;
+/// // No tables yet: the catalog must be initialised first.
+/// match Catalog::new(&conn) {
+///     Err(Error::MissingTable { table }) => assert_eq!(table, "sandbox"),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// SQLite reported an error.
+    Sqlite(rusqlite::Error),
+    /// SQLite stayed busy (locked by another connection) past the busy timeout.
+    Busy(rusqlite::Error),
+    /// A table the sweep needs is not in the catalog; `sandbox-sweep init`
+    /// (or [`migrate`](crate::migrate)) creates it.
+    MissingTable {
+        /// The missing table's name.
+        table: &'static str,
+    },
+    /// A column this operation needs is not in the catalog; `sandbox-sweep
+    /// init` (or [`migrate`](crate::migrate)) adds it.
+    MissingColumn {
+        /// The table.
+        table: &'static str,
+        /// The missing column.
+        column: &'static str,
+    },
+    /// A filesystem operation failed on `path`.
+    Io {
+        /// The path the operation was about.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A sandbox name is not a single normal path component, so it cannot
+    /// name a directory inside the sandboxes directory.
+    InvalidName {
+        /// The rejected name, as stored in the catalog.
+        name: String,
+    },
+    /// A `/proc` record (or another process fact) could not be read or parsed.
+    Process {
+        /// The process id concerned.
+        pid: i32,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// Classifies a SQLite error, separating "busy past the timeout" from the rest.
+    pub(crate) fn from_sqlite(err: rusqlite::Error) -> Error {
+        match err.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                Error::Busy(err)
+            }
+            _ => Error::Sqlite(err),
+        }
+    }
+
+    /// Whether this error means the database was locked past the busy timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let err = sandbox_sweep::Error::MissingTable { table: "run" };
+    /// assert!(!err.is_busy());
+    /// ```
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy(_))
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(err: rusqlite::Error) -> Error {
+        Error::from_sqlite(err)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Sqlite(err) => write!(f, "database error: {err}"),
+            Error::Busy(err) => write!(f, "database busy past the busy timeout: {err}"),
+            Error::MissingTable { table } => write!(
+                f,
+                "catalog has no `{table}` table; run `sandbox-sweep init` on it first"
+            ),
+            Error::MissingColumn { table, column } => write!(
+                f,
+                "catalog has no `{table}.{column}` column; run `sandbox-sweep init` on it first"
+            ),
+            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::InvalidName { name } => write!(
+                f,
+                "sandbox name {name:?} is not a single normal path component"
+            ),
+            Error::Process { pid, detail } => write!(f, "process {pid}: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // Display already shows the inner error, so skip one level to avoid
+        // printing the same message twice in a chain.
+        match self {
+            Error::Sqlite(err) | Error::Busy(err) => std::error::Error::source(err),
+            Error::Io { source, .. } => source.source(),
+            Error::MissingTable { .. } => None,
+            Error::MissingColumn { .. } => None,
+            Error::InvalidName { .. } => None,
+            Error::Process { .. } => None,
+        }
+    }
+}
+
+/// Attaches a path to an `io::Result`, where the error is made.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,274 @@
+//! Is a run's runtime process still alive? The kill probe plus identity checks.
+
+use std::fmt;
+
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use crate::procfs::{self, StatRead};
+
+/// Why a run's process counts as dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum DeadReason {
+    /// The run records no pid.
+    NoPid,
+    /// The recorded pid is ≤ 0, too large, or not an integer (never passed to `kill`).
+    InvalidPid,
+    /// `kill(pid, 0)` says no such process (`ESRCH`).
+    NoSuchProcess,
+    /// The process has exited and waits to be reaped (`/proc` state `Z`).
+    Zombie,
+    /// A process has the pid, but it started at another time: the pid was reused.
+    PidReused,
+    /// The run was recorded under another boot id: it predates a reboot.
+    Rebooted,
+}
+
+impl DeadReason {
+    /// Every reason, in a stable order (the order of report counters).
+    pub const ALL: [DeadReason; 6] = [
+        DeadReason::NoPid,
+        DeadReason::InvalidPid,
+        DeadReason::NoSuchProcess,
+        DeadReason::Zombie,
+        DeadReason::PidReused,
+        DeadReason::Rebooted,
+    ];
+
+    /// A short lowercase name, as the CLI and JSON show it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(sandbox_sweep::DeadReason::PidReused.as_str(), "pid_reused");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::NoPid => "no_pid",
+            DeadReason::InvalidPid => "invalid_pid",
+            DeadReason::NoSuchProcess => "no_such_process",
+            DeadReason::Zombie => "zombie",
+            DeadReason::PidReused => "pid_reused",
+            DeadReason::Rebooted => "rebooted",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verdict on a run's process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// The process lives (or might: anything uncertain counts as alive, so a
+    /// live sandbox is never marked dead).
+    Alive,
+    /// The process is gone, for this reason.
+    Dead(DeadReason),
+}
+
+impl Liveness {
+    /// Whether the verdict is [`Liveness::Alive`].
+    pub fn is_alive(self) -> bool {
+        self == Liveness::Alive
+    }
+}
+
+/// What a run row records about its process.
+///
+/// `pid` is the raw column value: `None` for NULL; a non-integer value should
+/// be passed as `Some(-1)` (it is invalid either way).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordedProcess<'a> {
+    /// The `run.pid` column.
+    pub pid: Option<i64>,
+    /// The `run.pid_start_time` column, when present and not NULL.
+    pub start_time: Option<i64>,
+    /// The `run.boot_id` column, when present and not NULL.
+    pub boot_id: Option<&'a str>,
+}
+
+/// Judges recorded processes against the running system.
+///
+/// Reads this boot's id once when built, so one prober serves a whole sweep.
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::{DeadReason, Liveness, Prober, RecordedProcess};
+///
+/// let prober = Prober::new();
+/// let me = RecordedProcess { pid: Some(i64::from(std::process::id())), ..Default::default() };
+/// assert_eq!(prober.check(&me), Liveness::Alive);
+/// let nobody = RecordedProcess { pid: Some(0), ..Default::default() };
+/// assert_eq!(prober.check(&nobody), Liveness::Dead(DeadReason::InvalidPid));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Prober {
+    boot_id: Option<String>,
+}
+
+impl Prober {
+    /// A prober for this boot (reads `/proc/sys/kernel/random/boot_id` on Linux).
+    pub fn new() -> Prober {
+        Prober {
+            boot_id: procfs::boot_id(),
+        }
+    }
+
+    /// This boot's id, when the system exposes one.
+    pub fn boot_id(&self) -> Option<&str> {
+        self.boot_id.as_deref()
+    }
+
+    /// The verdict on `recorded`.
+    ///
+    /// Order: a recorded boot id that differs from this boot's is dead
+    /// without probing; then the pid must be in `1..=i32::MAX`; then
+    /// `kill(pid, 0)` (`EPERM` counts as alive); then, on Linux, `/proc`
+    /// tells zombies and, when a start time was recorded, reused pids.
+    pub fn check(&self, recorded: &RecordedProcess<'_>) -> Liveness {
+        if let (Some(then), Some(now)) = (recorded.boot_id, self.boot_id.as_deref()) {
+            if then.trim() != now {
+                return Liveness::Dead(DeadReason::Rebooted);
+            }
+        }
+        let pid = match recorded.pid {
+            None => return Liveness::Dead(DeadReason::NoPid),
+            Some(pid) => match i32::try_from(pid) {
+                Ok(pid) if pid > 0 => pid,
+                // kill(0) and kill(-n) address process groups: never probe them.
+                _ => return Liveness::Dead(DeadReason::InvalidPid),
+            },
+        };
+        match kill(Pid::from_raw(pid), None) {
+            Ok(()) | Err(Errno::EPERM) => {}
+            Err(Errno::ESRCH) => return Liveness::Dead(DeadReason::NoSuchProcess),
+            // Anything else leaves us unsure; unsure is alive.
+            Err(_) => return Liveness::Alive,
+        }
+        match procfs::read_stat(pid) {
+            StatRead::Found(stat) if stat.is_zombie() => Liveness::Dead(DeadReason::Zombie),
+            StatRead::Found(stat) => match recorded.start_time {
+                Some(then) if u64::try_from(then).ok() != Some(stat.start_time) => {
+                    Liveness::Dead(DeadReason::PidReused)
+                }
+                _ => Liveness::Alive,
+            },
+            StatRead::Gone => Liveness::Dead(DeadReason::NoSuchProcess),
+            StatRead::Unknown => Liveness::Alive,
+        }
+    }
+}
+
+/// Converts a raw `run.pid` value: NULL is `None`, a non-integer is invalid.
+pub(crate) fn pid_value(value: rusqlite::types::ValueRef<'_>) -> Option<i64> {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => None,
+        ValueRef::Integer(pid) => Some(pid),
+        ValueRef::Real(_) | ValueRef::Text(_) | ValueRef::Blob(_) => Some(-1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ProcessIdentity;
+
+    fn own_pid() -> i64 {
+        i64::from(std::process::id())
+    }
+
+    #[test]
+    fn own_process_with_true_identity_is_alive() -> crate::Result<()> {
+        let me = ProcessIdentity::current()?;
+        let prober = Prober::new();
+        let recorded = RecordedProcess {
+            pid: Some(i64::from(me.pid)),
+            start_time: me.start_time.and_then(|t| i64::try_from(t).ok()),
+            boot_id: me.boot_id.as_deref(),
+        };
+        assert_eq!(prober.check(&recorded), Liveness::Alive);
+        Ok(())
+    }
+
+    #[test]
+    fn null_zero_negative_and_huge_pids_are_dead_without_kill() {
+        let prober = Prober::new();
+        let verdict = |pid| prober.check(&RecordedProcess { pid, ..Default::default() });
+        assert_eq!(verdict(None), Liveness::Dead(DeadReason::NoPid));
+        for pid in [0, -1, -4242, i64::from(i32::MAX) + 1, i64::MAX, i64::MIN] {
+            assert_eq!(verdict(Some(pid)), Liveness::Dead(DeadReason::InvalidPid), "{pid}");
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn wrong_start_time_is_a_reused_pid() {
+        let prober = Prober::new();
+        let recorded = RecordedProcess {
+            pid: Some(own_pid()),
+            start_time: Some(1),
+            boot_id: None,
+        };
+        assert_eq!(prober.check(&recorded), Liveness::Dead(DeadReason::PidReused));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn other_boot_id_is_rebooted() {
+        let prober = Prober::new();
+        let recorded = RecordedProcess {
+            pid: Some(own_pid()),
+            start_time: None,
+            boot_id: Some("00000000-0000-0000-0000-000000000000"),
+        };
+        assert_eq!(prober.check(&recorded), Liveness::Dead(DeadReason::Rebooted));
+    }
+
+    #[test]
+    fn reaped_child_is_no_such_process() -> std::io::Result<()> {
+        let mut child = std::process::Command::new("true").spawn()?;
+        let pid = i64::from(child.id());
+        child.wait()?;
+        let verdict = Prober::new().check(&RecordedProcess { pid: Some(pid), ..Default::default() });
+        assert_eq!(verdict, Liveness::Dead(DeadReason::NoSuchProcess));
+        Ok(())
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn unreaped_child_is_a_zombie() -> std::io::Result<()> {
+        let mut child = std::process::Command::new("true").spawn()?;
+        let pid = i32::try_from(child.id()).expect("pid fits");
+        // Wait (bounded) until the child has exited but is not yet reaped.
+        let mut zombie = false;
+        for _ in 0..500 {
+            if let StatRead::Found(stat) = procfs::read_stat(pid) {
+                if stat.is_zombie() {
+                    zombie = true;
+                    break;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(zombie, "child never became a zombie");
+        let verdict = Prober::new().check(&RecordedProcess {
+            pid: Some(i64::from(pid)),
+            ..Default::default()
+        });
+        child.wait()?;
+        assert_eq!(verdict, Liveness::Dead(DeadReason::Zombie));
+        Ok(())
+    }
+}
