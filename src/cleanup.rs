@@ -79,7 +79,10 @@ impl CleanupOutcome {
 
     /// Whether this outcome is a per-row error (counted in `errors`).
     pub fn is_error(self) -> bool {
-        matches!(self, CleanupOutcome::DirRemoveFailed | CleanupOutcome::InvalidName)
+        matches!(
+            self,
+            CleanupOutcome::DirRemoveFailed | CleanupOutcome::InvalidName
+        )
     }
 
     pub(crate) fn index(self) -> usize {
@@ -118,7 +121,9 @@ pub fn validate_name(name: &str) -> Result<()> {
         || name.contains(['/', '\0'])
         || name.starts_with(RESERVED_PREFIX);
     if bad {
-        Err(Error::InvalidName { name: name.to_owned() })
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+        })
     } else {
         Ok(())
     }
@@ -194,10 +199,14 @@ impl<'p> Sandboxes<'p> {
         match std::fs::symlink_metadata(&self.trash) {
             Ok(meta) if meta.is_dir() => Ok(()),
             Ok(_) => Err(io::Error::other("trash exists and is not a directory")).at(&self.trash),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => match std::fs::create_dir(&self.trash) {
-                Err(err) if err.kind() != io::ErrorKind::AlreadyExists => Err(err).at(&self.trash),
-                _ => Ok(()),
-            },
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                match std::fs::create_dir(&self.trash) {
+                    Err(err) if err.kind() != io::ErrorKind::AlreadyExists => {
+                        Err(err).at(&self.trash)
+                    }
+                    _ => Ok(()),
+                }
+            }
             Err(err) => Err(err).at(&self.trash),
         }
     }
@@ -234,16 +243,24 @@ impl<'p> Sandboxes<'p> {
             .prepare_cached("SELECT name FROM sandbox WHERE id = ?1")?;
         for entry in entries {
             let to = entry.at(&self.trash)?.path();
-            let id = to.file_name().and_then(|s| s.to_str()).and_then(|s| s.parse::<i64>().ok());
+            let id = to
+                .file_name()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<i64>().ok());
             let owner = match id {
-                Some(id) => name_of.query_row([id], |row| row.get::<_, String>(0)).optional()?,
+                Some(id) => name_of
+                    .query_row([id], |row| row.get::<_, String>(0))
+                    .optional()?,
                 None => None,
             };
             if let Some(name) = owner.filter(|name| validate_name(name).is_ok()) {
                 let from = self.dir.join(&name);
                 let free = matches!(std::fs::symlink_metadata(&from), Err(e) if e.kind() == io::ErrorKind::NotFound);
                 if free {
-                    log::info!("restoring {} from the trash: its row survived", from.display());
+                    log::info!(
+                        "restoring {} from the trash: its row survived",
+                        from.display()
+                    );
                     Moved { from, to }.restore();
                     continue;
                 }
@@ -305,7 +322,9 @@ pub(crate) fn clean_row(
     let moved = match sandboxes.move_to_trash(id, &name) {
         Ok(moved) => moved,
         Err(err) => {
-            log::warn!("sandbox {name:?} (id {id}): cannot move its directory away, keeping the row for retry: {err}");
+            log::warn!(
+                "sandbox {name:?} (id {id}): cannot move its directory away, keeping the row for retry: {err}"
+            );
             return Ok((CleanupOutcome::DirRemoveFailed, None));
         }
     };
@@ -370,7 +389,11 @@ pub(crate) fn clean_row(
 /// assert_eq!(clean_ephemeral(&catalog, dir.path(), 1)?, CleanupOutcome::AlreadyGone);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn clean_ephemeral(catalog: &Catalog<'_>, sandboxes_dir: &Path, sandbox_id: i64) -> Result<CleanupOutcome> {
+pub fn clean_ephemeral(
+    catalog: &Catalog<'_>,
+    sandboxes_dir: &Path,
+    sandbox_id: i64,
+) -> Result<CleanupOutcome> {
     let sandboxes = Sandboxes::new(sandboxes_dir);
     let prober = Prober::new();
     let tx = catalog.immediate()?;
@@ -388,5 +411,141 @@ pub fn clean_ephemeral(catalog: &Catalog<'_>, sandboxes_dir: &Path, sandbox_id: 
             }
             Err(Error::from_sqlite(err))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{DEAD_PID, Fixture, exists, own_pid};
+
+    fn clean(f: &Fixture, id: i64) -> Result<CleanupOutcome> {
+        clean_ephemeral(&Catalog::new(&f.conn)?, &f.sandboxes, id)
+    }
+
+    #[test]
+    fn cleanup_removes_terminal_ephemeral_row_and_dir() -> Result<()> {
+        let f = Fixture::new()?;
+        let id = f.sandbox("eph", "Stopped", true)?;
+        f.run(id, Some(DEAD_PID), "Running")?;
+        let dir = f.mkdir("eph");
+        assert_eq!(clean(&f, id)?, CleanupOutcome::Removed);
+        assert_eq!(f.status(id)?, None);
+        assert_eq!(f.count("SELECT count(*) FROM run")?, 0);
+        assert!(!exists(&dir));
+        assert_eq!(
+            std::fs::read_dir(f.sandboxes.join(TRASH_DIR))
+                .expect("trash")
+                .count(),
+            0
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn cleanup_skips_persistent() -> Result<()> {
+        let f = Fixture::new()?;
+        let id = f.sandbox("keep", "Stopped", false)?;
+        let dir = f.mkdir("keep");
+        assert_eq!(clean(&f, id)?, CleanupOutcome::SkippedPersistent);
+        assert_eq!(f.status(id)?.as_deref(), Some("Stopped"));
+        assert!(exists(&dir.join("rootfs/data")));
+        Ok(())
+    }
+
+    #[test]
+    fn cleanup_skips_non_terminal() -> Result<()> {
+        let f = Fixture::new()?;
+        let id = f.sandbox("run", "Running", true)?;
+        let dir = f.mkdir("run");
+        assert_eq!(clean(&f, id)?, CleanupOutcome::SkippedActive);
+        assert_eq!(f.status(id)?.as_deref(), Some("Running"));
+        assert!(exists(&dir));
+        Ok(())
+    }
+
+    #[test]
+    fn cleanup_skips_when_run_pid_is_live() -> Result<()> {
+        let f = Fixture::new()?;
+        let id = f.sandbox("live", "Stopped", true)?;
+        f.run(id, Some(own_pid()), "Running")?;
+        let dir = f.mkdir("live");
+        assert_eq!(clean(&f, id)?, CleanupOutcome::SkippedLivePid);
+        assert_eq!(f.status(id)?.as_deref(), Some("Stopped"));
+        assert!(exists(&dir));
+        Ok(())
+    }
+
+    #[test]
+    fn cleanup_second_call_is_no_op() -> Result<()> {
+        let f = Fixture::new()?;
+        let id = f.sandbox("eph", "Stopped", true)?;
+        assert_eq!(clean(&f, id)?, CleanupOutcome::Removed);
+        assert_eq!(clean(&f, id)?, CleanupOutcome::AlreadyGone);
+        Ok(())
+    }
+
+    #[test]
+    fn cleanup_rejects_invalid_names_without_touching_disk() -> Result<()> {
+        let f = Fixture::new()?;
+        let canary = f.dir.path().join("canary");
+        std::fs::create_dir(&canary).expect("mkdir");
+        let id = f.sandbox("../canary", "Stopped", true)?;
+        assert_eq!(clean(&f, id)?, CleanupOutcome::InvalidName);
+        assert_eq!(f.status(id)?.as_deref(), Some("Stopped"));
+        assert!(exists(&canary));
+        assert!(!exists(&f.sandboxes.join(TRASH_DIR)));
+        Ok(())
+    }
+
+    #[test]
+    fn cleanup_deletes_runs_even_without_foreign_keys() -> Result<()> {
+        let f = Fixture::new()?;
+        f.conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+        let id = f.sandbox("eph", "Crashed", true)?;
+        f.run(id, Some(DEAD_PID), "Terminated")?;
+        f.run(id, None, "Running")?;
+        let other = f.sandbox("other", "Crashed", false)?;
+        let kept_run = f.run(other, None, "Terminated")?;
+        assert_eq!(clean(&f, id)?, CleanupOutcome::Removed);
+        assert_eq!(f.count("SELECT count(*) FROM run")?, 1);
+        assert!(f.run_row(kept_run)?.is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn blocked_trash_keeps_the_row_for_retry() -> Result<()> {
+        let f = Fixture::new()?;
+        let id = f.sandbox("eph", "Stopped", true)?;
+        let dir = f.mkdir("eph");
+        // The trash path is taken by a file: the directory cannot be moved.
+        std::fs::write(f.sandboxes.join(TRASH_DIR), b"not a dir").expect("write");
+        assert_eq!(clean(&f, id)?, CleanupOutcome::DirRemoveFailed);
+        assert_eq!(f.status(id)?.as_deref(), Some("Stopped"));
+        assert!(exists(&dir.join("rootfs/data")));
+        Ok(())
+    }
+
+    #[test]
+    fn symlinked_trash_is_never_used() -> Result<()> {
+        let f = Fixture::new()?;
+        let outside = f.dir.path().join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, f.sandboxes.join(TRASH_DIR)).expect("symlink");
+        let id = f.sandbox("eph", "Stopped", true)?;
+        let dir = f.mkdir("eph");
+        assert_eq!(clean(&f, id)?, CleanupOutcome::DirRemoveFailed);
+        assert!(exists(&dir.join("rootfs/data")));
+        assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn missing_directory_still_removes_the_row() -> Result<()> {
+        let f = Fixture::new()?;
+        let id = f.sandbox("never-created", "Crashed", true)?;
+        assert_eq!(clean(&f, id)?, CleanupOutcome::Removed);
+        assert_eq!(f.status(id)?, None);
+        Ok(())
     }
 }

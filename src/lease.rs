@@ -292,7 +292,11 @@ impl<'a> Lease<'a> {
     /// Fencing: inside a write transaction, checks that the row still names
     /// this holder with the exact expiry it wrote, and renews it. `false`
     /// (and the lease marked lost) when someone else holds it now.
-    pub(crate) fn renew(&mut self, tx: &rusqlite::Transaction<'_>, now: PrimitiveDateTime) -> Result<bool> {
+    pub(crate) fn renew(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        now: PrimitiveDateTime,
+    ) -> Result<bool> {
         if self.lost {
             return Ok(false);
         }
@@ -334,7 +338,13 @@ impl<'a> Lease<'a> {
                      last_completed_at = coalesce(?5, last_completed_at)
                  WHERE name = ?1 AND holder_pid = ?2 AND lease_expires_at = ?3",
             )?
-            .execute(params![LEASE_NAME, self.pid, self.expires, expires, completed])?;
+            .execute(params![
+                LEASE_NAME,
+                self.pid,
+                self.expires,
+                expires,
+                completed
+            ])?;
         if changed == 0 {
             self.lost = true;
             log::warn!("maintenance lease was taken over before release");
@@ -403,7 +413,12 @@ mod tests {
         Ok(conn)
     }
 
-    fn set_row(conn: &rusqlite::Connection, holder: Option<i64>, expires: &str, completed: Option<&str>) -> Result<()> {
+    fn set_row(
+        conn: &rusqlite::Connection,
+        holder: Option<i64>,
+        expires: &str,
+        completed: Option<&str>,
+    ) -> Result<()> {
         conn.execute(
             "INSERT OR REPLACE INTO maintenance_lease VALUES (?1, ?2, ?3, ?4)",
             params![LEASE_NAME, holder, expires, completed],
@@ -418,8 +433,14 @@ mod tests {
         let now = at("2026-06-04 00:00:00");
         let first = catalog.try_acquire(now, false)?;
         assert!(matches!(first, Acquire::Acquired(_)));
-        assert!(matches!(catalog.try_acquire(now, false)?, Acquire::Skipped(SkipReason::Held)));
-        assert!(matches!(catalog.try_acquire(now, true)?, Acquire::Skipped(SkipReason::Held)));
+        assert!(matches!(
+            catalog.try_acquire(now, false)?,
+            Acquire::Skipped(SkipReason::Held)
+        ));
+        assert!(matches!(
+            catalog.try_acquire(now, true)?,
+            Acquire::Skipped(SkipReason::Held)
+        ));
         drop(first);
         Ok(())
     }
@@ -436,9 +457,15 @@ mod tests {
         let row = catalog.lease_row()?.expect("row exists");
         assert_eq!(row.holder_pid, None);
         assert_eq!(row.last_completed_at, Some(now));
-        assert!(matches!(catalog.try_acquire(at("2026-06-04 00:00:29"), false)?, Acquire::Skipped(SkipReason::Recent)));
+        assert!(matches!(
+            catalog.try_acquire(at("2026-06-04 00:00:29"), false)?,
+            Acquire::Skipped(SkipReason::Recent)
+        ));
         // `force` skips only the interval.
-        assert!(matches!(catalog.try_acquire(at("2026-06-04 00:00:29"), true)?, Acquire::Acquired(_)));
+        assert!(matches!(
+            catalog.try_acquire(at("2026-06-04 00:00:29"), true)?,
+            Acquire::Acquired(_)
+        ));
         Ok(())
     }
 
@@ -451,8 +478,14 @@ mod tests {
             panic!("lease should be free");
         };
         std::mem::forget(lease); // the holder died: no Drop runs
-        assert!(matches!(catalog.try_acquire(at("2026-06-04 00:00:09"), false)?, Acquire::Skipped(SkipReason::Held)));
-        assert!(matches!(catalog.try_acquire(at("2026-06-04 00:00:10.001"), false)?, Acquire::Acquired(_)));
+        assert!(matches!(
+            catalog.try_acquire(at("2026-06-04 00:00:09"), false)?,
+            Acquire::Skipped(SkipReason::Held)
+        ));
+        assert!(matches!(
+            catalog.try_acquire(at("2026-06-04 00:00:10.001"), false)?,
+            Acquire::Acquired(_)
+        ));
         Ok(())
     }
 
@@ -461,11 +494,19 @@ mod tests {
         let conn = test_catalog()?;
         let catalog = Catalog::new(&conn)?;
         let now = at("2026-06-04 00:00:00");
-        set_row(&conn, Some(1), "9999-12-31 23:59:59", Some("9999-12-31 23:59:59"))?;
+        set_row(
+            &conn,
+            Some(1),
+            "9999-12-31 23:59:59",
+            Some("9999-12-31 23:59:59"),
+        )?;
         assert_eq!(catalog.gate(now, false)?, None);
         set_row(&conn, Some(1), "not a time", Some("tomorrow"))?;
         assert_eq!(catalog.gate(now, false)?, None);
-        assert!(matches!(catalog.try_acquire(now, false)?, Acquire::Acquired(_)));
+        assert!(matches!(
+            catalog.try_acquire(now, false)?,
+            Acquire::Acquired(_)
+        ));
         // Just inside one lease duration ahead is believed.
         set_row(&conn, Some(1), "2026-06-04 00:00:10", None)?;
         assert_eq!(catalog.gate(now, false)?, Some(SkipReason::Held));
@@ -482,7 +523,14 @@ mod tests {
         };
         lease.release()?;
         let row = catalog.lease_row()?.expect("row exists");
-        assert_eq!(row, LeaseRow { holder_pid: None, expires_at: Some(now), last_completed_at: None });
+        assert_eq!(
+            row,
+            LeaseRow {
+                holder_pid: None,
+                expires_at: Some(now),
+                last_completed_at: None
+            }
+        );
         Ok(())
     }
 
@@ -506,7 +554,11 @@ mod tests {
         assert!(lease.is_lost());
         lease.release()?;
         let row = catalog.lease_row()?.expect("row exists");
-        assert_eq!(row.holder_pid, Some(999_999), "the new holder's row is untouched");
+        assert_eq!(
+            row.holder_pid,
+            Some(999_999),
+            "the new holder's row is untouched"
+        );
         Ok(())
     }
 }

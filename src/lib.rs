@@ -72,11 +72,16 @@ mod runs;
 mod stamp;
 mod sweep;
 
+#[cfg(test)]
+mod fixture;
+
 pub use catalog::{Catalog, DEFAULT_BUSY_TIMEOUT, OpenOptions, migrate, open};
 pub use cleanup::{CleanupOutcome, RESERVED_PREFIX, clean_ephemeral, validate_name};
 pub use error::{Error, Result};
 pub use identity::{ProcessIdentity, insert_running_run, record_identity};
-pub use lease::{Acquire, LEASE_DURATION, LEASE_NAME, Lease, LeaseRow, MIN_SWEEP_INTERVAL, SkipReason};
+pub use lease::{
+    Acquire, LEASE_DURATION, LEASE_NAME, Lease, LeaseRow, MIN_SWEEP_INTERVAL, SkipReason,
+};
 pub use liveness::{DeadReason, Liveness, Prober, RecordedProcess};
 pub use procfs::{ProcStat, parse_proc_stat};
 pub use stamp::{Stamp, format_stamp, parse_stamp};

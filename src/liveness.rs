@@ -205,10 +205,19 @@ mod tests {
     #[test]
     fn null_zero_negative_and_huge_pids_are_dead_without_kill() {
         let prober = Prober::new();
-        let verdict = |pid| prober.check(&RecordedProcess { pid, ..Default::default() });
+        let verdict = |pid| {
+            prober.check(&RecordedProcess {
+                pid,
+                ..Default::default()
+            })
+        };
         assert_eq!(verdict(None), Liveness::Dead(DeadReason::NoPid));
         for pid in [0, -1, -4242, i64::from(i32::MAX) + 1, i64::MAX, i64::MIN] {
-            assert_eq!(verdict(Some(pid)), Liveness::Dead(DeadReason::InvalidPid), "{pid}");
+            assert_eq!(
+                verdict(Some(pid)),
+                Liveness::Dead(DeadReason::InvalidPid),
+                "{pid}"
+            );
         }
     }
 
@@ -221,7 +230,10 @@ mod tests {
             start_time: Some(1),
             boot_id: None,
         };
-        assert_eq!(prober.check(&recorded), Liveness::Dead(DeadReason::PidReused));
+        assert_eq!(
+            prober.check(&recorded),
+            Liveness::Dead(DeadReason::PidReused)
+        );
     }
 
     #[cfg(target_os = "linux")]
@@ -233,7 +245,10 @@ mod tests {
             start_time: None,
             boot_id: Some("00000000-0000-0000-0000-000000000000"),
         };
-        assert_eq!(prober.check(&recorded), Liveness::Dead(DeadReason::Rebooted));
+        assert_eq!(
+            prober.check(&recorded),
+            Liveness::Dead(DeadReason::Rebooted)
+        );
     }
 
     #[test]
@@ -241,7 +256,10 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn()?;
         let pid = i64::from(child.id());
         child.wait()?;
-        let verdict = Prober::new().check(&RecordedProcess { pid: Some(pid), ..Default::default() });
+        let verdict = Prober::new().check(&RecordedProcess {
+            pid: Some(pid),
+            ..Default::default()
+        });
         assert_eq!(verdict, Liveness::Dead(DeadReason::NoSuchProcess));
         Ok(())
     }

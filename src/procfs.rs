@@ -200,7 +200,14 @@ mod tests {
         ] {
             let line = line_with_comm(comm, b"S", b"987654321");
             let stat = parse_proc_stat(&line).unwrap_or_else(|| panic!("{comm:?}"));
-            assert_eq!(stat, ProcStat { state: b'S', start_time: 987_654_321 }, "{comm:?}");
+            assert_eq!(
+                stat,
+                ProcStat {
+                    state: b'S',
+                    start_time: 987_654_321
+                },
+                "{comm:?}"
+            );
         }
     }
 
@@ -219,7 +226,10 @@ mod tests {
         assert_eq!(parse_proc_stat(b"123 (sh) S 1 2"), None);
         assert_eq!(parse_proc_stat(&line_with_comm(b"sh", b"SS", b"5")), None);
         assert_eq!(parse_proc_stat(&line_with_comm(b"sh", b"S", b"-5")), None);
-        assert_eq!(parse_proc_stat(&line_with_comm(b"sh", b"S", b"99999999999999999999")), None);
+        assert_eq!(
+            parse_proc_stat(&line_with_comm(b"sh", b"S", b"99999999999999999999")),
+            None
+        );
     }
 
     #[cfg(target_os = "linux")]

@@ -19,6 +19,10 @@ const ALL: [&str; 2] = [
     "SELECT id, pid, pid_start_time, boot_id FROM run WHERE sandbox_id = ?1 AND status = 'Running'",
 ];
 
+/// Every query above, for the query-plan test.
+#[cfg(test)]
+pub(crate) const QUERIES: [&str; 4] = [LATEST[0], LATEST[1], ALL[0], ALL[1]];
+
 /// Judges the process a run row records (columns as in the queries above).
 fn judge(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<Liveness> {
     use rusqlite::types::ValueRef;
@@ -56,7 +60,11 @@ pub(crate) fn latest_running(
 }
 
 /// Whether any `Running` run of the sandbox has a live process.
-pub(crate) fn any_live_running(catalog: &Catalog<'_>, prober: &Prober, sandbox_id: i64) -> Result<bool> {
+pub(crate) fn any_live_running(
+    catalog: &Catalog<'_>,
+    prober: &Prober,
+    sandbox_id: i64,
+) -> Result<bool> {
     let identity = catalog.schema.identity;
     let mut stmt = catalog.conn.prepare_cached(ALL[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;

@@ -1,0 +1,123 @@
+//! Test fixture: a migrated catalog file and a sandboxes directory.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use time::PrimitiveDateTime;
+
+use crate::Result;
+
+/// A pid far above any kernel's `pid_max`: `kill` says `ESRCH`.
+pub(crate) const DEAD_PID: i64 = 2_000_000_000;
+/// The fixed "now" of the fixture clock.
+pub(crate) const NOW: &str = "2026-06-04 12:00:00";
+
+pub(crate) fn now() -> PrimitiveDateTime {
+    crate::parse_stamp(NOW).expect("valid fixture time")
+}
+
+pub(crate) fn own_pid() -> i64 {
+    i64::from(std::process::id())
+}
+
+pub(crate) struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub sandboxes: PathBuf,
+    pub conn: Connection,
+}
+
+impl Fixture {
+    pub(crate) fn new() -> Result<Fixture> {
+        let dir = tempfile::tempdir().map_err(|e| crate::Error::Io {
+            path: "tmp".into(),
+            source: e,
+        })?;
+        let conn = crate::open(dir.path().join("catalog.db"))?;
+        crate::migrate(&conn)?;
+        Fixture::with(dir, conn)
+    }
+
+    pub(crate) fn with(dir: tempfile::TempDir, conn: Connection) -> Result<Fixture> {
+        let sandboxes = dir.path().join("sandboxes");
+        std::fs::create_dir(&sandboxes).map_err(|e| crate::Error::Io {
+            path: sandboxes.clone(),
+            source: e,
+        })?;
+        Ok(Fixture {
+            dir,
+            sandboxes,
+            conn,
+        })
+    }
+
+    pub(crate) fn db_path(&self) -> PathBuf {
+        self.dir.path().join("catalog.db")
+    }
+
+    pub(crate) fn sandbox(&self, name: &str, status: &str, ephemeral: bool) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO sandbox (name, config, status, ephemeral, created_at, updated_at, active_config)
+             VALUES (?1, '{}', ?2, ?3, '2026-06-01 00:00:00', '2026-06-01 00:00:00', '{\"cpus\":1}')",
+            params![name, status, ephemeral],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub(crate) fn run(&self, sandbox_id: i64, pid: Option<i64>, status: &str) -> Result<i64> {
+        self.run_at(sandbox_id, pid, status, "2026-06-01 00:00:00")
+    }
+
+    pub(crate) fn run_at(
+        &self,
+        sandbox_id: i64,
+        pid: Option<i64>,
+        status: &str,
+        started_at: &str,
+    ) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO run (sandbox_id, pid, status, started_at) VALUES (?1, ?2, ?3, ?4)",
+            params![sandbox_id, pid, status, started_at],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Creates `<sandboxes>/<name>` with a file inside.
+    pub(crate) fn mkdir(&self, name: &str) -> PathBuf {
+        let path = self.sandboxes.join(name);
+        std::fs::create_dir_all(path.join("rootfs")).expect("create sandbox dir");
+        std::fs::write(path.join("rootfs/data"), b"payload").expect("write sandbox file");
+        path
+    }
+
+    pub(crate) fn status(&self, id: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT status FROM sandbox WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// `(status, termination_reason, terminated_at)` of a run.
+    pub(crate) fn run_row(
+        &self,
+        id: i64,
+    ) -> Result<Option<(String, Option<String>, Option<String>)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT status, termination_reason, terminated_at FROM run WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
+    pub(crate) fn count(&self, sql: &str) -> Result<i64> {
+        Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+    }
+}
+
+pub(crate) fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
