@@ -193,6 +193,21 @@ impl<'p> Sandboxes<'p> {
         }
     }
 
+    /// Fails unless the sandboxes directory exists: without it, a missing
+    /// sandbox directory cannot be told from a mistyped path, and rows would
+    /// be deleted while their directories live on elsewhere.
+    pub(crate) fn check(&self) -> Result<()> {
+        match std::fs::metadata(self.dir) {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "sandboxes dir is not a directory",
+            ))
+            .at(self.dir),
+            Err(err) => Err(err).at(self.dir),
+        }
+    }
+
     /// Makes sure the trash is a real directory (never a symlink that could
     /// carry a rename, and the later deletion, outside the sandboxes dir).
     fn ensure_trash(&self) -> Result<()> {
@@ -368,7 +383,8 @@ pub(crate) fn clean_row(
 ///
 /// # Errors
 ///
-/// SQLite errors, busy past the timeout included (nothing is then changed).
+/// [`Error::Io`] when `sandboxes_dir` is not an existing directory; SQLite
+/// errors, busy past the timeout included (nothing is then changed).
 ///
 /// # Examples
 ///
@@ -395,6 +411,7 @@ pub fn clean_ephemeral(
     sandbox_id: i64,
 ) -> Result<CleanupOutcome> {
     let sandboxes = Sandboxes::new(sandboxes_dir);
+    sandboxes.check()?;
     let prober = Prober::new();
     let tx = catalog.immediate()?;
     let (outcome, moved) = clean_row(catalog, &prober, &sandboxes, sandbox_id, false)?;

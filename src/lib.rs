@@ -70,6 +70,7 @@ mod liveness;
 mod procfs;
 mod runs;
 mod stamp;
+mod status;
 mod sweep;
 
 #[cfg(test)]
@@ -85,6 +86,7 @@ pub use lease::{
 pub use liveness::{DeadReason, Liveness, Prober, RecordedProcess};
 pub use procfs::{ProcStat, parse_proc_stat};
 pub use stamp::{Stamp, format_stamp, parse_stamp};
+pub use status::{DeadActive, LeaseText, Summary};
 pub use sweep::{Clock, Limits, Outcome, Report, Sweeper, SystemClock, run_startup_maintenance};
 pub use time::PrimitiveDateTime;
 

@@ -1,1 +1,111 @@
-fn main() {}
+//! `sandbox-sweep`: repair a sandbox catalog by hand, inspect it, or watch a demo.
+//!
+//! ```text
+//! sandbox-sweep init   --db PATH
+//! sandbox-sweep sweep  --db PATH --sandboxes-dir DIR [--force] [--dry-run]
+//!                      [--max-active N] [--max-ephemeral N] [--budget-ms MS] [--json] [-v]
+//! sandbox-sweep status --db PATH [--json]
+//! sandbox-sweep demo   [--keep DIR]
+//! ```
+//!
+//! Exit status: 0 when a sweep ran or was skipped, 1 on any error, 2 on a
+//! usage error.
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod cli;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use cli::args::{Args, Command, SweepArgs};
+use cli::{CliError, print};
+use sandbox_sweep::{Catalog, OpenOptions, Outcome, Sweeper, SystemClock};
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(code) => code,
+        Err(CliError::Io(err)) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(CliError::Usage(msg)) => {
+            eprintln!("error: {msg} (see `sandbox-sweep --help`)");
+            ExitCode::from(2)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main() -> Result<ExitCode, CliError> {
+    let args = Args::parse(std::env::args_os().skip(1))?;
+    if args.verbose {
+        cli::logger::install();
+    }
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let code = run(args.command, &mut out)?;
+    out.flush()?;
+    Ok(code)
+}
+
+/// Maps a parsed command onto library calls.
+fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
+    match command {
+        Command::Help => {
+            out.write_all(cli::args::USAGE.as_bytes())?;
+        }
+        Command::Version => {
+            writeln!(out, "sandbox-sweep {}", env!("CARGO_PKG_VERSION"))?;
+        }
+        Command::Init { db } => {
+            let conn = OpenOptions::new().create(true).open(&db)?;
+            sandbox_sweep::migrate(&conn)?;
+            writeln!(out, "initialised {}", db.display())?;
+        }
+        Command::Status { db, json } => {
+            let conn = cli::open_existing(&db)?;
+            let summary = Catalog::new(&conn)?.summary()?;
+            if json {
+                print::status_json(out, &summary)?;
+            } else {
+                print::status(out, &db, &summary)?;
+            }
+        }
+        Command::Sweep(args) => return sweep(&args, out),
+        Command::Demo { keep } => cli::demo::run(keep.as_deref(), out)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
+    let conn = cli::open_existing(&args.db)?;
+    let catalog = Catalog::new(&conn)?;
+    let mut sweeper = Sweeper::new(&args.sandboxes_dir).force(args.force);
+    if let Some(n) = args.max_active {
+        sweeper = sweeper.max_active(n);
+    }
+    if let Some(n) = args.max_ephemeral {
+        sweeper = sweeper.max_ephemeral(n);
+    }
+    if let Some(ms) = args.budget_ms {
+        sweeper = sweeper.budget(std::time::Duration::from_millis(ms));
+    }
+    let outcome = if args.dry_run {
+        match sweeper.dry_run(&catalog, &SystemClock) {
+            Ok(report) => Outcome::Swept(report),
+            Err(err) => Outcome::Failed(err),
+        }
+    } else {
+        sweeper.run_with(&catalog, &SystemClock)
+    };
+    if args.json {
+        print::outcome_json(out, &outcome)?;
+    } else {
+        print::outcome(out, &outcome)?;
+    }
+    match outcome {
+        Outcome::Failed(err) => Err(err.into()),
+        Outcome::Swept(_) | Outcome::Skipped(_) => Ok(ExitCode::SUCCESS),
+    }
+}

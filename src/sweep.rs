@@ -172,7 +172,7 @@ pub enum Outcome {
 /// let dir = tempfile::tempdir()?;
 /// let conn = sandbox_sweep::open(dir.path().join("catalog.db"))?;
 /// sandbox_sweep::migrate(&conn)?;
-/// let outcome = Sweeper::new(dir.path().join("sandboxes"))
+/// let outcome = Sweeper::new(dir.path())
 ///     .max_active(100)
 ///     .budget(Duration::from_millis(50))
 ///     .run(&conn);
@@ -298,7 +298,9 @@ impl Sweeper {
     ///
     /// # Errors
     ///
-    /// Database errors end the sweep (what was committed stays committed).
+    /// Database errors end the sweep (what was committed stays committed),
+    /// and so does a sandboxes directory that does not exist (checked before
+    /// any ephemeral sandbox is touched).
     pub fn sweep(&self, lease: &mut Lease<'_>, clock: &dyn Clock) -> Result<Report> {
         let catalog = lease.catalog();
         Pass::new(self, catalog, clock, Some(lease)).run()
@@ -473,6 +475,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     }
 
     fn purge_trash(&mut self) -> Result<End> {
+        self.sandboxes.check()?;
         if self.lease.is_none() {
             return Ok(End::Complete);
         }
@@ -1183,6 +1186,27 @@ mod tests {
         assert_eq!(f.run_row(run)?.map(|r| r.0), Some("Terminated".into()));
         assert_eq!(f.status(eph)?, None);
         assert!(!exists(&eph_dir));
+        Ok(())
+    }
+
+    #[test]
+    fn missing_sandboxes_dir_fails_before_deleting_rows() -> Result<()> {
+        let f = Fixture::new()?;
+        let web = f.sandbox("web", "Running", false)?;
+        f.run(web, Some(DEAD_PID), "Running")?;
+        let eph = f.sandbox("eph", "Stopped", true)?;
+        let catalog = Catalog::new(&f.conn)?;
+        let typo = f.dir.path().join("sandboxs");
+        let outcome = Sweeper::new(&typo).force(true).run_with(&catalog, &now);
+        assert!(
+            matches!(outcome, Outcome::Failed(Error::Io { ref path, .. }) if *path == typo),
+            "{outcome:?}"
+        );
+        assert_eq!(f.status(eph)?.as_deref(), Some("Stopped"));
+        // Phase 1 needs no directory and had already committed.
+        assert_eq!(f.status(web)?.as_deref(), Some("Crashed"));
+        let row = catalog.lease_row()?.expect("row");
+        assert_eq!((row.holder_pid, row.last_completed_at), (None, None));
         Ok(())
     }
 

@@ -1,0 +1,315 @@
+//! Parsing the command line from `std::env::args_os`, by hand.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use super::CliError;
+
+/// The help text.
+pub const USAGE: &str = "\
+sandbox-sweep: keep a sandbox catalog honest
+
+Usage:
+  sandbox-sweep init   --db PATH
+  sandbox-sweep sweep  --db PATH --sandboxes-dir DIR [--force] [--dry-run]
+                       [--max-active N] [--max-ephemeral N] [--budget-ms MS] [--json] [-v]
+  sandbox-sweep status --db PATH [--json]
+  sandbox-sweep demo   [--keep DIR]
+
+Commands:
+  init     create the catalog file if needed and add this tool's tables, columns and indexes
+  sweep    take the lease, reconcile dead runtimes, clean finished ephemeral sandboxes
+  status   sandbox counts, cleanable sandboxes, dead runtimes now, the lease
+  demo     build a sample catalog in a temporary directory and sweep it
+
+Options:
+  --db PATH            the catalog (SQLite) file; sweep and status never create it
+  --sandboxes-dir DIR  where sandbox directories live (<DIR>/<name>)
+  --force              sweep even if the last sweep was under 30 s ago (never takes a held lease)
+  --dry-run            report what a sweep would do; take no lease, write nothing
+  --max-active N       most Running/Draining sandboxes examined (default 250)
+  --max-ephemeral N    most finished ephemeral sandboxes examined (default 250)
+  --budget-ms MS       time budget in milliseconds (default 250)
+  --json               one JSON object on the last line of stdout
+  --keep DIR           build the demo in DIR and keep it
+  -v, --verbose        log to stderr
+  -h, --help           this text
+  -V, --version        the version
+
+Exit status: 0 swept or skipped, 1 error, 2 usage error.
+";
+
+/// A sweep's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepArgs {
+    pub db: PathBuf,
+    pub sandboxes_dir: PathBuf,
+    pub force: bool,
+    pub dry_run: bool,
+    pub max_active: Option<usize>,
+    pub max_ephemeral: Option<usize>,
+    pub budget_ms: Option<u64>,
+    pub json: bool,
+}
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Init { db: PathBuf },
+    Sweep(SweepArgs),
+    Status { db: PathBuf, json: bool },
+    Demo { keep: Option<PathBuf> },
+    Help,
+    Version,
+}
+
+/// The parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Args {
+    pub command: Command,
+    pub verbose: bool,
+}
+
+fn usage(msg: String) -> CliError {
+    CliError::Usage(msg)
+}
+
+/// Every flag a command accepts, and whether it takes a value.
+fn flags(command: &str) -> &'static [(&'static str, bool)] {
+    match command {
+        "init" => &[("--db", true)],
+        "sweep" => &[
+            ("--db", true),
+            ("--sandboxes-dir", true),
+            ("--force", false),
+            ("--dry-run", false),
+            ("--max-active", true),
+            ("--max-ephemeral", true),
+            ("--budget-ms", true),
+            ("--json", false),
+        ],
+        "status" => &[("--db", true), ("--json", false)],
+        "demo" => &[("--keep", true)],
+        _ => &[],
+    }
+}
+
+/// Flags as given: `(name, value)`, each at most once.
+struct Given {
+    command: &'static str,
+    flags: Vec<(&'static str, Option<OsString>)>,
+}
+
+impl Given {
+    fn switch(&self, name: &str) -> bool {
+        self.flags.iter().any(|(n, _)| *n == name)
+    }
+
+    fn value(&self, name: &str) -> Option<OsString> {
+        self.flags
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.clone())
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, CliError> {
+        self.value(name)
+            .map(PathBuf::from)
+            .ok_or_else(|| usage(format!("`{}` needs {name}", self.command)))
+    }
+
+    fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, CliError> {
+        let Some(raw) = self.value(name) else {
+            return Ok(None);
+        };
+        raw.to_str()
+            .and_then(|s| s.parse::<T>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                usage(format!(
+                    "{name} expects a non-negative integer, got {raw:?}"
+                ))
+            })
+    }
+}
+
+impl Args {
+    /// Parses the arguments after the program name.
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, CliError> {
+        let mut args = args.into_iter();
+        let mut verbose = false;
+        let mut command = None;
+        let mut given = Vec::new();
+        while let Some(arg) = args.next() {
+            let Some(text) = arg.to_str() else {
+                return Err(usage(format!("unexpected argument {arg:?}")));
+            };
+            match text {
+                "-v" | "--verbose" => verbose = true,
+                "-h" | "--help" => {
+                    return Ok(Args {
+                        command: Command::Help,
+                        verbose,
+                    });
+                }
+                "-V" | "--version" => {
+                    return Ok(Args {
+                        command: Command::Version,
+                        verbose,
+                    });
+                }
+                _ if command.is_none() && !text.starts_with('-') => {
+                    command = Some(match text {
+                        "init" => "init",
+                        "sweep" => "sweep",
+                        "status" => "status",
+                        "demo" => "demo",
+                        other => return Err(usage(format!("unknown command `{other}`"))),
+                    });
+                }
+                _ => {
+                    let Some(cmd) = command else {
+                        return Err(usage(format!("expected a command before `{text}`")));
+                    };
+                    let (name, inline) = match text.split_once('=') {
+                        Some((name, value)) if name.starts_with("--") => {
+                            (name, Some(OsString::from(value)))
+                        }
+                        _ => (text, None),
+                    };
+                    let Some(&(flag, takes_value)) = flags(cmd).iter().find(|(f, _)| *f == name)
+                    else {
+                        return Err(usage(format!("unknown argument `{text}` for `{cmd}`")));
+                    };
+                    if given.iter().any(|(f, _)| *f == flag) {
+                        return Err(usage(format!("{flag} given twice")));
+                    }
+                    let value = match (takes_value, inline) {
+                        (true, Some(value)) => Some(value),
+                        (true, None) => Some(
+                            args.next()
+                                .ok_or_else(|| usage(format!("{flag} needs a value")))?,
+                        ),
+                        (false, None) => None,
+                        (false, Some(_)) => return Err(usage(format!("{flag} takes no value"))),
+                    };
+                    given.push((flag, value));
+                }
+            }
+        }
+        let Some(cmd) = command else {
+            return Err(usage("no command given".into()));
+        };
+        let given = Given {
+            command: cmd,
+            flags: given,
+        };
+        let command = match cmd {
+            "init" => Command::Init {
+                db: given.path("--db")?,
+            },
+            "status" => Command::Status {
+                db: given.path("--db")?,
+                json: given.switch("--json"),
+            },
+            "demo" => Command::Demo {
+                keep: given.value("--keep").map(PathBuf::from),
+            },
+            _ => Command::Sweep(SweepArgs {
+                db: given.path("--db")?,
+                sandboxes_dir: given.path("--sandboxes-dir")?,
+                force: given.switch("--force"),
+                dry_run: given.switch("--dry-run"),
+                max_active: given.number("--max-active")?,
+                max_ephemeral: given.number("--max-ephemeral")?,
+                budget_ms: given.number("--budget-ms")?,
+                json: given.switch("--json"),
+            }),
+        };
+        Ok(Args { command, verbose })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, CliError> {
+        Args::parse(args.iter().map(OsString::from))
+    }
+
+    fn usage_message(args: &[&str]) -> String {
+        match parse(args) {
+            Err(CliError::Usage(msg)) => msg,
+            other => panic!("expected a usage error for {args:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sweep_flags_parse() {
+        let args = parse(&[
+            "sweep",
+            "--db",
+            "c.db",
+            "--sandboxes-dir=/s",
+            "--force",
+            "--max-active",
+            "7",
+            "--budget-ms",
+            "9",
+            "--json",
+            "-v",
+        ])
+        .expect("valid");
+        assert!(args.verbose);
+        assert_eq!(
+            args.command,
+            Command::Sweep(SweepArgs {
+                db: "c.db".into(),
+                sandboxes_dir: "/s".into(),
+                force: true,
+                dry_run: false,
+                max_active: Some(7),
+                max_ephemeral: None,
+                budget_ms: Some(9),
+                json: true,
+            })
+        );
+    }
+
+    #[test]
+    fn bad_command_lines_are_usage_errors() {
+        assert_eq!(usage_message(&[]), "no command given");
+        assert_eq!(usage_message(&["frob"]), "unknown command `frob`");
+        assert_eq!(usage_message(&["init"]), "`init` needs --db");
+        assert_eq!(usage_message(&["init", "--db"]), "--db needs a value");
+        assert_eq!(
+            usage_message(&["status", "--db", "x", "--force"]),
+            "unknown argument `--force` for `status`"
+        );
+        assert_eq!(
+            usage_message(&["sweep", "--db", "x"]),
+            "`sweep` needs --sandboxes-dir"
+        );
+        assert_eq!(
+            usage_message(&[
+                "sweep",
+                "--db",
+                "x",
+                "--sandboxes-dir",
+                "d",
+                "--max-active",
+                "-1"
+            ]),
+            "--max-active expects a non-negative integer, got \"-1\""
+        );
+        assert_eq!(
+            usage_message(&["init", "--db", "a", "--db", "b"]),
+            "--db given twice"
+        );
+        assert_eq!(
+            usage_message(&["sweep", "--json=yes"]),
+            "--json takes no value"
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! The command-line front end: arguments, output, the demo. Std only.
+
+pub mod args;
+pub mod demo;
+pub mod logger;
+pub mod print;
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+
+use rusqlite::Connection;
+use sandbox_sweep::OpenOptions;
+
+/// Why the CLI stopped: a usage error (exit 2) or anything else (exit 1).
+#[derive(Debug)]
+pub enum CliError {
+    /// A bad command line.
+    Usage(String),
+    /// Writing output failed (a broken pipe exits 0).
+    Io(io::Error),
+    /// The library failed.
+    Sweep(sandbox_sweep::Error),
+    /// Anything else, already phrased for the user.
+    Other(String),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Usage(msg) | CliError::Other(msg) => f.write_str(msg),
+            CliError::Io(err) => write!(f, "{err}"),
+            CliError::Sweep(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl From<io::Error> for CliError {
+    fn from(err: io::Error) -> Self {
+        CliError::Io(err)
+    }
+}
+
+impl From<rusqlite::Error> for CliError {
+    fn from(err: rusqlite::Error) -> Self {
+        CliError::Sweep(err.into())
+    }
+}
+
+impl From<sandbox_sweep::Error> for CliError {
+    fn from(err: sandbox_sweep::Error) -> Self {
+        CliError::Sweep(err)
+    }
+}
+
+/// Opens a catalog that must already exist; never creates or converts a file.
+pub fn open_existing(db: &Path) -> Result<Connection, CliError> {
+    match std::fs::metadata(db) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Err(CliError::Other(format!("{}: not a file", db.display()))),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return Err(CliError::Other(format!(
+                "{}: no such catalog; create it with `sandbox-sweep init --db {}`",
+                db.display(),
+                db.display()
+            )));
+        }
+        Err(err) => return Err(CliError::Other(format!("{}: {err}", db.display()))),
+    }
+    Ok(OpenOptions::new().create(false).open(db)?)
+}

@@ -1,0 +1,266 @@
+//! Human and JSON output, written to any `io::Write`.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::path::Path;
+
+use sandbox_sweep::{CleanupOutcome, DeadReason, Outcome, Report, Summary};
+
+/// A JSON string literal.
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn opt_quote(s: Option<&str>) -> String {
+    s.map_or_else(|| "null".to_owned(), quote)
+}
+
+/// `{"a":1,"b":2}` from name/count pairs.
+fn counts<'a>(pairs: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let fields: Vec<String> = pairs.map(|(k, v)| format!("{}:{v}", quote(k))).collect();
+    format!("{{{}}}", fields.join(","))
+}
+
+fn dead_counts(report: &Report) -> String {
+    counts(
+        DeadReason::ALL
+            .iter()
+            .map(|&r| (r.as_str(), report.dead(r))),
+    )
+}
+
+fn outcome_counts(report: &Report) -> String {
+    counts(
+        CleanupOutcome::ALL
+            .iter()
+            .map(|&o| (o.as_str(), report.outcome(o))),
+    )
+}
+
+/// The sweep's result as one JSON object on one line.
+pub fn outcome_json(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
+    let empty = Report::default();
+    let (kind, skip, report, error) = match outcome {
+        Outcome::Swept(report) => ("swept", None, report, None),
+        Outcome::Skipped(reason) => ("skipped", Some(reason.as_str()), &empty, None),
+        Outcome::Failed(err) => ("failed", None, &empty, Some(err.to_string())),
+    };
+    writeln!(
+        out,
+        "{{\"outcome\":{},\"skip_reason\":{},\"reconciled\":{},\"removed\":{},\"errors\":{},\
+         \"timed_out\":{},\"lease_lost\":{},\"elapsed_us\":{},\"complete\":{},\"dry_run\":{},\
+         \"crashed\":{},\"stopped\":{},\"dead\":{},\"cleanup\":{},\"error\":{}}}",
+        quote(kind),
+        opt_quote(skip),
+        report.reconciled,
+        report.removed,
+        report.errors,
+        report.timed_out,
+        report.lease_lost,
+        report.elapsed.as_micros(),
+        report.complete,
+        report.dry_run,
+        report.crashed,
+        report.stopped,
+        dead_counts(report),
+        outcome_counts(report),
+        opt_quote(error.as_deref()),
+    )
+}
+
+/// Non-zero counters as `name n, name n`.
+fn nonzero<'a>(pairs: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let parts: Vec<String> = pairs
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The sweep's result for a person.
+pub fn outcome(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
+    match outcome {
+        Outcome::Skipped(reason) => {
+            let why = match reason {
+                sandbox_sweep::SkipReason::Held => "another process holds the maintenance lease",
+                sandbox_sweep::SkipReason::Recent => {
+                    "a sweep completed less than 30 s ago (use --force)"
+                }
+                sandbox_sweep::SkipReason::Busy => {
+                    "the catalog stayed locked past the busy timeout"
+                }
+            };
+            writeln!(out, "skipped ({reason}): {why}")
+        }
+        Outcome::Failed(err) => writeln!(out, "sweep failed: {err}"),
+        Outcome::Swept(report) => self::report(out, report),
+    }
+}
+
+/// A report for a person.
+pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
+    let verb = if report.dry_run {
+        "dry run (nothing written)"
+    } else {
+        "swept"
+    };
+    writeln!(
+        out,
+        "{verb} in {:.3} ms: reconciled {} (crashed {}, stopped {}), removed {}, errors {}",
+        report.elapsed.as_secs_f64() * 1000.0,
+        report.reconciled,
+        report.crashed,
+        report.stopped,
+        report.removed,
+        report.errors
+    )?;
+    writeln!(
+        out,
+        "  dead runtimes: {}",
+        nonzero(
+            DeadReason::ALL
+                .iter()
+                .map(|&r| (r.as_str(), report.dead(r)))
+        )
+    )?;
+    writeln!(
+        out,
+        "  ephemeral candidates: {}",
+        nonzero(
+            CleanupOutcome::ALL
+                .iter()
+                .map(|&o| (o.as_str(), report.outcome(o)))
+        )
+    )?;
+    let left = if report.lease_lost {
+        "stopped: the lease was taken by another process"
+    } else if report.timed_out {
+        "time budget ran out; the next sweep continues"
+    } else if !report.complete {
+        "row limit reached; the next sweep continues"
+    } else {
+        "nothing left behind"
+    };
+    writeln!(out, "  {left}")
+}
+
+/// `status` for a person.
+pub fn status(out: &mut impl Write, db: &Path, summary: &Summary) -> io::Result<()> {
+    writeln!(out, "catalog {}", db.display())?;
+    if summary.by_status.is_empty() {
+        writeln!(out, "  no sandboxes")?;
+    }
+    for (status, n) in &summary.by_status {
+        writeln!(out, "  {status:<12} {n:>6}")?;
+    }
+    writeln!(
+        out,
+        "finished ephemeral sandboxes (cleanable): {}",
+        summary.ephemeral_terminal
+    )?;
+    writeln!(
+        out,
+        "active sandboxes with a dead runtime now: {}",
+        summary.dead_active.len()
+    )?;
+    for dead in &summary.dead_active {
+        let reason = dead.reason.map_or("no running run", DeadReason::as_str);
+        writeln!(
+            out,
+            "  #{:<6} {:<24} {:<9} {reason}",
+            dead.id,
+            format!("{:?}", dead.name),
+            dead.status
+        )?;
+    }
+    match &summary.lease {
+        None => writeln!(out, "lease: never taken"),
+        Some(lease) => writeln!(
+            out,
+            "lease: holder {}, expires {}, last completed {}",
+            lease
+                .holder_pid
+                .map_or_else(|| "none".to_owned(), |p| format!("pid {p}")),
+            lease.lease_expires_at.as_deref().unwrap_or("-"),
+            lease.last_completed_at.as_deref().unwrap_or("never"),
+        ),
+    }
+}
+
+/// `status --json`: one line.
+pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
+    let by_status = counts(summary.by_status.iter().map(|(s, n)| (s.as_str(), *n)));
+    let dead: Vec<String> = summary
+        .dead_active
+        .iter()
+        .map(|d| {
+            format!(
+                "{{\"id\":{},\"name\":{},\"status\":{},\"reason\":{}}}",
+                d.id,
+                quote(&d.name),
+                quote(&d.status),
+                quote(d.reason.map_or("no_running_run", DeadReason::as_str))
+            )
+        })
+        .collect();
+    let lease = summary.lease.as_ref().map_or_else(
+        || "null".to_owned(),
+        |l| {
+            format!(
+                "{{\"holder_pid\":{},\"lease_expires_at\":{},\"last_completed_at\":{}}}",
+                l.holder_pid
+                    .map_or_else(|| "null".to_owned(), |p| p.to_string()),
+                opt_quote(l.lease_expires_at.as_deref()),
+                opt_quote(l.last_completed_at.as_deref())
+            )
+        },
+    );
+    writeln!(
+        out,
+        "{{\"by_status\":{by_status},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":[{}],\"lease\":{lease}}}",
+        summary.ephemeral_terminal,
+        summary.dead_active.len(),
+        dead.join(",")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_escapes_json_specials() {
+        assert_eq!(quote("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+
+    #[test]
+    fn skipped_json_has_every_field() {
+        let mut buf = Vec::new();
+        outcome_json(&mut buf, &Outcome::Skipped(sandbox_sweep::SkipReason::Held)).expect("write");
+        let line = String::from_utf8(buf).expect("utf8");
+        assert!(
+            line.starts_with("{\"outcome\":\"skipped\",\"skip_reason\":\"held\",\"reconciled\":0,")
+        );
+        assert!(line.ends_with("\"error\":null}\n"));
+    }
+}

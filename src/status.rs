@@ -1,0 +1,131 @@
+//! A read-only summary of a catalog: what `sandbox-sweep status` shows.
+
+use rusqlite::OptionalExtension;
+
+use crate::catalog::Catalog;
+use crate::error::Result;
+use crate::lease::LEASE_NAME;
+use crate::liveness::{DeadReason, Liveness, Prober};
+use crate::runs::latest_running;
+
+/// An active sandbox that the next sweep would reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadActive {
+    /// `sandbox.id`.
+    pub id: i64,
+    /// `sandbox.name` (lossily decoded when not UTF-8).
+    pub name: String,
+    /// `Running` or `Draining`.
+    pub status: String,
+    /// Why its latest `Running` run is dead; `None` for a `Draining`
+    /// sandbox with no `Running` run at all.
+    pub reason: Option<DeadReason>,
+}
+
+/// The lease row's raw text, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseText {
+    /// `holder_pid` (NULL once released).
+    pub holder_pid: Option<i64>,
+    /// `lease_expires_at`, verbatim.
+    pub lease_expires_at: Option<String>,
+    /// `last_completed_at`, verbatim.
+    pub last_completed_at: Option<String>,
+}
+
+/// What [`Catalog::summary`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Summary {
+    /// Sandbox counts per status string, sorted by status.
+    pub by_status: Vec<(String, u64)>,
+    /// Ephemeral sandboxes in `Stopped` or `Crashed` (cleanup candidates).
+    pub ephemeral_terminal: u64,
+    /// Active sandboxes whose runtime is dead now, by id.
+    pub dead_active: Vec<DeadActive>,
+    /// The maintenance lease row, if any sweep ever took it.
+    pub lease: Option<LeaseText>,
+}
+
+/// SQLite counts are never negative.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl Catalog<'_> {
+    /// Summarises the catalog, probing every active sandbox's runtime. Reads only.
+    ///
+    /// # Errors
+    ///
+    /// Any SQLite error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// conn.execute("INSERT INTO sandbox (name, config, status) VALUES ('a', '{}', 'Draining')", [])?;
+    /// let summary = sandbox_sweep::Catalog::new(&conn)?.summary()?;
+    /// assert_eq!(summary.by_status, [("Draining".to_string(), 1)]);
+    /// assert_eq!(summary.dead_active.len(), 1);
+    /// # Ok::<(), sandbox_sweep::Error>(())
+    /// ```
+    pub fn summary(&self) -> Result<Summary> {
+        let conn = self.conn;
+        let by_status = conn
+            .prepare("SELECT CAST(status AS TEXT), count(*) FROM sandbox GROUP BY 1 ORDER BY 1")?
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    count(r.get(1)?),
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let ephemeral_terminal = count(conn.query_row(
+            "SELECT count(*) FROM sandbox WHERE ephemeral = 1 AND status IN ('Stopped', 'Crashed')",
+            [],
+            |r| r.get(0),
+        )?);
+        let prober = Prober::new();
+        let mut dead_active = Vec::new();
+        let mut stmt = conn.prepare(
+            "SELECT id, CAST(name AS TEXT), status FROM sandbox WHERE status IN ('Running', 'Draining') ORDER BY id",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let status: String = row.get(2)?;
+            let reason = match latest_running(self, &prober, id)? {
+                Some((_, Liveness::Dead(reason))) => Some(reason),
+                None if status == "Draining" => None,
+                _ => continue,
+            };
+            dead_active.push(DeadActive {
+                id,
+                name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                status,
+                reason,
+            });
+        }
+        let lease = conn
+            .query_row(
+                "SELECT holder_pid, CAST(lease_expires_at AS TEXT), CAST(last_completed_at AS TEXT)
+                 FROM maintenance_lease WHERE name = ?1",
+                [LEASE_NAME],
+                |r| {
+                    Ok(LeaseText {
+                        holder_pid: r.get(0).ok(),
+                        lease_expires_at: r.get(1)?,
+                        last_completed_at: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?;
+        Ok(Summary {
+            by_status,
+            ephemeral_terminal,
+            dead_active,
+            lease,
+        })
+    }
+}
