@@ -74,8 +74,10 @@ impl OpenOptions {
         self
     }
 
-    /// Whether a missing file is created (default `true`). With `false`, a
-    /// missing file is an error and an empty file is left untouched.
+    /// Whether a missing file is created (default `true`). With `false`, the
+    /// file must already be a catalog: a missing file, a file that is not a
+    /// database, and a database without the catalog tables are errors, and
+    /// such a file is left byte-for-byte unchanged.
     pub fn create(mut self, create: bool) -> OpenOptions {
         self.create = create;
         self
@@ -85,8 +87,9 @@ impl OpenOptions {
     ///
     /// # Errors
     ///
-    /// Fails when the file cannot be opened, is not a SQLite database
-    /// (it is then left byte-for-byte unchanged), or a PRAGMA fails.
+    /// Fails when the file cannot be opened or a PRAGMA fails; with
+    /// `create(false)`, also when it is not a catalog ([`Error::MissingTable`]
+    /// or a SQLite "not a database" error).
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Connection> {
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -98,15 +101,14 @@ impl OpenOptions {
         conn.busy_timeout(self.busy_timeout)?;
         conn.pragma_update(None, "foreign_keys", true)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        // Reading the page count makes SQLite read the header: a file that is
-        // not a database fails here, before anything could write to it.
-        let pages: i64 = conn.pragma_query_value(None, "page_count", |row| row.get(0))?;
-        if self.create || pages > 0 {
-            // Switching to WAL writes the header; an empty file opened without
-            // `create` is not ours to turn into a database.
-            let _mode: String =
-                conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !self.create {
+            // Reads only: a file that is not a database, or a database that
+            // is not a catalog, fails here before anything could write to it
+            // (switching to WAL rewrites the header).
+            Catalog::new(&conn)?;
         }
+        let _mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         Ok(conn)
     }
 }

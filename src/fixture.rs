@@ -99,6 +99,7 @@ impl Fixture {
     }
 
     /// `(status, termination_reason, terminated_at)` of a run.
+    #[allow(clippy::type_complexity)]
     pub(crate) fn run_row(
         &self,
         id: i64,

@@ -1,0 +1,376 @@
+//! The `sandbox-sweep` binary as a user runs it: exit codes, messages, JSON.
+
+mod common;
+
+use common::*;
+
+fn assert_one_error_line(out: &std::process::Output) {
+    let err = stderr(out);
+    assert!(err.starts_with("error: "), "stderr: {err:?}");
+    assert_eq!(err.lines().count(), 1, "stderr: {err:?}");
+}
+
+#[test]
+fn init_creates_and_migrates_idempotently() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("new.db");
+    let db_str = db.to_str().ok_or("utf8")?;
+    for _ in 0..2 {
+        let out = cli(&["init", "--db", db_str]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let conn = rusqlite::Connection::open(&db)?;
+    let catalog = sandbox_sweep::Catalog::new(&conn)?;
+    assert!(catalog.has_identity_columns());
+    Ok(())
+}
+
+#[test]
+fn sweep_json_reports_what_it_did_then_skips_as_recent() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    let dead = add_sandbox(&conn, "dead", "Running", false);
+    add_run(&conn, dead, Some(DEAD_PID));
+    let eph = add_sandbox(&conn, "eph", "Stopped", true);
+    std::fs::create_dir(env.sandboxes.join("eph"))?;
+    add_sandbox(&conn, "..", "Crashed", true);
+
+    let args = [
+        "sweep",
+        "--db",
+        env.db_str(),
+        "--sandboxes-dir",
+        env.sandboxes_str(),
+        "--json",
+    ];
+    let out = cli(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text.lines().last().ok_or("no output")?;
+    assert_eq!(json_field(line, "outcome"), "\"swept\"");
+    assert_eq!(json_field(line, "skip_reason"), "null");
+    assert_eq!(json_field(line, "reconciled"), "1");
+    assert_eq!(json_field(line, "removed"), "1");
+    assert_eq!(json_field(line, "errors"), "1");
+    assert_eq!(json_field(line, "timed_out"), "false");
+    assert_eq!(json_field(line, "lease_lost"), "false");
+    assert!(
+        json_field(line, "elapsed_us").parse::<u64>().is_ok(),
+        "{line}"
+    );
+    assert_eq!(status_of(&conn, dead).as_deref(), Some("Crashed"));
+    assert_eq!(status_of(&conn, eph), None);
+    assert!(!exists(&env.sandboxes.join("eph")));
+
+    let out = cli(&args);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let line = text.lines().last().ok_or("no output")?;
+    assert_eq!(json_field(line, "outcome"), "\"skipped\"");
+    assert_eq!(json_field(line, "skip_reason"), "\"recent\"");
+
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let out = cli(&forced);
+    let text = stdout(&out);
+    let line = text.lines().last().ok_or("no output")?;
+    assert_eq!(json_field(line, "outcome"), "\"swept\"");
+    Ok(())
+}
+
+#[test]
+fn held_lease_is_a_skip_with_exit_zero() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    conn.execute(
+        "INSERT INTO maintenance_lease VALUES (?1, 1, strftime('%Y-%m-%d %H:%M:%S', 'now', '+8 seconds'), NULL)",
+        [sandbox_sweep::LEASE_NAME],
+    )?;
+    let out = cli(&[
+        "sweep",
+        "--db",
+        env.db_str(),
+        "--sandboxes-dir",
+        env.sandboxes_str(),
+        "--force",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let line = text.lines().last().ok_or("no output")?;
+    assert_eq!(json_field(line, "skip_reason"), "\"held\"");
+    let out = cli(&[
+        "sweep",
+        "--db",
+        env.db_str(),
+        "--sandboxes-dir",
+        env.sandboxes_str(),
+    ]);
+    assert!(
+        stdout(&out).starts_with("skipped (held)"),
+        "{}",
+        stdout(&out)
+    );
+    Ok(())
+}
+
+#[test]
+fn dry_run_writes_nothing() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    let dead = add_sandbox(&conn, "dead", "Running", false);
+    add_run(&conn, dead, Some(DEAD_PID));
+    let eph = add_sandbox(&conn, "eph", "Stopped", true);
+    std::fs::create_dir(env.sandboxes.join("eph"))?;
+    let out = cli(&[
+        "sweep",
+        "--db",
+        env.db_str(),
+        "--sandboxes-dir",
+        env.sandboxes_str(),
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text.lines().last().ok_or("no output")?;
+    assert_eq!(json_field(line, "dry_run"), "true");
+    assert_eq!(
+        (json_field(line, "reconciled"), json_field(line, "removed")),
+        ("1", "1")
+    );
+    assert_eq!(status_of(&conn, dead).as_deref(), Some("Running"));
+    assert_eq!(status_of(&conn, eph).as_deref(), Some("Stopped"));
+    assert!(exists(&env.sandboxes.join("eph")));
+    let leases: i64 = conn.query_row("SELECT count(*) FROM maintenance_lease", [], |r| r.get(0))?;
+    assert_eq!(leases, 0);
+    Ok(())
+}
+
+#[test]
+fn missing_catalog_is_an_error_and_is_not_created() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("absent.db");
+    let out = cli(&[
+        "sweep",
+        "--db",
+        db.to_str().ok_or("utf8")?,
+        "--sandboxes-dir",
+        "/nonexistent",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_one_error_line(&out);
+    assert!(stderr(&out).contains("sandbox-sweep init"));
+    assert!(!db.exists());
+    let out = cli(&["status", "--db", db.to_str().ok_or("utf8")?]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!db.exists());
+    Ok(())
+}
+
+#[test]
+fn files_that_are_not_catalogs_are_left_byte_for_byte() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let sandboxes = dir.path().to_str().ok_or("utf8")?;
+    // Plain text, an empty file, and a SQLite database of some other program.
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, b"hello, not a database\n")?;
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"")?;
+    let other = dir.path().join("other.db");
+    rusqlite::Connection::open(&other)?
+        .execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")?;
+    for (path, names_init) in [(&text, false), (&empty, true), (&other, true)] {
+        let before = std::fs::read(path)?;
+        for command in [
+            &[
+                "sweep",
+                "--db",
+                path.to_str().ok_or("utf8")?,
+                "--sandboxes-dir",
+                sandboxes,
+            ][..],
+            &["status", "--db", path.to_str().ok_or("utf8")?],
+        ] {
+            let out = cli(command);
+            assert_eq!(out.status.code(), Some(1), "{path:?}: {}", stderr(&out));
+            assert_one_error_line(&out);
+            if names_init {
+                assert!(
+                    stderr(&out).contains("sandbox-sweep init"),
+                    "{}",
+                    stderr(&out)
+                );
+            }
+            assert!(std::fs::read(path)? == before, "{path:?} was modified");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn missing_sandboxes_dir_is_an_error() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    let eph = add_sandbox(&conn, "eph", "Stopped", true);
+    let typo = env.dir.path().join("sandboxs");
+    let out = cli(&[
+        "sweep",
+        "--db",
+        env.db_str(),
+        "--sandboxes-dir",
+        typo.to_str().ok_or("utf8")?,
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_one_error_line(&out);
+    let text = stdout(&out);
+    let line = text.lines().last().ok_or("no output")?;
+    assert_eq!(json_field(line, "outcome"), "\"failed\"");
+    assert_eq!(status_of(&conn, eph).as_deref(), Some("Stopped"));
+    Ok(())
+}
+
+#[test]
+fn usage_errors_exit_two_with_one_line() {
+    for args in [
+        &[][..],
+        &["frobnicate"],
+        &["sweep", "--db", "x.db", "--sandboxes-dir", "d", "--bogus"],
+        &[
+            "sweep",
+            "--db",
+            "x.db",
+            "--sandboxes-dir",
+            "d",
+            "--max-active",
+            "many",
+        ],
+        &[
+            "sweep",
+            "--db",
+            "x.db",
+            "--sandboxes-dir",
+            "d",
+            "--budget-ms",
+            "-5",
+        ],
+        &["sweep", "--db", "x.db"],
+        &["status"],
+        &["init", "--db"],
+    ] {
+        let out = cli(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_one_error_line(&out);
+        assert!(!std::path::Path::new("x.db").exists());
+    }
+}
+
+#[test]
+fn status_shows_counts_dead_runtimes_and_the_lease() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    let live = add_sandbox(&conn, "live", "Running", false);
+    add_run(&conn, live, Some(i64::from(std::process::id())));
+    let dead = add_sandbox(&conn, "dead", "Running", false);
+    add_run(&conn, dead, Some(DEAD_PID));
+    add_sandbox(&conn, "eph", "Crashed", true);
+    add_sandbox(&conn, "keep", "Stopped", false);
+    let out = cli(&["status", "--db", env.db_str(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let line = stdout(&out);
+    assert!(
+        line.contains("\"by_status\":{\"Crashed\":1,\"Running\":2,\"Stopped\":1}"),
+        "{line}"
+    );
+    assert_eq!(json_field(&line, "ephemeral_terminal"), "1");
+    assert_eq!(json_field(&line, "dead_active_count"), "1");
+    assert!(line.contains(&format!("{{\"id\":{dead},\"name\":\"dead\",\"status\":\"Running\",\"reason\":\"no_such_process\"}}")), "{line}");
+    assert_eq!(json_field(&line, "lease"), "null");
+    let out = cli(&["status", "--db", env.db_str()]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("active sandboxes with a dead runtime now: 1"),
+        "{text}"
+    );
+    assert!(text.contains("no_such_process"), "{text}");
+    assert!(text.contains("lease: never taken"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn verbose_sends_library_logs_to_stderr() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    let dead = add_sandbox(&conn, "dead", "Running", false);
+    add_run(&conn, dead, Some(DEAD_PID));
+    let out = cli(&[
+        "sweep",
+        "-v",
+        "--db",
+        env.db_str(),
+        "--sandboxes-dir",
+        env.sandboxes_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(err.contains("Running -> Crashed"), "{err}");
+    let quiet = cli(&[
+        "sweep",
+        "--force",
+        "--db",
+        env.db_str(),
+        "--sandboxes-dir",
+        env.sandboxes_str(),
+    ]);
+    assert_eq!(stderr(&quiet), "");
+    Ok(())
+}
+
+#[test]
+fn demo_runs_with_no_arguments_and_keeps_on_request() -> TestResult {
+    let out = cli(&["demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("reconciled 5 (crashed 4, stopped 1), removed 2, errors 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pid_reused") && text.contains("rebooted"),
+        "{text}"
+    );
+    assert!(text.contains("still there"), "{text}");
+
+    let dir = tempfile::tempdir()?;
+    let keep = dir.path().join("demo");
+    let out = cli(&["demo", "--keep", keep.to_str().ok_or("utf8")?]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let conn = rusqlite::Connection::open(keep.join("catalog.db"))?;
+    let crashed: i64 = conn.query_row(
+        "SELECT count(*) FROM sandbox WHERE status = 'Crashed'",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(crashed, 4);
+    assert!(keep.join("sandboxes/web").is_dir());
+    assert!(!keep.join("sandboxes/job-1").exists());
+    // A second demo refuses to overwrite the kept catalog.
+    let out = cli(&["demo", "--keep", keep.to_str().ok_or("utf8")?]);
+    assert_eq!(out.status.code(), Some(1));
+    Ok(())
+}
+
+#[test]
+fn broken_pipe_exits_zero() -> TestResult {
+    use std::process::Stdio;
+    let mut child = bin()
+        .arg("demo")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    drop(child.stdout.take());
+    let status = child.wait()?;
+    assert_eq!(status.code(), Some(0));
+    Ok(())
+}

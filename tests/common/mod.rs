@@ -1,0 +1,105 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rusqlite::{Connection, params};
+
+/// A pid above every kernel's `pid_max`: `kill` says `ESRCH`.
+pub const DEAD_PID: i64 = 2_000_000_000;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sandbox-sweep"))
+}
+
+/// Runs the CLI with `args`; never waits on stdin.
+pub fn cli(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the sandbox-sweep binary")
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The raw text of a scalar field in a flat JSON line: `"key":VALUE`.
+pub fn json_field<'a>(line: &'a str, key: &str) -> &'a str {
+    let needle = format!("\"{key}\":");
+    let start = line
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        + needle.len();
+    let rest = &line[start..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// A migrated catalog file and an existing sandboxes directory.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+    pub sandboxes: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("catalog.db");
+        let sandboxes = dir.path().join("sandboxes");
+        std::fs::create_dir(&sandboxes).expect("mkdir sandboxes");
+        let conn = sandbox_sweep::open(&db).expect("open");
+        sandbox_sweep::migrate(&conn).expect("migrate");
+        Env { dir, db, sandboxes }
+    }
+
+    pub fn conn(&self) -> Connection {
+        Connection::open(&self.db).expect("open catalog")
+    }
+
+    pub fn db_str(&self) -> &str {
+        self.db.to_str().expect("utf8 path")
+    }
+
+    pub fn sandboxes_str(&self) -> &str {
+        self.sandboxes.to_str().expect("utf8 path")
+    }
+}
+
+pub fn add_sandbox(conn: &Connection, name: &str, status: &str, ephemeral: bool) -> i64 {
+    conn.execute(
+        "INSERT INTO sandbox (name, config, status, ephemeral) VALUES (?1, '{}', ?2, ?3)",
+        params![name, status, ephemeral],
+    )
+    .expect("insert sandbox");
+    conn.last_insert_rowid()
+}
+
+pub fn add_run(conn: &Connection, sandbox_id: i64, pid: Option<i64>) -> i64 {
+    conn.execute(
+        "INSERT INTO run (sandbox_id, pid, status, started_at) VALUES (?1, ?2, 'Running', '2026-06-01 00:00:00')",
+        params![sandbox_id, pid],
+    )
+    .expect("insert run");
+    conn.last_insert_rowid()
+}
+
+pub fn status_of(conn: &Connection, id: i64) -> Option<String> {
+    conn.query_row("SELECT status FROM sandbox WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })
+    .ok()
+}
+
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}

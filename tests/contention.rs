@@ -1,0 +1,148 @@
+//! Several connections and processes on one catalog file.
+
+mod common;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use common::*;
+use sandbox_sweep::{Acquire, Catalog, OpenOptions, Outcome, SkipReason, Sweeper, parse_stamp};
+
+fn noon() -> sandbox_sweep::PrimitiveDateTime {
+    parse_stamp("2026-06-04 12:00:00").expect("valid")
+}
+
+#[test]
+fn two_connections_racing_acquire_exactly_one_wins() -> TestResult {
+    let env = Env::new();
+    for round in 0..40 {
+        env.conn().execute("DELETE FROM maintenance_lease", [])?;
+        let barrier = Arc::new(Barrier::new(2));
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let db = env.db.clone();
+                let barrier = Arc::clone(&barrier);
+                std::thread::spawn(move || -> Result<bool, sandbox_sweep::Error> {
+                    let opened = OpenOptions::new().open(&db);
+                    // Both reach the barrier whatever happened, so neither can hang.
+                    barrier.wait();
+                    let conn = opened?;
+                    conn.busy_timeout(Duration::ZERO)?;
+                    let catalog = Catalog::new(&conn)?;
+                    match catalog.try_acquire(noon(), false)? {
+                        Acquire::Acquired(lease) => {
+                            std::mem::forget(lease); // keep it held: the other must not win later
+                            Ok(true)
+                        }
+                        Acquire::Skipped(SkipReason::Held | SkipReason::Busy) => Ok(false),
+                        Acquire::Skipped(other) => panic!("round {round}: unexpected skip {other}"),
+                    }
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for handle in handles {
+            if handle.join().map_err(|_| "thread panicked")?? {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1, "round {round}");
+    }
+    Ok(())
+}
+
+#[test]
+fn write_lock_held_past_busy_timeout_is_a_busy_skip() -> TestResult {
+    let env = Env::new();
+    let blocker = env.conn();
+    blocker.execute_batch("BEGIN IMMEDIATE")?;
+    let conn = OpenOptions::new()
+        .busy_timeout(Duration::ZERO)
+        .open(&env.db)?;
+    let catalog = Catalog::new(&conn)?;
+    let outcome = Sweeper::new(&env.sandboxes).run_with(&catalog, &noon);
+    assert!(
+        matches!(outcome, Outcome::Skipped(SkipReason::Busy)),
+        "{outcome:?}"
+    );
+    blocker.execute_batch("COMMIT")?;
+    let outcome = Sweeper::new(&env.sandboxes).run_with(&catalog, &noon);
+    assert!(matches!(outcome, Outcome::Swept(_)), "{outcome:?}");
+    Ok(())
+}
+
+#[test]
+fn busy_single_cleanup_is_a_clean_error_that_changes_nothing() -> TestResult {
+    let env = Env::new();
+    let conn = OpenOptions::new()
+        .busy_timeout(Duration::ZERO)
+        .open(&env.db)?;
+    let eph = add_sandbox(&conn, "eph", "Stopped", true);
+    std::fs::create_dir(env.sandboxes.join("eph"))?;
+    let blocker = env.conn();
+    blocker.execute_batch("BEGIN IMMEDIATE")?;
+    let catalog = Catalog::new(&conn)?;
+    let err = sandbox_sweep::clean_ephemeral(&catalog, &env.sandboxes, eph).expect_err("busy");
+    assert!(err.is_busy(), "{err}");
+    blocker.execute_batch("ROLLBACK")?;
+    assert_eq!(status_of(&conn, eph).as_deref(), Some("Stopped"));
+    assert!(env.sandboxes.join("eph").is_dir());
+    Ok(())
+}
+
+#[test]
+fn concurrent_cli_sweeps_reconcile_each_row_once() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    const STALE: usize = 300;
+    for i in 0..STALE {
+        let id = add_sandbox(&conn, &format!("s{i}"), "Running", false);
+        add_run(&conn, id, Some(DEAD_PID));
+    }
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            bin()
+                .args([
+                    "sweep",
+                    "--db",
+                    env.db_str(),
+                    "--sandboxes-dir",
+                    env.sandboxes_str(),
+                    "--json",
+                ])
+                .args(["--max-active", "100000", "--budget-ms", "10000"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    let mut reconciled = 0;
+    let mut swept = 0;
+    for child in children {
+        let out = child.wait_with_output()?;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let line = text.lines().last().ok_or("no output")?;
+        match json_field(line, "outcome") {
+            "\"swept\"" => swept += 1,
+            "\"skipped\"" => assert!(
+                matches!(
+                    json_field(line, "skip_reason"),
+                    "\"held\"" | "\"recent\"" | "\"busy\""
+                ),
+                "{line}"
+            ),
+            other => panic!("unexpected outcome {other}: {line}"),
+        }
+        reconciled += json_field(line, "reconciled").parse::<usize>()?;
+    }
+    assert!(swept >= 1);
+    assert_eq!(reconciled, STALE);
+    let crashed: i64 = conn.query_row(
+        "SELECT count(*) FROM sandbox WHERE status = 'Crashed'",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(crashed, STALE as i64);
+    Ok(())
+}
