@@ -259,6 +259,28 @@ mod tests {
         Ok(())
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn cleanup_treats_a_reused_pid_as_dead() -> Result<()> {
+        let f = Fixture::new()?;
+        let catalog = Catalog::new(&f.conn)?;
+        let me = ProcessIdentity::current()?;
+        let eph = f.sandbox("eph", "Stopped", true)?;
+        let dir = f.mkdir("eph");
+        let wrong_start = ProcessIdentity { start_time: me.start_time.map(|t| t + 7), ..me.clone() };
+        insert_running_run(&catalog, eph, &wrong_start, now())?;
+        let kept = f.sandbox("kept", "Stopped", true)?;
+        insert_running_run(&catalog, kept, &me, now())?;
+        assert_eq!(crate::clean_ephemeral(&catalog, &f.sandboxes, eph)?, crate::CleanupOutcome::Removed);
+        assert_eq!(
+            crate::clean_ephemeral(&catalog, &f.sandboxes, kept)?,
+            crate::CleanupOutcome::SkippedLivePid
+        );
+        assert!(!dir.exists());
+        assert_eq!(f.status(kept)?.as_deref(), Some("Stopped"));
+        Ok(())
+    }
+
     #[test]
     fn null_identity_columns_fall_back_to_the_probe() -> Result<()> {
         let f = Fixture::new()?;
