@@ -10,6 +10,9 @@ use crate::error::{Error, Result};
 /// The busy timeout [`OpenOptions`] uses unless told otherwise.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The prepared-statement cache size [`Catalog::new`] gives its connection.
+pub const STATEMENT_CACHE_CAPACITY: usize = 64;
+
 /// The catalog tables as the microsandbox migrations create them (see
 /// `reference/schema.sql`), so a catalog we create is one the runtimes accept.
 const BASE_SCHEMA: &str = r#"
@@ -210,13 +213,17 @@ pub struct Catalog<'c> {
 impl<'c> Catalog<'c> {
     /// Checks that `conn` holds a catalog and detects its optional columns.
     ///
-    /// Reads only: never creates or changes anything.
+    /// Reads only: never creates or changes anything in the file. It does
+    /// raise the connection's prepared-statement cache to
+    /// [`STATEMENT_CACHE_CAPACITY`] (the sweep cycles through about twenty
+    /// statements; a smaller cache would re-parse them on every row).
     ///
     /// # Errors
     ///
     /// [`Error::MissingTable`] when `sandbox`, `run` or `maintenance_lease`
     /// is absent; a SQLite error when the file is not a database.
     pub fn new(conn: &'c Connection) -> Result<Catalog<'c>> {
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         let sandbox = columns(conn, "sandbox")?;
         let run = columns(conn, "run")?;
         let lease = columns(conn, "maintenance_lease")?;

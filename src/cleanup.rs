@@ -139,12 +139,12 @@ pub(crate) struct Moved {
 impl Moved {
     /// After a commit: delete the trash entry (outside the write lock).
     pub(crate) fn discard(self) {
-        if let Err(err) = remove_all(&self.to) {
-            log::warn!(
-                "could not delete {} (the next sweep retries): {err}",
-                self.to.display()
-            );
-        }
+        delete_trash(&self.to);
+    }
+
+    /// Where the directory now is, in the trash.
+    pub(crate) fn trash_path(&self) -> &Path {
+        &self.to
     }
 
     /// After a failed commit: put the directory back where it was.
@@ -161,18 +161,15 @@ impl Moved {
 
 /// Removes a path without following symlinks; a missing path is fine.
 fn remove_all(path: &Path) -> Result<()> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(err).at(path),
-    };
-    let result = if meta.is_dir() {
-        // std's remove_dir_all removes symlinks inside, never their targets.
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    };
-    match result {
+    // std's remove_dir_all removes a symlink (at the top or inside) as a
+    // link and never touches its target.
+    match std::fs::remove_dir_all(path) {
+        Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
+            match std::fs::remove_file(path) {
+                Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err).at(path),
+                _ => Ok(()),
+            }
+        }
         Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err).at(path),
         _ => Ok(()),
     }
@@ -183,6 +180,9 @@ fn remove_all(path: &Path) -> Result<()> {
 pub(crate) struct Sandboxes<'p> {
     dir: &'p Path,
     trash: PathBuf,
+    /// The trash was seen to be a real directory (checked once per sweep,
+    /// again if a rename suggests it vanished).
+    trash_ready: std::cell::Cell<bool>,
 }
 
 impl<'p> Sandboxes<'p> {
@@ -190,6 +190,7 @@ impl<'p> Sandboxes<'p> {
         Sandboxes {
             dir,
             trash: dir.join(TRASH_DIR),
+            trash_ready: std::cell::Cell::new(false),
         }
     }
 
@@ -211,7 +212,10 @@ impl<'p> Sandboxes<'p> {
     /// Makes sure the trash is a real directory (never a symlink that could
     /// carry a rename, and the later deletion, outside the sandboxes dir).
     fn ensure_trash(&self) -> Result<()> {
-        match std::fs::symlink_metadata(&self.trash) {
+        if self.trash_ready.get() {
+            return Ok(());
+        }
+        let ready = match std::fs::symlink_metadata(&self.trash) {
             Ok(meta) if meta.is_dir() => Ok(()),
             Ok(_) => Err(io::Error::other("trash exists and is not a directory")).at(&self.trash),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -223,22 +227,45 @@ impl<'p> Sandboxes<'p> {
                 }
             }
             Err(err) => Err(err).at(&self.trash),
-        }
+        };
+        self.trash_ready.set(ready.is_ok());
+        ready
     }
 
     /// Moves `<dir>/<name>` to `<trash>/<id>`; `None` when there was nothing to move.
+    ///
+    /// The common case costs one `rename`: no `lstat` first, since a missing
+    /// source and a leftover target both show up as its error.
     fn move_to_trash(&self, id: i64, name: &str) -> Result<Option<Moved>> {
+        use nix::libc::{EEXIST, EISDIR, ENOTDIR, ENOTEMPTY};
         let from = self.dir.join(name);
-        match std::fs::symlink_metadata(&from) {
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(err).at(&from),
-            Ok(_) => {}
-        }
-        self.ensure_trash()?;
         let to = self.trash.join(id.to_string());
-        // A leftover from a crash under this id holds an older copy of this
-        // same sandbox, which is being removed now anyway.
-        remove_all(&to)?;
+        self.ensure_trash()?;
+        match std::fs::rename(&from, &to) {
+            Ok(()) => return Ok(Some(Moved { from, to })),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                match std::fs::symlink_metadata(&from) {
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(err) => return Err(err).at(&from),
+                    // The source exists, so the trash went away: make it again.
+                    Ok(_) => {
+                        self.trash_ready.set(false);
+                        self.ensure_trash()?;
+                    }
+                }
+            }
+            Err(err)
+                if matches!(
+                    err.raw_os_error(),
+                    Some(ENOTEMPTY | EEXIST | ENOTDIR | EISDIR)
+                ) =>
+            {
+                // A leftover from a crash under this id holds an older copy
+                // of this same sandbox, which is being removed now anyway.
+                remove_all(&to)?;
+            }
+            Err(err) => return Err(err).at(&from),
+        }
         std::fs::rename(&from, &to).at(&from)?;
         Ok(Some(Moved { from, to }))
     }
@@ -286,12 +313,11 @@ impl<'p> Sandboxes<'p> {
     }
 }
 
-/// Deletes trash entries (after the commit that made them garbage).
-pub(crate) fn delete_trash(paths: Vec<PathBuf>) {
-    for path in paths {
-        if let Err(err) = remove_all(&path) {
-            log::warn!("could not delete trash (the next sweep retries): {err}");
-        }
+/// Deletes a trash entry (after the commit that made it garbage); failures
+/// are logged and left for the next sweep's purge.
+pub(crate) fn delete_trash(path: &Path) {
+    if let Err(err) = remove_all(path) {
+        log::warn!("could not delete trash (the next sweep retries): {err}");
     }
 }
 

@@ -267,11 +267,17 @@ mod tests {
         let me = ProcessIdentity::current()?;
         let eph = f.sandbox("eph", "Stopped", true)?;
         let dir = f.mkdir("eph");
-        let wrong_start = ProcessIdentity { start_time: me.start_time.map(|t| t + 7), ..me.clone() };
+        let wrong_start = ProcessIdentity {
+            start_time: me.start_time.map(|t| t + 7),
+            ..me.clone()
+        };
         insert_running_run(&catalog, eph, &wrong_start, now())?;
         let kept = f.sandbox("kept", "Stopped", true)?;
         insert_running_run(&catalog, kept, &me, now())?;
-        assert_eq!(crate::clean_ephemeral(&catalog, &f.sandboxes, eph)?, crate::CleanupOutcome::Removed);
+        assert_eq!(
+            crate::clean_ephemeral(&catalog, &f.sandboxes, eph)?,
+            crate::CleanupOutcome::Removed
+        );
         assert_eq!(
             crate::clean_ephemeral(&catalog, &f.sandboxes, kept)?,
             crate::CleanupOutcome::SkippedLivePid

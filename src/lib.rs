@@ -76,7 +76,9 @@ mod sweep;
 #[cfg(test)]
 mod fixture;
 
-pub use catalog::{Catalog, DEFAULT_BUSY_TIMEOUT, OpenOptions, migrate, open};
+pub use catalog::{
+    Catalog, DEFAULT_BUSY_TIMEOUT, OpenOptions, STATEMENT_CACHE_CAPACITY, migrate, open,
+};
 pub use cleanup::{CleanupOutcome, RESERVED_PREFIX, clean_ephemeral, validate_name};
 pub use error::{Error, Result};
 pub use identity::{ProcessIdentity, insert_running_run, record_identity};

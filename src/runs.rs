@@ -6,22 +6,35 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::liveness::{Liveness, Prober, RecordedProcess, pid_value};
 
-/// Queries with and without the identity columns; both read
-/// `id, pid[, pid_start_time, boot_id]` and stay on `idx_run_sandbox_status`.
-const LATEST: [&str; 2] = [
-    "SELECT id, pid FROM run WHERE sandbox_id = ?1 AND status = 'Running'
-     ORDER BY started_at DESC, id DESC LIMIT 1",
-    "SELECT id, pid, pid_start_time, boot_id FROM run WHERE sandbox_id = ?1 AND status = 'Running'
-     ORDER BY started_at DESC, id DESC LIMIT 1",
-];
-const ALL: [&str; 2] = [
-    "SELECT id, pid FROM run WHERE sandbox_id = ?1 AND status = 'Running'",
-    "SELECT id, pid, pid_start_time, boot_id FROM run WHERE sandbox_id = ?1 AND status = 'Running'",
+/// `Running` runs of a sandbox, with and without the identity columns; both
+/// read `id, pid, started_at[, pid_start_time, boot_id]` and stay on
+/// `idx_run_sandbox_status`. No `ORDER BY`: with a sorter, SQLite re-prepares
+/// the statement on every execution after a write (measured: it doubled the
+/// cost of a reconcile), so the newest run is picked in Rust instead.
+const RUNNING: [&str; 2] = [
+    "SELECT id, pid, started_at FROM run WHERE sandbox_id = ?1 AND status = 'Running'",
+    "SELECT id, pid, started_at, pid_start_time, boot_id FROM run WHERE sandbox_id = ?1 AND status = 'Running'",
 ];
 
 /// Every query above, for the query-plan test.
 #[cfg(test)]
-pub(crate) const QUERIES: [&str; 4] = [LATEST[0], LATEST[1], ALL[0], ALL[1]];
+pub(crate) const QUERIES: [&str; 2] = RUNNING;
+
+/// Sort key of `started_at` in SQLite's own order (NULL, numbers, text,
+/// blobs; text bytewise), so "newest" means what `ORDER BY started_at DESC,
+/// id DESC` would mean.
+fn started_key(value: rusqlite::types::ValueRef<'_>) -> (u8, Vec<u8>) {
+    use rusqlite::types::ValueRef;
+    let number = |n: i64| (n ^ i64::MIN).to_be_bytes().to_vec();
+    match value {
+        ValueRef::Null => (0, Vec::new()),
+        ValueRef::Integer(n) => (1, number(n)),
+        // Saturating cast: only the order among odd values is approximate.
+        ValueRef::Real(r) => (1, number(r as i64)),
+        ValueRef::Text(t) => (2, t.to_vec()),
+        ValueRef::Blob(b) => (3, b.to_vec()),
+    }
+}
 
 /// Judges the process a run row records (columns as in the queries above).
 fn judge(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<Liveness> {
@@ -31,11 +44,11 @@ fn judge(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<Liv
         ..RecordedProcess::default()
     };
     if identity {
-        recorded.start_time = match row.get_ref(2)? {
+        recorded.start_time = match row.get_ref(3)? {
             ValueRef::Integer(t) => Some(t),
             _ => None,
         };
-        recorded.boot_id = match row.get_ref(3)? {
+        recorded.boot_id = match row.get_ref(4)? {
             ValueRef::Text(text) => std::str::from_utf8(text).ok(),
             _ => None,
         };
@@ -51,12 +64,23 @@ pub(crate) fn latest_running(
     sandbox_id: i64,
 ) -> Result<Option<(i64, Liveness)>> {
     let identity = catalog.schema.identity;
-    let mut stmt = catalog.conn.prepare_cached(LATEST[usize::from(identity)])?;
+    let mut stmt = catalog
+        .conn
+        .prepare_cached(RUNNING[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;
-    match rows.next()? {
-        Some(row) => Ok(Some((row.get(0)?, judge(row, identity, prober)?))),
-        None => Ok(None),
+    // Usually exactly one row: judge as we go and keep the newest verdict.
+    let mut newest: Option<((u8, Vec<u8>), i64, Liveness)> = None;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let key = started_key(row.get_ref(2)?);
+        let newer = newest
+            .as_ref()
+            .is_none_or(|(k, best_id, _)| (&key, id) > (k, *best_id));
+        if newer {
+            newest = Some((key, id, judge(row, identity, prober)?));
+        }
     }
+    Ok(newest.map(|(_, id, verdict)| (id, verdict)))
 }
 
 /// Whether any `Running` run of the sandbox has a live process.
@@ -66,7 +90,9 @@ pub(crate) fn any_live_running(
     sandbox_id: i64,
 ) -> Result<bool> {
     let identity = catalog.schema.identity;
-    let mut stmt = catalog.conn.prepare_cached(ALL[usize::from(identity)])?;
+    let mut stmt = catalog
+        .conn
+        .prepare_cached(RUNNING[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;
     while let Some(row) = rows.next()? {
         if judge(row, identity, prober)?.is_alive() {

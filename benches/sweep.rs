@@ -1,0 +1,279 @@
+//! The hot paths: the gate every runtime start pays, sweep throughput, budget
+//! adherence, and cost on a large catalog. Catalogs are built once per
+//! benchmark as a template file and copied fresh (outside the timed region)
+//! for every iteration that changes them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use rusqlite::{Connection, params};
+use sandbox_sweep::{Acquire, Catalog, Limits, Outcome, PrimitiveDateTime, Sweeper, parse_stamp};
+
+const DEAD_PID: i64 = 2_000_000_000;
+
+fn now() -> PrimitiveDateTime {
+    parse_stamp("2026-06-04 12:00:00").expect("valid")
+}
+
+/// What a template catalog holds.
+#[derive(Clone, Copy, Default)]
+struct Shape {
+    stale: usize,
+    ephemeral: usize,
+    persistent: usize,
+    runs_per_persistent: usize,
+}
+
+struct Template {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    shape: Shape,
+}
+
+impl Template {
+    fn new(shape: Shape) -> Template {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("template.db");
+        let conn = sandbox_sweep::open(&db).expect("open");
+        sandbox_sweep::migrate(&conn).expect("migrate");
+        let tx = conn.unchecked_transaction().expect("tx");
+        {
+            let mut sandbox = tx
+                .prepare("INSERT INTO sandbox (name, config, status, ephemeral) VALUES (?1, '{}', ?2, ?3)")
+                .expect("prepare");
+            let mut run = tx
+                .prepare("INSERT INTO run (sandbox_id, pid, status, started_at) VALUES (?1, ?2, ?3, '2026-06-01 00:00:00')")
+                .expect("prepare");
+            // Persistent history first, so candidates sit behind it in id order.
+            for i in 0..shape.persistent {
+                sandbox
+                    .execute(params![format!("keep-{i}"), "Stopped", false])
+                    .expect("insert");
+                let id = tx.last_insert_rowid();
+                for _ in 0..shape.runs_per_persistent {
+                    run.execute(params![id, DEAD_PID, "Terminated"])
+                        .expect("insert");
+                }
+            }
+            for i in 0..shape.stale {
+                sandbox
+                    .execute(params![format!("stale-{i}"), "Running", false])
+                    .expect("insert");
+                run.execute(params![tx.last_insert_rowid(), DEAD_PID, "Running"])
+                    .expect("insert");
+            }
+            for i in 0..shape.ephemeral {
+                sandbox
+                    .execute(params![format!("eph-{i}"), "Stopped", true])
+                    .expect("insert");
+            }
+        }
+        tx.commit().expect("commit");
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .expect("checkpoint");
+        Template {
+            _dir: dir,
+            db,
+            shape,
+        }
+    }
+
+    /// A fresh copy with the ephemeral sandboxes' directories.
+    fn instance(&self) -> Instance {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("catalog.db");
+        std::fs::copy(&self.db, &db).expect("copy template");
+        let sandboxes = dir.path().join("sandboxes");
+        std::fs::create_dir(&sandboxes).expect("mkdir");
+        for i in 0..self.shape.ephemeral {
+            let d = sandboxes.join(format!("eph-{i}"));
+            std::fs::create_dir(&d).expect("mkdir");
+            std::fs::write(d.join("config.json"), b"{}").expect("write");
+        }
+        let conn = sandbox_sweep::open(&db).expect("open");
+        Instance {
+            _dir: dir,
+            conn,
+            sandboxes,
+        }
+    }
+}
+
+struct Instance {
+    _dir: tempfile::TempDir,
+    conn: Connection,
+    sandboxes: PathBuf,
+}
+
+fn sweep(instance: &Instance, sweeper: Sweeper) -> sandbox_sweep::Report {
+    let catalog = Catalog::new(&instance.conn).expect("catalog");
+    match sweeper.force(true).run_with(&catalog, &now) {
+        Outcome::Swept(report) => report,
+        other => panic!("expected a sweep, got {other:?}"),
+    }
+}
+
+fn unlimited(sandboxes: &Path) -> Sweeper {
+    Sweeper::new(sandboxes).limits(Limits::unlimited())
+}
+
+fn gate(c: &mut Criterion) {
+    let template = Template::new(Shape::default());
+    let held = template.instance();
+    let catalog = Catalog::new(&held.conn).expect("catalog");
+    let Acquire::Acquired(lease) = catalog.try_acquire(now(), false).expect("acquire") else {
+        panic!("free");
+    };
+    std::mem::forget(lease);
+    c.bench_function("gate/held", |b| {
+        b.iter(|| {
+            assert!(matches!(
+                catalog.try_acquire(now(), false),
+                Ok(Acquire::Skipped(_))
+            ))
+        })
+    });
+    let recent = template.instance();
+    let catalog = Catalog::new(&recent.conn).expect("catalog");
+    let Acquire::Acquired(lease) = catalog.try_acquire(now(), false).expect("acquire") else {
+        panic!("free");
+    };
+    lease.complete(now()).expect("complete");
+    c.bench_function("gate/recent", |b| {
+        b.iter(|| {
+            assert!(matches!(
+                catalog.try_acquire(now(), false),
+                Ok(Acquire::Skipped(_))
+            ))
+        })
+    });
+    let free = template.instance();
+    let catalog = Catalog::new(&free.conn).expect("catalog");
+    c.bench_function("acquire_release", |b| {
+        b.iter(|| match catalog.try_acquire(now(), false) {
+            Ok(Acquire::Acquired(lease)) => lease.release().expect("release"),
+            other => panic!("expected the lease, got {other:?}"),
+        })
+    });
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("reconcile");
+    group.sample_size(10);
+    let template = Template::new(Shape {
+        stale: 10_000,
+        ..Shape::default()
+    });
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("10000", |b| {
+        b.iter_batched(
+            || template.instance(),
+            |i| assert_eq!(sweep(&i, unlimited(&i.sandboxes)).reconciled, 10_000),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("cleanup");
+    group.sample_size(10);
+    let template = Template::new(Shape {
+        ephemeral: 10_000,
+        ..Shape::default()
+    });
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("10000", |b| {
+        b.iter_batched(
+            || template.instance(),
+            |i| assert_eq!(sweep(&i, unlimited(&i.sandboxes)).removed, 10_000),
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn defaults(c: &mut Criterion) {
+    let mut group = c.benchmark_group("defaults");
+    group.sample_size(20);
+    let template = Template::new(Shape {
+        stale: 250,
+        ephemeral: 250,
+        ..Shape::default()
+    });
+    group.throughput(Throughput::Elements(500));
+    group.bench_function("250+250", |b| {
+        b.iter_batched(
+            || template.instance(),
+            |i| {
+                let report = sweep(&i, Sweeper::new(&i.sandboxes));
+                assert_eq!(
+                    (report.reconciled, report.removed, report.timed_out),
+                    (250, 250, false)
+                );
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn big_catalog(c: &mut Criterion) {
+    let mut group = c.benchmark_group("big_catalog");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(2_000));
+    let work = Shape {
+        stale: 1_000,
+        ephemeral: 1_000,
+        ..Shape::default()
+    };
+    for (id, shape) in [
+        ("empty", work),
+        (
+            "20000x5",
+            Shape {
+                persistent: 20_000,
+                runs_per_persistent: 5,
+                ..work
+            },
+        ),
+    ] {
+        let template = Template::new(shape);
+        group.bench_function(id, |b| {
+            b.iter_batched(
+                || template.instance(),
+                |i| {
+                    let report = sweep(&i, unlimited(&i.sandboxes));
+                    assert_eq!((report.reconciled, report.removed), (1_000, 1_000));
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn budget(c: &mut Criterion) {
+    let mut group = c.benchmark_group("budget");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    let template = Template::new(Shape {
+        stale: 100_000,
+        ..Shape::default()
+    });
+    group.bench_function("100000", |b| {
+        b.iter_batched(
+            || template.instance(),
+            |i| {
+                let sweeper = unlimited(&i.sandboxes).budget(Duration::from_millis(250));
+                let report = sweep(&i, sweeper);
+                assert!(report.timed_out && report.reconciled > 0, "{report:?}");
+                report.reconciled
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, gate, throughput, defaults, big_catalog, budget);
+criterion_main!(benches);
