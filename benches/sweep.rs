@@ -122,28 +122,28 @@ fn gate(c: &mut Criterion) {
     let template = Template::new(Shape::default());
     let held = template.instance();
     let catalog = Catalog::new(&held.conn).expect("catalog");
-    let Acquire::Acquired(lease) = catalog.try_acquire(now(), false).expect("acquire") else {
+    let Acquire::Acquired(lease) = catalog.try_acquire(&now, false).expect("acquire") else {
         panic!("free");
     };
     std::mem::forget(lease);
     c.bench_function("gate/held", |b| {
         b.iter(|| {
             assert!(matches!(
-                catalog.try_acquire(now(), false),
+                catalog.try_acquire(&now, false),
                 Ok(Acquire::Skipped(_))
             ))
         })
     });
     let recent = template.instance();
     let catalog = Catalog::new(&recent.conn).expect("catalog");
-    let Acquire::Acquired(lease) = catalog.try_acquire(now(), false).expect("acquire") else {
+    let Acquire::Acquired(lease) = catalog.try_acquire(&now, false).expect("acquire") else {
         panic!("free");
     };
     lease.complete(now()).expect("complete");
     c.bench_function("gate/recent", |b| {
         b.iter(|| {
             assert!(matches!(
-                catalog.try_acquire(now(), false),
+                catalog.try_acquire(&now, false),
                 Ok(Acquire::Skipped(_))
             ))
         })
@@ -151,7 +151,7 @@ fn gate(c: &mut Criterion) {
     let free = template.instance();
     let catalog = Catalog::new(&free.conn).expect("catalog");
     c.bench_function("acquire_release", |b| {
-        b.iter(|| match catalog.try_acquire(now(), false) {
+        b.iter(|| match catalog.try_acquire(&now, false) {
             Ok(Acquire::Acquired(lease)) => lease.release().expect("release"),
             other => panic!("expected the lease, got {other:?}"),
         })
@@ -167,9 +167,9 @@ fn throughput(c: &mut Criterion) {
     });
     group.throughput(Throughput::Elements(10_000));
     group.bench_function("10000", |b| {
-        b.iter_batched(
+        b.iter_batched_ref(
             || template.instance(),
-            |i| assert_eq!(sweep(&i, unlimited(&i.sandboxes)).reconciled, 10_000),
+            |i| assert_eq!(sweep(i, unlimited(&i.sandboxes)).reconciled, 10_000),
             BatchSize::PerIteration,
         )
     });
@@ -183,9 +183,9 @@ fn throughput(c: &mut Criterion) {
     });
     group.throughput(Throughput::Elements(10_000));
     group.bench_function("10000", |b| {
-        b.iter_batched(
+        b.iter_batched_ref(
             || template.instance(),
-            |i| assert_eq!(sweep(&i, unlimited(&i.sandboxes)).removed, 10_000),
+            |i| assert_eq!(sweep(i, unlimited(&i.sandboxes)).removed, 10_000),
             BatchSize::PerIteration,
         )
     });
@@ -202,10 +202,10 @@ fn defaults(c: &mut Criterion) {
     });
     group.throughput(Throughput::Elements(500));
     group.bench_function("250+250", |b| {
-        b.iter_batched(
+        b.iter_batched_ref(
             || template.instance(),
             |i| {
-                let report = sweep(&i, Sweeper::new(&i.sandboxes));
+                let report = sweep(i, Sweeper::new(&i.sandboxes));
                 assert_eq!(
                     (report.reconciled, report.removed, report.timed_out),
                     (250, 250, false)
@@ -239,10 +239,10 @@ fn big_catalog(c: &mut Criterion) {
     ] {
         let template = Template::new(shape);
         group.bench_function(id, |b| {
-            b.iter_batched(
+            b.iter_batched_ref(
                 || template.instance(),
                 |i| {
-                    let report = sweep(&i, unlimited(&i.sandboxes));
+                    let report = sweep(i, unlimited(&i.sandboxes));
                     assert_eq!((report.reconciled, report.removed), (1_000, 1_000));
                 },
                 BatchSize::PerIteration,
@@ -261,11 +261,11 @@ fn budget(c: &mut Criterion) {
         ..Shape::default()
     });
     group.bench_function("100000", |b| {
-        b.iter_batched(
+        b.iter_batched_ref(
             || template.instance(),
             |i| {
                 let sweeper = unlimited(&i.sandboxes).budget(Duration::from_millis(250));
-                let report = sweep(&i, sweeper);
+                let report = sweep(i, sweeper);
                 assert!(report.timed_out && report.reconciled > 0, "{report:?}");
                 report.reconciled
             },

@@ -15,6 +15,7 @@ use time::PrimitiveDateTime;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::stamp::{Stamp, format_stamp, parse_stamp_bytes};
+use crate::sweep::Clock;
 
 /// The `maintenance_lease.name` of the sandbox lifecycle sweep.
 pub const LEASE_NAME: &str = "sandbox_lifecycle_maintenance";
@@ -195,6 +196,10 @@ impl<'c> Catalog<'c> {
     /// Takes the lease if the gate allows it, re-checking under the write
     /// lock (`BEGIN IMMEDIATE`), so two racing processes cannot both win.
     ///
+    /// The clock is read again once the lock is held: a time read before
+    /// waiting for the lock would make the current holder's expiry look
+    /// further ahead than one lease duration, i.e. skewed, i.e. stale.
+    ///
     /// `force` skips only the minimum-interval check; a live, unexpired
     /// lease is never taken over. A catalog locked past the busy timeout is
     /// a [`SkipReason::Busy`] skip, not an error.
@@ -212,24 +217,25 @@ impl<'c> Catalog<'c> {
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
     /// let now = sandbox_sweep::parse_stamp("2026-06-04 00:00:00").expect("valid");
-    /// let Acquire::Acquired(lease) = catalog.try_acquire(now, false)? else { panic!("free") };
-    /// assert!(matches!(catalog.try_acquire(now, true)?, Acquire::Skipped(SkipReason::Held)));
+    /// let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else { panic!("free") };
+    /// assert!(matches!(catalog.try_acquire(&|| now, true)?, Acquire::Skipped(SkipReason::Held)));
     /// lease.complete(now)?;
-    /// assert!(matches!(catalog.try_acquire(now, false)?, Acquire::Skipped(SkipReason::Recent)));
+    /// assert!(matches!(catalog.try_acquire(&|| now, false)?, Acquire::Skipped(SkipReason::Recent)));
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
-    pub fn try_acquire(&self, now: PrimitiveDateTime, force: bool) -> Result<Acquire<'_>> {
-        if let Some(reason) = self.gate(now, force)? {
+    pub fn try_acquire(&self, clock: &dyn Clock, force: bool) -> Result<Acquire<'_>> {
+        if let Some(reason) = self.gate(clock.now(), force)? {
             return Ok(Acquire::Skipped(reason));
         }
-        match self.claim(now, force) {
+        match self.claim(clock, force) {
             Err(err) if err.is_busy() => Ok(Acquire::Skipped(SkipReason::Busy)),
             other => other,
         }
     }
 
-    fn claim(&self, now: PrimitiveDateTime, force: bool) -> Result<Acquire<'_>> {
+    fn claim(&self, clock: &dyn Clock, force: bool) -> Result<Acquire<'_>> {
         let tx = self.immediate()?;
+        let now = clock.now();
         if let Some(reason) = self.lease_row()?.and_then(|row| row.judge(now, force)) {
             return Ok(Acquire::Skipped(reason));
         }
@@ -318,11 +324,13 @@ impl<'a> Lease<'a> {
     }
 
     /// Ends the lease; `completed_at` also records a finished sweep.
-    fn finish(&mut self, completed_at: Option<PrimitiveDateTime>) -> Result<()> {
+    /// Returns whether the lease was still ours.
+    pub(crate) fn finish(&mut self, completed_at: Option<PrimitiveDateTime>) -> Result<bool> {
         self.finished = true;
         if self.lost {
-            return Ok(());
+            return Ok(false);
         }
+        log::debug!("maintenance lease released by pid {}", self.pid);
         // Released means "expired": the acquisition time is in the past for
         // the holder's clock, and nothing else is needed to free the row.
         let (expires, completed) = match completed_at {
@@ -349,7 +357,7 @@ impl<'a> Lease<'a> {
             self.lost = true;
             log::warn!("maintenance lease was taken over before release");
         }
-        Ok(())
+        Ok(!self.lost)
     }
 
     /// Records a finished sweep at `now` and releases the lease. Does nothing
@@ -359,7 +367,7 @@ impl<'a> Lease<'a> {
     ///
     /// Any SQLite error (busy included); the lease then expires by itself.
     pub fn complete(mut self, now: PrimitiveDateTime) -> Result<()> {
-        self.finish(Some(now))
+        self.finish(Some(now)).map(drop)
     }
 
     /// Releases the lease without recording completion, so the next start
@@ -378,13 +386,13 @@ impl<'a> Lease<'a> {
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
     /// let now = sandbox_sweep::parse_stamp("2026-06-04 00:00:00").expect("valid");
-    /// let Acquire::Acquired(lease) = catalog.try_acquire(now, false)? else { panic!("free") };
+    /// let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else { panic!("free") };
     /// lease.release()?;
-    /// assert!(matches!(catalog.try_acquire(now, false)?, Acquire::Acquired(_)));
+    /// assert!(matches!(catalog.try_acquire(&|| now, false)?, Acquire::Acquired(_)));
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
     pub fn release(mut self) -> Result<()> {
-        self.finish(None)
+        self.finish(None).map(drop)
     }
 }
 
@@ -431,14 +439,14 @@ mod tests {
         let conn = test_catalog()?;
         let catalog = Catalog::new(&conn)?;
         let now = at("2026-06-04 00:00:00");
-        let first = catalog.try_acquire(now, false)?;
+        let first = catalog.try_acquire(&|| now, false)?;
         assert!(matches!(first, Acquire::Acquired(_)));
         assert!(matches!(
-            catalog.try_acquire(now, false)?,
+            catalog.try_acquire(&|| now, false)?,
             Acquire::Skipped(SkipReason::Held)
         ));
         assert!(matches!(
-            catalog.try_acquire(now, true)?,
+            catalog.try_acquire(&|| now, true)?,
             Acquire::Skipped(SkipReason::Held)
         ));
         drop(first);
@@ -450,7 +458,7 @@ mod tests {
         let conn = test_catalog()?;
         let catalog = Catalog::new(&conn)?;
         let now = at("2026-06-04 00:00:00");
-        let Acquire::Acquired(lease) = catalog.try_acquire(now, false)? else {
+        let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else {
             panic!("lease should be free");
         };
         lease.complete(now)?;
@@ -458,12 +466,12 @@ mod tests {
         assert_eq!(row.holder_pid, None);
         assert_eq!(row.last_completed_at, Some(now));
         assert!(matches!(
-            catalog.try_acquire(at("2026-06-04 00:00:29"), false)?,
+            catalog.try_acquire(&|| at("2026-06-04 00:00:29"), false)?,
             Acquire::Skipped(SkipReason::Recent)
         ));
         // `force` skips only the interval.
         assert!(matches!(
-            catalog.try_acquire(at("2026-06-04 00:00:29"), true)?,
+            catalog.try_acquire(&|| at("2026-06-04 00:00:29"), true)?,
             Acquire::Acquired(_)
         ));
         Ok(())
@@ -474,16 +482,16 @@ mod tests {
         let conn = test_catalog()?;
         let catalog = Catalog::new(&conn)?;
         let now = at("2026-06-04 00:00:00");
-        let Acquire::Acquired(lease) = catalog.try_acquire(now, false)? else {
+        let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else {
             panic!("lease should be free");
         };
         std::mem::forget(lease); // the holder died: no Drop runs
         assert!(matches!(
-            catalog.try_acquire(at("2026-06-04 00:00:09"), false)?,
+            catalog.try_acquire(&|| at("2026-06-04 00:00:09"), false)?,
             Acquire::Skipped(SkipReason::Held)
         ));
         assert!(matches!(
-            catalog.try_acquire(at("2026-06-04 00:00:10.001"), false)?,
+            catalog.try_acquire(&|| at("2026-06-04 00:00:10.001"), false)?,
             Acquire::Acquired(_)
         ));
         Ok(())
@@ -504,7 +512,7 @@ mod tests {
         set_row(&conn, Some(1), "not a time", Some("tomorrow"))?;
         assert_eq!(catalog.gate(now, false)?, None);
         assert!(matches!(
-            catalog.try_acquire(now, false)?,
+            catalog.try_acquire(&|| now, false)?,
             Acquire::Acquired(_)
         ));
         // Just inside one lease duration ahead is believed.
@@ -518,7 +526,7 @@ mod tests {
         let conn = test_catalog()?;
         let catalog = Catalog::new(&conn)?;
         let now = at("2026-06-04 00:00:00");
-        let Acquire::Acquired(lease) = catalog.try_acquire(now, false)? else {
+        let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else {
             panic!("lease should be free");
         };
         lease.release()?;
@@ -539,7 +547,7 @@ mod tests {
         let conn = test_catalog()?;
         let catalog = Catalog::new(&conn)?;
         let now = at("2026-06-04 00:00:00");
-        let Acquire::Acquired(mut lease) = catalog.try_acquire(now, false)? else {
+        let Acquire::Acquired(mut lease) = catalog.try_acquire(&|| now, false)? else {
             panic!("lease should be free");
         };
         let tx = catalog.immediate()?;

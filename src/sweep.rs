@@ -267,22 +267,22 @@ impl Sweeper {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn run_with(&self, catalog: &Catalog<'_>, clock: &dyn Clock) -> Outcome {
-        let mut lease = match catalog.try_acquire(clock.now(), self.force) {
+        let mut lease = match catalog.try_acquire(clock, self.force) {
             Ok(Acquire::Acquired(lease)) => lease,
             Ok(Acquire::Skipped(reason)) => return Outcome::Skipped(reason),
             Err(err) if err.is_busy() => return Outcome::Skipped(SkipReason::Busy),
             Err(err) => return Outcome::Failed(err),
         };
         match self.sweep(&mut lease, clock) {
-            Ok(report) => {
-                let released = if report.complete {
-                    lease.complete(clock.now())
-                } else {
-                    // Candidates were left behind: let the next start go on.
-                    lease.release()
-                };
-                if let Err(err) = released {
-                    log::warn!("could not release the maintenance lease (it will expire): {err}");
+            Ok(mut report) => {
+                // Candidates left behind: release without completion, so
+                // the next start goes on with the backlog at once.
+                let completed_at = report.complete.then(|| clock.now());
+                match lease.finish(completed_at) {
+                    Ok(still_ours) => report.lease_lost |= !still_ours,
+                    Err(err) => log::warn!(
+                        "could not release the maintenance lease (it will expire): {err}"
+                    ),
                 }
                 log::debug!("sandbox lifecycle sweep done: {report:?}");
                 Outcome::Swept(report)
@@ -956,7 +956,7 @@ mod tests {
         let old_run = f.run(web, Some(DEAD_PID), "Running")?;
         let other = rusqlite::Connection::open(f.db_path())?;
         let catalog = Catalog::new(&f.conn)?;
-        let Acquire::Acquired(mut lease) = catalog.try_acquire(now(), true)? else {
+        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
             panic!("lease should be free");
         };
         let sweeper = Sweeper::new(&f.sandboxes);
@@ -995,7 +995,7 @@ mod tests {
             ids.push(id);
         }
         let catalog = Catalog::new(&f.conn)?;
-        let Acquire::Acquired(mut lease) = catalog.try_acquire(now(), true)? else {
+        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
             panic!("lease should be free");
         };
         let sweeper = Sweeper::new(&f.sandboxes).max_active(1);

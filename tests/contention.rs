@@ -29,7 +29,7 @@ fn two_connections_racing_acquire_exactly_one_wins() -> TestResult {
                     let conn = opened?;
                     conn.busy_timeout(Duration::ZERO)?;
                     let catalog = Catalog::new(&conn)?;
-                    match catalog.try_acquire(noon(), false)? {
+                    match catalog.try_acquire(&noon, false)? {
                         Acquire::Acquired(lease) => {
                             std::mem::forget(lease); // keep it held: the other must not win later
                             Ok(true)
