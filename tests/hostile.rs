@@ -1,0 +1,413 @@
+//! Hostile catalogs: random statuses, flags, pids, names, directories and
+//! timestamps, swept once without limits and compared with a small,
+//! obviously-correct model of DESIGN.md's rules.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::DEAD_PID;
+use proptest::prelude::*;
+use rusqlite::{Connection, OptionalExtension, params};
+use sandbox_sweep::{Catalog, Limits, Outcome, Sweeper, parse_stamp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name {
+    Valid,
+    Empty,
+    Dot,
+    DotDot,
+    Slash,
+    Absolute,
+    Parent,
+    Nul,
+    Reserved,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Absent,
+    Present,
+    Nested,
+    SymlinkOut,
+    File,
+    ReadOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pid {
+    Live,
+    Dead,
+    Zombie,
+    Zero,
+    Negative,
+    Huge,
+    Null,
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Started {
+    At(u8),
+    Garbage,
+    Null,
+}
+
+#[derive(Debug, Clone)]
+struct RunSpec {
+    running: bool,
+    pid: Pid,
+    started: Started,
+}
+
+#[derive(Debug, Clone)]
+struct SandboxSpec {
+    name: Name,
+    status: &'static str,
+    ephemeral: bool,
+    dir: Dir,
+    runs: Vec<RunSpec>,
+}
+
+#[derive(Debug, Clone)]
+struct CatalogSpec {
+    sandboxes: Vec<SandboxSpec>,
+    orphans: Vec<RunSpec>,
+    lease: Option<(&'static str, &'static str)>,
+}
+
+fn run_spec() -> impl Strategy<Value = RunSpec> {
+    (
+        prop::bool::weighted(0.7),
+        prop_oneof![
+            3 => Just(Pid::Live),
+            3 => Just(Pid::Dead),
+            1 => Just(Pid::Zombie),
+            1 => Just(Pid::Zero),
+            1 => Just(Pid::Negative),
+            1 => Just(Pid::Huge),
+            1 => Just(Pid::Null),
+            1 => Just(Pid::Text),
+        ],
+        prop_oneof![4 => (0u8..5).prop_map(Started::At), 1 => Just(Started::Garbage), 1 => Just(Started::Null)],
+    )
+        .prop_map(|(running, pid, started)| RunSpec { running, pid, started })
+}
+
+fn sandbox_spec() -> impl Strategy<Value = SandboxSpec> {
+    (
+        prop_oneof![
+            12 => Just(Name::Valid),
+            1 => Just(Name::Empty),
+            1 => Just(Name::Dot),
+            1 => Just(Name::DotDot),
+            1 => Just(Name::Slash),
+            1 => Just(Name::Absolute),
+            1 => Just(Name::Parent),
+            1 => Just(Name::Nul),
+            1 => Just(Name::Reserved),
+        ],
+        prop::sample::select(vec!["Running", "Draining", "Stopped", "Crashed", "Paused", "running", "", "Stopped "]),
+        any::<bool>(),
+        prop_oneof![
+            2 => Just(Dir::Absent),
+            4 => Just(Dir::Present),
+            1 => Just(Dir::Nested),
+            1 => Just(Dir::SymlinkOut),
+            1 => Just(Dir::File),
+            1 => Just(Dir::ReadOnly),
+        ],
+        prop::collection::vec(run_spec(), 0..4),
+    )
+        .prop_map(|(name, status, ephemeral, dir, runs)| SandboxSpec { name, status, ephemeral, dir, runs })
+}
+
+fn catalog_spec() -> impl Strategy<Value = CatalogSpec> {
+    (
+        prop::collection::vec(sandbox_spec(), 0..24),
+        prop::collection::vec(run_spec(), 0..3),
+        prop::option::of(prop::sample::select(vec![
+            ("garbage", "not a time"),
+            ("9999-12-31 23:59:59", "9999-12-31 23:59:59"),
+            ("2000-01-01 00:00:00", "2000-01-01 00:00:00.5"),
+        ])),
+    )
+        .prop_map(|(sandboxes, orphans, lease)| CatalogSpec { sandboxes, orphans, lease })
+}
+
+/// One zombie for the whole run: a child that exited and is never reaped.
+fn zombie_pid() -> i64 {
+    static ZOMBIE: OnceLock<i64> = OnceLock::new();
+    *ZOMBIE.get_or_init(|| {
+        let child = std::process::Command::new("true").spawn().expect("spawn true");
+        let pid = i64::from(child.id());
+        std::mem::forget(child);
+        // Bounded wait until it has exited (it is then a zombie).
+        for _ in 0..400 {
+            let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if sandbox_sweep::parse_proc_stat(&stat).is_some_and(|s| s.is_zombie()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        pid
+    })
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // /proc/self belongs to the process's effective user.
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+struct Built {
+    name: String,
+    id: i64,
+    run_ids: Vec<i64>,
+}
+
+fn pid_value(pid: Pid) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match pid {
+        Pid::Live => Value::Integer(i64::from(std::process::id())),
+        Pid::Dead => Value::Integer(DEAD_PID),
+        Pid::Zombie => Value::Integer(zombie_pid()),
+        Pid::Zero => Value::Integer(0),
+        Pid::Negative => Value::Integer(-1),
+        Pid::Huge => Value::Integer(i64::MAX),
+        Pid::Null => Value::Null,
+        // Not numeric, so the column's INTEGER affinity keeps it as text.
+        Pid::Text => Value::Text("abc".into()),
+    }
+}
+
+fn started_value(started: Started) -> Option<String> {
+    match started {
+        Started::At(n) => Some(format!("2026-06-0{} 10:00:00", 1 + n)),
+        Started::Garbage => Some("garbage".into()),
+        Started::Null => None,
+    }
+}
+
+fn insert_run(conn: &Connection, sandbox_id: i64, run: &RunSpec) -> rusqlite::Result<i64> {
+    conn.execute(
+        "INSERT INTO run (sandbox_id, pid, status, started_at) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            sandbox_id,
+            pid_value(run.pid),
+            if run.running { "Running" } else { "Terminated" },
+            started_value(run.started)
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn name_text(name: Name, index: usize, canary: &Path) -> String {
+    match name {
+        Name::Valid => format!("sb-{index}"),
+        Name::Empty => String::new(),
+        Name::Dot => ".".into(),
+        Name::DotDot => "..".into(),
+        Name::Slash => "canary/x".into(),
+        Name::Absolute => canary.display().to_string(),
+        Name::Parent => "../canary".into(),
+        Name::Nul => "nul\0name".into(),
+        Name::Reserved => ".sandbox-sweep-trash".into(),
+    }
+}
+
+fn make_dir(path: &Path, dir: Dir, canary: &Path) -> std::io::Result<()> {
+    match dir {
+        Dir::Absent => Ok(()),
+        Dir::Present => {
+            std::fs::create_dir(path)?;
+            std::fs::write(path.join("config.json"), b"{}")
+        }
+        Dir::Nested => {
+            std::fs::create_dir_all(path.join("a/b/c"))?;
+            std::fs::write(path.join("a/b/c/deep"), b"x")?;
+            std::os::unix::fs::symlink(canary, path.join("a/escape"))
+        }
+        Dir::SymlinkOut => std::os::unix::fs::symlink(canary, path),
+        Dir::File => std::fs::write(path, b"not a directory"),
+        Dir::ReadOnly => {
+            std::fs::create_dir_all(path.join("ro"))?;
+            std::fs::write(path.join("ro/file"), b"x")?;
+            std::fs::set_permissions(path.join("ro"), std::fs::Permissions::from_mode(0o555))
+        }
+    }
+}
+
+/// Everything under `root`, with file contents, symlinks as their targets.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let content = if meta.file_type().is_symlink() {
+                std::fs::read_link(&path).map(|t| t.into_os_string().into_encoded_bytes()).unwrap_or_default()
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                b"<dir>".to_vec()
+            } else {
+                std::fs::read(&path).unwrap_or_default()
+            };
+            out.insert(path, content);
+        }
+    }
+    out
+}
+
+/// The model: DESIGN.md's rules, written as plainly as possible.
+/// Returns (final status per sandbox or None if removed, final run statuses, errors).
+fn model(spec: &CatalogSpec, names: &[String]) -> (Vec<Option<String>>, Vec<Vec<Option<&'static str>>>, u64) {
+    let alive = |pid: Pid| pid == Pid::Live;
+    let mut statuses = Vec::new();
+    let mut runs_out = Vec::new();
+    let mut errors = 0;
+    for (sb, name) in spec.sandboxes.iter().zip(names) {
+        let mut status = sb.status.to_string();
+        let mut runs: Vec<(bool, Pid)> = sb.runs.iter().map(|r| (r.running, r.pid)).collect();
+        // Phase 1: the latest Running run (by started_at, NULL first, then insertion order).
+        if status == "Running" || status == "Draining" {
+            let latest = sb
+                .runs
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.running)
+                .max_by(|(i, a), (j, b)| (started_value(a.started), i).cmp(&(started_value(b.started), j)))
+                .map(|(i, _)| i);
+            match latest {
+                None if status == "Draining" => status = "Stopped".into(),
+                None => {}
+                Some(i) if alive(sb.runs[i].pid) => {}
+                Some(i) => {
+                    runs[i].0 = false;
+                    status = if status == "Running" { "Crashed".into() } else { "Stopped".into() };
+                }
+            }
+        }
+        // Phase 2: finished ephemeral, no live Running run, a sane name.
+        let finished = status == "Stopped" || status == "Crashed";
+        let live_run = runs.iter().any(|(running, pid)| *running && alive(*pid));
+        if sb.ephemeral && finished && !live_run {
+            if sandbox_sweep::validate_name(name).is_ok() {
+                statuses.push(None);
+                runs_out.push(vec![None; runs.len()]);
+                continue;
+            }
+            errors += 1;
+        }
+        statuses.push(Some(status));
+        runs_out.push(runs.iter().map(|(running, _)| Some(if *running { "Running" } else { "Terminated" })).collect());
+    }
+    (statuses, runs_out, errors)
+}
+
+fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let canary = dir.path().join("canary");
+    std::fs::create_dir_all(canary.join("x")).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    std::fs::write(canary.join("precious"), b"keep").map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let sandboxes = dir.path().join("sandboxes");
+    std::fs::create_dir_all(sandboxes.join("canary/x")).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let db = dir.path().join("catalog.db");
+    let conn = sandbox_sweep::open(&db).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    sandbox_sweep::migrate(&conn).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let fail = |e: rusqlite::Error| TestCaseError::fail(e.to_string());
+
+    // Names must be unique (the column is UNIQUE): a repeated odd name becomes valid.
+    let mut names: Vec<String> = Vec::new();
+    let mut effective = spec.clone();
+    for (i, sb) in effective.sandboxes.iter_mut().enumerate() {
+        let mut name = name_text(sb.name, i, &canary);
+        if names.contains(&name) {
+            sb.name = Name::Valid;
+            name = name_text(Name::Valid, i, &canary);
+        }
+        if !is_root() && sb.dir == Dir::ReadOnly {
+            sb.dir = Dir::Present;
+        }
+        names.push(name);
+    }
+    let mut built = Vec::new();
+    for (sb, name) in effective.sandboxes.iter().zip(&names) {
+        conn.execute(
+            "INSERT INTO sandbox (name, config, status, ephemeral, updated_at) VALUES (?1, '{}', ?2, ?3, 'garbage')",
+            params![name, sb.status, sb.ephemeral],
+        )
+        .map_err(fail)?;
+        let id = conn.last_insert_rowid();
+        let run_ids = sb.runs.iter().map(|r| insert_run(&conn, id, r)).collect::<Result<Vec<_>, _>>().map_err(fail)?;
+        if sb.name == Name::Valid {
+            make_dir(&sandboxes.join(name), sb.dir, &canary).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+        built.push(Built { name: name.clone(), id, run_ids });
+    }
+    conn.execute_batch("PRAGMA foreign_keys = OFF").map_err(fail)?;
+    let orphan_ids = effective.orphans.iter().map(|r| insert_run(&conn, 1_000_000, r)).collect::<Result<Vec<_>, _>>().map_err(fail)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON").map_err(fail)?;
+    if let Some((expires, completed)) = effective.lease {
+        conn.execute(
+            "INSERT INTO maintenance_lease VALUES (?1, 4242, ?2, ?3)",
+            params![sandbox_sweep::LEASE_NAME, expires, completed],
+        )
+        .map_err(fail)?;
+    }
+    let canary_before = snapshot(&canary);
+
+    let catalog = Catalog::new(&conn).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let now = || parse_stamp("2026-06-04 12:00:00").expect("valid");
+    let report = match Sweeper::new(&sandboxes).limits(Limits::unlimited()).force(true).run_with(&catalog, &now) {
+        Outcome::Swept(report) => report,
+        other => return Err(TestCaseError::fail(format!("expected a sweep, got {other:?}"))),
+    };
+
+    let (statuses, runs, errors) = model(&effective, &names);
+    prop_assert_eq!(report.errors, errors);
+    prop_assert!(report.complete);
+    for ((b, expected), expected_runs) in built.iter().zip(&statuses).zip(&runs) {
+        let actual: Option<String> = conn
+            .query_row("SELECT status FROM sandbox WHERE id = ?1", [b.id], |r| r.get(0))
+            .optional()
+            .map_err(fail)?;
+        prop_assert_eq!(&actual, expected, "sandbox {:?}", b.name);
+        for (run_id, expected_run) in b.run_ids.iter().zip(expected_runs) {
+            let actual: Option<String> = conn
+                .query_row("SELECT status FROM run WHERE id = ?1", [run_id], |r| r.get(0))
+                .optional()
+                .map_err(fail)?;
+            prop_assert_eq!(actual.as_deref(), *expected_run, "run {} of {:?}", run_id, b.name);
+        }
+        let spec = &effective.sandboxes[built.iter().position(|x| x.id == b.id).unwrap_or(0)];
+        if spec.name == Name::Valid && spec.dir != Dir::Absent {
+            let path = sandboxes.join(&b.name);
+            let on_disk = std::fs::symlink_metadata(&path).is_ok();
+            prop_assert_eq!(on_disk, expected.is_some(), "directory of {:?}", b.name);
+        }
+    }
+    for run_id in orphan_ids {
+        let present: Option<i64> = conn.query_row("SELECT id FROM run WHERE id = ?1", [run_id], |r| r.get(0)).optional().map_err(fail)?;
+        prop_assert_eq!(present, Some(run_id), "orphan run");
+    }
+    prop_assert_eq!(snapshot(&canary), canary_before, "the canary outside changed");
+    prop_assert!(sandboxes.join("canary/x").is_dir(), "the canary inside changed");
+    let trash_left = std::fs::read_dir(sandboxes.join(".sandbox-sweep-trash")).map_or(0, |d| d.count());
+    prop_assert_eq!(trash_left, 0);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn hostile_catalogs_match_the_model(spec in catalog_spec()) {
+        check(&spec)?;
+    }
+}
