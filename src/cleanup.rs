@@ -274,11 +274,21 @@ impl<'p> Sandboxes<'p> {
     /// transaction: moves back any directory whose row survived (its removal
     /// was rolled back) and returns the entries to delete once it commits.
     pub(crate) fn sort_trash(&self, catalog: &Catalog<'_>) -> Result<Vec<PathBuf>> {
-        let entries = match std::fs::read_dir(&self.trash) {
-            Ok(entries) => entries,
+        // Never list (and so never delete from) anything but a real
+        // directory: a symlink here would lead outside the sandboxes dir.
+        match std::fs::symlink_metadata(&self.trash) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                log::warn!(
+                    "{} is not a directory; not ours to purge, and no sandbox can be removed while it is there",
+                    self.trash.display()
+                );
+                return Ok(Vec::new());
+            }
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(err) => return Err(err).at(&self.trash),
-        };
+        }
+        let entries = std::fs::read_dir(&self.trash).at(&self.trash)?;
         let mut doomed = Vec::new();
         let mut name_of = catalog
             .conn

@@ -110,7 +110,9 @@ fn sandbox_spec() -> impl Strategy<Value = SandboxSpec> {
             1 => Just(Name::Nul),
             1 => Just(Name::Reserved),
         ],
-        prop::sample::select(vec!["Running", "Draining", "Stopped", "Crashed", "Paused", "running", "", "Stopped "]),
+        prop::sample::select(vec![
+            "Running", "Draining", "Stopped", "Crashed", "Paused", "running", "", "Stopped ",
+        ]),
         any::<bool>(),
         prop_oneof![
             2 => Just(Dir::Absent),
@@ -122,7 +124,13 @@ fn sandbox_spec() -> impl Strategy<Value = SandboxSpec> {
         ],
         prop::collection::vec(run_spec(), 0..4),
     )
-        .prop_map(|(name, status, ephemeral, dir, runs)| SandboxSpec { name, status, ephemeral, dir, runs })
+        .prop_map(|(name, status, ephemeral, dir, runs)| SandboxSpec {
+            name,
+            status,
+            ephemeral,
+            dir,
+            runs,
+        })
 }
 
 fn catalog_spec() -> impl Strategy<Value = CatalogSpec> {
@@ -135,14 +143,20 @@ fn catalog_spec() -> impl Strategy<Value = CatalogSpec> {
             ("2000-01-01 00:00:00", "2000-01-01 00:00:00.5"),
         ])),
     )
-        .prop_map(|(sandboxes, orphans, lease)| CatalogSpec { sandboxes, orphans, lease })
+        .prop_map(|(sandboxes, orphans, lease)| CatalogSpec {
+            sandboxes,
+            orphans,
+            lease,
+        })
 }
 
 /// One zombie for the whole run: a child that exited and is never reaped.
 fn zombie_pid() -> i64 {
     static ZOMBIE: OnceLock<i64> = OnceLock::new();
     *ZOMBIE.get_or_init(|| {
-        let child = std::process::Command::new("true").spawn().expect("spawn true");
+        let child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
         let pid = i64::from(child.id());
         std::mem::forget(child);
         // Bounded wait until it has exited (it is then a zombie).
@@ -246,12 +260,18 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
             let content = if meta.file_type().is_symlink() {
-                std::fs::read_link(&path).map(|t| t.into_os_string().into_encoded_bytes()).unwrap_or_default()
+                std::fs::read_link(&path)
+                    .map(|t| t.into_os_string().into_encoded_bytes())
+                    .unwrap_or_default()
             } else if meta.is_dir() {
                 stack.push(path.clone());
                 b"<dir>".to_vec()
@@ -266,7 +286,10 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// The model: DESIGN.md's rules, written as plainly as possible.
 /// Returns (final status per sandbox or None if removed, final run statuses, errors).
-fn model(spec: &CatalogSpec, names: &[String]) -> (Vec<Option<String>>, Vec<Vec<Option<&'static str>>>, u64) {
+fn model(
+    spec: &CatalogSpec,
+    names: &[String],
+) -> (Vec<Option<String>>, Vec<Vec<Option<&'static str>>>, u64) {
     let alive = |pid: Pid| pid == Pid::Live;
     let mut statuses = Vec::new();
     let mut runs_out = Vec::new();
@@ -281,7 +304,9 @@ fn model(spec: &CatalogSpec, names: &[String]) -> (Vec<Option<String>>, Vec<Vec<
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.running)
-                .max_by(|(i, a), (j, b)| (started_value(a.started), i).cmp(&(started_value(b.started), j)))
+                .max_by(|(i, a), (j, b)| {
+                    (started_value(a.started), i).cmp(&(started_value(b.started), j))
+                })
                 .map(|(i, _)| i);
             match latest {
                 None if status == "Draining" => status = "Stopped".into(),
@@ -289,7 +314,11 @@ fn model(spec: &CatalogSpec, names: &[String]) -> (Vec<Option<String>>, Vec<Vec<
                 Some(i) if alive(sb.runs[i].pid) => {}
                 Some(i) => {
                     runs[i].0 = false;
-                    status = if status == "Running" { "Crashed".into() } else { "Stopped".into() };
+                    status = if status == "Running" {
+                        "Crashed".into()
+                    } else {
+                        "Stopped".into()
+                    };
                 }
             }
         }
@@ -305,7 +334,11 @@ fn model(spec: &CatalogSpec, names: &[String]) -> (Vec<Option<String>>, Vec<Vec<
             errors += 1;
         }
         statuses.push(Some(status));
-        runs_out.push(runs.iter().map(|(running, _)| Some(if *running { "Running" } else { "Terminated" })).collect());
+        runs_out.push(
+            runs.iter()
+                .map(|(running, _)| Some(if *running { "Running" } else { "Terminated" }))
+                .collect(),
+        );
     }
     (statuses, runs_out, errors)
 }
@@ -314,9 +347,11 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
     let canary = dir.path().join("canary");
     std::fs::create_dir_all(canary.join("x")).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    std::fs::write(canary.join("precious"), b"keep").map_err(|e| TestCaseError::fail(e.to_string()))?;
+    std::fs::write(canary.join("precious"), b"keep")
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let sandboxes = dir.path().join("sandboxes");
-    std::fs::create_dir_all(sandboxes.join("canary/x")).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    std::fs::create_dir_all(sandboxes.join("canary/x"))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let db = dir.path().join("catalog.db");
     let conn = sandbox_sweep::open(&db).map_err(|e| TestCaseError::fail(e.to_string()))?;
     sandbox_sweep::migrate(&conn).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -344,15 +379,32 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
         )
         .map_err(fail)?;
         let id = conn.last_insert_rowid();
-        let run_ids = sb.runs.iter().map(|r| insert_run(&conn, id, r)).collect::<Result<Vec<_>, _>>().map_err(fail)?;
+        let run_ids = sb
+            .runs
+            .iter()
+            .map(|r| insert_run(&conn, id, r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fail)?;
         if sb.name == Name::Valid {
-            make_dir(&sandboxes.join(name), sb.dir, &canary).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            make_dir(&sandboxes.join(name), sb.dir, &canary)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
         }
-        built.push(Built { name: name.clone(), id, run_ids });
+        built.push(Built {
+            name: name.clone(),
+            id,
+            run_ids,
+        });
     }
-    conn.execute_batch("PRAGMA foreign_keys = OFF").map_err(fail)?;
-    let orphan_ids = effective.orphans.iter().map(|r| insert_run(&conn, 1_000_000, r)).collect::<Result<Vec<_>, _>>().map_err(fail)?;
-    conn.execute_batch("PRAGMA foreign_keys = ON").map_err(fail)?;
+    conn.execute_batch("PRAGMA foreign_keys = OFF")
+        .map_err(fail)?;
+    let orphan_ids = effective
+        .orphans
+        .iter()
+        .map(|r| insert_run(&conn, 1_000_000, r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(fail)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON")
+        .map_err(fail)?;
     if let Some((expires, completed)) = effective.lease {
         conn.execute(
             "INSERT INTO maintenance_lease VALUES (?1, 4242, ?2, ?3)",
@@ -364,9 +416,17 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
 
     let catalog = Catalog::new(&conn).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let now = || parse_stamp("2026-06-04 12:00:00").expect("valid");
-    let report = match Sweeper::new(&sandboxes).limits(Limits::unlimited()).force(true).run_with(&catalog, &now) {
+    let report = match Sweeper::new(&sandboxes)
+        .limits(Limits::unlimited())
+        .force(true)
+        .run_with(&catalog, &now)
+    {
         Outcome::Swept(report) => report,
-        other => return Err(TestCaseError::fail(format!("expected a sweep, got {other:?}"))),
+        other => {
+            return Err(TestCaseError::fail(format!(
+                "expected a sweep, got {other:?}"
+            )));
+        }
     };
 
     let (statuses, runs, errors) = model(&effective, &names);
@@ -374,16 +434,26 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
     prop_assert!(report.complete);
     for ((b, expected), expected_runs) in built.iter().zip(&statuses).zip(&runs) {
         let actual: Option<String> = conn
-            .query_row("SELECT status FROM sandbox WHERE id = ?1", [b.id], |r| r.get(0))
+            .query_row("SELECT status FROM sandbox WHERE id = ?1", [b.id], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(fail)?;
         prop_assert_eq!(&actual, expected, "sandbox {:?}", b.name);
         for (run_id, expected_run) in b.run_ids.iter().zip(expected_runs) {
             let actual: Option<String> = conn
-                .query_row("SELECT status FROM run WHERE id = ?1", [run_id], |r| r.get(0))
+                .query_row("SELECT status FROM run WHERE id = ?1", [run_id], |r| {
+                    r.get(0)
+                })
                 .optional()
                 .map_err(fail)?;
-            prop_assert_eq!(actual.as_deref(), *expected_run, "run {} of {:?}", run_id, b.name);
+            prop_assert_eq!(
+                actual.as_deref(),
+                *expected_run,
+                "run {} of {:?}",
+                run_id,
+                b.name
+            );
         }
         let spec = &effective.sandboxes[built.iter().position(|x| x.id == b.id).unwrap_or(0)];
         if spec.name == Name::Valid && spec.dir != Dir::Absent {
@@ -393,18 +463,30 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
         }
     }
     for run_id in orphan_ids {
-        let present: Option<i64> = conn.query_row("SELECT id FROM run WHERE id = ?1", [run_id], |r| r.get(0)).optional().map_err(fail)?;
+        let present: Option<i64> = conn
+            .query_row("SELECT id FROM run WHERE id = ?1", [run_id], |r| r.get(0))
+            .optional()
+            .map_err(fail)?;
         prop_assert_eq!(present, Some(run_id), "orphan run");
     }
-    prop_assert_eq!(snapshot(&canary), canary_before, "the canary outside changed");
-    prop_assert!(sandboxes.join("canary/x").is_dir(), "the canary inside changed");
-    let trash_left = std::fs::read_dir(sandboxes.join(".sandbox-sweep-trash")).map_or(0, |d| d.count());
+    prop_assert_eq!(
+        snapshot(&canary),
+        canary_before,
+        "the canary outside changed"
+    );
+    prop_assert!(
+        sandboxes.join("canary/x").is_dir(),
+        "the canary inside changed"
+    );
+    let trash_left =
+        std::fs::read_dir(sandboxes.join(".sandbox-sweep-trash")).map_or(0, |d| d.count());
     prop_assert_eq!(trash_left, 0);
     Ok(())
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // 256 cases unless PROPTEST_CASES says otherwise.
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn hostile_catalogs_match_the_model(spec in catalog_spec()) {

@@ -1,0 +1,115 @@
+//! Faults from outside: read-only catalogs, missing tables, blocked trash.
+
+mod common;
+
+use common::*;
+use rusqlite::OpenFlags;
+use sandbox_sweep::{Catalog, CleanupOutcome, Error, Limits, Outcome, Sweeper};
+
+#[test]
+fn read_only_catalog_is_a_clear_error_and_changes_nothing() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    let dead = add_sandbox(&conn, "dead", "Running", false);
+    add_run(&conn, dead, Some(DEAD_PID));
+    let eph = add_sandbox(&conn, "eph", "Stopped", true);
+    std::fs::create_dir(env.sandboxes.join("eph"))?;
+    drop(conn);
+    let ro = rusqlite::Connection::open_with_flags(&env.db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let outcome = Sweeper::new(&env.sandboxes).run(&ro);
+    let Outcome::Failed(err) = outcome else {
+        panic!("expected a failure, got {outcome:?}");
+    };
+    assert!(err.to_string().contains("readonly"), "{err}");
+    let conn = env.conn();
+    assert_eq!(status_of(&conn, dead).as_deref(), Some("Running"));
+    assert_eq!(status_of(&conn, eph).as_deref(), Some("Stopped"));
+    assert!(env.sandboxes.join("eph").is_dir());
+    Ok(())
+}
+
+#[test]
+fn missing_table_error_names_init() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let conn = rusqlite::Connection::open(dir.path().join("x.db"))?;
+    conn.execute_batch(
+        "CREATE TABLE sandbox (id INTEGER PRIMARY KEY); CREATE TABLE run (id INTEGER PRIMARY KEY);",
+    )?;
+    let err = Catalog::new(&conn).expect_err("no lease table");
+    assert!(
+        matches!(
+            err,
+            Error::MissingTable {
+                table: "maintenance_lease"
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "catalog has no `maintenance_lease` table; run `sandbox-sweep init` on it first"
+    );
+    let outcome = Sweeper::new(dir.path()).run(&conn);
+    assert!(
+        matches!(outcome, Outcome::Failed(Error::MissingTable { .. })),
+        "{outcome:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn symlinked_trash_is_never_purged_through() -> TestResult {
+    let env = Env::new();
+    let outside = env.dir.path().join("outside");
+    std::fs::create_dir(&outside)?;
+    std::fs::create_dir(outside.join("17"))?;
+    std::fs::write(outside.join("17/precious"), b"keep")?;
+    std::os::unix::fs::symlink(&outside, env.sandboxes.join(".sandbox-sweep-trash"))?;
+    let conn = env.conn();
+    let eph = add_sandbox(&conn, "eph", "Stopped", true);
+    std::fs::create_dir(env.sandboxes.join("eph"))?;
+    let Outcome::Swept(report) = Sweeper::new(&env.sandboxes).run(&conn) else {
+        panic!("expected a sweep");
+    };
+    assert_eq!((report.removed, report.errors), (0, 1));
+    assert_eq!(std::fs::read(outside.join("17/precious"))?, b"keep");
+    assert_eq!(status_of(&conn, eph).as_deref(), Some("Stopped"));
+    assert!(env.sandboxes.join("eph").is_dir());
+    Ok(())
+}
+
+#[test]
+fn blocked_trash_keeps_every_row_and_counts_errors() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let name = format!("eph-{i}");
+        ids.push(add_sandbox(&conn, &name, "Crashed", true));
+        std::fs::create_dir(env.sandboxes.join(&name))?;
+    }
+    // Something that is not ours sits where the trash goes.
+    std::fs::write(
+        env.sandboxes.join(".sandbox-sweep-trash"),
+        b"not a directory",
+    )?;
+    let catalog = Catalog::new(&conn)?;
+    let outcome = Sweeper::new(&env.sandboxes)
+        .limits(Limits::unlimited())
+        .run(&conn);
+    let Outcome::Swept(report) = outcome else {
+        panic!("expected a sweep, got {outcome:?}");
+    };
+    assert_eq!((report.removed, report.errors), (0, 5));
+    assert_eq!(report.outcome(CleanupOutcome::DirRemoveFailed), 5);
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(status_of(&conn, *id).as_deref(), Some("Crashed"));
+        assert!(env.sandboxes.join(format!("eph-{i}")).is_dir());
+    }
+    assert_eq!(
+        std::fs::read(env.sandboxes.join(".sandbox-sweep-trash"))?,
+        b"not a directory"
+    );
+    drop(catalog);
+    Ok(())
+}
