@@ -110,6 +110,5 @@ fn blocked_trash_keeps_every_row_and_counts_errors() -> TestResult {
         std::fs::read(env.sandboxes.join(".sandbox-sweep-trash"))?,
         b"not a directory"
     );
-    drop(catalog);
     Ok(())
 }
