@@ -93,7 +93,6 @@ fn blocked_trash_keeps_every_row_and_counts_errors() -> TestResult {
         env.sandboxes.join(".sandbox-sweep-trash"),
         b"not a directory",
     )?;
-    let catalog = Catalog::new(&conn)?;
     let outcome = Sweeper::new(&env.sandboxes)
         .limits(Limits::unlimited())
         .run(&conn);
