@@ -340,7 +340,11 @@ fn model(
                 .collect(),
         );
     }
-    (statuses, runs_out, errors)
+    Expected {
+        statuses,
+        runs: runs_out,
+        errors,
+    }
 }
 
 fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
@@ -429,7 +433,11 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
         }
     };
 
-    let (statuses, runs, errors) = model(&effective, &names);
+    let Expected {
+        statuses,
+        runs,
+        errors,
+    } = model(&effective, &names);
     prop_assert_eq!(report.errors, errors);
     prop_assert!(report.complete);
     for ((b, expected), expected_runs) in built.iter().zip(&statuses).zip(&runs) {
