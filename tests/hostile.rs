@@ -284,12 +284,18 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// What the model says the sweep leaves.
+struct Expected {
+    /// Final status per sandbox; `None` when removed.
+    statuses: Vec<Option<String>>,
+    /// Final status per run of each sandbox; `None` when deleted.
+    runs: Vec<Vec<Option<&'static str>>>,
+    /// Per-row errors (bad names among removable sandboxes).
+    errors: u64,
+}
+
 /// The model: DESIGN.md's rules, written as plainly as possible.
-/// Returns (final status per sandbox or None if removed, final run statuses, errors).
-fn model(
-    spec: &CatalogSpec,
-    names: &[String],
-) -> (Vec<Option<String>>, Vec<Vec<Option<&'static str>>>, u64) {
+fn model(spec: &CatalogSpec, names: &[String]) -> Expected {
     let alive = |pid: Pid| pid == Pid::Live;
     let mut statuses = Vec::new();
     let mut runs_out = Vec::new();
