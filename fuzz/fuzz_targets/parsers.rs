@@ -1,0 +1,18 @@
+//! The two parsers that read text other programs wrote: catalog timestamps
+//! and `/proc/<pid>/stat` lines. Neither may panic; a parsed timestamp must
+//! format back to text that parses to the same instant.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(stat) = sandbox_sweep::parse_proc_stat(data) {
+        assert!(stat.state.is_ascii_alphabetic());
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Some(t) = sandbox_sweep::parse_stamp(text) {
+            let again = sandbox_sweep::parse_stamp(&sandbox_sweep::format_stamp(t));
+            assert_eq!(again, Some(t), "{text:?}");
+        }
+    }
+});
