@@ -111,3 +111,44 @@ fn blocked_trash_keeps_every_row_and_counts_errors() -> TestResult {
     );
     Ok(())
 }
+
+/// Unmounts on drop, so a failing assertion cannot leave a mount behind.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn sandbox_dir_that_is_a_mount_point_keeps_its_row() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    let id = add_sandbox(&conn, "mounted", "Stopped", true);
+    let dir = env.sandboxes.join("mounted");
+    std::fs::create_dir(&dir)?;
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if !mounted {
+        // Only root can mount; CI runs as root, where this must work.
+        assert!(!root, "running as root but could not mount a tmpfs");
+        eprintln!("note: not root, mount-point case not exercised");
+        return Ok(());
+    }
+    let _mount = Mount(dir.clone());
+    std::fs::write(dir.join("inside"), b"data")?;
+    let Outcome::Swept(report) = Sweeper::new(&env.sandboxes).run(&conn) else {
+        panic!("expected a sweep");
+    };
+    assert_eq!((report.removed, report.errors), (0, 1));
+    assert_eq!(report.outcome(CleanupOutcome::DirRemoveFailed), 1);
+    assert_eq!(status_of(&conn, id).as_deref(), Some("Stopped"));
+    assert_eq!(std::fs::read(dir.join("inside"))?, b"data");
+    Ok(())
+}
