@@ -134,7 +134,8 @@ fn sandbox_dir_that_is_a_mount_point_keeps_its_row() -> TestResult {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    let root = std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let root =
+        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
     if !mounted {
         // Only root can mount; CI runs as root, where this must work.
         assert!(!root, "running as root but could not mount a tmpfs");
