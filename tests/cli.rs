@@ -29,10 +29,7 @@ fn init_creates_and_migrates_idempotently() -> TestResult {
 fn sweep_json_reports_what_it_did_then_skips_as_recent() -> TestResult {
     let env = Env::new();
     let conn = env.conn();
-    let dead = add_sandbox(&conn, "dead", "Running", false);
-    add_run(&conn, dead, Some(DEAD_PID));
-    let eph = add_sandbox(&conn, "eph", "Stopped", true);
-    std::fs::create_dir(env.sandboxes.join("eph"))?;
+    let (dead, eph) = add_dead_and_finished(&env, &conn);
     add_sandbox(&conn, "..", "Crashed", true);
 
     let args = [
@@ -45,8 +42,7 @@ fn sweep_json_reports_what_it_did_then_skips_as_recent() -> TestResult {
     ];
     let out = cli(&args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out);
-    let line = text.lines().last().ok_or("no output")?;
+    let line = &json_line(&out);
     assert_eq!(json_field(line, "outcome"), "\"swept\"");
     assert_eq!(json_field(line, "skip_reason"), "null");
     assert_eq!(json_field(line, "reconciled"), "1");
@@ -64,16 +60,14 @@ fn sweep_json_reports_what_it_did_then_skips_as_recent() -> TestResult {
 
     let out = cli(&args);
     assert_eq!(out.status.code(), Some(0));
-    let text = stdout(&out);
-    let line = text.lines().last().ok_or("no output")?;
+    let line = &json_line(&out);
     assert_eq!(json_field(line, "outcome"), "\"skipped\"");
     assert_eq!(json_field(line, "skip_reason"), "\"recent\"");
 
     let mut forced = args.to_vec();
     forced.push("--force");
     let out = cli(&forced);
-    let text = stdout(&out);
-    let line = text.lines().last().ok_or("no output")?;
+    let line = &json_line(&out);
     assert_eq!(json_field(line, "outcome"), "\"swept\"");
     Ok(())
 }
@@ -96,8 +90,7 @@ fn held_lease_is_a_skip_with_exit_zero() -> TestResult {
         "--json",
     ]);
     assert_eq!(out.status.code(), Some(0));
-    let text = stdout(&out);
-    let line = text.lines().last().ok_or("no output")?;
+    let line = &json_line(&out);
     assert_eq!(json_field(line, "skip_reason"), "\"held\"");
     let out = cli(&[
         "sweep",
@@ -118,10 +111,7 @@ fn held_lease_is_a_skip_with_exit_zero() -> TestResult {
 fn dry_run_writes_nothing() -> TestResult {
     let env = Env::new();
     let conn = env.conn();
-    let dead = add_sandbox(&conn, "dead", "Running", false);
-    add_run(&conn, dead, Some(DEAD_PID));
-    let eph = add_sandbox(&conn, "eph", "Stopped", true);
-    std::fs::create_dir(env.sandboxes.join("eph"))?;
+    let (dead, eph) = add_dead_and_finished(&env, &conn);
     let out = cli(&[
         "sweep",
         "--db",
@@ -132,8 +122,7 @@ fn dry_run_writes_nothing() -> TestResult {
         "--json",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out);
-    let line = text.lines().last().ok_or("no output")?;
+    let line = &json_line(&out);
     assert_eq!(json_field(line, "dry_run"), "true");
     assert_eq!(
         (json_field(line, "reconciled"), json_field(line, "removed")),
@@ -224,8 +213,7 @@ fn missing_sandboxes_dir_is_an_error() -> TestResult {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert_one_error_line(&out);
-    let text = stdout(&out);
-    let line = text.lines().last().ok_or("no output")?;
+    let line = &json_line(&out);
     assert_eq!(json_field(line, "outcome"), "\"failed\"");
     assert_eq!(status_of(&conn, eph).as_deref(), Some("Stopped"));
     Ok(())

@@ -121,8 +121,7 @@ fn concurrent_cli_sweeps_reconcile_each_row_once() -> TestResult {
     for child in children {
         let out = child.wait_with_output()?;
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        let text = stdout(&out);
-        let line = text.lines().last().ok_or("no output")?;
+        let line = &json_line(&out);
         match json_field(line, "outcome") {
             "\"swept\"" => swept += 1,
             "\"skipped\"" => assert!(

@@ -10,10 +10,7 @@ use sandbox_sweep::{Catalog, CleanupOutcome, Error, Limits, Outcome, Sweeper};
 fn read_only_catalog_is_a_clear_error_and_changes_nothing() -> TestResult {
     let env = Env::new();
     let conn = env.conn();
-    let dead = add_sandbox(&conn, "dead", "Running", false);
-    add_run(&conn, dead, Some(DEAD_PID));
-    let eph = add_sandbox(&conn, "eph", "Stopped", true);
-    std::fs::create_dir(env.sandboxes.join("eph"))?;
+    let (dead, eph) = add_dead_and_finished(&env, &conn);
     drop(conn);
     let ro = rusqlite::Connection::open_with_flags(&env.db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let outcome = Sweeper::new(&env.sandboxes).run(&ro);

@@ -856,8 +856,7 @@ fn fencing() -> TestResult {
     ensure(out.status.success(), || {
         format!("stalled sweeper: {}", stderr(&out))
     })?;
-    let text = stdout(&out);
-    let line = text.lines().last().ok_or("no output")?;
+    let line = &json_line(&out);
     ensure(json_field(line, "lease_lost") == "true", || {
         format!("stalled sweeper did not report lease_lost: {line}")
     })?;

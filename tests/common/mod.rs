@@ -32,6 +32,11 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The last line of stdout, where `--json` puts its object.
+pub fn json_line(out: &Output) -> String {
+    stdout(out).lines().last().unwrap_or_default().to_owned()
+}
+
 /// The raw text of a scalar field in a flat JSON line: `"key":VALUE`.
 pub fn json_field<'a>(line: &'a str, key: &str) -> &'a str {
     let needle = format!("\"{key}\":");
@@ -91,6 +96,16 @@ pub fn add_run(conn: &Connection, sandbox_id: i64, pid: Option<i64>) -> i64 {
     )
     .expect("insert run");
     conn.last_insert_rowid()
+}
+
+/// A `Running` sandbox whose runtime is dead and a finished ephemeral one
+/// with a directory: one thing for each phase to do.
+pub fn add_dead_and_finished(env: &Env, conn: &Connection) -> (i64, i64) {
+    let dead = add_sandbox(conn, "dead", "Running", false);
+    add_run(conn, dead, Some(DEAD_PID));
+    let eph = add_sandbox(conn, "eph", "Stopped", true);
+    std::fs::create_dir(env.sandboxes.join("eph")).expect("mkdir eph");
+    (dead, eph)
 }
 
 pub fn status_of(conn: &Connection, id: i64) -> Option<String> {
