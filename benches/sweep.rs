@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rusqlite::{Connection, params};
-use sandbox_sweep::{Acquire, Catalog, Limits, Outcome, PrimitiveDateTime, Sweeper, parse_stamp};
+use sandbox_sweep::{
+    Acquire, Catalog, Clock, Limits, Outcome, PrimitiveDateTime, Sweeper, SystemClock, parse_stamp,
+};
 
 const DEAD_PID: i64 = 2_000_000_000;
 
@@ -133,6 +135,19 @@ fn gate(c: &mut Criterion) {
                 Ok(Acquire::Skipped(_))
             ))
         })
+    });
+    // What a runtime pays per start through the one-call entry point on
+    // the real clock (schema detection included), after a recent sweep.
+    let entry = template.instance();
+    let catalog = Catalog::new(&entry.conn).expect("catalog");
+    let Acquire::Acquired(lease) = catalog.try_acquire(&SystemClock, false).expect("acquire")
+    else {
+        panic!("free");
+    };
+    lease.complete(SystemClock.now()).expect("complete");
+    let sweeper = Sweeper::new(&entry.sandboxes);
+    c.bench_function("gate/startup_entry", |b| {
+        b.iter(|| assert!(matches!(sweeper.run(&entry.conn), Outcome::Skipped(_))))
     });
     let recent = template.instance();
     let catalog = Catalog::new(&recent.conn).expect("catalog");

@@ -1,6 +1,7 @@
 //! Opening a catalog, migrating it, and detecting which optional columns it has.
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -172,14 +173,19 @@ pub fn migrate(conn: &Connection) -> Result<()> {
 
 /// The column names of `table`; empty when the table does not exist.
 fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info(?1)")?;
+    let mut stmt = conn.prepare_cached("SELECT name FROM pragma_table_info(?1)")?;
     let names = stmt
         .query_map([table], |row| row.get::<_, String>(0))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(names)
 }
 
-/// Which optional parts a catalog has, detected once per [`Catalog`].
+/// Schemas already detected, by database file and `schema_version`: the
+/// startup entry point runs once per runtime start, and reading three
+/// tables' columns costs ten times the lease gate itself.
+static DETECTED: Mutex<Vec<(String, i64, Schema)>> = Mutex::new(Vec::new());
+
+/// Which optional parts a catalog has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Schema {
     /// `sandbox.active_config` exists (cleared on reconcile).
@@ -188,6 +194,64 @@ pub(crate) struct Schema {
     pub identity: bool,
     /// This crate's `sandbox_sweep_cursor` table exists.
     pub cursor: bool,
+}
+
+impl Schema {
+    /// Detects the schema, or reuses what was detected for the same file at
+    /// the same `schema_version` (which SQLite bumps on every schema change,
+    /// whichever process makes it).
+    fn of(conn: &Connection) -> Result<Schema> {
+        let version: i64 = conn
+            .prepare_cached("PRAGMA schema_version")?
+            .query_row([], |r| r.get(0))?;
+        let file = conn.path().filter(|p| !p.is_empty());
+        let cache = || DETECTED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(file) = file {
+            let hit = cache()
+                .iter()
+                .find(|(f, v, _)| f == file && *v == version)
+                .map(|e| e.2);
+            if let Some(schema) = hit {
+                return Ok(schema);
+            }
+        }
+        let schema = Schema::detect(conn)?;
+        if let Some(file) = file {
+            let mut cache = cache();
+            cache.retain(|(f, _, _)| f != file);
+            if cache.len() >= 16 {
+                cache.remove(0);
+            }
+            cache.push((file.to_owned(), version, schema));
+        }
+        Ok(schema)
+    }
+
+    fn detect(conn: &Connection) -> Result<Schema> {
+        let sandbox = columns(conn, "sandbox")?;
+        let run = columns(conn, "run")?;
+        let lease = columns(conn, "maintenance_lease")?;
+        for (table, cols) in [
+            ("sandbox", &sandbox),
+            ("run", &run),
+            ("maintenance_lease", &lease),
+        ] {
+            if cols.is_empty() {
+                return Err(Error::MissingTable { table });
+            }
+        }
+        let has = |cols: &[String], name: &str| cols.iter().any(|c| c == name);
+        let cursor = conn
+            .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sandbox_sweep_cursor'")?
+            .query_row([], |_| Ok(()))
+            .optional()?
+            .is_some();
+        Ok(Schema {
+            active_config: has(&sandbox, "active_config"),
+            identity: has(&run, "pid_start_time") && has(&run, "boot_id"),
+            cursor,
+        })
+    }
 }
 
 /// A connection to a catalog whose shape has been checked.
@@ -224,34 +288,9 @@ impl<'c> Catalog<'c> {
     /// is absent; a SQLite error when the file is not a database.
     pub fn new(conn: &'c Connection) -> Result<Catalog<'c>> {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
-        let sandbox = columns(conn, "sandbox")?;
-        let run = columns(conn, "run")?;
-        let lease = columns(conn, "maintenance_lease")?;
-        for (table, cols) in [
-            ("sandbox", &sandbox),
-            ("run", &run),
-            ("maintenance_lease", &lease),
-        ] {
-            if cols.is_empty() {
-                return Err(Error::MissingTable { table });
-            }
-        }
-        let has = |cols: &[String], name: &str| cols.iter().any(|c| c == name);
-        let cursor = conn
-            .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sandbox_sweep_cursor'",
-                [],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
         Ok(Catalog {
             conn,
-            schema: Schema {
-                active_config: has(&sandbox, "active_config"),
-                identity: has(&run, "pid_start_time") && has(&run, "boot_id"),
-                cursor,
-            },
+            schema: Schema::of(conn)?,
         })
     }
 
@@ -335,6 +374,23 @@ mod tests {
         assert!(after.schema.cursor);
         let n: i64 = conn.query_row("SELECT count(*) FROM sandbox", [], |r| r.get(0))?;
         assert_eq!(n, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn schema_changes_by_another_connection_are_seen() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Io { path: "tmp".into(), source: e })?;
+        let path = dir.path().join("c.db");
+        let conn = Connection::open(&path)?;
+        conn.execute_batch(include_str!("../tests/data/schema.sql"))?;
+        assert!(!Catalog::new(&conn)?.has_identity_columns());
+        // Cached now; another connection migrates the file.
+        assert!(!Catalog::new(&conn)?.has_identity_columns());
+        migrate(&Connection::open(&path)?)?;
+        let catalog = Catalog::new(&conn)?;
+        assert!(catalog.has_identity_columns() && catalog.schema.cursor);
+        Connection::open(&path)?.execute_batch("ALTER TABLE sandbox DROP COLUMN active_config")?;
+        assert!(!Catalog::new(&conn)?.has_active_config());
         Ok(())
     }
 
