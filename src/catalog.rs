@@ -379,7 +379,10 @@ mod tests {
 
     #[test]
     fn schema_changes_by_another_connection_are_seen() -> Result<()> {
-        let dir = tempfile::tempdir().map_err(|e| Error::Io { path: "tmp".into(), source: e })?;
+        let dir = tempfile::tempdir().map_err(|e| Error::Io {
+            path: "tmp".into(),
+            source: e,
+        })?;
         let path = dir.path().join("c.db");
         let conn = Connection::open(&path)?;
         conn.execute_batch(include_str!("../tests/data/schema.sql"))?;

@@ -12,7 +12,12 @@ impl log::Log for Stderr {
     fn log(&self, record: &log::Record<'_>) {
         // One write per line, so lines from processes sharing a stderr file
         // never interleave.
-        let line = format!("[{} {}] {}\n", record.level(), record.target(), record.args());
+        let line = format!(
+            "[{} {}] {}\n",
+            record.level(),
+            record.target(),
+            record.args()
+        );
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
