@@ -175,7 +175,7 @@ pub fn status(out: &mut impl Write, db: &Path, summary: &Summary) -> io::Result<
     }
     writeln!(
         out,
-        "finished ephemeral sandboxes (cleanable): {}",
+        "finished ephemeral sandboxes (cleanup candidates): {}",
         summary.ephemeral_terminal
     )?;
     writeln!(
