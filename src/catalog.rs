@@ -23,6 +23,10 @@ CREATE TABLE IF NOT EXISTS "maintenance_lease" ( "name" text NOT NULL PRIMARY KE
 CREATE INDEX IF NOT EXISTS "idx_sandbox_ephemeral_status" ON "sandbox" ("ephemeral", "status");
 "#;
 
+/// The version of this crate's changes that [`migrate`] records in its
+/// `sandbox_sweep_migrations` table.
+const MIGRATION_VERSION: i64 = 1;
+
 /// This crate's additive changes: indexes that keep every candidate query
 /// off a full scan, and the table that remembers where each phase stopped.
 const CRATE_SCHEMA: &str = r#"
@@ -140,8 +144,10 @@ pub fn open(path: impl AsRef<Path>) -> Result<Connection> {
 ///
 /// Adds `run(sandbox_id, status)` and `sandbox(status)` indexes, the nullable
 /// identity columns `run.pid_start_time` and `run.boot_id`, and the
-/// `sandbox_sweep_cursor` table. Never drops or rewrites anything. Runs in
-/// one `BEGIN IMMEDIATE` transaction, so racing migrators are safe.
+/// `sandbox_sweep_cursor` table; records what it applied in its own
+/// `sandbox_sweep_migrations` table, so a migrated catalog costs one read.
+/// Never drops or rewrites anything. Runs in one `BEGIN IMMEDIATE`
+/// transaction, so racing migrators are safe.
 ///
 /// # Errors
 ///
@@ -160,12 +166,30 @@ pub fn open(path: impl AsRef<Path>) -> Result<Connection> {
 pub fn migrate(conn: &Connection) -> Result<()> {
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(BASE_SCHEMA)?;
-    tx.execute_batch(CRATE_SCHEMA)?;
-    let run_columns = columns(&tx, "run")?;
-    for (column, ty) in [("pid_start_time", "INTEGER"), ("boot_id", "TEXT")] {
-        if !run_columns.iter().any(|c| c == column) {
-            tx.execute_batch(&format!(r#"ALTER TABLE "run" ADD COLUMN "{column}" {ty};"#))?;
+    tx.execute_batch(
+        r#"CREATE TABLE IF NOT EXISTS "sandbox_sweep_migrations" ( "version" integer NOT NULL PRIMARY KEY, "applied_at" datetime_text NOT NULL );"#,
+    )?;
+    let applied: i64 = tx.query_row(
+        r#"SELECT coalesce(max("version"), 0) FROM "sandbox_sweep_migrations""#,
+        [],
+        |r| r.get(0),
+    )?;
+    if applied < MIGRATION_VERSION {
+        // Each step is idempotent on its own too, so a catalog that another
+        // program already extended the same way migrates cleanly.
+        tx.execute_batch(CRATE_SCHEMA)?;
+        let run_columns = columns(&tx, "run")?;
+        for (column, ty) in [("pid_start_time", "INTEGER"), ("boot_id", "TEXT")] {
+            if !run_columns.iter().any(|c| c == column) {
+                tx.execute_batch(&format!(r#"ALTER TABLE "run" ADD COLUMN "{column}" {ty};"#))?;
+            }
         }
+        let now = time::OffsetDateTime::now_utc();
+        let now = crate::stamp::format_stamp(time::PrimitiveDateTime::new(now.date(), now.time()));
+        tx.execute(
+            r#"INSERT INTO "sandbox_sweep_migrations" ("version", "applied_at") VALUES (?1, ?2)"#,
+            rusqlite::params![MIGRATION_VERSION, now],
+        )?;
     }
     tx.commit()?;
     Ok(())
@@ -338,6 +362,11 @@ mod tests {
         let conn = Connection::open_in_memory()?;
         migrate(&conn)?;
         migrate(&conn)?;
+        let versions: i64 =
+            conn.query_row("SELECT count(*) FROM sandbox_sweep_migrations", [], |r| {
+                r.get(0)
+            })?;
+        assert_eq!(versions, 1);
         let run = columns(&conn, "run")?;
         assert!(run.iter().any(|c| c == "pid_start_time"));
         assert!(run.iter().any(|c| c == "boot_id"));
