@@ -175,14 +175,24 @@ fn remove_all(path: &Path) -> Result<()> {
     }
 }
 
+/// The trash directory, held open.
+#[derive(Debug)]
+struct OpenTrash {
+    /// Keeps the directory (and so `base`) valid while the sweep runs.
+    _dir: std::fs::File,
+    /// Where entries are reached: `/proc/self/fd/<fd>` on Linux, so a trash
+    /// swapped for a symlink after it was opened cannot redirect a rename or
+    /// a deletion outside the sandboxes dir; the plain path elsewhere.
+    base: PathBuf,
+}
+
 /// The sandboxes directory and its trash folder.
 #[derive(Debug)]
 pub(crate) struct Sandboxes<'p> {
     dir: &'p Path,
     trash: PathBuf,
-    /// The trash was seen to be a real directory (checked once per sweep,
-    /// again if a rename suggests it vanished).
-    trash_ready: std::cell::Cell<bool>,
+    /// Opened once per sweep, again if a rename suggests it vanished.
+    opened: std::cell::RefCell<Option<OpenTrash>>,
 }
 
 impl<'p> Sandboxes<'p> {
@@ -190,8 +200,51 @@ impl<'p> Sandboxes<'p> {
         Sandboxes {
             dir,
             trash: dir.join(TRASH_DIR),
-            trash_ready: std::cell::Cell::new(false),
+            opened: std::cell::RefCell::new(None),
         }
+    }
+
+    /// Opens the trash without following a symlink (creating it if asked)
+    /// and returns the base path for its entries; `None` when it does not
+    /// exist and `create` is false.
+    fn open_trash(&self, create: bool) -> Result<Option<PathBuf>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(open) = self.opened.borrow().as_ref() {
+            return Ok(Some(open.base.clone()));
+        }
+        if create {
+            match std::fs::create_dir(&self.trash) {
+                Err(err) if err.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(err).at(&self.trash);
+                }
+                _ => {}
+            }
+        }
+        let flags = nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC;
+        let dir = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(&self.trash)
+        {
+            Ok(dir) => dir,
+            Err(err) if err.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
+            Err(err)
+                if matches!(
+                    err.raw_os_error(),
+                    Some(nix::libc::ELOOP | nix::libc::ENOTDIR)
+                ) =>
+            {
+                return Err(io::Error::other("trash exists and is not a directory"))
+                    .at(&self.trash);
+            }
+            Err(err) => return Err(err).at(&self.trash),
+        };
+        let base = fd_path(&dir).unwrap_or_else(|| self.trash.clone());
+        *self.opened.borrow_mut() = Some(OpenTrash {
+            _dir: dir,
+            base: base.clone(),
+        });
+        Ok(Some(base))
     }
 
     /// Fails unless the sandboxes directory exists: without it, a missing
@@ -209,29 +262,6 @@ impl<'p> Sandboxes<'p> {
         }
     }
 
-    /// Makes sure the trash is a real directory (never a symlink that could
-    /// carry a rename, and the later deletion, outside the sandboxes dir).
-    fn ensure_trash(&self) -> Result<()> {
-        if self.trash_ready.get() {
-            return Ok(());
-        }
-        let ready = match std::fs::symlink_metadata(&self.trash) {
-            Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(io::Error::other("trash exists and is not a directory")).at(&self.trash),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                match std::fs::create_dir(&self.trash) {
-                    Err(err) if err.kind() != io::ErrorKind::AlreadyExists => {
-                        Err(err).at(&self.trash)
-                    }
-                    _ => Ok(()),
-                }
-            }
-            Err(err) => Err(err).at(&self.trash),
-        };
-        self.trash_ready.set(ready.is_ok());
-        ready
-    }
-
     /// Moves `<dir>/<name>` to `<trash>/<id>`; `None` when there was nothing to move.
     ///
     /// The common case costs one `rename`: no `lstat` first, since a missing
@@ -239,8 +269,8 @@ impl<'p> Sandboxes<'p> {
     fn move_to_trash(&self, id: i64, name: &str) -> Result<Option<Moved>> {
         use nix::libc::{EEXIST, EISDIR, ENOTDIR, ENOTEMPTY};
         let from = self.dir.join(name);
-        let to = self.trash.join(id.to_string());
-        self.ensure_trash()?;
+        let base = self.open_trash(true)?.unwrap_or_else(|| self.trash.clone());
+        let mut to = base.join(id.to_string());
         match std::fs::rename(&from, &to) {
             Ok(()) => return Ok(Some(Moved { from, to })),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -249,8 +279,9 @@ impl<'p> Sandboxes<'p> {
                     Err(err) => return Err(err).at(&from),
                     // The source exists, so the trash went away: make it again.
                     Ok(_) => {
-                        self.trash_ready.set(false);
-                        self.ensure_trash()?;
+                        *self.opened.borrow_mut() = None;
+                        let base = self.open_trash(true)?.unwrap_or_else(|| self.trash.clone());
+                        to = base.join(id.to_string());
                     }
                 }
             }
@@ -276,19 +307,17 @@ impl<'p> Sandboxes<'p> {
     pub(crate) fn sort_trash(&self, catalog: &Catalog<'_>) -> Result<Vec<PathBuf>> {
         // Never list (and so never delete from) anything but a real
         // directory: a symlink here would lead outside the sandboxes dir.
-        match std::fs::symlink_metadata(&self.trash) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
+        let base = match self.open_trash(false) {
+            Ok(Some(base)) => base,
+            Ok(None) => return Ok(Vec::new()),
+            Err(err) => {
                 log::warn!(
-                    "{} is not a directory; not ours to purge, and no sandbox can be removed while it is there",
-                    self.trash.display()
+                    "{err}; not ours to purge, and no sandbox can be removed while it is there"
                 );
                 return Ok(Vec::new());
             }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(err).at(&self.trash),
-        }
-        let entries = std::fs::read_dir(&self.trash).at(&self.trash)?;
+        };
+        let entries = std::fs::read_dir(&base).at(&self.trash)?;
         let mut doomed = Vec::new();
         let mut name_of = catalog
             .conn
@@ -321,6 +350,14 @@ impl<'p> Sandboxes<'p> {
         }
         Ok(doomed)
     }
+}
+
+/// `/proc/self/fd/<fd>` for an open directory, where that resolves (Linux
+/// with `/proc` mounted).
+fn fd_path(dir: &std::fs::File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    (cfg!(target_os = "linux") && path.is_dir()).then_some(path)
 }
 
 /// Deletes a trash entry (after the commit that made it garbage); failures
@@ -589,6 +626,30 @@ mod tests {
         let dir = f.mkdir("eph");
         assert_eq!(clean(&f, id)?, CleanupOutcome::DirRemoveFailed);
         assert!(exists(&dir.join("rootfs/data")));
+        assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+        Ok(())
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn trash_swapped_for_a_symlink_mid_sweep_does_not_redirect() -> Result<()> {
+        let f = Fixture::new()?;
+        let outside = f.dir.path().join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        let sandboxes = Sandboxes::new(&f.sandboxes);
+        f.mkdir("a");
+        f.mkdir("b");
+        let first = sandboxes.move_to_trash(1, "a")?.expect("moved");
+        // Someone swaps the trash for a symlink that points outside.
+        let trash = f.sandboxes.join(TRASH_DIR);
+        std::fs::rename(&trash, f.sandboxes.join("old-trash")).expect("rename");
+        std::os::unix::fs::symlink(&outside, &trash).expect("symlink");
+        let second = sandboxes.move_to_trash(2, "b")?.expect("moved");
+        assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+        assert!(f.sandboxes.join("old-trash/2/rootfs/data").exists());
+        first.discard();
+        second.discard();
+        assert_eq!(std::fs::read_dir(f.sandboxes.join("old-trash")).expect("trash").count(), 0);
         assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
         Ok(())
     }
