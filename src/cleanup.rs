@@ -649,7 +649,12 @@ mod tests {
         assert!(f.sandboxes.join("old-trash/2/rootfs/data").exists());
         first.discard();
         second.discard();
-        assert_eq!(std::fs::read_dir(f.sandboxes.join("old-trash")).expect("trash").count(), 0);
+        assert_eq!(
+            std::fs::read_dir(f.sandboxes.join("old-trash"))
+                .expect("trash")
+                .count(),
+            0
+        );
         assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
         Ok(())
     }
