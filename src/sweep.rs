@@ -245,6 +245,7 @@ impl Sweeper {
     pub fn run(&self, conn: &Connection) -> Outcome {
         match Catalog::new(conn) {
             Ok(catalog) => self.run_with(&catalog, &SystemClock),
+            Err(err) if err.is_busy() => Outcome::Skipped(SkipReason::Busy),
             Err(err) => Outcome::Failed(err),
         }
     }
