@@ -150,3 +150,55 @@ fn sandbox_dir_that_is_a_mount_point_keeps_its_row() -> TestResult {
     assert_eq!(std::fs::read(dir.join("inside"))?, b"data");
     Ok(())
 }
+
+#[test]
+fn catalog_on_a_read_only_filesystem_is_a_clear_error() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    let (dead, _) = add_dead_and_finished(&env, &conn);
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    drop(conn);
+    let db_dir = env.dir.path().to_path_buf();
+    let bound = std::process::Command::new("mount")
+        .args(["--bind"])
+        .arg(&db_dir)
+        .arg(&db_dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let root =
+        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    if !bound {
+        assert!(!root, "running as root but could not bind-mount");
+        eprintln!("note: not root, read-only filesystem case not exercised");
+        return Ok(());
+    }
+    let _mount = Mount(db_dir.clone());
+    let remounted = std::process::Command::new("mount")
+        .args(["-o", "remount,ro,bind"])
+        .arg(&db_dir)
+        .status()?;
+    assert!(remounted.success());
+    let before = std::fs::read(&env.db)?;
+    let out = cli(&[
+        "sweep",
+        "--db",
+        env.db_str(),
+        "--sandboxes-dir",
+        env.sandboxes_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("error: ") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(
+        err.contains("readonly") || err.contains("read-only") || err.contains("unable to open"),
+        "{err}"
+    );
+    assert!(std::fs::read(&env.db)? == before, "catalog changed");
+    drop(_mount);
+    assert_eq!(status_of(&env.conn(), dead).as_deref(), Some("Running"));
+    Ok(())
+}
