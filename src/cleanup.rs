@@ -6,9 +6,19 @@
 //! directory back; a crash leaves the directory in the trash, where the next
 //! sweep either restores it (the row survived) or deletes it (the row is gone).
 
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use rusqlite::OptionalExtension;
 
@@ -134,17 +144,14 @@ pub fn validate_name(name: &str) -> Result<()> {
 pub(crate) struct Moved {
     from: PathBuf,
     to: PathBuf,
+    /// Its name inside the trash (the sandbox id).
+    entry: OsString,
 }
 
 impl Moved {
-    /// After a commit: delete the trash entry (outside the write lock).
-    pub(crate) fn discard(self) {
-        delete_trash(&self.to);
-    }
-
-    /// Where the directory now is, in the trash.
-    pub(crate) fn trash_path(&self) -> &Path {
-        &self.to
+    /// Its name inside the trash, for [`Sandboxes::delete_in_trash`].
+    pub(crate) fn entry(&self) -> &OsStr {
+        &self.entry
     }
 
     /// After a failed commit: put the directory back where it was.
@@ -159,27 +166,83 @@ impl Moved {
     }
 }
 
-/// Removes a path without following symlinks; a missing path is fine.
-fn remove_all(path: &Path) -> Result<()> {
-    // std's remove_dir_all removes a symlink (at the top or inside) as a
-    // link and never touches its target.
-    match std::fs::remove_dir_all(path) {
-        Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
-            match std::fs::remove_file(path) {
-                Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err).at(path),
-                _ => Ok(()),
+/// Unlinks `name` in `parent` unless it is a directory; `true` when it is
+/// gone (or was never there), `false` when it is a directory.
+fn unlink_non_dir(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
+    match unlinkat(parent, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(true),
+        Err(Errno::EISDIR | Errno::EPERM) => Ok(false),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// Opens directory `name` in `parent`, refusing to follow a symlink.
+fn open_dir_at(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<Dir> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(parent, name, flags, Mode::empty())?;
+    Ok(Dir::from_fd(fd)?)
+}
+
+/// Deletes the tree `name` in `parent` without following any symlink, every
+/// step relative to an open directory (so nothing swapped in mid-way can lead
+/// elsewhere), and without recursion (so no depth overflows the stack).
+/// Stops at `deadline`, returning `false`: the rest waits for the next sweep.
+fn remove_tree_at(
+    parent: BorrowedFd<'_>,
+    name: &CStr,
+    deadline: Option<Instant>,
+) -> io::Result<bool> {
+    let past = || deadline.is_some_and(|d| Instant::now() >= d);
+    if unlink_non_dir(parent, name)? {
+        return Ok(true);
+    }
+    let mut stack: Vec<(Dir, CString)> = vec![(open_dir_at(parent, name)?, name.to_owned())];
+    while let Some((dir, _)) = stack.last_mut() {
+        if past() {
+            return Ok(false);
+        }
+        // A batch of names per pass over the directory: the iterator rewinds
+        // when dropped, and entries deleted meanwhile are not seen again.
+        let batch: Vec<CString> = dir
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .map(|entry| entry.file_name().to_owned())
+            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+            .take(256)
+            .collect();
+        if batch.is_empty() {
+            let Some((_, done)) = stack.pop() else { break };
+            let parent = stack.last().map_or(parent, |(d, _)| d.as_fd());
+            match unlinkat(parent, done.as_c_str(), UnlinkatFlags::RemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+            continue;
+        }
+        let dir_fd = dir.as_fd();
+        let mut descend = None;
+        for child in batch {
+            if past() {
+                return Ok(false);
+            }
+            if !unlink_non_dir(dir_fd, &child)? {
+                descend = Some(child);
+                break;
             }
         }
-        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(err).at(path),
-        _ => Ok(()),
+        if let Some(child) = descend {
+            let sub = open_dir_at(dir_fd, &child)?;
+            stack.push((sub, child));
+        }
     }
+    Ok(true)
 }
 
 /// The trash directory, held open.
 #[derive(Debug)]
 struct OpenTrash {
     /// Keeps the directory (and so `base`) valid while the sweep runs.
-    _dir: std::fs::File,
+    dir: std::fs::File,
     /// Where entries are reached: `/proc/self/fd/<fd>` on Linux, so a trash
     /// swapped for a symlink after it was opened cannot redirect a rename or
     /// a deletion outside the sandboxes dir; the plain path elsewhere.
@@ -241,7 +304,7 @@ impl<'p> Sandboxes<'p> {
         };
         let base = fd_path(&dir).unwrap_or_else(|| self.trash.clone());
         *self.opened.borrow_mut() = Some(OpenTrash {
-            _dir: dir,
+            dir,
             base: base.clone(),
         });
         Ok(Some(base))
@@ -270,9 +333,10 @@ impl<'p> Sandboxes<'p> {
         use nix::libc::{EEXIST, EISDIR, ENOTDIR, ENOTEMPTY};
         let from = self.dir.join(name);
         let base = self.open_trash(true)?.unwrap_or_else(|| self.trash.clone());
-        let mut to = base.join(id.to_string());
+        let entry = OsString::from(id.to_string());
+        let mut to = base.join(&entry);
         match std::fs::rename(&from, &to) {
-            Ok(()) => return Ok(Some(Moved { from, to })),
+            Ok(()) => return Ok(Some(Moved { from, to, entry })),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 match std::fs::symlink_metadata(&from) {
                     Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -281,7 +345,7 @@ impl<'p> Sandboxes<'p> {
                     Ok(_) => {
                         *self.opened.borrow_mut() = None;
                         let base = self.open_trash(true)?.unwrap_or_else(|| self.trash.clone());
-                        to = base.join(id.to_string());
+                        to = base.join(&entry);
                     }
                 }
             }
@@ -293,18 +357,52 @@ impl<'p> Sandboxes<'p> {
             {
                 // A leftover from a crash under this id holds an older copy
                 // of this same sandbox, which is being removed now anyway.
-                remove_all(&to)?;
+                self.delete_in_trash(&entry, None).at(&to)?;
             }
             Err(err) => return Err(err).at(&from),
         }
         std::fs::rename(&from, &to).at(&from)?;
-        Ok(Some(Moved { from, to }))
+        Ok(Some(Moved { from, to, entry }))
+    }
+
+    /// Deletes trash entry `entry` (after the commit that made it garbage),
+    /// stopping at `deadline`; `Ok(false)` when it stopped, leaving the rest
+    /// for the next sweep. A trash that is not there has nothing to delete.
+    pub(crate) fn delete_in_trash(
+        &self,
+        entry: &OsStr,
+        deadline: Option<Instant>,
+    ) -> io::Result<bool> {
+        if self.open_trash(false).map_err(io::Error::other)?.is_none() {
+            return Ok(true);
+        }
+        let opened = self.opened.borrow();
+        let Some(trash) = opened.as_ref() else {
+            return Ok(true);
+        };
+        let name = CString::new(entry.as_bytes()).map_err(io::Error::other)?;
+        remove_tree_at(trash.dir.as_fd(), &name, deadline)
+    }
+
+    /// Deletes `entry`, logging a failure (the next sweep's purge retries);
+    /// `false` when the deadline stopped it.
+    pub(crate) fn discard(&self, entry: &OsStr, deadline: Option<Instant>) -> bool {
+        match self.delete_in_trash(entry, deadline) {
+            Ok(done) => done,
+            Err(err) => {
+                log::warn!(
+                    "could not delete {} (the next sweep retries): {err}",
+                    self.trash.join(entry).display()
+                );
+                true
+            }
+        }
     }
 
     /// Sorts what a crash left in the trash. Call inside a write
     /// transaction: moves back any directory whose row survived (its removal
     /// was rolled back) and returns the entries to delete once it commits.
-    pub(crate) fn sort_trash(&self, catalog: &Catalog<'_>) -> Result<Vec<PathBuf>> {
+    pub(crate) fn sort_trash(&self, catalog: &Catalog<'_>) -> Result<Vec<OsString>> {
         // Never list (and so never delete from) anything but a real
         // directory: a symlink here would lead outside the sandboxes dir.
         let base = match self.open_trash(false) {
@@ -323,11 +421,9 @@ impl<'p> Sandboxes<'p> {
             .conn
             .prepare_cached("SELECT name FROM sandbox WHERE id = ?1")?;
         for entry in entries {
-            let to = entry.at(&self.trash)?.path();
-            let id = to
-                .file_name()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse::<i64>().ok());
+            let entry = entry.at(&self.trash)?.file_name();
+            let to = base.join(&entry);
+            let id = entry.to_str().and_then(|s| s.parse::<i64>().ok());
             let owner = match id {
                 Some(id) => name_of
                     .query_row([id], |row| row.get::<_, String>(0))
@@ -342,11 +438,11 @@ impl<'p> Sandboxes<'p> {
                         "restoring {} from the trash: its row survived",
                         from.display()
                     );
-                    Moved { from, to }.restore();
+                    Moved { from, to, entry }.restore();
                     continue;
                 }
             }
-            doomed.push(to);
+            doomed.push(entry);
         }
         Ok(doomed)
     }
@@ -358,14 +454,6 @@ fn fd_path(dir: &std::fs::File) -> Option<PathBuf> {
     use std::os::fd::AsRawFd;
     let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
     (cfg!(target_os = "linux") && path.is_dir()).then_some(path)
-}
-
-/// Deletes a trash entry (after the commit that made it garbage); failures
-/// are logged and left for the next sweep's purge.
-pub(crate) fn delete_trash(path: &Path) {
-    if let Err(err) = remove_all(path) {
-        log::warn!("could not delete trash (the next sweep retries): {err}");
-    }
 }
 
 /// Decides, and unless `dry_run` carries out inside the caller's write
@@ -491,7 +579,7 @@ pub fn clean_ephemeral(
     match tx.commit() {
         Ok(()) => {
             if let Some(moved) = moved {
-                moved.discard();
+                sandboxes.discard(moved.entry(), None);
             }
             Ok(outcome)
         }
@@ -647,8 +735,8 @@ mod tests {
         let second = sandboxes.move_to_trash(2, "b")?.expect("moved");
         assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
         assert!(f.sandboxes.join("old-trash/2/rootfs/data").exists());
-        first.discard();
-        second.discard();
+        assert!(sandboxes.discard(first.entry(), None));
+        assert!(sandboxes.discard(second.entry(), None));
         assert_eq!(
             std::fs::read_dir(f.sandboxes.join("old-trash"))
                 .expect("trash")
@@ -656,6 +744,53 @@ mod tests {
             0
         );
         assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 0);
+        Ok(())
+    }
+
+    fn open_root(path: &Path) -> std::fs::File {
+        std::fs::File::open(path).expect("open dir")
+    }
+
+    #[test]
+    fn tree_removal_stops_at_the_deadline_and_finishes_later() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let tree = dir.path().join("t");
+        std::fs::create_dir_all(tree.join("sub"))?;
+        for i in 0..300 {
+            std::fs::write(tree.join(format!("f{i}")), b"x")?;
+        }
+        let root = open_root(dir.path());
+        let name = CString::new("t").expect("no nul");
+        assert!(!remove_tree_at(root.as_fd(), &name, Some(Instant::now()))?);
+        assert!(tree.join("sub").is_dir(), "stopped before finishing");
+        assert!(remove_tree_at(root.as_fd(), &name, None)?);
+        assert!(!tree.exists());
+        // Gone already: nothing to do, and no error.
+        assert!(remove_tree_at(root.as_fd(), &name, None)?);
+        Ok(())
+    }
+
+    #[test]
+    fn tree_removal_never_follows_symlinks_and_handles_depth() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside)?;
+        std::fs::write(outside.join("precious"), b"keep")?;
+        let mut deep = dir.path().join("t");
+        for _ in 0..300 {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep)?;
+        std::os::unix::fs::symlink(&outside, deep.join("escape"))?;
+        std::os::unix::fs::symlink(&outside, dir.path().join("t/link"))?;
+        let root = open_root(dir.path());
+        assert!(remove_tree_at(
+            root.as_fd(),
+            &CString::new("t").expect("no nul"),
+            None
+        )?);
+        assert!(!dir.path().join("t").exists());
+        assert_eq!(std::fs::read(outside.join("precious"))?, b"keep");
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The bounded sweep: reconcile stale active sandboxes, then clean finished
 //! ephemeral ones, in fenced batches, within row limits and a time budget.
 
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
-use crate::cleanup::{CleanupOutcome, Moved, Sandboxes, clean_row, delete_trash};
+use crate::cleanup::{CleanupOutcome, Moved, Sandboxes, clean_row};
 use crate::error::{Error, Result};
 use crate::lease::{Acquire, Lease, SkipReason};
 use crate::liveness::{DeadReason, Liveness, Prober};
@@ -491,19 +492,19 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         };
         let doomed = self.sandboxes.sort_trash(self.catalog)?;
         tx.commit()?;
-        self.delete_within_budget(doomed.iter().map(PathBuf::as_path));
+        self.delete_within_budget(doomed.iter().map(OsString::as_os_str));
         Ok(End::Complete)
     }
 
-    /// Deletes trash entries while the budget lasts: a sandbox directory can
-    /// be arbitrarily large, so what does not fit waits in the trash for the
-    /// next sweep's purge (its row is already gone, so nothing else is owed).
-    fn delete_within_budget<'p>(&mut self, paths: impl Iterator<Item = &'p Path>) {
-        for path in paths {
-            if self.out_of_time() {
+    /// Deletes trash entries while the budget lasts, checking the clock
+    /// between files: a sandbox directory can be arbitrarily large, so what
+    /// does not fit waits in the trash for the next sweep's purge (its row is
+    /// already gone, so nothing else is owed).
+    fn delete_within_budget<'p>(&mut self, entries: impl Iterator<Item = &'p OsStr>) {
+        let deadline = self.started.checked_add(self.sweeper.limits.budget);
+        for entry in entries {
+            if self.out_of_time() || !self.sandboxes.discard(entry, deadline) {
                 self.report.trash_deferred += 1;
-            } else {
-                delete_trash(path);
             }
         }
     }
@@ -623,7 +624,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             .and_then(|()| tx.commit().map_err(Error::from_sqlite));
         match committed {
             Ok(()) => {
-                self.delete_within_budget(moved.iter().map(Moved::trash_path));
+                self.delete_within_budget(moved.iter().map(Moved::entry));
                 Ok(end)
             }
             Err(err) => {
