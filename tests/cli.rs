@@ -32,14 +32,7 @@ fn sweep_json_reports_what_it_did_then_skips_as_recent() -> TestResult {
     let (dead, eph) = add_dead_and_finished(&env, &conn);
     add_sandbox(&conn, "..", "Crashed", true);
 
-    let args = [
-        "sweep",
-        "--db",
-        env.db_str(),
-        "--sandboxes-dir",
-        env.sandboxes_str(),
-        "--json",
-    ];
+    let args = env.sweep_args(&["--json"]);
     let out = cli(&args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let line = &json_line(&out);
@@ -80,25 +73,11 @@ fn held_lease_is_a_skip_with_exit_zero() -> TestResult {
         "INSERT INTO maintenance_lease VALUES (?1, 1, strftime('%Y-%m-%d %H:%M:%S', 'now', '+8 seconds'), NULL)",
         [sandbox_sweep::LEASE_NAME],
     )?;
-    let out = cli(&[
-        "sweep",
-        "--db",
-        env.db_str(),
-        "--sandboxes-dir",
-        env.sandboxes_str(),
-        "--force",
-        "--json",
-    ]);
+    let out = cli(&env.sweep_args(&["--force", "--json"]));
     assert_eq!(out.status.code(), Some(0));
     let line = &json_line(&out);
     assert_eq!(json_field(line, "skip_reason"), "\"held\"");
-    let out = cli(&[
-        "sweep",
-        "--db",
-        env.db_str(),
-        "--sandboxes-dir",
-        env.sandboxes_str(),
-    ]);
+    let out = cli(&env.sweep_args(&[]));
     assert!(
         stdout(&out).starts_with("skipped (held)"),
         "{}",
@@ -112,15 +91,7 @@ fn dry_run_writes_nothing() -> TestResult {
     let env = Env::new();
     let conn = env.conn();
     let (dead, eph) = add_dead_and_finished(&env, &conn);
-    let out = cli(&[
-        "sweep",
-        "--db",
-        env.db_str(),
-        "--sandboxes-dir",
-        env.sandboxes_str(),
-        "--dry-run",
-        "--json",
-    ]);
+    let out = cli(&env.sweep_args(&["--dry-run", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let line = &json_line(&out);
     assert_eq!(json_field(line, "dry_run"), "true");

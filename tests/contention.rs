@@ -102,14 +102,7 @@ fn concurrent_cli_sweeps_reconcile_each_row_once() -> TestResult {
     let children: Vec<_> = (0..8)
         .map(|_| {
             bin()
-                .args([
-                    "sweep",
-                    "--db",
-                    env.db_str(),
-                    "--sandboxes-dir",
-                    env.sandboxes_str(),
-                    "--json",
-                ])
+                .args(env.sweep_args(&["--json"]))
                 .args(["--max-active", "100000", "--budget-ms", "10000"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())

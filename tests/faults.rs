@@ -180,13 +180,7 @@ fn catalog_on_a_read_only_filesystem_is_a_clear_error() -> TestResult {
         .status()?;
     assert!(remounted.success());
     let before = std::fs::read(&env.db)?;
-    let out = cli(&[
-        "sweep",
-        "--db",
-        env.db_str(),
-        "--sandboxes-dir",
-        env.sandboxes_str(),
-    ]);
+    let out = cli(&env.sweep_args(&[]));
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(

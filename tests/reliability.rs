@@ -778,14 +778,7 @@ fn fencing() -> TestResult {
         }
     }
     let mut child = bin()
-        .args([
-            "sweep",
-            "--db",
-            env.db_str(),
-            "--sandboxes-dir",
-            env.sandboxes_str(),
-            "--json",
-        ])
+        .args(env.sweep_args(&["--json"]))
         .args(["--max-ephemeral", "1000000", "--budget-ms", "600000"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -78,6 +78,19 @@ impl Env {
     pub fn sandboxes_str(&self) -> &str {
         self.sandboxes.to_str().expect("utf8 path")
     }
+
+    /// `sweep --db DB --sandboxes-dir DIR` and then `extra`.
+    pub fn sweep_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
+            "sweep",
+            "--db",
+            self.db_str(),
+            "--sandboxes-dir",
+            self.sandboxes_str(),
+        ];
+        args.extend_from_slice(extra);
+        args
+    }
 }
 
 pub fn add_sandbox(conn: &Connection, name: &str, status: &str, ephemeral: bool) -> i64 {
