@@ -112,6 +112,25 @@ fn blocked_trash_keeps_every_row_and_counts_errors() -> TestResult {
 /// Unmounts on drop, so a failing assertion cannot leave a mount behind.
 struct Mount(std::path::PathBuf);
 
+impl Mount {
+    /// Runs `mount ARGS TARGET`; `None` when this process may not mount
+    /// (not root). As root, which CI is, the mount must work.
+    fn new(args: &[&str], target: &std::path::Path, what: &str) -> Option<Mount> {
+        let mounted = std::process::Command::new("mount")
+            .args(args)
+            .arg(target)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            assert!(!is_root(), "running as root but could not {what}");
+            eprintln!("note: not root, could not {what}; case not exercised");
+            return None;
+        }
+        Some(Mount(target.to_path_buf()))
+    }
+}
+
 impl Drop for Mount {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
@@ -125,21 +144,9 @@ fn sandbox_dir_that_is_a_mount_point_keeps_its_row() -> TestResult {
     let id = add_sandbox(&conn, "mounted", "Stopped", true);
     let dir = env.sandboxes.join("mounted");
     std::fs::create_dir(&dir)?;
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "tmpfs"])
-        .arg(&dir)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let root =
-        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
-    if !mounted {
-        // Only root can mount; CI runs as root, where this must work.
-        assert!(!root, "running as root but could not mount a tmpfs");
-        eprintln!("note: not root, mount-point case not exercised");
+    let Some(_mount) = Mount::new(&["-t", "tmpfs", "tmpfs"], &dir, "mount a tmpfs") else {
         return Ok(());
-    }
-    let _mount = Mount(dir.clone());
+    };
     std::fs::write(dir.join("inside"), b"data")?;
     let Outcome::Swept(report) = Sweeper::new(&env.sandboxes).run(&conn) else {
         panic!("expected a sweep");
@@ -159,21 +166,10 @@ fn catalog_on_a_read_only_filesystem_is_a_clear_error() -> TestResult {
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     drop(conn);
     let db_dir = env.dir.path().to_path_buf();
-    let bound = std::process::Command::new("mount")
-        .args(["--bind"])
-        .arg(&db_dir)
-        .arg(&db_dir)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let root =
-        std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
-    if !bound {
-        assert!(!root, "running as root but could not bind-mount");
-        eprintln!("note: not root, read-only filesystem case not exercised");
+    let db_dir_arg = db_dir.to_str().ok_or("utf8")?;
+    let Some(_mount) = Mount::new(&["--bind", db_dir_arg], &db_dir, "bind-mount") else {
         return Ok(());
-    }
-    let _mount = Mount(db_dir.clone());
+    };
     let remounted = std::process::Command::new("mount")
         .args(["-o", "remount,ro,bind"])
         .arg(&db_dir)

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::DEAD_PID;
+use common::{DEAD_PID, is_root};
 use proptest::prelude::*;
 use rusqlite::{Connection, OptionalExtension, params};
 use sandbox_sweep::{Catalog, Limits, Outcome, Sweeper, parse_stamp};
@@ -169,12 +169,6 @@ fn zombie_pid() -> i64 {
         }
         pid
     })
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // /proc/self belongs to the process's effective user.
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 struct Built {
