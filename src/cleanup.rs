@@ -357,7 +357,7 @@ impl<'p> Sandboxes<'p> {
             {
                 // A leftover from a crash under this id holds an older copy
                 // of this same sandbox, which is being removed now anyway.
-                self.delete_in_trash(&entry, None).at(&to)?;
+                self.delete_in_trash(&entry, None)?;
             }
             Err(err) => return Err(err).at(&from),
         }
@@ -368,20 +368,19 @@ impl<'p> Sandboxes<'p> {
     /// Deletes trash entry `entry` (after the commit that made it garbage),
     /// stopping at `deadline`; `Ok(false)` when it stopped, leaving the rest
     /// for the next sweep. A trash that is not there has nothing to delete.
-    pub(crate) fn delete_in_trash(
-        &self,
-        entry: &OsStr,
-        deadline: Option<Instant>,
-    ) -> io::Result<bool> {
-        if self.open_trash(false).map_err(io::Error::other)?.is_none() {
+    pub(crate) fn delete_in_trash(&self, entry: &OsStr, deadline: Option<Instant>) -> Result<bool> {
+        if self.open_trash(false)?.is_none() {
             return Ok(true);
         }
         let opened = self.opened.borrow();
         let Some(trash) = opened.as_ref() else {
             return Ok(true);
         };
-        let name = CString::new(entry.as_bytes()).map_err(io::Error::other)?;
-        remove_tree_at(trash.dir.as_fd(), &name, deadline)
+        let path = self.trash.join(entry);
+        let name = CString::new(entry.as_bytes())
+            .map_err(io::Error::other)
+            .at(&path)?;
+        remove_tree_at(trash.dir.as_fd(), &name, deadline).at(&path)
     }
 
     /// Deletes `entry`, logging a failure (the next sweep's purge retries);
@@ -390,10 +389,7 @@ impl<'p> Sandboxes<'p> {
         match self.delete_in_trash(entry, deadline) {
             Ok(done) => done,
             Err(err) => {
-                log::warn!(
-                    "could not delete {} (the next sweep retries): {err}",
-                    self.trash.join(entry).display()
-                );
+                log::warn!("could not delete trash (the next sweep retries): {err}");
                 true
             }
         }
