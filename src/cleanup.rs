@@ -395,6 +395,11 @@ impl<'p> Sandboxes<'p> {
         }
     }
 
+    /// Whether anything is at the trash path (a directory or not).
+    pub(crate) fn trash_exists(&self) -> bool {
+        std::fs::symlink_metadata(&self.trash).is_ok()
+    }
+
     /// Sorts what a crash left in the trash. Call inside a write
     /// transaction: moves back any directory whose row survived (its removal
     /// was rolled back) and returns the entries to delete once it commits.

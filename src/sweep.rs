@@ -484,6 +484,10 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         if self.lease.is_none() {
             return Ok(End::Complete);
         }
+        if !self.sandboxes.trash_exists() {
+            // The common case: no leftovers, so no write transaction either.
+            return Ok(End::Complete);
+        }
         if self.out_of_time() {
             return Ok(End::TimedOut);
         }
