@@ -204,6 +204,25 @@ fn throughput(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // The filesystem's share alone, for comparison on the same machine: the
+    // same renames into a trash and deletions, with no catalog at all.
+    group.bench_function("10000/filesystem_only", |b| {
+        b.iter_batched_ref(
+            || template.instance(),
+            |i| {
+                let trash = i.sandboxes.join("trash");
+                std::fs::create_dir(&trash).expect("mkdir");
+                for n in 0..10_000 {
+                    let from = i.sandboxes.join(format!("eph-{n}"));
+                    std::fs::rename(from, trash.join(n.to_string())).expect("rename");
+                }
+                for n in 0..10_000 {
+                    std::fs::remove_dir_all(trash.join(n.to_string())).expect("delete");
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
 }
 

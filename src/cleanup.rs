@@ -6,18 +6,19 @@
 //! directory back; a crash leaves the directory in the trash, where the next
 //! sweep either restores it (the row survived) or deletes it (the row is gone).
 
+use std::cell::{OnceCell, Ref, RefCell};
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat};
-use nix::sys::stat::Mode;
+use nix::fcntl::{AtFlags, OFlag, openat, renameat};
+use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use rusqlite::OptionalExtension;
@@ -142,8 +143,8 @@ pub fn validate_name(name: &str) -> Result<()> {
 /// A sandbox directory moved into the trash, pending the commit.
 #[derive(Debug)]
 pub(crate) struct Moved {
-    from: PathBuf,
-    to: PathBuf,
+    /// Its name in the sandboxes directory.
+    name: String,
     /// Its name inside the trash (the sandbox id).
     entry: OsString,
 }
@@ -153,23 +154,34 @@ impl Moved {
     pub(crate) fn entry(&self) -> &OsStr {
         &self.entry
     }
+}
 
-    /// After a failed commit: put the directory back where it was.
-    pub(crate) fn restore(self) {
-        if let Err(err) = std::fs::rename(&self.to, &self.from) {
-            log::warn!(
-                "could not move {} back to {} (the next sweep restores it): {err}",
-                self.to.display(),
-                self.from.display()
-            );
+/// Entries read from a directory per listing: bounds memory on a huge one.
+const LIST_BATCH: usize = 256;
+/// How often a directory that refills while it is emptied is listed again
+/// before its deletion is given up (until the next sweep).
+const REFILLS: u32 = 8;
+
+/// Runs `op` on an entry of `dir`; when the directory is not writable
+/// (`EACCES`, as in a read-only image tree) makes it writable by its owner
+/// and runs `op` once more. The directory is garbage, so its mode no longer
+/// matters; a caller who is not its owner gets the first error back.
+fn with_write_access(dir: BorrowedFd<'_>, op: impl Fn() -> nix::Result<()>) -> nix::Result<()> {
+    match op() {
+        Err(Errno::EACCES) => {
+            nix::sys::stat::fchmod(dir, Mode::S_IRWXU).map_err(|_| Errno::EACCES)?;
+            op()
         }
+        other => other,
     }
 }
 
 /// Unlinks `name` in `parent` unless it is a directory; `true` when it is
 /// gone (or was never there), `false` when it is a directory.
 fn unlink_non_dir(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
-    match unlinkat(parent, name, UnlinkatFlags::NoRemoveDir) {
+    match with_write_access(parent, || {
+        unlinkat(parent, name, UnlinkatFlags::NoRemoveDir)
+    }) {
         Ok(()) | Err(Errno::ENOENT) => Ok(true),
         Err(Errno::EISDIR | Errno::EPERM) => Ok(false),
         Err(errno) => Err(errno.into()),
@@ -177,210 +189,294 @@ fn unlink_non_dir(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
 }
 
 /// Opens directory `name` in `parent`, refusing to follow a symlink.
-fn open_dir_at(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<Dir> {
+fn open_dir_at(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<Dir> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = openat(parent, name, flags, Mode::empty())?;
-    Ok(Dir::from_fd(fd)?)
+    Dir::from_fd(openat(parent, name, flags, Mode::empty())?)
+}
+
+/// Up to [`LIST_BATCH`] names from `dir` (without `.` and `..`), and whether
+/// the listing reached the end.
+fn list(dir: &mut Dir) -> io::Result<(Vec<CString>, bool)> {
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if names.len() == LIST_BATCH {
+            return Ok((names, false));
+        }
+        names.push(name.to_owned());
+    }
+    Ok((names, true))
+}
+
+/// A directory being emptied by [`remove_tree_at`].
+struct Level {
+    dir: Dir,
+    name: CString,
+    /// Every entry seen by a listing that reached the end has been deleted.
+    drained: bool,
 }
 
 /// Deletes the tree `name` in `parent` without following any symlink, every
 /// step relative to an open directory (so nothing swapped in mid-way can lead
 /// elsewhere), and without recursion (so no depth overflows the stack).
 /// Stops at `deadline`, returning `false`: the rest waits for the next sweep.
+///
+/// Each directory is listed once and then removed: the system calls per
+/// small directory are one open, two reads, one unlink per file, one close
+/// and one rmdir, which is as few as deleting it can take.
 fn remove_tree_at(
     parent: BorrowedFd<'_>,
     name: &CStr,
     deadline: Option<Instant>,
 ) -> io::Result<bool> {
     let past = || deadline.is_some_and(|d| Instant::now() >= d);
-    if unlink_non_dir(parent, name)? {
-        return Ok(true);
-    }
-    let mut stack: Vec<(Dir, CString)> = vec![(open_dir_at(parent, name)?, name.to_owned())];
-    while let Some((dir, _)) = stack.last_mut() {
+    let top = match open_dir_at(parent, name) {
+        Ok(dir) => dir,
+        Err(Errno::ENOENT) => return Ok(true),
+        // A symlink or a file: removed itself, never followed.
+        Err(Errno::ELOOP | Errno::ENOTDIR) => {
+            return match unlink_non_dir(parent, name)? {
+                true => Ok(true),
+                false => Err(Errno::EISDIR.into()),
+            };
+        }
+        Err(errno) => return Err(errno.into()),
+    };
+    let mut stack = vec![Level {
+        dir: top,
+        name: name.to_owned(),
+        drained: false,
+    }];
+    let mut refills = 0;
+    while let Some(level) = stack.last_mut() {
         if past() {
             return Ok(false);
         }
-        // A batch of names per pass over the directory: the iterator rewinds
-        // when dropped, and entries deleted meanwhile are not seen again.
-        let batch: Vec<CString> = dir
-            .iter()
-            .filter_map(|entry| entry.ok())
-            .map(|entry| entry.file_name().to_owned())
-            .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
-            .take(256)
-            .collect();
-        if batch.is_empty() {
-            let Some((_, done)) = stack.pop() else { break };
-            let parent = stack.last().map_or(parent, |(d, _)| d.as_fd());
-            match unlinkat(parent, done.as_c_str(), UnlinkatFlags::RemoveDir) {
+        if level.drained {
+            let Some(done) = stack.pop() else { break };
+            drop(done.dir);
+            let parent = stack.last().map_or(parent, |up| up.dir.as_fd());
+            match with_write_access(parent, || {
+                unlinkat(parent, done.name.as_c_str(), UnlinkatFlags::RemoveDir)
+            }) {
                 Ok(()) | Err(Errno::ENOENT) => {}
+                // Something was created in it meanwhile: list it again.
+                Err(Errno::ENOTEMPTY | Errno::EEXIST) if refills < REFILLS => {
+                    refills += 1;
+                    let dir = open_dir_at(parent, &done.name)?;
+                    stack.push(Level {
+                        dir,
+                        name: done.name,
+                        drained: false,
+                    });
+                }
                 Err(errno) => return Err(errno.into()),
             }
             continue;
         }
-        let dir_fd = dir.as_fd();
+        let (names, complete) = list(&mut level.dir)?;
+        let fd = level.dir.as_fd();
         let mut descend = None;
-        for child in batch {
+        for child in names {
             if past() {
                 return Ok(false);
             }
-            if !unlink_non_dir(dir_fd, &child)? {
+            if !unlink_non_dir(fd, &child)? {
                 descend = Some(child);
                 break;
             }
         }
-        if let Some(child) = descend {
-            let sub = open_dir_at(dir_fd, &child)?;
-            stack.push((sub, child));
+        match descend {
+            Some(child) => {
+                let dir = open_dir_at(fd, &child)?;
+                stack.push(Level {
+                    dir,
+                    name: child,
+                    drained: false,
+                });
+            }
+            None => level.drained = complete,
         }
     }
     Ok(true)
 }
 
-/// The trash directory, held open.
-#[derive(Debug)]
-struct OpenTrash {
-    /// Keeps the directory (and so `base`) valid while the sweep runs.
-    dir: std::fs::File,
-    /// Where entries are reached: `/proc/self/fd/<fd>` on Linux, so a trash
-    /// swapped for a symlink after it was opened cannot redirect a rename or
-    /// a deletion outside the sandboxes dir; the plain path elsewhere.
-    base: PathBuf,
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC
 }
 
-/// The sandboxes directory and its trash folder.
+/// The sandboxes directory and its trash folder, held open: every rename,
+/// listing and deletion is relative to these descriptors, so a trash swapped
+/// for a symlink after it was opened cannot redirect anything outside the
+/// sandboxes dir, and no path is resolved again per sandbox.
 #[derive(Debug)]
 pub(crate) struct Sandboxes<'p> {
     dir: &'p Path,
-    trash: PathBuf,
-    /// Opened once per sweep, again if a rename suggests it vanished.
-    opened: std::cell::RefCell<Option<OpenTrash>>,
+    /// Opened by the first operation (following a symlink: the caller chose
+    /// this path).
+    root: OnceCell<OwnedFd>,
+    /// Opened once per sweep without following a symlink, again if a rename
+    /// suggests it vanished.
+    trash: RefCell<Option<OwnedFd>>,
 }
 
 impl<'p> Sandboxes<'p> {
     pub(crate) fn new(dir: &'p Path) -> Sandboxes<'p> {
         Sandboxes {
             dir,
-            trash: dir.join(TRASH_DIR),
-            opened: std::cell::RefCell::new(None),
+            root: OnceCell::new(),
+            trash: RefCell::new(None),
         }
     }
 
-    /// Opens the trash without following a symlink (creating it if asked)
-    /// and returns the base path for its entries; `None` when it does not
-    /// exist and `create` is false.
-    fn open_trash(&self, create: bool) -> Result<Option<PathBuf>> {
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Some(open) = self.opened.borrow().as_ref() {
-            return Ok(Some(open.base.clone()));
+    fn trash_path(&self) -> PathBuf {
+        self.dir.join(TRASH_DIR)
+    }
+
+    /// The sandboxes directory, opened on first use.
+    fn root(&self) -> Result<BorrowedFd<'_>> {
+        if let Some(fd) = self.root.get() {
+            return Ok(fd.as_fd());
         }
-        if create {
-            match std::fs::create_dir(&self.trash) {
-                Err(err) if err.kind() != io::ErrorKind::AlreadyExists => {
-                    return Err(err).at(&self.trash);
-                }
-                _ => {}
+        let fd = match nix::fcntl::open(self.dir, dir_flags(), Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::ENOTDIR) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "sandboxes dir is not a directory",
+                ))
+                .at(self.dir);
             }
-        }
-        let flags = nix::libc::O_DIRECTORY | nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC;
-        let dir = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags)
-            .open(&self.trash)
-        {
-            Ok(dir) => dir,
-            Err(err) if err.kind() == io::ErrorKind::NotFound && !create => return Ok(None),
-            Err(err)
-                if matches!(
-                    err.raw_os_error(),
-                    Some(nix::libc::ELOOP | nix::libc::ENOTDIR)
-                ) =>
-            {
-                return Err(io::Error::other("trash exists and is not a directory"))
-                    .at(&self.trash);
-            }
-            Err(err) => return Err(err).at(&self.trash),
+            Err(errno) => return Err(io::Error::from(errno)).at(self.dir),
         };
-        let base = fd_path(&dir).unwrap_or_else(|| self.trash.clone());
-        *self.opened.borrow_mut() = Some(OpenTrash {
-            dir,
-            base: base.clone(),
-        });
-        Ok(Some(base))
+        Ok(self.root.get_or_init(|| fd).as_fd())
     }
 
     /// Fails unless the sandboxes directory exists: without it, a missing
     /// sandbox directory cannot be told from a mistyped path, and rows would
     /// be deleted while their directories live on elsewhere.
     pub(crate) fn check(&self) -> Result<()> {
-        match std::fs::metadata(self.dir) {
-            Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "sandboxes dir is not a directory",
-            ))
-            .at(self.dir),
-            Err(err) => Err(err).at(self.dir),
+        self.root().map(drop)
+    }
+
+    /// The trash, opened (and created if asked) on first use; `None` when it
+    /// does not exist and `create` is false.
+    fn trash(&self, create: bool) -> Result<Option<Ref<'_, OwnedFd>>> {
+        if self.trash.borrow().is_none() {
+            let root = self.root()?;
+            if create {
+                match nix::sys::stat::mkdirat(root, TRASH_DIR, Mode::from_bits_truncate(0o777)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(errno) => return Err(io::Error::from(errno)).at(&self.trash_path()),
+                }
+            }
+            let fd = match openat(
+                root,
+                TRASH_DIR,
+                dir_flags() | OFlag::O_NOFOLLOW,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) if !create => return Ok(None),
+                Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                    return Err(io::Error::other("trash exists and is not a directory"))
+                        .at(&self.trash_path());
+                }
+                Err(errno) => return Err(io::Error::from(errno)).at(&self.trash_path()),
+            };
+            *self.trash.borrow_mut() = Some(fd);
         }
+        Ok(Ref::filter_map(self.trash.borrow(), Option::as_ref).ok())
     }
 
     /// Moves `<dir>/<name>` to `<trash>/<id>`; `None` when there was nothing to move.
     ///
-    /// The common case costs one `rename`: no `lstat` first, since a missing
-    /// source and a leftover target both show up as its error.
+    /// The common case costs one `renameat`: no `lstat` first, since a
+    /// missing source and a leftover target both show up as its error.
     fn move_to_trash(&self, id: i64, name: &str) -> Result<Option<Moved>> {
-        use nix::libc::{EEXIST, EISDIR, ENOTDIR, ENOTEMPTY};
-        let from = self.dir.join(name);
-        let base = self.open_trash(true)?.unwrap_or_else(|| self.trash.clone());
-        let entry = OsString::from(id.to_string());
-        let mut to = base.join(&entry);
-        match std::fs::rename(&from, &to) {
-            Ok(()) => return Ok(Some(Moved { from, to, entry })),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                match std::fs::symlink_metadata(&from) {
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-                    Err(err) => return Err(err).at(&from),
-                    // The source exists, so the trash went away: make it again.
-                    Ok(_) => {
-                        *self.opened.borrow_mut() = None;
-                        let base = self.open_trash(true)?.unwrap_or_else(|| self.trash.clone());
-                        to = base.join(&entry);
-                    }
+        let root = self.root()?;
+        let entry = id.to_string();
+        let at = || self.dir.join(name);
+        let first = {
+            let Some(trash) = self.trash(true)? else {
+                return Err(io::Error::from(Errno::ENOENT)).at(&self.trash_path());
+            };
+            renameat(root, name, trash.as_fd(), entry.as_str())
+        };
+        match first {
+            Ok(()) => {}
+            Err(Errno::ENOENT) => match fstatat(root, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Err(Errno::ENOENT) => return Ok(None),
+                Err(errno) => return Err(io::Error::from(errno)).at(&at()),
+                // The source exists, so the trash went away: make it again.
+                Ok(_) => {
+                    *self.trash.borrow_mut() = None;
+                    self.retry_move(root, name, &entry)?;
                 }
-            }
-            Err(err)
-                if matches!(
-                    err.raw_os_error(),
-                    Some(ENOTEMPTY | EEXIST | ENOTDIR | EISDIR)
-                ) =>
-            {
+            },
+            Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOTDIR | Errno::EISDIR) => {
                 // A leftover from a crash under this id holds an older copy
                 // of this same sandbox, which is being removed now anyway.
-                self.delete_in_trash(&entry, None)?;
+                self.delete_in_trash(OsStr::new(&entry), None)?;
+                self.retry_move(root, name, &entry)?;
             }
-            Err(err) => return Err(err).at(&from),
+            Err(errno) => return Err(io::Error::from(errno)).at(&at()),
         }
-        std::fs::rename(&from, &to).at(&from)?;
-        Ok(Some(Moved { from, to, entry }))
+        Ok(Some(Moved {
+            name: name.to_owned(),
+            entry: entry.into(),
+        }))
+    }
+
+    fn retry_move(&self, root: BorrowedFd<'_>, name: &str, entry: &str) -> Result<()> {
+        let Some(trash) = self.trash(true)? else {
+            return Err(io::Error::from(Errno::ENOENT)).at(&self.trash_path());
+        };
+        renameat(root, name, trash.as_fd(), entry)
+            .map_err(io::Error::from)
+            .at(&self.dir.join(name))
+    }
+
+    /// After a failed commit (or a crash that rolled back the row's
+    /// removal): puts the directory back where it was.
+    pub(crate) fn restore(&self, moved: Moved) {
+        let back = self.root().and_then(|root| {
+            let Some(trash) = self.trash(false)? else {
+                return Err(io::Error::from(Errno::ENOENT)).at(&self.trash_path());
+            };
+            renameat(
+                trash.as_fd(),
+                moved.entry.as_os_str(),
+                root,
+                moved.name.as_str(),
+            )
+            .map_err(io::Error::from)
+            .at(&self.trash_path().join(&moved.entry))
+        });
+        if let Err(err) = back {
+            log::warn!(
+                "could not move a directory back to {} (the next sweep restores it): {err}",
+                self.dir.join(&moved.name).display()
+            );
+        }
     }
 
     /// Deletes trash entry `entry` (after the commit that made it garbage),
     /// stopping at `deadline`; `Ok(false)` when it stopped, leaving the rest
     /// for the next sweep. A trash that is not there has nothing to delete.
     pub(crate) fn delete_in_trash(&self, entry: &OsStr, deadline: Option<Instant>) -> Result<bool> {
-        if self.open_trash(false)?.is_none() {
-            return Ok(true);
-        }
-        let opened = self.opened.borrow();
-        let Some(trash) = opened.as_ref() else {
+        let Some(trash) = self.trash(false)? else {
             return Ok(true);
         };
-        let path = self.trash.join(entry);
+        let at = || self.trash_path().join(entry);
         let name = CString::new(entry.as_bytes())
             .map_err(io::Error::other)
-            .at(&path)?;
-        remove_tree_at(trash.dir.as_fd(), &name, deadline).at(&path)
+            .at(&at())?;
+        remove_tree_at(trash.as_fd(), &name, deadline).at(&at())
     }
 
     /// Deletes `entry`, logging a failure (the next sweep's purge retries);
@@ -397,7 +493,8 @@ impl<'p> Sandboxes<'p> {
 
     /// Whether anything is at the trash path (a directory or not).
     pub(crate) fn trash_exists(&self) -> bool {
-        std::fs::symlink_metadata(&self.trash).is_ok()
+        self.root()
+            .is_ok_and(|root| fstatat(root, TRASH_DIR, AtFlags::AT_SYMLINK_NOFOLLOW).is_ok())
     }
 
     /// Sorts what a crash left in the trash. Call inside a write
@@ -406,24 +503,36 @@ impl<'p> Sandboxes<'p> {
     pub(crate) fn sort_trash(&self, catalog: &Catalog<'_>) -> Result<Vec<OsString>> {
         // Never list (and so never delete from) anything but a real
         // directory: a symlink here would lead outside the sandboxes dir.
-        let base = match self.open_trash(false) {
-            Ok(Some(base)) => base,
-            Ok(None) => return Ok(Vec::new()),
-            Err(err) => {
-                log::warn!(
-                    "{err}; not ours to purge, and no sandbox can be removed while it is there"
-                );
-                return Ok(Vec::new());
+        let entries = {
+            let trash = match self.trash(false) {
+                Ok(Some(trash)) => trash,
+                Ok(None) => return Ok(Vec::new()),
+                Err(err) => {
+                    log::warn!(
+                        "{err}; not ours to purge, and no sandbox can be removed while it is there"
+                    );
+                    return Ok(Vec::new());
+                }
+            };
+            let mut dir = Dir::openat(trash.as_fd(), ".", dir_flags(), Mode::empty())
+                .map_err(io::Error::from)
+                .at(&self.trash_path())?;
+            let mut entries = Vec::new();
+            for entry in dir.iter() {
+                let entry = entry.map_err(io::Error::from).at(&self.trash_path())?;
+                let name = entry.file_name();
+                if name != c"." && name != c".." {
+                    entries.push(OsStr::from_bytes(name.to_bytes()).to_owned());
+                }
             }
+            entries
         };
-        let entries = std::fs::read_dir(&base).at(&self.trash)?;
+        let root = self.root()?;
         let mut doomed = Vec::new();
         let mut name_of = catalog
             .conn
             .prepare_cached("SELECT name FROM sandbox WHERE id = ?1")?;
         for entry in entries {
-            let entry = entry.at(&self.trash)?.file_name();
-            let to = base.join(&entry);
             let id = entry.to_str().and_then(|s| s.parse::<i64>().ok());
             let owner = match id {
                 Some(id) => name_of
@@ -432,14 +541,16 @@ impl<'p> Sandboxes<'p> {
                 None => None,
             };
             if let Some(name) = owner.filter(|name| validate_name(name).is_ok()) {
-                let from = self.dir.join(&name);
-                let free = matches!(std::fs::symlink_metadata(&from), Err(e) if e.kind() == io::ErrorKind::NotFound);
+                let free = matches!(
+                    fstatat(root, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW),
+                    Err(Errno::ENOENT)
+                );
                 if free {
                     log::info!(
                         "restoring {} from the trash: its row survived",
-                        from.display()
+                        self.dir.join(&name).display()
                     );
-                    Moved { from, to, entry }.restore();
+                    self.restore(Moved { name, entry });
                     continue;
                 }
             }
@@ -447,14 +558,6 @@ impl<'p> Sandboxes<'p> {
         }
         Ok(doomed)
     }
-}
-
-/// `/proc/self/fd/<fd>` for an open directory, where that resolves (Linux
-/// with `/proc` mounted).
-fn fd_path(dir: &std::fs::File) -> Option<PathBuf> {
-    use std::os::fd::AsRawFd;
-    let path = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    (cfg!(target_os = "linux") && path.is_dir()).then_some(path)
 }
 
 /// Decides, and unless `dry_run` carries out inside the caller's write
@@ -523,13 +626,13 @@ pub(crate) fn clean_row(
         Ok(1) => Ok((CleanupOutcome::Removed, moved)),
         Ok(_) => {
             if let Some(moved) = moved {
-                moved.restore();
+                sandboxes.restore(moved);
             }
             Ok((CleanupOutcome::AlreadyClaimed, None))
         }
         Err(err) => {
             if let Some(moved) = moved {
-                moved.restore();
+                sandboxes.restore(moved);
             }
             Err(err.into())
         }
@@ -586,7 +689,7 @@ pub fn clean_ephemeral(
         }
         Err(err) => {
             if let Some(moved) = moved {
-                moved.restore();
+                sandboxes.restore(moved);
             }
             Err(Error::from_sqlite(err))
         }

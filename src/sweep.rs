@@ -614,7 +614,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
                 Phase::Ephemeral => self.clean(id, &mut moved),
             };
             if let Err(err) = acted {
-                moved.into_iter().for_each(Moved::restore);
+                moved.into_iter().for_each(|m| self.sandboxes.restore(m));
                 return Err(err);
             }
             *after = id;
@@ -632,7 +632,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
                 Ok(end)
             }
             Err(err) => {
-                moved.into_iter().for_each(Moved::restore);
+                moved.into_iter().for_each(|m| self.sandboxes.restore(m));
                 Err(err)
             }
         }
