@@ -192,3 +192,83 @@ fn catalog_on_a_read_only_filesystem_is_a_clear_error() -> TestResult {
     assert_eq!(status_of(&env.conn(), dead).as_deref(), Some("Running"));
     Ok(())
 }
+
+/// Changes the owner of everything under `root` (symlinks themselves).
+fn chown_tree(root: &std::path::Path, uid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(root, Some(uid), Some(uid))?;
+    if std::fs::symlink_metadata(root)?.is_dir() {
+        for entry in std::fs::read_dir(root)? {
+            chown_tree(&entry?.path(), uid)?;
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn read_only_directories_inside_a_sandbox_are_deleted_by_their_owner() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let conn = env.conn();
+    // An image tree unpacked read-only, as images often are.
+    let image = add_sandbox(&conn, "image", "Stopped", true);
+    add_run(&conn, image, Some(DEAD_PID));
+    let bin_dir = env.sandboxes.join("image/rootfs/usr/bin");
+    std::fs::create_dir_all(&bin_dir)?;
+    std::fs::write(bin_dir.join("tool"), b"#!/bin/sh\n")?;
+    std::fs::write(env.sandboxes.join("image/rootfs/etc-release"), b"x")?;
+    // A sandbox directory that is itself read-only cannot be renamed by a
+    // non-root owner (rename rewrites its `..`): counted, row and files kept.
+    let sealed = add_sandbox(&conn, "sealed", "Stopped", true);
+    std::fs::create_dir(env.sandboxes.join("sealed"))?;
+    std::fs::write(env.sandboxes.join("sealed/data"), b"keep")?;
+    for dir in [
+        bin_dir.clone(),
+        env.sandboxes.join("image/rootfs/usr"),
+        env.sandboxes.join("image/rootfs"),
+        env.sandboxes.join("sealed"),
+    ] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555))?;
+    }
+    drop(conn);
+
+    // Root ignores permissions, so run the sweep as an ordinary user then,
+    // from a copy of the binary that user can reach.
+    let mut sweep = if is_root() {
+        const NOBODY: u32 = 65534;
+        let copy = env.dir.path().join("sandbox-sweep");
+        std::fs::copy(env!("CARGO_BIN_EXE_sandbox-sweep"), &copy)?;
+        chown_tree(env.dir.path(), NOBODY)?;
+        let mut cmd = std::process::Command::new(copy);
+        cmd.uid(NOBODY).gid(NOBODY);
+        cmd
+    } else {
+        bin()
+    };
+    let out = sweep
+        .args(env.sweep_args(&["--json"]))
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = json_line(&out);
+    assert_eq!(
+        (json_field(&json, "removed"), json_field(&json, "errors")),
+        ("1", "1"),
+        "{json}"
+    );
+
+    let conn = env.conn();
+    assert_eq!(status_of(&conn, image), None);
+    let runs: i64 = conn.query_row(
+        "SELECT count(*) FROM run WHERE sandbox_id = ?1",
+        [image],
+        |r| r.get(0),
+    )?;
+    assert_eq!(runs, 0);
+    assert!(!exists(&env.sandboxes.join("image")));
+    let trash = env.sandboxes.join(".sandbox-sweep-trash");
+    assert_eq!(std::fs::read_dir(&trash)?.count(), 0, "trash left behind");
+    assert_eq!(status_of(&conn, sealed).as_deref(), Some("Stopped"));
+    assert_eq!(std::fs::read(env.sandboxes.join("sealed/data"))?, b"keep");
+    Ok(())
+}
