@@ -620,7 +620,12 @@ fn sweep_loop_worker(db: &Path, sandboxes: &Path) -> TestResult {
     let conn = OpenOptions::new().open(db)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut sweeps = 0;
+    let mut rng = Rng::new();
     while !stop.exists() && Instant::now() < deadline && sweeps < 100_000 {
+        // Real sweeps are at most one per lease window; a loop that never
+        // pauses would keep the write lock from the restarter (SQLite's busy
+        // wait is not fair) and test nothing but that.
+        std::thread::sleep(Duration::from_micros(rng.below(1000)));
         match Sweeper::new(sandboxes)
             .force(true)
             .batch_size(8)
@@ -675,14 +680,15 @@ fn racing_restarter() -> TestResult {
     // id -> (name, the file written after the restart)
     let mut running: std::collections::HashMap<i64, (String, PathBuf)> =
         std::collections::HashMap::new();
-    let (mut restarts, mut stops, mut steps) = (0, 0, 0);
+    let (mut restarts, mut stops, mut steps, mut gone) = (0, 0, 0, 0);
     let deadline = Instant::now() + Duration::from_secs(6);
     while Instant::now() < deadline && steps < 20_000 {
         steps += 1;
-        if rng.below(4) == 0 {
+        if rng.below(4) == 0 || pool.is_empty() {
             create(&conn, &mut pool, rng.below(4) != 0)?;
         }
-        let (id, name) = pool[rng.below(pool.len() as u64) as usize].clone();
+        let pick = rng.below(pool.len() as u64) as usize;
+        let (id, name) = pool[pick].clone();
         let tx =
             rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         if running.contains_key(&id) {
@@ -698,8 +704,16 @@ fn racing_restarter() -> TestResult {
         } else {
             // Restart it the way a runtime does: under the write lock, check
             // it is still there and finished, record the run, mark it Running.
-            if !matches!(status(&tx, id)?.as_deref(), Some("Stopped" | "Crashed")) {
-                continue;
+            match status(&tx, id)?.as_deref() {
+                Some("Stopped" | "Crashed") => {}
+                // Removed by a sweep: pick among the others from now on,
+                // or a fast sweeper leaves the restarter nothing to race.
+                None => {
+                    pool.swap_remove(pick);
+                    gone += 1;
+                    continue;
+                }
+                _ => continue,
             }
             let now = sandbox_sweep::Clock::now(&SystemClock);
             sandbox_sweep::insert_running_run(&catalog, id, &me, now)?;
@@ -747,15 +761,17 @@ fn racing_restarter() -> TestResult {
         })?;
     }
     let sweeps: u64 = stdout(&out)
-        .trim()
-        .strip_prefix("sweeps=")
+        .lines()
+        .find_map(|line| line.strip_prefix("sweeps="))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     ensure(sweeps >= 10 && restarts >= 100, || {
-        format!("too little racing: {sweeps} sweeps, {restarts} restarts")
+        format!(
+            "too little racing: {sweeps} sweeps, {restarts} restarts, {stops} stops, {gone} gone, {steps} steps"
+        )
     })?;
     println!(
-        "  {restarts} restarts and {stops} stops racing {sweeps} sweeps over {steps} steps; 0 violations"
+        "  {restarts} restarts and {stops} stops racing {sweeps} sweeps ({gone} sandboxes removed under the restarter) over {steps} steps; 0 violations"
     );
     Ok(())
 }
