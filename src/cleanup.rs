@@ -27,6 +27,7 @@ use crate::catalog::Catalog;
 use crate::error::{Error, IoContext, Result};
 use crate::liveness::Prober;
 use crate::runs::any_live_running;
+use crate::statements::Statements;
 
 /// Names starting with this are reserved for the crate's own folders.
 pub const RESERVED_PREFIX: &str = ".sandbox-sweep";
@@ -565,15 +566,14 @@ impl<'p> Sandboxes<'p> {
 /// discarded after the commit or restored if it fails.
 pub(crate) fn clean_row(
     catalog: &Catalog<'_>,
+    stmts: &mut Statements<'_>,
     prober: &Prober,
     sandboxes: &Sandboxes<'_>,
     id: i64,
     dry_run: bool,
 ) -> Result<(CleanupOutcome, Option<Moved>)> {
     use rusqlite::types::ValueRef;
-    let mut stmt = catalog
-        .conn
-        .prepare_cached("SELECT name, status, ephemeral FROM sandbox WHERE id = ?1")?;
+    let stmt = stmts.get("SELECT name, status, ephemeral FROM sandbox WHERE id = ?1")?;
     let mut rows = stmt.query([id])?;
     let Some(row) = rows.next()? else {
         return Ok((CleanupOutcome::AlreadyGone, None));
@@ -589,7 +589,7 @@ pub(crate) fn clean_row(
         other => format!("{other:?}"),
     };
     drop(rows);
-    if any_live_running(catalog, prober, id)? {
+    if any_live_running(catalog, stmts, prober, id)? {
         return Ok((CleanupOutcome::SkippedLivePid, None));
     }
     if let Err(err) = validate_name(&name) {
@@ -610,14 +610,12 @@ pub(crate) fn clean_row(
     };
     // Run rows go first and explicitly: the connection may not enforce
     // foreign keys, and orphan runs must not outlive their sandbox.
-    let deleted = catalog
-        .conn
-        .prepare_cached("DELETE FROM run WHERE sandbox_id = ?1")?
+    let deleted = stmts
+        .get("DELETE FROM run WHERE sandbox_id = ?1")?
         .execute([id])
         .and_then(|_| {
-            catalog
-                .conn
-                .prepare_cached(
+            stmts
+                .get(
                     "DELETE FROM sandbox WHERE id = ?1 AND ephemeral = 1 AND status IN ('Stopped', 'Crashed')",
                 )?
                 .execute([id])
@@ -679,7 +677,9 @@ pub fn clean_ephemeral(
     sandboxes.check()?;
     let prober = Prober::new();
     let tx = catalog.immediate()?;
-    let (outcome, moved) = clean_row(catalog, &prober, &sandboxes, sandbox_id, false)?;
+    let mut stmts = Statements::new(catalog.conn);
+    let (outcome, moved) = clean_row(catalog, &mut stmts, &prober, &sandboxes, sandbox_id, false)?;
+    drop(stmts);
     match tx.commit() {
         Ok(()) => {
             if let Some(moved) = moved {

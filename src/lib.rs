@@ -70,6 +70,7 @@ mod liveness;
 mod procfs;
 mod runs;
 mod stamp;
+mod statements;
 mod status;
 mod sweep;
 

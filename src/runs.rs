@@ -5,6 +5,7 @@ use rusqlite::Row;
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::liveness::{Liveness, Prober, RecordedProcess, pid_value};
+use crate::statements::Statements;
 
 /// `Running` runs of a sandbox, with and without the identity columns; both
 /// read `id, pid, started_at[, pid_start_time, boot_id]` and stay on
@@ -62,13 +63,12 @@ fn judge(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<Liv
 /// process's verdict; `None` when the sandbox has no `Running` run.
 pub(crate) fn latest_running(
     catalog: &Catalog<'_>,
+    stmts: &mut Statements<'_>,
     prober: &Prober,
     sandbox_id: i64,
 ) -> Result<Option<(i64, Liveness)>> {
     let identity = catalog.schema.identity;
-    let mut stmt = catalog
-        .conn
-        .prepare_cached(RUNNING[usize::from(identity)])?;
+    let stmt = stmts.get(RUNNING[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;
     // Usually exactly one row: judge as we go and keep the newest verdict.
     let mut newest: Option<((u8, Vec<u8>), i64, Liveness)> = None;
@@ -88,13 +88,12 @@ pub(crate) fn latest_running(
 /// Whether any `Running` run of the sandbox has a live process.
 pub(crate) fn any_live_running(
     catalog: &Catalog<'_>,
+    stmts: &mut Statements<'_>,
     prober: &Prober,
     sandbox_id: i64,
 ) -> Result<bool> {
     let identity = catalog.schema.identity;
-    let mut stmt = catalog
-        .conn
-        .prepare_cached(RUNNING[usize::from(identity)])?;
+    let stmt = stmts.get(RUNNING[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;
     while let Some(row) = rows.next()? {
         if judge(row, identity, prober)?.is_alive() {

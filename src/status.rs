@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::lease::LEASE_NAME;
 use crate::liveness::{DeadReason, Liveness, Prober};
 use crate::runs::latest_running;
+use crate::statements::Statements;
 
 /// An active sandbox that the next sweep would reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +88,7 @@ impl Catalog<'_> {
             |r| r.get(0),
         )?);
         let prober = Prober::new();
+        let mut stmts = Statements::new(conn);
         let mut dead_active = Vec::new();
         let mut stmt = conn.prepare(
             "SELECT id, CAST(name AS TEXT), status FROM sandbox WHERE status IN ('Running', 'Draining') ORDER BY id",
@@ -95,7 +97,7 @@ impl Catalog<'_> {
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
             let status: String = row.get(2)?;
-            let reason = match latest_running(self, &prober, id)? {
+            let reason = match latest_running(self, &mut stmts, &prober, id)? {
                 Some((_, Liveness::Dead(reason))) => Some(reason),
                 None if status == "Draining" => None,
                 _ => continue,

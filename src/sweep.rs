@@ -15,6 +15,7 @@ use crate::lease::{Acquire, Lease, SkipReason};
 use crate::liveness::{DeadReason, Liveness, Prober};
 use crate::runs::latest_running;
 use crate::stamp::format_stamp;
+use crate::statements::Statements;
 
 /// A source of the current UTC time, so tests can move time.
 ///
@@ -424,6 +425,7 @@ struct Pass<'s, 'c, 'l> {
     started: Instant,
     report: Report,
     ids: Vec<i64>,
+    stmts: Statements<'c>,
 }
 
 impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
@@ -446,6 +448,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             sandboxes: Sandboxes::new(&sweeper.sandboxes_dir),
             started: Instant::now(),
             ids: Vec::with_capacity(sweeper.batch_size),
+            stmts: Statements::new(catalog.conn),
         }
     }
 
@@ -644,7 +647,14 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
 
     fn clean(&mut self, id: i64, moved: &mut Vec<Moved>) -> Result<()> {
         let dry_run = self.lease.is_none();
-        let (outcome, dir) = clean_row(self.catalog, &self.prober, &self.sandboxes, id, dry_run)?;
+        let (outcome, dir) = clean_row(
+            self.catalog,
+            &mut self.stmts,
+            &self.prober,
+            &self.sandboxes,
+            id,
+            dry_run,
+        )?;
         moved.extend(dir);
         self.report.count_outcome(outcome);
         Ok(())
@@ -652,9 +662,9 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
 
     /// Phase 1 for one sandbox, re-checked under the write lock.
     fn reconcile(&mut self, id: i64, now: PrimitiveDateTime) -> Result<()> {
-        let conn = self.catalog.conn;
-        let status: Option<String> = conn
-            .prepare_cached("SELECT status FROM sandbox WHERE id = ?1")?
+        let status: Option<String> = self
+            .stmts
+            .get("SELECT status FROM sandbox WHERE id = ?1")?
             .query_row([id], |row| row.get(0))
             .optional()?;
         let draining = match status.as_deref() {
@@ -663,7 +673,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             // Gone, or restarted into another state since the page was read.
             _ => return Ok(()),
         };
-        let run = latest_running(self.catalog, &self.prober, id)?;
+        let run = latest_running(self.catalog, &mut self.stmts, &self.prober, id)?;
         let (run_id, reason) = match run {
             // Running with no Running run is still starting: leave it.
             None if !draining => return Ok(()),
@@ -679,7 +689,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         if self.lease.is_some() {
             let now = format_stamp(now);
             if let Some(run_id) = run_id {
-                conn.prepare_cached(
+                self.stmts.get(
                     "UPDATE run SET status = 'Terminated', termination_reason = ?2, terminated_at = ?3
                      WHERE id = ?1 AND status = 'Running'",
                 )?
@@ -690,7 +700,8 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             } else {
                 "UPDATE sandbox SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = ?4"
             };
-            conn.prepare_cached(sql)?
+            self.stmts
+                .get(sql)?
                 .execute(params![id, new_status, now, status.as_deref()])?;
             log::info!(
                 "sandbox {id}: {} -> {new_status} (runtime dead: {})",
