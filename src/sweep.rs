@@ -660,52 +660,49 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         Ok(())
     }
 
-    /// Phase 1 for one sandbox, re-checked under the write lock.
+    /// Phase 1 for one sandbox, re-checked under the write lock: the
+    /// newest `Running` run is judged first, and the sandbox's state is
+    /// checked by the guarded update itself (no separate read).
     fn reconcile(&mut self, id: i64, now: PrimitiveDateTime) -> Result<()> {
-        let status: Option<String> = self
-            .stmts
-            .get("SELECT status FROM sandbox WHERE id = ?1")?
-            .query_row([id], |row| row.get(0))
-            .optional()?;
-        let draining = match status.as_deref() {
-            Some("Running") => false,
-            Some("Draining") => true,
-            // Gone, or restarted into another state since the page was read.
-            _ => return Ok(()),
-        };
         let run = latest_running(self.catalog, &mut self.stmts, &self.prober, id)?;
         let (run_id, reason) = match run {
-            // Running with no Running run is still starting: leave it.
-            None if !draining => return Ok(()),
-            None => (None, None),
             Some((_, Liveness::Alive)) => return Ok(()),
             Some((run_id, Liveness::Dead(reason))) => (Some(run_id), Some(reason)),
+            None => (None, None),
         };
-        let (new_status, termination) = if draining {
-            ("Stopped", "ShutdownRequested")
+        // A `Running` sandbox with no `Running` run is still starting: only a
+        // dead run makes it crashed. A `Draining` one stops either way.
+        // Gone, or restarted into another state since the page was read:
+        // neither matches, and nothing is written.
+        let now_text = format_stamp(now);
+        let draining = if run_id.is_some() && self.mark(id, "Running", "Crashed", &now_text)? {
+            false
+        } else if self.mark(id, "Draining", "Stopped", &now_text)? {
+            true
         } else {
-            ("Crashed", "InternalError")
+            return Ok(());
         };
-        if self.lease.is_some() {
-            let now = format_stamp(now);
-            if let Some(run_id) = run_id {
-                self.stmts.get(
+        if let (Some(run_id), Some(_)) = (run_id, self.lease.as_ref()) {
+            let termination = if draining {
+                "ShutdownRequested"
+            } else {
+                "InternalError"
+            };
+            self.stmts
+                .get(
                     "UPDATE run SET status = 'Terminated', termination_reason = ?2, terminated_at = ?3
                      WHERE id = ?1 AND status = 'Running'",
                 )?
-                .execute(params![run_id, termination, now])?;
-            }
-            let sql = if self.catalog.schema.active_config {
-                "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL WHERE id = ?1 AND status = ?4"
+                .execute(params![run_id, termination, now_text])?;
+        }
+        if self.lease.is_some() {
+            let (from, to) = if draining {
+                ("Draining", "Stopped")
             } else {
-                "UPDATE sandbox SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = ?4"
+                ("Running", "Crashed")
             };
-            self.stmts
-                .get(sql)?
-                .execute(params![id, new_status, now, status.as_deref()])?;
             log::info!(
-                "sandbox {id}: {} -> {new_status} (runtime dead: {})",
-                status.as_deref().unwrap_or_default(),
+                "sandbox {id}: {from} -> {to} (runtime dead: {})",
                 reason.map_or("no running run", DeadReason::as_str)
             );
         }
@@ -719,6 +716,25 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             self.report.dead[reason.index()] += 1;
         }
         Ok(())
+    }
+
+    /// Moves sandbox `id` from state `from` to `to`; whether it was in
+    /// `from`. A dry run only checks.
+    fn mark(&mut self, id: i64, from: &str, to: &str, now: &str) -> Result<bool> {
+        if self.lease.is_none() {
+            let found = self
+                .stmts
+                .get("SELECT 1 FROM sandbox WHERE id = ?1 AND status = ?2")?
+                .exists(params![id, from])?;
+            return Ok(found);
+        }
+        let sql = if self.catalog.schema.active_config {
+            "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL WHERE id = ?1 AND status = ?4"
+        } else {
+            "UPDATE sandbox SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = ?4"
+        };
+        let changed = self.stmts.get(sql)?.execute(params![id, to, now, from])?;
+        Ok(changed == 1)
     }
 }
 
@@ -1185,6 +1201,10 @@ mod tests {
         let f = Fixture::new()?;
         let web = f.sandbox("web", "Running", false)?;
         f.run(web, Some(DEAD_PID), "Running")?;
+        let draining = f.sandbox("draining", "Draining", false)?;
+        let starting = f.sandbox("starting", "Running", false)?;
+        let live = f.sandbox("live", "Running", false)?;
+        f.run(live, Some(own_pid()), "Running")?;
         let eph = f.sandbox("eph", "Stopped", true)?;
         let dir = f.mkdir("eph");
         f.sandbox("..", "Stopped", true)?;
@@ -1192,10 +1212,18 @@ mod tests {
         let report = Sweeper::new(&f.sandboxes).dry_run(&catalog, &now)?;
         assert!(report.dry_run && report.complete);
         assert_eq!(
-            (report.reconciled, report.removed, report.errors),
-            (1, 1, 1)
+            (report.reconciled, report.crashed, report.stopped),
+            (2, 1, 1)
         );
-        assert_eq!(f.status(web)?.as_deref(), Some("Running"));
+        assert_eq!((report.removed, report.errors), (1, 1));
+        for (id, status) in [
+            (web, "Running"),
+            (draining, "Draining"),
+            (starting, "Running"),
+            (live, "Running"),
+        ] {
+            assert_eq!(f.status(id)?.as_deref(), Some(status));
+        }
         assert_eq!(f.status(eph)?.as_deref(), Some("Stopped"));
         assert!(exists(&dir.join("rootfs/data")));
         assert_eq!(catalog.lease_row()?, None);
@@ -1330,12 +1358,16 @@ mod tests {
         // A plan SQLite marks as depending on a bound value (a sort or a
         // join here) is re-prepared each time the statement cache clears
         // the bindings, that is on every reuse: a silent 2-3x slowdown.
-        let identity = usize::from(Catalog::new(&f.conn)?.schema.identity);
+        let schema = Catalog::new(&f.conn)?.schema;
         let hot = [
             Phase::Active.page_sql(),
             Phase::Ephemeral.page_sql(),
-            crate::runs::QUERIES[identity],
-            "SELECT status FROM sandbox WHERE id = ?1",
+            crate::runs::QUERIES[usize::from(schema.identity)],
+            if schema.active_config {
+                "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL WHERE id = ?1 AND status = ?4"
+            } else {
+                "UPDATE sandbox SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = ?4"
+            },
             "SELECT name, status, ephemeral FROM sandbox WHERE id = ?1",
             "DELETE FROM run WHERE sandbox_id = ?1",
         ];
@@ -1354,7 +1386,7 @@ mod tests {
         let mut queries: Vec<&str> = vec![Phase::Active.page_sql(), Phase::Ephemeral.page_sql()];
         queries.extend(crate::runs::QUERIES);
         queries.extend([
-            "SELECT status FROM sandbox WHERE id = ?1",
+            "SELECT 1 FROM sandbox WHERE id = ?1 AND status = ?2",
             "SELECT name, status, ephemeral FROM sandbox WHERE id = ?1",
             "SELECT holder_pid, lease_expires_at, last_completed_at FROM maintenance_lease WHERE name = ?1",
             "DELETE FROM run WHERE sandbox_id = ?1",
