@@ -1254,6 +1254,51 @@ mod tests {
         Ok(())
     }
 
+    /// Removes one ephemeral sandbox from a reference-schema catalog holding
+    /// `attachments` volume attachment rows; the virtual-machine steps its
+    /// row delete took (foreign key actions included).
+    fn steps_to_delete_a_sandbox(attachments: usize, migrated: bool) -> Result<i32> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = crate::open(dir.path().join("catalog.db"))?;
+        conn.execute_batch(include_str!("../tests/data/schema.sql"))?;
+        if migrated {
+            crate::migrate(&conn)?;
+        }
+        conn.execute_batch(
+            "BEGIN;
+             INSERT INTO volume (name, kind) VALUES ('data', 'dir');
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+             INSERT INTO volume_attach (volume_id, sandbox_id, pid, mode, created_at)
+             SELECT 1, NULL, 1, 'rw', '2026-01-01 00:00:00' FROM n;
+             COMMIT;",
+        )?;
+        conn.execute(
+            "DELETE FROM volume_attach WHERE id > ?1",
+            [i64::try_from(attachments).unwrap_or(i64::MAX)],
+        )?;
+        let f = Fixture::with(dir, conn)?;
+        f.sandbox("eph", "Stopped", true)?;
+        f.mkdir("eph");
+        assert_eq!(sweep_all(&f)?.removed, 1);
+        let stmt = f.conn.prepare_cached(
+            "DELETE FROM sandbox WHERE id = ?1 AND ephemeral = 1 AND status IN ('Stopped', 'Crashed')",
+        )?;
+        Ok(stmt.get_status(rusqlite::StatementStatus::VmStep))
+    }
+
+    #[test]
+    fn removing_a_sandbox_does_not_scan_volume_attachments() -> Result<()> {
+        // `ON DELETE SET NULL` on volume_attach.sandbox_id: without the
+        // migration's index, each removal walks every attachment row.
+        let unindexed = steps_to_delete_a_sandbox(5_000, false)?;
+        assert!(unindexed > 5_000, "{unindexed} steps: the scan is gone?");
+        let few = steps_to_delete_a_sandbox(10, true)?;
+        let many = steps_to_delete_a_sandbox(5_000, true)?;
+        assert!(few > 0);
+        assert_eq!(few, many);
+        Ok(())
+    }
+
     #[test]
     fn missing_sandboxes_dir_fails_before_deleting_rows() -> Result<()> {
         let f = Fixture::new()?;
