@@ -306,6 +306,8 @@ fn remove_tree_at(
     Ok(true)
 }
 
+/// How every directory here is opened: for reading its entries, never
+/// inherited by a child process.
 fn dir_flags() -> OFlag {
     OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC
 }

@@ -682,25 +682,20 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         } else {
             return Ok(());
         };
-        if let (Some(run_id), Some(_)) = (run_id, self.lease.as_ref()) {
-            let termination = if draining {
-                "ShutdownRequested"
-            } else {
-                "InternalError"
-            };
-            self.stmts
-                .get(
-                    "UPDATE run SET status = 'Terminated', termination_reason = ?2, terminated_at = ?3
-                     WHERE id = ?1 AND status = 'Running'",
-                )?
-                .execute(params![run_id, termination, now_text])?;
-        }
         if self.lease.is_some() {
-            let (from, to) = if draining {
-                ("Draining", "Stopped")
+            let (from, to, termination) = if draining {
+                ("Draining", "Stopped", "ShutdownRequested")
             } else {
-                ("Running", "Crashed")
+                ("Running", "Crashed", "InternalError")
             };
+            if let Some(run_id) = run_id {
+                self.stmts
+                    .get(
+                        "UPDATE run SET status = 'Terminated', termination_reason = ?2, terminated_at = ?3
+                         WHERE id = ?1 AND status = 'Running'",
+                    )?
+                    .execute(params![run_id, termination, now_text])?;
+            }
             log::info!(
                 "sandbox {id}: {from} -> {to} (runtime dead: {})",
                 reason.map_or("no running run", DeadReason::as_str)
