@@ -366,25 +366,14 @@ impl<'p> Sandboxes<'p> {
         self.root().map(drop)
     }
 
-    /// The trash, opened (and created if asked) on first use; `None` when it
-    /// does not exist and `create` is false.
-    fn trash(&self, create: bool) -> Result<Option<Ref<'_, OwnedFd>>> {
+    /// The trash, opened on first use without following a symlink; `None`
+    /// when it does not exist.
+    fn trash(&self) -> Result<Option<Ref<'_, OwnedFd>>> {
         if self.trash.borrow().is_none() {
-            let root = self.root()?;
-            if create {
-                match nix::sys::stat::mkdirat(root, TRASH_DIR, Mode::from_bits_truncate(0o777)) {
-                    Ok(()) | Err(Errno::EEXIST) => {}
-                    Err(errno) => return Err(io::Error::from(errno)).at(&self.trash_path()),
-                }
-            }
-            let fd = match openat(
-                root,
-                TRASH_DIR,
-                dir_flags() | OFlag::O_NOFOLLOW,
-                Mode::empty(),
-            ) {
+            let flags = dir_flags() | OFlag::O_NOFOLLOW;
+            let fd = match openat(self.root()?, TRASH_DIR, flags, Mode::empty()) {
                 Ok(fd) => fd,
-                Err(Errno::ENOENT) if !create => return Ok(None),
+                Err(Errno::ENOENT) => return Ok(None),
                 Err(Errno::ELOOP | Errno::ENOTDIR) => {
                     return Err(io::Error::other("trash exists and is not a directory"))
                         .at(&self.trash_path());
@@ -396,6 +385,22 @@ impl<'p> Sandboxes<'p> {
         Ok(Ref::filter_map(self.trash.borrow(), Option::as_ref).ok())
     }
 
+    /// The trash, created first if it does not exist.
+    fn made_trash(&self) -> Result<Ref<'_, OwnedFd>> {
+        if self.trash.borrow().is_none() {
+            let mode = Mode::from_bits_truncate(0o777);
+            match nix::sys::stat::mkdirat(self.root()?, TRASH_DIR, mode) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(errno) => return Err(io::Error::from(errno)).at(&self.trash_path()),
+            }
+        }
+        match self.trash()? {
+            Some(trash) => Ok(trash),
+            // Removed again between the mkdir and the open.
+            None => Err(io::Error::from(Errno::ENOENT)).at(&self.trash_path()),
+        }
+    }
+
     /// Moves `<dir>/<name>` to `<trash>/<id>`; `None` when there was nothing to move.
     ///
     /// The common case costs one `renameat`: no `lstat` first, since a
@@ -403,31 +408,37 @@ impl<'p> Sandboxes<'p> {
     fn move_to_trash(&self, id: i64, name: &str) -> Result<Option<Moved>> {
         let root = self.root()?;
         let entry = id.to_string();
-        let at = || self.dir.join(name);
-        let first = {
-            let Some(trash) = self.trash(true)? else {
-                return Err(io::Error::from(Errno::ENOENT)).at(&self.trash_path());
-            };
-            renameat(root, name, trash.as_fd(), entry.as_str())
+        let rename = || -> Result<nix::Result<()>> {
+            Ok(renameat(
+                root,
+                name,
+                self.made_trash()?.as_fd(),
+                entry.as_str(),
+            ))
         };
-        match first {
-            Ok(()) => {}
+        let retry = match rename()? {
+            Ok(()) => false,
             Err(Errno::ENOENT) => match fstatat(root, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Err(Errno::ENOENT) => return Ok(None),
-                Err(errno) => return Err(io::Error::from(errno)).at(&at()),
+                Err(errno) => return Err(io::Error::from(errno)).at(&self.dir.join(name)),
                 // The source exists, so the trash went away: make it again.
                 Ok(_) => {
                     *self.trash.borrow_mut() = None;
-                    self.retry_move(root, name, &entry)?;
+                    true
                 }
             },
             Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOTDIR | Errno::EISDIR) => {
                 // A leftover from a crash under this id holds an older copy
                 // of this same sandbox, which is being removed now anyway.
                 self.delete_in_trash(OsStr::new(&entry), None)?;
-                self.retry_move(root, name, &entry)?;
+                true
             }
-            Err(errno) => return Err(io::Error::from(errno)).at(&at()),
+            Err(errno) => return Err(io::Error::from(errno)).at(&self.dir.join(name)),
+        };
+        if retry {
+            rename()?
+                .map_err(io::Error::from)
+                .at(&self.dir.join(name))?;
         }
         Ok(Some(Moved {
             name: name.to_owned(),
@@ -435,20 +446,11 @@ impl<'p> Sandboxes<'p> {
         }))
     }
 
-    fn retry_move(&self, root: BorrowedFd<'_>, name: &str, entry: &str) -> Result<()> {
-        let Some(trash) = self.trash(true)? else {
-            return Err(io::Error::from(Errno::ENOENT)).at(&self.trash_path());
-        };
-        renameat(root, name, trash.as_fd(), entry)
-            .map_err(io::Error::from)
-            .at(&self.dir.join(name))
-    }
-
     /// After a failed commit (or a crash that rolled back the row's
     /// removal): puts the directory back where it was.
     pub(crate) fn restore(&self, moved: Moved) {
         let back = self.root().and_then(|root| {
-            let Some(trash) = self.trash(false)? else {
+            let Some(trash) = self.trash()? else {
                 return Err(io::Error::from(Errno::ENOENT)).at(&self.trash_path());
             };
             renameat(
@@ -472,7 +474,7 @@ impl<'p> Sandboxes<'p> {
     /// stopping at `deadline`; `Ok(false)` when it stopped, leaving the rest
     /// for the next sweep. A trash that is not there has nothing to delete.
     pub(crate) fn delete_in_trash(&self, entry: &OsStr, deadline: Option<Instant>) -> Result<bool> {
-        let Some(trash) = self.trash(false)? else {
+        let Some(trash) = self.trash()? else {
             return Ok(true);
         };
         let at = || self.trash_path().join(entry);
@@ -507,7 +509,7 @@ impl<'p> Sandboxes<'p> {
         // Never list (and so never delete from) anything but a real
         // directory: a symlink here would lead outside the sandboxes dir.
         let entries = {
-            let trash = match self.trash(false) {
+            let trash = match self.trash() {
                 Ok(Some(trash)) => trash,
                 Ok(None) => return Ok(Vec::new()),
                 Err(err) => {
