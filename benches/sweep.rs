@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use rusqlite::{Connection, params};
-use sandbox_sweep::{
-    Acquire, Catalog, Clock, Limits, Outcome, PrimitiveDateTime, Sweeper, SystemClock, parse_stamp,
-};
+use sandbox_sweep::__private::parse_stamp;
+use sandbox_sweep::time::PrimitiveDateTime;
+use sandbox_sweep::{Acquire, Catalog, Limits, SweepOutcome, Sweeper, SystemClock};
 
-const DEAD_PID: i64 = 2_000_000_000;
+#[path = "../tests/common/fixture.rs"]
+mod fixture;
+
+use fixture::DEAD_PID;
 
 fn now() -> PrimitiveDateTime {
     parse_stamp("2026-06-04 12:00:00").expect("valid")
@@ -111,7 +114,7 @@ struct Instance {
 fn sweep(instance: &Instance, sweeper: Sweeper) -> sandbox_sweep::Report {
     let catalog = Catalog::new(&instance.conn).expect("catalog");
     match sweeper.force(true).run_with(&catalog, &now) {
-        Outcome::Swept(report) => report,
+        SweepOutcome::Swept(report) => report,
         other => panic!("expected a sweep, got {other:?}"),
     }
 }
@@ -144,10 +147,14 @@ fn gate(c: &mut Criterion) {
     else {
         panic!("free");
     };
-    lease.complete(SystemClock.now()).expect("complete");
-    let sweeper = Sweeper::new(&entry.sandboxes);
+    lease.complete(SystemClock::now()).expect("complete");
     c.bench_function("gate/startup_entry", |b| {
-        b.iter(|| assert!(matches!(sweeper.run(&entry.conn), Outcome::Skipped(_))))
+        b.iter(|| {
+            assert!(matches!(
+                sandbox_sweep::run_startup_maintenance(&entry.conn, &entry.sandboxes),
+                SweepOutcome::Skipped(_)
+            ))
+        })
     });
     let recent = template.instance();
     let catalog = Catalog::new(&recent.conn).expect("catalog");

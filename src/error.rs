@@ -1,4 +1,4 @@
-//! The crate's one error type.
+//! The crate's one error type, and attaching a path where an error is made.
 
 use std::fmt;
 use std::io;
@@ -34,14 +34,14 @@ pub enum Error {
     Sqlite(rusqlite::Error),
     /// SQLite stayed busy (locked by another connection) past the busy timeout.
     Busy(rusqlite::Error),
-    /// A table the sweep needs is not in the catalog; `sandbox-sweep init`
-    /// (or [`migrate`](crate::migrate)) creates it.
+    /// A table the sweep needs is not in the catalog;
+    /// [`migrate`](crate::migrate) creates it.
     MissingTable {
         /// The missing table's name.
         table: &'static str,
     },
-    /// A column this operation needs is not in the catalog; `sandbox-sweep
-    /// init` (or [`migrate`](crate::migrate)) adds it.
+    /// A column this operation needs is not in the catalog;
+    /// [`migrate`](crate::migrate) adds it.
     MissingColumn {
         /// The table.
         table: &'static str,
@@ -64,7 +64,7 @@ pub enum Error {
     /// A `/proc` record (or another process fact) could not be read or parsed.
     Process {
         /// The process id concerned.
-        pid: i32,
+        pid: u32,
         /// What went wrong.
         detail: String,
     },
@@ -105,13 +105,12 @@ impl fmt::Display for Error {
         match self {
             Error::Sqlite(err) => write!(f, "database error: {err}"),
             Error::Busy(err) => write!(f, "database busy past the busy timeout: {err}"),
-            Error::MissingTable { table } => write!(
-                f,
-                "catalog has no `{table}` table; run `sandbox-sweep init` on it first"
-            ),
+            Error::MissingTable { table } => {
+                write!(f, "catalog has no `{table}` table; `migrate` creates it")
+            }
             Error::MissingColumn { table, column } => write!(
                 f,
-                "catalog has no `{table}.{column}` column; run `sandbox-sweep init` on it first"
+                "catalog has no `{table}.{column}` column; `migrate` adds it"
             ),
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
             Error::InvalidName { name } => write!(

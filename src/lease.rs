@@ -1,10 +1,12 @@
-//! The maintenance lease: at most one sweeper per window, fenced.
+//! Named leases in `maintenance_lease`: claim, fence, renew, release.
 //!
-//! One row of `maintenance_lease` (name [`LEASE_NAME`]) holds the holder's
-//! pid, when its lease expires and when the last complete sweep finished.
-//! Every runtime start pays one indexed read ([`Catalog::gate`]); only when
-//! the lease is free and no sweep is recent does it take the write lock,
-//! re-check, and claim the row ([`Catalog::try_acquire`]).
+//! One row per lease, named by a [`LeaseSpec`], holds the holder's pid, when
+//! its claim expires and when the last complete run of the guarded work
+//! finished. Every runtime start pays one indexed read ([`Catalog::gate`]);
+//! only when the lease is free and nothing ran recently does it take the
+//! write lock, re-check, and claim the row ([`Catalog::try_acquire`]). The
+//! mechanism is the same for every named lease: only the spec differs. No
+//! sweeping here, and no filesystem.
 
 use std::fmt;
 use std::time::Duration;
@@ -13,23 +15,61 @@ use rusqlite::{OptionalExtension, params};
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
+use crate::clock::{Clock, minus, plus};
 use crate::error::{Error, Result};
+use crate::sql::{READ_LEASE, RENEW_LEASE};
 use crate::stamp::{Stamp, format_stamp, parse_stamp_bytes};
-use crate::sweep::Clock;
 
-/// The `maintenance_lease.name` of the sandbox lifecycle sweep.
+/// The `maintenance_lease.name` of the sandbox lifecycle sweep:
+/// `"sandbox_lifecycle_maintenance"`.
 pub const LEASE_NAME: &str = "sandbox_lifecycle_maintenance";
-/// How long a lease lasts unless renewed (each sweep transaction renews it).
+/// How long a sweep's lease lasts unless renewed: 10 s. Each sweep
+/// transaction renews it.
 pub const LEASE_DURATION: Duration = Duration::from_secs(10);
-/// The least time between two complete sweeps (skipped with `force`).
+/// The least time between two complete sweeps: 30 s (skipped with `force`).
 pub const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What one named lease is: its row, how long a claim lasts, and the least
+/// time between two completed runs of the work it guards.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sandbox_sweep::LeaseSpec;
+///
+/// let sweep = LeaseSpec::SWEEP;
+/// assert_eq!(sweep.name, "sandbox_lifecycle_maintenance");
+/// assert_eq!((sweep.duration, sweep.min_interval), (Duration::from_secs(10), Duration::from_secs(30)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseSpec {
+    /// The `maintenance_lease.name` of its row.
+    pub name: &'static str,
+    /// How long a claim lasts unless renewed; also how far ahead of the
+    /// clock a stored time may be before it counts as skewed.
+    pub duration: Duration,
+    /// The least time between two completed runs (`force` skips it).
+    pub min_interval: Duration,
+}
+
+impl LeaseSpec {
+    /// The sandbox lifecycle sweep's lease: [`LEASE_NAME`], [`LEASE_DURATION`]
+    /// (10 s) and [`MIN_SWEEP_INTERVAL`] (30 s).
+    pub const SWEEP: LeaseSpec = LeaseSpec {
+        name: LEASE_NAME,
+        duration: LEASE_DURATION,
+        min_interval: MIN_SWEEP_INTERVAL,
+    };
+}
 
 /// Why no sweep ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum SkipReason {
     /// Another process holds a live, unexpired lease.
     Held,
-    /// A sweep completed less than [`MIN_SWEEP_INTERVAL`] ago.
+    /// A sweep completed less than [`MIN_SWEEP_INTERVAL`] (30 s) ago.
     Recent,
     /// The catalog stayed locked past the busy timeout.
     Busy,
@@ -58,57 +98,55 @@ impl fmt::Display for SkipReason {
     }
 }
 
-/// The lease row as read, before any judgement.
+/// A lease row as read, before any judgement.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LeaseRow {
-    /// `holder_pid`: the process that last took the lease (NULL once released).
-    pub holder_pid: Option<i64>,
+    /// `holder_pid`: the process that last took the lease (NULL once
+    /// released, or a value that is not a process id).
+    pub holder_pid: Option<u32>,
     /// `lease_expires_at`, parsed; `None` when unparseable.
     pub expires_at: Option<PrimitiveDateTime>,
     /// `last_completed_at`, parsed; `None` when NULL or unparseable.
     pub last_completed_at: Option<PrimitiveDateTime>,
 }
 
-/// Adds a std duration to a time, saturating instead of overflowing.
-pub(crate) fn plus(t: PrimitiveDateTime, d: Duration) -> PrimitiveDateTime {
-    time::Duration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_add(d))
-        .unwrap_or(t)
-}
-
-fn minus(t: PrimitiveDateTime, d: Duration) -> PrimitiveDateTime {
-    time::Duration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_sub(d))
-        .unwrap_or(t)
-}
-
 impl LeaseRow {
-    /// Why a sweep may not start now, or `None` when it may.
-    ///
-    /// A time further ahead than one lease duration, or unparseable, is
-    /// stale: a clock that jumped forward and back cannot block maintenance.
-    /// `force` skips only the minimum-interval check, never a live lease.
+    /// Why the sweep may not start at `now` under this row, or `None` when
+    /// it may. See [`LeaseRow::skip_reason_for`].
     ///
     /// # Examples
     ///
     /// ```
-    /// use sandbox_sweep::{LeaseRow, SkipReason, parse_stamp};
+    /// use sandbox_sweep::{LeaseRow, SkipReason, time::{Date, Month}};
     ///
-    /// let now = parse_stamp("2026-06-04 00:00:00").expect("valid");
-    /// let held = LeaseRow { expires_at: parse_stamp("2026-06-04 00:00:05"), ..Default::default() };
-    /// assert_eq!(held.judge(now, false), Some(SkipReason::Held));
-    /// let skewed = LeaseRow { expires_at: parse_stamp("9999-01-01 00:00:00"), ..Default::default() };
-    /// assert_eq!(skewed.judge(now, false), None);
+    /// let now = Date::from_calendar_date(2026, Month::June, 4)?.midnight();
+    /// let held = LeaseRow { expires_at: Some(now + std::time::Duration::from_secs(5)), ..Default::default() };
+    /// assert_eq!(held.skip_reason(now, false), Some(SkipReason::Held));
+    /// let skewed = LeaseRow { expires_at: Some(now + std::time::Duration::from_secs(3600)), ..Default::default() };
+    /// assert_eq!(skewed.skip_reason(now, false), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn judge(&self, now: PrimitiveDateTime, force: bool) -> Option<SkipReason> {
-        let horizon = plus(now, LEASE_DURATION);
+    pub fn skip_reason(&self, now: PrimitiveDateTime, force: bool) -> Option<SkipReason> {
+        self.skip_reason_for(&LeaseSpec::SWEEP, now, force)
+    }
+
+    /// Why the work `spec` guards may not start at `now`, or `None`.
+    ///
+    /// A time further ahead than one lease duration, or unparseable, is
+    /// stale: a clock that jumped forward and back cannot block the work.
+    /// `force` skips only the minimum-interval check, never a live claim.
+    pub fn skip_reason_for(
+        &self,
+        spec: &LeaseSpec,
+        now: PrimitiveDateTime,
+        force: bool,
+    ) -> Option<SkipReason> {
+        let horizon = plus(now, spec.duration);
         let believable = |t: PrimitiveDateTime| t <= horizon;
         if self.expires_at.is_some_and(|t| t > now && believable(t)) {
             return Some(SkipReason::Held);
         }
-        let cutoff = minus(now, MIN_SWEEP_INTERVAL);
+        let cutoff = minus(now, spec.min_interval);
         if !force
             && self
                 .last_completed_at
@@ -129,6 +167,7 @@ fn stamp_value(value: rusqlite::types::ValueRef<'_>) -> Option<PrimitiveDateTime
 
 /// The outcome of [`Catalog::try_acquire`].
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Acquire<'a> {
     /// The lease is ours until the guard is completed, released or dropped.
     Acquired(Lease<'a>),
@@ -137,7 +176,7 @@ pub enum Acquire<'a> {
 }
 
 impl<'c> Catalog<'c> {
-    /// Reads the lease row: one primary-key lookup on a cached statement.
+    /// Reads the sweep's lease row: one primary-key lookup on a cached statement.
     ///
     /// # Errors
     ///
@@ -153,15 +192,21 @@ impl<'c> Catalog<'c> {
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
     pub fn lease_row(&self) -> Result<Option<LeaseRow>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT holder_pid, lease_expires_at, last_completed_at
-             FROM maintenance_lease WHERE name = ?1",
-        )?;
+        self.lease_row_of(&LeaseSpec::SWEEP)
+    }
+
+    /// Reads the row of the lease `spec` names.
+    ///
+    /// # Errors
+    ///
+    /// Any SQLite error.
+    pub fn lease_row_of(&self, spec: &LeaseSpec) -> Result<Option<LeaseRow>> {
+        let mut stmt = self.conn.prepare_cached(READ_LEASE)?;
         let row = stmt
-            .query_row([LEASE_NAME], |row| {
+            .query_row([spec.name], |row| {
                 Ok(LeaseRow {
                     holder_pid: match row.get_ref(0)? {
-                        rusqlite::types::ValueRef::Integer(pid) => Some(pid),
+                        rusqlite::types::ValueRef::Integer(pid) => u32::try_from(pid).ok(),
                         _ => None,
                     },
                     expires_at: stamp_value(row.get_ref(1)?),
@@ -185,16 +230,18 @@ impl<'c> Catalog<'c> {
     /// let conn = rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
-    /// let now = sandbox_sweep::parse_stamp("2026-06-04 00:00:00").expect("valid");
-    /// assert_eq!(catalog.gate(now, false)?, None);
+    /// assert_eq!(catalog.gate(sandbox_sweep::SystemClock::now(), false)?, None);
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
     pub fn gate(&self, now: PrimitiveDateTime, force: bool) -> Result<Option<SkipReason>> {
-        Ok(self.lease_row()?.and_then(|row| row.judge(now, force)))
+        let spec = &LeaseSpec::SWEEP;
+        Ok(self
+            .lease_row_of(spec)?
+            .and_then(|row| row.skip_reason_for(spec, now, force)))
     }
 
-    /// Takes the lease if the gate allows it, re-checking under the write
-    /// lock (`BEGIN IMMEDIATE`), so two racing processes cannot both win.
+    /// Takes the sweep's lease if the gate allows it, re-checking under the
+    /// write lock (`BEGIN IMMEDIATE`), so two racing processes cannot both win.
     ///
     /// The clock is read again once the lock is held: a time read before
     /// waiting for the lock would make the current holder's expiry look
@@ -211,12 +258,12 @@ impl<'c> Catalog<'c> {
     /// # Examples
     ///
     /// ```
-    /// use sandbox_sweep::{Acquire, SkipReason};
+    /// use sandbox_sweep::{Acquire, SkipReason, SystemClock};
     ///
     /// let conn = rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
-    /// let now = sandbox_sweep::parse_stamp("2026-06-04 00:00:00").expect("valid");
+    /// let now = SystemClock::now();
     /// let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else { panic!("free") };
     /// assert!(matches!(catalog.try_acquire(&|| now, true)?, Acquire::Skipped(SkipReason::Held)));
     /// lease.complete(now)?;
@@ -224,24 +271,26 @@ impl<'c> Catalog<'c> {
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
     pub fn try_acquire(&self, clock: &dyn Clock, force: bool) -> Result<Acquire<'_>> {
+        let spec = &LeaseSpec::SWEEP;
         if let Some(reason) = self.gate(clock.now(), force)? {
             return Ok(Acquire::Skipped(reason));
         }
-        match self.claim(clock, force) {
+        match self.claim(spec, clock, force) {
             Err(err) if err.is_busy() => Ok(Acquire::Skipped(SkipReason::Busy)),
             other => other,
         }
     }
 
-    fn claim(&self, clock: &dyn Clock, force: bool) -> Result<Acquire<'_>> {
+    fn claim(&self, spec: &LeaseSpec, clock: &dyn Clock, force: bool) -> Result<Acquire<'_>> {
         let tx = self.immediate()?;
         let now = clock.now();
-        if let Some(reason) = self.lease_row()?.and_then(|row| row.judge(now, force)) {
+        let row = self.lease_row_of(spec)?;
+        if let Some(reason) = row.and_then(|row| row.skip_reason_for(spec, now, force)) {
             return Ok(Acquire::Skipped(reason));
         }
         let pid = i64::from(std::process::id());
         let acquired = format_stamp(now);
-        let expires = format_stamp(plus(now, LEASE_DURATION));
+        let expires = format_stamp(plus(now, spec.duration));
         tx.prepare_cached(
             "INSERT INTO maintenance_lease (name, holder_pid, lease_expires_at, last_completed_at)
              VALUES (?1, ?2, ?3, NULL)
@@ -249,11 +298,15 @@ impl<'c> Catalog<'c> {
                  holder_pid = excluded.holder_pid,
                  lease_expires_at = excluded.lease_expires_at",
         )?
-        .execute(params![LEASE_NAME, pid, expires])?;
+        .execute(params![spec.name, pid, expires])?;
         tx.commit().map_err(Error::from_sqlite)?;
-        log::debug!("maintenance lease acquired by pid {pid} until {expires}");
+        log::debug!(
+            "maintenance lease acquired by pid {pid} until {expires} ({})",
+            spec.name
+        );
         Ok(Acquire::Acquired(Lease {
             catalog: self,
+            spec: *spec,
             pid,
             acquired,
             expires,
@@ -263,15 +316,17 @@ impl<'c> Catalog<'c> {
     }
 }
 
-/// A held maintenance lease: a guard like rusqlite's `Transaction`.
+/// A held lease: a guard like rusqlite's `Transaction`.
 ///
 /// Dropping it releases the lease without recording completion (failures
 /// are logged, never panicked on); [`Lease::complete`] records a finished
 /// sweep; [`Lease::release`] releases and reports errors. A holder that dies
-/// never runs `Drop`: its lease simply expires after [`LEASE_DURATION`].
+/// never runs `Drop`: its lease simply expires after its duration
+/// ([`LEASE_DURATION`], 10 s, for the sweep).
 #[derive(Debug)]
 pub struct Lease<'a> {
     catalog: &'a Catalog<'a>,
+    spec: LeaseSpec,
     pid: i64,
     acquired: Stamp,
     expires: Stamp,
@@ -283,6 +338,11 @@ impl<'a> Lease<'a> {
     /// The catalog this lease guards.
     pub fn catalog(&self) -> &'a Catalog<'a> {
         self.catalog
+    }
+
+    /// Which lease this is.
+    pub fn spec(&self) -> &LeaseSpec {
+        &self.spec
     }
 
     /// The expiry text this holder last wrote (what fencing compares).
@@ -306,18 +366,21 @@ impl<'a> Lease<'a> {
         if self.lost {
             return Ok(false);
         }
-        let renewed = format_stamp(plus(now, LEASE_DURATION));
-        let changed = tx
-            .prepare_cached(
-                "UPDATE maintenance_lease SET lease_expires_at = ?4
-                 WHERE name = ?1 AND holder_pid = ?2 AND lease_expires_at = ?3",
-            )?
-            .execute(params![LEASE_NAME, self.pid, self.expires, renewed])?;
+        let renewed = format_stamp(plus(now, self.spec.duration));
+        let changed = tx.prepare_cached(RENEW_LEASE)?.execute(params![
+            self.spec.name,
+            self.pid,
+            self.expires,
+            renewed
+        ])?;
         if changed == 1 {
             self.expires = renewed;
             Ok(true)
         } else {
-            log::warn!("maintenance lease lost: another process holds it now; stopping");
+            log::warn!(
+                "maintenance lease lost: another process holds it now; stopping ({})",
+                self.spec.name
+            );
             self.lost = true;
             Ok(false)
         }
@@ -330,7 +393,11 @@ impl<'a> Lease<'a> {
         if self.lost {
             return Ok(false);
         }
-        log::debug!("maintenance lease released by pid {}", self.pid);
+        log::debug!(
+            "maintenance lease released by pid {} ({})",
+            self.pid,
+            self.spec.name
+        );
         // Released means "expired": the acquisition time is in the past for
         // the holder's clock, and nothing else is needed to free the row.
         let (expires, completed) = match completed_at {
@@ -347,7 +414,7 @@ impl<'a> Lease<'a> {
                  WHERE name = ?1 AND holder_pid = ?2 AND lease_expires_at = ?3",
             )?
             .execute(params![
-                LEASE_NAME,
+                self.spec.name,
                 self.pid,
                 self.expires,
                 expires,
@@ -385,7 +452,7 @@ impl<'a> Lease<'a> {
     /// let conn = rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
-    /// let now = sandbox_sweep::parse_stamp("2026-06-04 00:00:00").expect("valid");
+    /// let now = sandbox_sweep::SystemClock::now();
     /// let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else { panic!("free") };
     /// lease.release()?;
     /// assert!(matches!(catalog.try_acquire(&|| now, false)?, Acquire::Acquired(_)));

@@ -15,13 +15,54 @@
 //!
 //! # Which entry point
 //!
-//! - A runtime starting up: [`run_startup_maintenance`] (or a configured
-//!   [`Sweeper::run`]). It returns an [`Outcome`] and never panics.
-//! - A runtime cleaning up after its own ephemeral sandbox: [`clean_ephemeral`].
-//! - A runtime recording its run: [`insert_running_run`] or
-//!   [`record_identity`], so a reused pid or a reboot is recognised later.
+//! - A runtime starting up: [`Sweeper::run`] on a [`Catalog`] it keeps, or
+//!   [`run_startup_maintenance`] from a bare connection (it checks the
+//!   catalog's shape on every call, about 1.2 µs). Both return a
+//!   [`SweepOutcome`] and never panic.
+//! - A runtime living a sandbox's life: [`insert_sandbox`],
+//!   [`insert_running_run`] (which records its process identity, so a reused
+//!   pid or a reboot is recognised later), [`finish_run`], and
+//!   [`clean_ephemeral`] for its own finished ephemeral sandbox.
 //! - Tools and tests that drive the steps: [`Catalog::try_acquire`],
-//!   [`Sweeper::sweep`], [`Sweeper::dry_run`], with a [`Clock`] of their own.
+//!   [`Sweeper::sweep`], [`Sweeper::dry_run`], [`Catalog::summary`], with a
+//!   [`Clock`] of their own.
+//!
+//! The crate links SQLite through [`rusqlite`] 0.43, re-exported here: a
+//! host that uses rusqlite itself must use this version (two versions cannot
+//! both link `sqlite3`), or name it as `sandbox_sweep::rusqlite`. Times are
+//! [`time::PrimitiveDateTime`] in UTC, also re-exported; [`SystemClock::now`]
+//! reads the real clock without either crate in scope.
+//!
+//! # The public API
+//!
+//! | item | what it is for |
+//! |---|---|
+//! | [`open`], [`OpenOptions`], [`migrate`] | open a catalog with the right PRAGMAs; add this crate's indexes and columns |
+//! | [`Catalog`] | a connection whose catalog shape was checked: what every call takes |
+//! | [`Sweeper`], [`Limits`], [`SweepOutcome`], [`run_startup_maintenance`] | configure and run the startup sweep |
+//! | [`Report`] | what a sweep did (`Display` for logs) |
+//! | [`insert_sandbox`], [`insert_running_run`], [`finish_run`], [`RunEnd`] | a runtime's writes around the sweep, no SQL needed |
+//! | [`SandboxStatus`], [`TerminationReason`] | the catalog's status and termination-reason strings |
+//! | [`clean_ephemeral`], [`CleanupOutcome`], [`validate_name`], [`RESERVED_PREFIX`] | remove one finished ephemeral sandbox, and the name rules |
+//! | [`ProcessIdentity`], [`record_identity`] | who a process is (pid, start time, boot id), stored with its run |
+//! | [`Prober`], [`RecordedProcess`], [`Liveness`], [`DeadReason`], [`Catalog::newest_running_run`], [`RunningRun`] | is a recorded runtime alive, and if not, why |
+//! | [`Catalog::summary`], [`Summary`], [`StaleSandbox`], [`LeaseRecord`] | what `sandbox-sweep status` shows |
+//! | [`Catalog::try_acquire`], [`Catalog::gate`], [`Acquire`], [`Lease`], [`LeaseRow`], [`LeaseSpec`], [`SkipReason`] | the lease, for tools that drive a sweep themselves |
+//! | [`LEASE_NAME`], [`LEASE_DURATION`] (10 s), [`MIN_SWEEP_INTERVAL`] (30 s) | the sweep lease's row and timings |
+//! | [`Clock`], [`SystemClock`] | where "now" comes from, so tests can move it |
+//! | [`Error`], [`Result`] | the one error type |
+//! | [`rusqlite`], [`time`] | the versions this crate's API speaks |
+//!
+//! # The catalog
+//!
+//! Tables `sandbox` (`id`, `name` unique, `status`, `ephemeral`, …), `run`
+//! (`sandbox_id`, `pid`, `status` `Running` or `Terminated`,
+//! `termination_reason`, `started_at`, …) and `maintenance_lease` (`name`,
+//! `holder_pid`, `lease_expires_at`, `last_completed_at`), as microsandbox
+//! creates them; timestamps are UTC text `YYYY-MM-DD HH:MM:SS[.f]`.
+//! [`migrate`] adds indexes, the nullable `run.pid_start_time` and
+//! `run.boot_id`, and two small tables of its own. `ARCHITECTURE.md` in the
+//! repository maps the modules and the invariants the tests hold.
 //!
 //! # What the lease protects against, and what it does not
 //!
@@ -31,7 +72,7 @@
 //! still names its holder with the exact expiry it wrote (fencing), so a
 //! sweeper that stalled past its expiry stops without writing. A holder that
 //! dies never releases its lease: `Drop` does not run on `SIGKILL`; the lease
-//! simply expires after [`LEASE_DURATION`]. The lease is not what keeps a
+//! simply expires after [`LEASE_DURATION`] (10 s). The lease is not what keeps a
 //! live sandbox safe: each row is re-checked and acted on in one
 //! `BEGIN IMMEDIATE` transaction, which also serialises the sweep with
 //! runtimes restarting sandboxes and with [`clean_ephemeral`].
@@ -39,19 +80,17 @@
 //! # Example
 //!
 //! ```
-//! use sandbox_sweep::{Outcome, Sweeper};
+//! use sandbox_sweep::{Catalog, SandboxStatus, SweepOutcome, Sweeper, SystemClock};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let conn = sandbox_sweep::open(dir.path().join("catalog.db"))?;
 //! sandbox_sweep::migrate(&conn)?;
-//! conn.execute(
-//!     "INSERT INTO sandbox (name, config, status, ephemeral) VALUES ('job', '{}', 'Stopped', 1)",
-//!     [],
-//! )?;
+//! let catalog = Catalog::new(&conn)?;
+//! sandbox_sweep::insert_sandbox(&catalog, "job", SandboxStatus::Stopped, true, SystemClock::now())?;
 //! std::fs::create_dir(dir.path().join("job"))?;
 //!
-//! match Sweeper::new(dir.path()).run(&conn) {
-//!     Outcome::Swept(report) => assert_eq!(report.removed, 1),
+//! match Sweeper::new(dir.path()).run(&catalog) {
+//!     SweepOutcome::Swept(report) => assert_eq!(report.removed, 1),
 //!     other => panic!("expected a sweep, got {other:?}"),
 //! }
 //! assert!(!dir.path().join("job").exists());
@@ -61,37 +100,61 @@
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+// The shared test fixture names this crate as the integration tests do.
+#[cfg(test)]
+extern crate self as sandbox_sweep;
+
 mod catalog;
 mod cleanup;
+mod clock;
 mod error;
 mod identity;
 mod lease;
+mod lifecycle;
 mod liveness;
-mod procfs;
+mod pass;
+mod reconcile;
+mod report;
 mod runs;
+mod sql;
 mod stamp;
 mod statements;
 mod status;
-mod sweep;
+mod sweeper;
+mod sys;
+mod trash;
 
 #[cfg(test)]
+#[path = "../tests/common/fixture.rs"]
 mod fixture;
 
-pub use catalog::{
-    Catalog, DEFAULT_BUSY_TIMEOUT, OpenOptions, STATEMENT_CACHE_CAPACITY, migrate, open,
-};
+pub use catalog::{Catalog, OpenOptions, migrate, open};
 pub use cleanup::{CleanupOutcome, RESERVED_PREFIX, clean_ephemeral, validate_name};
+pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
-pub use identity::{ProcessIdentity, insert_running_run, record_identity};
+pub use identity::{ProcessIdentity, record_identity};
 pub use lease::{
-    Acquire, LEASE_DURATION, LEASE_NAME, Lease, LeaseRow, MIN_SWEEP_INTERVAL, SkipReason,
+    Acquire, LEASE_DURATION, LEASE_NAME, Lease, LeaseRow, LeaseSpec, MIN_SWEEP_INTERVAL, SkipReason,
+};
+pub use lifecycle::{
+    RunEnd, SandboxStatus, TerminationReason, finish_run, insert_running_run, insert_sandbox,
 };
 pub use liveness::{DeadReason, Liveness, Prober, RecordedProcess};
-pub use procfs::{ProcStat, parse_proc_stat};
-pub use stamp::{Stamp, format_stamp, parse_stamp};
-pub use status::{DeadActive, LeaseText, Summary};
-pub use sweep::{Clock, Limits, Outcome, Report, Sweeper, SystemClock, run_startup_maintenance};
-pub use time::PrimitiveDateTime;
+pub use report::Report;
+pub use runs::RunningRun;
+pub use status::{LeaseRecord, StaleSandbox, Summary};
+pub use sweeper::{Limits, SweepOutcome, Sweeper, run_startup_maintenance};
+
+pub use rusqlite;
+pub use time;
+
+/// Parsers for the fuzz target, the demo and the tests; not part of the
+/// supported API, and free to change.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::stamp::{Stamp, format_stamp, parse_stamp};
+    pub use crate::sys::procfs::{ProcStat, parse_proc_stat};
+}
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

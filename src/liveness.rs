@@ -1,12 +1,14 @@
-//! Is a run's runtime process still alive? The kill probe plus identity checks.
+//! Is a run's runtime process still alive? Verdicts from the kill probe
+//! plus identity checks.
+//!
+//! Owns the rules of evidence: which facts make a process dead, and that
+//! anything uncertain is alive. The system calls themselves are `sys`'s;
+//! no catalog here.
 
 use std::fmt;
 
-use nix::errno::Errno;
-use nix::sys::signal::kill;
-use nix::unistd::Pid;
-
-use crate::procfs::{self, StatRead};
+use crate::sys::procfs::{self, StatRead};
+use crate::sys::{PidProbe, probe_pid};
 
 /// Why a run's process counts as dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -68,6 +70,7 @@ impl fmt::Display for DeadReason {
 
 /// The verdict on a run's process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Liveness {
     /// The process lives (or might: anything uncertain counts as alive, so a
     /// live sandbox is never marked dead).
@@ -85,8 +88,10 @@ impl Liveness {
 
 /// What a run row records about its process.
 ///
-/// `pid` is the raw column value: `None` for NULL; a non-integer value should
-/// be passed as `Some(-1)` (it is invalid either way).
+/// `pid` is the raw column value, SQLite's `i64`, since a catalog may hold
+/// anything there: `None` for NULL; a non-integer value should be passed as
+/// `Some(-1)` (it is invalid either way). Process ids elsewhere in this
+/// crate are `u32`, as `std::process::id()` returns them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecordedProcess<'a> {
     /// The `run.pid` column.
@@ -150,11 +155,11 @@ impl Prober {
                 _ => return Liveness::Dead(DeadReason::InvalidPid),
             },
         };
-        match kill(Pid::from_raw(pid), None) {
-            Ok(()) | Err(Errno::EPERM) => {}
-            Err(Errno::ESRCH) => return Liveness::Dead(DeadReason::NoSuchProcess),
+        match probe_pid(pid) {
+            PidProbe::Exists => {}
+            PidProbe::NoSuchProcess => return Liveness::Dead(DeadReason::NoSuchProcess),
             // Anything else leaves us unsure; unsure is alive.
-            Err(_) => return Liveness::Alive,
+            PidProbe::Unknown => return Liveness::Alive,
         }
         match procfs::read_stat(pid) {
             StatRead::Found(stat) if stat.is_zombie() => Liveness::Dead(DeadReason::Zombie),

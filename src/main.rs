@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use cli::args::{Args, Command, SweepArgs};
 use cli::{CliError, print};
-use sandbox_sweep::{Catalog, OpenOptions, Outcome, Sweeper, SystemClock};
+use sandbox_sweep::{Catalog, OpenOptions, SweepOutcome, Sweeper, SystemClock};
 
 fn main() -> ExitCode {
     match try_main() {
@@ -93,11 +93,11 @@ fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
     }
     let outcome = if args.dry_run {
         match sweeper.dry_run(&catalog, &SystemClock) {
-            Ok(report) => Outcome::Swept(report),
-            Err(err) => Outcome::Failed(err),
+            Ok(report) => SweepOutcome::Swept(report),
+            Err(err) => SweepOutcome::Failed(err),
         }
     } else {
-        sweeper.run_with(&catalog, &SystemClock)
+        sweeper.run(&catalog)
     };
     if args.json {
         print::outcome_json(out, &outcome)?;
@@ -105,7 +105,7 @@ fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
         print::outcome(out, &outcome)?;
     }
     match outcome {
-        Outcome::Failed(err) => Err(err.into()),
-        Outcome::Swept(_) | Outcome::Skipped(_) => Ok(ExitCode::SUCCESS),
+        SweepOutcome::Failed(err) => Err(err.into()),
+        SweepOutcome::Swept(_) | SweepOutcome::Skipped(_) => Ok(ExitCode::SUCCESS),
     }
 }

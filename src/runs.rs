@@ -1,27 +1,23 @@
-//! Reading a sandbox's `Running` runs and judging their processes.
+//! Reading a sandbox's `Running` runs and getting their processes' verdicts.
+//!
+//! Owns "the newest running run" and "any live running run", the two
+//! questions both sweep phases, `status` and the demo ask. Reads only.
 
 use rusqlite::Row;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::liveness::{Liveness, Prober, RecordedProcess, pid_value};
+use crate::sql::{RUNNING_RUNS, RUNNING_RUNS_WITH_IDENTITY};
 use crate::statements::Statements;
 
-/// `Running` runs of a sandbox, with and without the identity columns; both
-/// read `id, pid, started_at[, pid_start_time, boot_id]` and stay on
-/// `idx_run_sandbox_status`. No `ORDER BY` (and no join): SQLite marks such a
-/// plan as depending on the bound id, and a statement so marked is
-/// re-prepared whenever its bindings are cleared, which rusqlite's statement
-/// cache does on every reuse (measured: it doubled the cost of a reconcile;
-/// a join of sandbox and run tripled it). The newest run is picked in Rust.
-const RUNNING: [&str; 2] = [
-    "SELECT id, pid, started_at FROM run WHERE sandbox_id = ?1 AND status = 'Running'",
-    "SELECT id, pid, started_at, pid_start_time, boot_id FROM run WHERE sandbox_id = ?1 AND status = 'Running'",
-];
-
-/// Every query above, for the query-plan test.
-#[cfg(test)]
-pub(crate) const QUERIES: [&str; 2] = RUNNING;
+/// `Running` runs of a sandbox, without and with the identity columns. No
+/// `ORDER BY` (and no join): SQLite marks such a plan as depending on the
+/// bound id, and a statement so marked is re-prepared whenever its bindings
+/// are cleared, which rusqlite's statement cache does on every reuse
+/// (measured: it doubled the cost of a reconcile; a join of sandbox and run
+/// tripled it). The newest run is picked in Rust.
+const RUNNING: [&str; 2] = [RUNNING_RUNS, RUNNING_RUNS_WITH_IDENTITY];
 
 /// Sort key of `started_at` in SQLite's own order (NULL, numbers, text,
 /// blobs; text bytewise), so "newest" means what `ORDER BY started_at DESC,
@@ -39,8 +35,8 @@ fn started_key(value: rusqlite::types::ValueRef<'_>) -> (u8, Vec<u8>) {
     }
 }
 
-/// Judges the process a run row records (columns as in the queries above).
-fn judge(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<Liveness> {
+/// The verdict on the process a run row records (columns as in [`RUNNING`]).
+fn verdict(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<Liveness> {
     use rusqlite::types::ValueRef;
     let mut recorded = RecordedProcess {
         pid: pid_value(row.get_ref(1)?),
@@ -59,6 +55,36 @@ fn judge(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<Liv
     Ok(prober.check(&recorded))
 }
 
+/// A sandbox's newest `Running` run, and the verdict on its process.
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::*;
+///
+/// let conn = rusqlite::Connection::open_in_memory()?;
+/// migrate(&conn)?;
+/// let catalog = Catalog::new(&conn)?;
+/// let now = SystemClock::now();
+/// let web = insert_sandbox(&catalog, "web", SandboxStatus::Running, false, now)?;
+/// assert_eq!(catalog.newest_running_run(web)?, None);
+/// let run = insert_running_run(&catalog, web, &ProcessIdentity::current()?, now)?;
+/// let newest = catalog.newest_running_run(web)?.expect("a running run");
+/// assert_eq!((newest.id, newest.liveness), (run, Liveness::Alive));
+/// assert_eq!(newest.pid, Some(i64::from(std::process::id())));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunningRun {
+    /// `run.id`.
+    pub id: i64,
+    /// `run.pid` as stored (a non-integer value reads as `Some(-1)`).
+    pub pid: Option<i64>,
+    /// Whether its process lives, judged now.
+    pub liveness: Liveness,
+}
+
 /// The newest `Running` run of a sandbox (by `started_at`, then id) and its
 /// process's verdict; `None` when the sandbox has no `Running` run.
 pub(crate) fn latest_running(
@@ -66,23 +92,46 @@ pub(crate) fn latest_running(
     stmts: &mut Statements<'_>,
     prober: &Prober,
     sandbox_id: i64,
-) -> Result<Option<(i64, Liveness)>> {
+) -> Result<Option<RunningRun>> {
     let identity = catalog.schema.identity;
     let stmt = stmts.get(RUNNING[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;
     // Usually exactly one row: judge as we go and keep the newest verdict.
-    let mut newest: Option<((u8, Vec<u8>), i64, Liveness)> = None;
+    let mut newest: Option<((u8, Vec<u8>), RunningRun)> = None;
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
         let key = started_key(row.get_ref(2)?);
         let newer = newest
             .as_ref()
-            .is_none_or(|(k, best_id, _)| (&key, id) > (k, *best_id));
+            .is_none_or(|(k, best)| (&key, id) > (k, best.id));
         if newer {
-            newest = Some((key, id, judge(row, identity, prober)?));
+            let run = RunningRun {
+                id,
+                pid: pid_value(row.get_ref(1)?),
+                liveness: verdict(row, identity, prober)?,
+            };
+            newest = Some((key, run));
         }
     }
-    Ok(newest.map(|(_, id, verdict)| (id, verdict)))
+    Ok(newest.map(|(_, run)| run))
+}
+
+impl Catalog<'_> {
+    /// The newest `Running` run of sandbox `sandbox_id` (by `started_at`,
+    /// then id), with a verdict on its process taken now; `None` when the
+    /// sandbox has no `Running` run. Reads only.
+    ///
+    /// # Errors
+    ///
+    /// Any SQLite error.
+    pub fn newest_running_run(&self, sandbox_id: i64) -> Result<Option<RunningRun>> {
+        latest_running(
+            self,
+            &mut Statements::new(self.conn),
+            &Prober::new(),
+            sandbox_id,
+        )
+    }
 }
 
 /// Whether any `Running` run of the sandbox has a live process.
@@ -96,7 +145,7 @@ pub(crate) fn any_live_running(
     let stmt = stmts.get(RUNNING[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;
     while let Some(row) = rows.next()? {
-        if judge(row, identity, prober)?.is_alive() {
+        if verdict(row, identity, prober)?.is_alive() {
             return Ok(true);
         }
     }

@@ -19,7 +19,7 @@ const MAX_LEN: usize = 30;
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{format_stamp, parse_stamp};
+/// use sandbox_sweep::__private::{format_stamp, parse_stamp};
 ///
 /// let t = parse_stamp("2026-06-04 00:21:56.500").expect("valid stamp");
 /// assert_eq!(&*format_stamp(t), "2026-06-04 00:21:56.500");
@@ -84,7 +84,7 @@ impl Stamp {
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{format_stamp, parse_stamp};
+/// use sandbox_sweep::__private::{format_stamp, parse_stamp};
 ///
 /// for text in ["2026-06-04 00:21:56", "2026-06-04 00:21:56.527967108"] {
 ///     let t = parse_stamp(text).expect("valid stamp");
@@ -134,7 +134,7 @@ pub fn format_stamp(t: PrimitiveDateTime) -> Stamp {
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::parse_stamp;
+/// use sandbox_sweep::__private::parse_stamp;
 ///
 /// assert!(parse_stamp("2026-06-04T00:21:56.5").is_some());
 /// assert!(parse_stamp("2026-02-30 00:00:00").is_none());

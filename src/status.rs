@@ -1,17 +1,20 @@
 //! A read-only summary of a catalog: what `sandbox-sweep status` shows.
+//!
+//! Reads only: never a write, never the filesystem.
 
 use rusqlite::OptionalExtension;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
-use crate::lease::LEASE_NAME;
+use crate::lease::LeaseSpec;
 use crate::liveness::{DeadReason, Liveness, Prober};
 use crate::runs::latest_running;
 use crate::statements::Statements;
 
-/// An active sandbox that the next sweep would reconcile.
+/// An active sandbox whose runtime is dead: the next sweep reconciles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadActive {
+#[non_exhaustive]
+pub struct StaleSandbox {
     /// `sandbox.id`.
     pub id: i64,
     /// `sandbox.name` (lossily decoded when not UTF-8).
@@ -23,11 +26,15 @@ pub struct DeadActive {
     pub reason: Option<DeadReason>,
 }
 
-/// The lease row's raw text, as stored.
+/// The sweep's lease row verbatim, as stored (for display; [`LeaseRow`]
+/// is the parsed form).
+///
+/// [`LeaseRow`]: crate::LeaseRow
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseText {
-    /// `holder_pid` (NULL once released).
-    pub holder_pid: Option<i64>,
+#[non_exhaustive]
+pub struct LeaseRecord {
+    /// `holder_pid` (NULL once released, or not a process id).
+    pub holder_pid: Option<u32>,
     /// `lease_expires_at`, verbatim.
     pub lease_expires_at: Option<String>,
     /// `last_completed_at`, verbatim.
@@ -43,9 +50,9 @@ pub struct Summary {
     /// Ephemeral sandboxes in `Stopped` or `Crashed` (cleanup candidates).
     pub ephemeral_terminal: u64,
     /// Active sandboxes whose runtime is dead now, by id.
-    pub dead_active: Vec<DeadActive>,
+    pub dead_active: Vec<StaleSandbox>,
     /// The maintenance lease row, if any sweep ever took it.
-    pub lease: Option<LeaseText>,
+    pub lease: Option<LeaseRecord>,
 }
 
 /// SQLite counts are never negative.
@@ -98,11 +105,14 @@ impl Catalog<'_> {
             let id: i64 = row.get(0)?;
             let status: String = row.get(2)?;
             let reason = match latest_running(self, &mut stmts, &prober, id)? {
-                Some((_, Liveness::Dead(reason))) => Some(reason),
+                Some(run) => match run.liveness {
+                    Liveness::Dead(reason) => Some(reason),
+                    Liveness::Alive => continue,
+                },
                 None if status == "Draining" => None,
-                _ => continue,
+                None => continue,
             };
-            dead_active.push(DeadActive {
+            dead_active.push(StaleSandbox {
                 id,
                 name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
                 status,
@@ -113,10 +123,10 @@ impl Catalog<'_> {
             .query_row(
                 "SELECT holder_pid, CAST(lease_expires_at AS TEXT), CAST(last_completed_at AS TEXT)
                  FROM maintenance_lease WHERE name = ?1",
-                [LEASE_NAME],
+                [LeaseSpec::SWEEP.name],
                 |r| {
-                    Ok(LeaseText {
-                        holder_pid: r.get(0).ok(),
+                    Ok(LeaseRecord {
+                        holder_pid: r.get::<_, i64>(0).ok().and_then(|p| u32::try_from(p).ok()),
                         lease_expires_at: r.get(1)?,
                         last_completed_at: r.get(2)?,
                     })

@@ -6,9 +6,10 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::*;
-use sandbox_sweep::{Acquire, Catalog, OpenOptions, Outcome, SkipReason, Sweeper, parse_stamp};
+use sandbox_sweep::__private::parse_stamp;
+use sandbox_sweep::{Acquire, Catalog, OpenOptions, SkipReason, SweepOutcome, Sweeper};
 
-fn noon() -> sandbox_sweep::PrimitiveDateTime {
+fn noon() -> sandbox_sweep::time::PrimitiveDateTime {
     parse_stamp("2026-06-04 12:00:00").expect("valid")
 }
 
@@ -35,7 +36,7 @@ fn two_connections_racing_acquire_exactly_one_wins() -> TestResult {
                             Ok(true)
                         }
                         Acquire::Skipped(SkipReason::Held | SkipReason::Busy) => Ok(false),
-                        Acquire::Skipped(other) => panic!("round {round}: unexpected skip {other}"),
+                        other => panic!("round {round}: unexpected {other:?}"),
                     }
                 })
             })
@@ -62,12 +63,12 @@ fn write_lock_held_past_busy_timeout_is_a_busy_skip() -> TestResult {
     let catalog = Catalog::new(&conn)?;
     let outcome = Sweeper::new(&env.sandboxes).run_with(&catalog, &noon);
     assert!(
-        matches!(outcome, Outcome::Skipped(SkipReason::Busy)),
+        matches!(outcome, SweepOutcome::Skipped(SkipReason::Busy)),
         "{outcome:?}"
     );
     blocker.execute_batch("COMMIT")?;
     let outcome = Sweeper::new(&env.sandboxes).run_with(&catalog, &noon);
-    assert!(matches!(outcome, Outcome::Swept(_)), "{outcome:?}");
+    assert!(matches!(outcome, SweepOutcome::Swept(_)), "{outcome:?}");
     Ok(())
 }
 

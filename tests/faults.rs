@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use rusqlite::OpenFlags;
-use sandbox_sweep::{Catalog, CleanupOutcome, Error, Limits, Outcome, Sweeper};
+use sandbox_sweep::{Catalog, CleanupOutcome, Error, Limits, SweepOutcome, Sweeper};
 
 #[test]
 fn read_only_catalog_is_a_clear_error_and_changes_nothing() -> TestResult {
@@ -13,8 +13,8 @@ fn read_only_catalog_is_a_clear_error_and_changes_nothing() -> TestResult {
     let (dead, eph) = add_dead_and_finished(&env, &conn);
     drop(conn);
     let ro = rusqlite::Connection::open_with_flags(&env.db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let outcome = Sweeper::new(&env.sandboxes).run(&ro);
-    let Outcome::Failed(err) = outcome else {
+    let outcome = sandbox_sweep::run_startup_maintenance(&ro, &env.sandboxes);
+    let SweepOutcome::Failed(err) = outcome else {
         panic!("expected a failure, got {outcome:?}");
     };
     assert!(err.to_string().contains("readonly"), "{err}");
@@ -44,11 +44,11 @@ fn missing_table_error_names_init() -> TestResult {
     );
     assert_eq!(
         err.to_string(),
-        "catalog has no `maintenance_lease` table; run `sandbox-sweep init` on it first"
+        "catalog has no `maintenance_lease` table; `migrate` creates it"
     );
-    let outcome = Sweeper::new(dir.path()).run(&conn);
+    let outcome = sandbox_sweep::run_startup_maintenance(&conn, dir.path());
     assert!(
-        matches!(outcome, Outcome::Failed(Error::MissingTable { .. })),
+        matches!(outcome, SweepOutcome::Failed(Error::MissingTable { .. })),
         "{outcome:?}"
     );
     Ok(())
@@ -65,7 +65,8 @@ fn symlinked_trash_is_never_purged_through() -> TestResult {
     let conn = env.conn();
     let eph = add_sandbox(&conn, "eph", "Stopped", true);
     std::fs::create_dir(env.sandboxes.join("eph"))?;
-    let Outcome::Swept(report) = Sweeper::new(&env.sandboxes).run(&conn) else {
+    let SweepOutcome::Swept(report) = sandbox_sweep::run_startup_maintenance(&conn, &env.sandboxes)
+    else {
         panic!("expected a sweep");
     };
     assert_eq!((report.removed, report.errors), (0, 1));
@@ -92,8 +93,8 @@ fn blocked_trash_keeps_every_row_and_counts_errors() -> TestResult {
     )?;
     let outcome = Sweeper::new(&env.sandboxes)
         .limits(Limits::unlimited())
-        .run(&conn);
-    let Outcome::Swept(report) = outcome else {
+        .run(&Catalog::new(&conn)?);
+    let SweepOutcome::Swept(report) = outcome else {
         panic!("expected a sweep, got {outcome:?}");
     };
     assert_eq!((report.removed, report.errors), (0, 5));
@@ -148,7 +149,8 @@ fn sandbox_dir_that_is_a_mount_point_keeps_its_row() -> TestResult {
         return Ok(());
     };
     std::fs::write(dir.join("inside"), b"data")?;
-    let Outcome::Swept(report) = Sweeper::new(&env.sandboxes).run(&conn) else {
+    let SweepOutcome::Swept(report) = sandbox_sweep::run_startup_maintenance(&conn, &env.sandboxes)
+    else {
         panic!("expected a sweep");
     };
     assert_eq!((report.removed, report.errors), (0, 1));

@@ -1,6 +1,6 @@
 //! Hostile catalogs: random statuses, flags, pids, names, directories and
 //! timestamps, swept once without limits and compared with a small,
-//! obviously-correct model of DESIGN.md's rules.
+//! obviously-correct model of the rules in ARCHITECTURE.md.
 
 mod common;
 
@@ -12,7 +12,8 @@ use std::sync::OnceLock;
 use common::{DEAD_PID, is_root};
 use proptest::prelude::*;
 use rusqlite::{Connection, OptionalExtension, params};
-use sandbox_sweep::{Catalog, Limits, Outcome, Sweeper, parse_stamp};
+use sandbox_sweep::__private::parse_stamp;
+use sandbox_sweep::{Catalog, Limits, SweepOutcome, Sweeper};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Name {
@@ -162,7 +163,7 @@ fn zombie_pid() -> i64 {
         // Bounded wait until it has exited (it is then a zombie).
         for _ in 0..400 {
             let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if sandbox_sweep::parse_proc_stat(&stat).is_some_and(|s| s.is_zombie()) {
+            if sandbox_sweep::__private::parse_proc_stat(&stat).is_some_and(|s| s.is_zombie()) {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
@@ -288,7 +289,7 @@ struct Expected {
     errors: u64,
 }
 
-/// The model: DESIGN.md's rules, written as plainly as possible.
+/// The model: the rules of ARCHITECTURE.md, written as plainly as possible.
 fn model(spec: &CatalogSpec, names: &[String]) -> Expected {
     let alive = |pid: Pid| pid == Pid::Live;
     let mut statuses = Vec::new();
@@ -425,7 +426,7 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
         .force(true)
         .run_with(&catalog, &now)
     {
-        Outcome::Swept(report) => report,
+        SweepOutcome::Swept(report) => report,
         other => {
             return Err(TestCaseError::fail(format!(
                 "expected a sweep, got {other:?}"

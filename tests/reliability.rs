@@ -19,7 +19,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rusqlite::{Connection, OptionalExtension, params};
 use sandbox_sweep::{
-    Acquire, Catalog, Limits, OpenOptions, Outcome, ProcessIdentity, Sweeper, SystemClock,
+    Acquire, Catalog, Limits, OpenOptions, ProcessIdentity, SweepOutcome, Sweeper, SystemClock,
 };
 
 type Test = fn() -> TestResult;
@@ -397,7 +397,7 @@ fn full_sweep(
         .force(true)
         .run_with(&catalog, &later)
     {
-        Outcome::Swept(report) => Ok(report),
+        SweepOutcome::Swept(report) => Ok(report),
         other => Err(format!("expected a full sweep, got {other:?}").into()),
     }
 }
@@ -437,10 +437,12 @@ fn stampede_worker(db: &Path, sandboxes: &Path) -> TestResult {
     let (mut swept, mut skipped, mut slowest) = (0, 0, Duration::ZERO);
     for _ in 0..5 {
         let started = Instant::now();
-        match Sweeper::new(sandboxes).run(&conn) {
-            Outcome::Swept(_) => swept += 1,
-            Outcome::Skipped(_) => skipped += 1,
-            Outcome::Failed(err) => return Err(format!("startup entry point failed: {err}").into()),
+        match sandbox_sweep::run_startup_maintenance(&conn, sandboxes) {
+            SweepOutcome::Swept(_) => swept += 1,
+            SweepOutcome::Skipped(_) => skipped += 1,
+            SweepOutcome::Failed(err) => {
+                return Err(format!("startup entry point failed: {err}").into());
+            }
         }
         slowest = slowest.max(started.elapsed());
         // Runtimes start over a second or so, not all in one instant.
@@ -630,11 +632,11 @@ fn sweep_loop_worker(db: &Path, sandboxes: &Path) -> TestResult {
             .force(true)
             .batch_size(8)
             .max_ephemeral(40)
-            .run(&conn)
+            .run(&Catalog::new(&conn)?)
         {
-            Outcome::Failed(err) => return Err(format!("sweep failed: {err}").into()),
-            Outcome::Swept(_) => sweeps += 1,
-            Outcome::Skipped(_) => {}
+            SweepOutcome::Failed(err) => return Err(format!("sweep failed: {err}").into()),
+            SweepOutcome::Swept(_) => sweeps += 1,
+            SweepOutcome::Skipped(_) => {}
         }
     }
     println!("sweeps={sweeps}");
@@ -811,7 +813,7 @@ fn fencing() -> TestResult {
         std::thread::sleep(Duration::from_millis(3));
         let held = probe_catalog
             .lease_row()?
-            .is_some_and(|r| r.holder_pid == Some(i64::from(pid.as_raw())));
+            .is_some_and(|r| r.holder_pid.map(i64::from) == Some(i64::from(pid.as_raw())));
         if !held {
             continue;
         }
@@ -878,10 +880,9 @@ fn fencing() -> TestResult {
         })?;
     }
     let row = catalog.lease_row()?.ok_or("no lease row")?;
-    ensure(
-        row.holder_pid == Some(i64::from(std::process::id())),
-        || "the takeover lease was overwritten".into(),
-    )?;
+    ensure(row.holder_pid == Some(std::process::id()), || {
+        "the takeover lease was overwritten".into()
+    })?;
     lease.release()?;
     println!("  stalled sweeper resumed after takeover: lease_lost reported, nothing written");
     Ok(())

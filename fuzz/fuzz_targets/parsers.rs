@@ -6,12 +6,12 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Some(stat) = sandbox_sweep::parse_proc_stat(data) {
+    if let Some(stat) = sandbox_sweep::__private::parse_proc_stat(data) {
         assert!(stat.state.is_ascii_alphabetic());
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        if let Some(t) = sandbox_sweep::parse_stamp(text) {
-            let again = sandbox_sweep::parse_stamp(&sandbox_sweep::format_stamp(t));
+        if let Some(t) = sandbox_sweep::__private::parse_stamp(text) {
+            let again = sandbox_sweep::__private::parse_stamp(&sandbox_sweep::__private::format_stamp(t));
             assert_eq!(again, Some(t), "{text:?}");
         }
     }

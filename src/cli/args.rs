@@ -133,100 +133,113 @@ impl Given {
     }
 }
 
+/// The command a word names, if it names one.
+fn command_named(word: &str) -> Result<&'static str, CliError> {
+    ["init", "sweep", "status", "demo"]
+        .into_iter()
+        .find(|c| *c == word)
+        .ok_or_else(|| usage(format!("unknown command `{word}`")))
+}
+
+impl Given {
+    /// Records flag `text` of command `cmd`, taking its value from `--f=v`
+    /// or from the next argument.
+    fn take(
+        &mut self,
+        text: &str,
+        rest: &mut impl Iterator<Item = OsString>,
+    ) -> Result<(), CliError> {
+        let cmd = self.command;
+        let (name, inline) = match text.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(OsString::from(value))),
+            _ => (text, None),
+        };
+        let Some(&(flag, takes_value)) = flags(cmd).iter().find(|(f, _)| *f == name) else {
+            return Err(usage(format!("unknown argument `{text}` for `{cmd}`")));
+        };
+        if self.flags.iter().any(|(f, _)| *f == flag) {
+            return Err(usage(format!("{flag} given twice")));
+        }
+        let value = match (takes_value, inline) {
+            (true, Some(value)) => Some(value),
+            (true, None) => Some(
+                rest.next()
+                    .ok_or_else(|| usage(format!("{flag} needs a value")))?,
+            ),
+            (false, None) => None,
+            (false, Some(_)) => return Err(usage(format!("{flag} takes no value"))),
+        };
+        self.flags.push((flag, value));
+        Ok(())
+    }
+
+    /// The command the flags describe, with required flags checked.
+    fn command(&self) -> Result<Command, CliError> {
+        Ok(match self.command {
+            "init" => Command::Init {
+                db: self.path("--db")?,
+            },
+            "status" => Command::Status {
+                db: self.path("--db")?,
+                json: self.switch("--json"),
+            },
+            "demo" => Command::Demo {
+                keep: self.value("--keep").map(PathBuf::from),
+            },
+            _ => Command::Sweep(SweepArgs {
+                db: self.path("--db")?,
+                sandboxes_dir: self.path("--sandboxes-dir")?,
+                force: self.switch("--force"),
+                dry_run: self.switch("--dry-run"),
+                max_active: self.number("--max-active")?,
+                max_ephemeral: self.number("--max-ephemeral")?,
+                budget_ms: self.number("--budget-ms")?,
+                json: self.switch("--json"),
+            }),
+        })
+    }
+}
+
 impl Args {
     /// Parses the arguments after the program name.
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, CliError> {
         let mut args = args.into_iter();
         let mut verbose = false;
-        let mut command = None;
-        let mut given = Vec::new();
+        let mut given: Option<Given> = None;
         while let Some(arg) = args.next() {
             let Some(text) = arg.to_str() else {
                 return Err(usage(format!("unexpected argument {arg:?}")));
             };
-            match text {
-                "-v" | "--verbose" => verbose = true,
-                "-h" | "--help" => {
-                    return Ok(Args {
-                        command: Command::Help,
-                        verbose,
-                    });
+            let command = match text {
+                "-v" | "--verbose" => {
+                    verbose = true;
+                    continue;
                 }
-                "-V" | "--version" => {
-                    return Ok(Args {
-                        command: Command::Version,
-                        verbose,
-                    });
-                }
-                _ if command.is_none() && !text.starts_with('-') => {
-                    command = Some(match text {
-                        "init" => "init",
-                        "sweep" => "sweep",
-                        "status" => "status",
-                        "demo" => "demo",
-                        other => return Err(usage(format!("unknown command `{other}`"))),
-                    });
-                }
+                "-h" | "--help" => Command::Help,
+                "-V" | "--version" => Command::Version,
                 _ => {
-                    let Some(cmd) = command else {
-                        return Err(usage(format!("expected a command before `{text}`")));
-                    };
-                    let (name, inline) = match text.split_once('=') {
-                        Some((name, value)) if name.starts_with("--") => {
-                            (name, Some(OsString::from(value)))
+                    match &mut given {
+                        Some(given) => given.take(text, &mut args)?,
+                        None if !text.starts_with('-') => {
+                            given = Some(Given {
+                                command: command_named(text)?,
+                                flags: Vec::new(),
+                            });
                         }
-                        _ => (text, None),
-                    };
-                    let Some(&(flag, takes_value)) = flags(cmd).iter().find(|(f, _)| *f == name)
-                    else {
-                        return Err(usage(format!("unknown argument `{text}` for `{cmd}`")));
-                    };
-                    if given.iter().any(|(f, _)| *f == flag) {
-                        return Err(usage(format!("{flag} given twice")));
+                        None => return Err(usage(format!("expected a command before `{text}`"))),
                     }
-                    let value = match (takes_value, inline) {
-                        (true, Some(value)) => Some(value),
-                        (true, None) => Some(
-                            args.next()
-                                .ok_or_else(|| usage(format!("{flag} needs a value")))?,
-                        ),
-                        (false, None) => None,
-                        (false, Some(_)) => return Err(usage(format!("{flag} takes no value"))),
-                    };
-                    given.push((flag, value));
+                    continue;
                 }
-            }
+            };
+            return Ok(Args { command, verbose });
         }
-        let Some(cmd) = command else {
+        let Some(given) = given else {
             return Err(usage("no command given".into()));
         };
-        let given = Given {
-            command: cmd,
-            flags: given,
-        };
-        let command = match cmd {
-            "init" => Command::Init {
-                db: given.path("--db")?,
-            },
-            "status" => Command::Status {
-                db: given.path("--db")?,
-                json: given.switch("--json"),
-            },
-            "demo" => Command::Demo {
-                keep: given.value("--keep").map(PathBuf::from),
-            },
-            _ => Command::Sweep(SweepArgs {
-                db: given.path("--db")?,
-                sandboxes_dir: given.path("--sandboxes-dir")?,
-                force: given.switch("--force"),
-                dry_run: given.switch("--dry-run"),
-                max_active: given.number("--max-active")?,
-                max_ephemeral: given.number("--max-ephemeral")?,
-                budget_ms: given.number("--budget-ms")?,
-                json: given.switch("--json"),
-            }),
-        };
-        Ok(Args { command, verbose })
+        Ok(Args {
+            command: given.command()?,
+            verbose,
+        })
     }
 }
 

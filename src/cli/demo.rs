@@ -1,25 +1,27 @@
 //! `sandbox-sweep demo`: a realistic catalog, shown before and after a sweep.
+//!
+//! Builds its catalog through the library's lifecycle helpers, as a runtime
+//! would, and reads it back through the library: no SQL of its own.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
 use sandbox_sweep::{
-    Catalog, Clock, Liveness, Outcome, Prober, ProcessIdentity, RecordedProcess, Sweeper,
-    SystemClock, insert_running_run,
+    Catalog, Liveness, ProcessIdentity, SandboxStatus, SweepOutcome, Sweeper, SystemClock,
+    insert_running_run, insert_sandbox,
 };
 
 use super::{CliError, print};
 
 /// A pid no kernel hands out (above every `pid_max`), for when no child can be spawned.
-const NEVER_A_PID: i32 = 2_000_000_000;
+const NEVER_A_PID: u32 = 2_000_000_000;
 
 /// What the demo puts in the catalog: name, status, ephemeral, directory?, runtime, why.
 struct Case {
     name: &'static str,
-    status: &'static str,
+    status: SandboxStatus,
     ephemeral: bool,
     dir: bool,
     runtime: Runtime,
@@ -44,7 +46,7 @@ enum Runtime {
 const CASES: &[Case] = &[
     Case {
         name: "web",
-        status: "Running",
+        status: SandboxStatus::Running,
         ephemeral: false,
         dir: true,
         runtime: Runtime::Live,
@@ -52,7 +54,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "api",
-        status: "Running",
+        status: SandboxStatus::Running,
         ephemeral: false,
         dir: true,
         runtime: Runtime::Exited,
@@ -60,7 +62,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "worker",
-        status: "Running",
+        status: SandboxStatus::Running,
         ephemeral: false,
         dir: true,
         runtime: Runtime::Zombie,
@@ -68,7 +70,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "recycled",
-        status: "Running",
+        status: SandboxStatus::Running,
         ephemeral: false,
         dir: true,
         runtime: Runtime::ReusedPid,
@@ -76,7 +78,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "pre-reboot",
-        status: "Running",
+        status: SandboxStatus::Running,
         ephemeral: false,
         dir: true,
         runtime: Runtime::BeforeReboot,
@@ -84,7 +86,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "batch",
-        status: "Draining",
+        status: SandboxStatus::Draining,
         ephemeral: false,
         dir: true,
         runtime: Runtime::Exited,
@@ -92,7 +94,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "booting",
-        status: "Running",
+        status: SandboxStatus::Running,
         ephemeral: false,
         dir: true,
         runtime: Runtime::None,
@@ -100,7 +102,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "job-1",
-        status: "Stopped",
+        status: SandboxStatus::Stopped,
         ephemeral: true,
         dir: true,
         runtime: Runtime::None,
@@ -108,7 +110,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "job-2",
-        status: "Crashed",
+        status: SandboxStatus::Crashed,
         ephemeral: true,
         dir: true,
         runtime: Runtime::Exited,
@@ -116,7 +118,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "job-3",
-        status: "Stopped",
+        status: SandboxStatus::Stopped,
         ephemeral: true,
         dir: true,
         runtime: Runtime::Live,
@@ -124,7 +126,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "db",
-        status: "Stopped",
+        status: SandboxStatus::Stopped,
         ephemeral: false,
         dir: true,
         runtime: Runtime::None,
@@ -132,7 +134,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "../escape",
-        status: "Stopped",
+        status: SandboxStatus::Stopped,
         ephemeral: true,
         dir: false,
         runtime: Runtime::None,
@@ -142,15 +144,15 @@ const CASES: &[Case] = &[
 
 /// Children spawned for the demo, reaped when it ends.
 struct Children {
-    exited: Option<i32>,
+    exited: Option<u32>,
     zombie: Option<Child>,
 }
 
 impl Children {
     fn spawn() -> Children {
         let exited = Command::new("true").spawn().ok().and_then(|mut child| {
-            let pid = i32::try_from(child.id()).ok();
-            child.wait().ok().and(pid)
+            let pid = child.id();
+            child.wait().ok().map(|_| pid)
         });
         let zombie = Command::new("true").spawn().ok();
         if let Some(child) = &zombie {
@@ -159,11 +161,8 @@ impl Children {
         Children { exited, zombie }
     }
 
-    fn zombie_pid(&self) -> i32 {
-        self.zombie
-            .as_ref()
-            .and_then(|c| i32::try_from(c.id()).ok())
-            .unwrap_or(NEVER_A_PID)
+    fn zombie_pid(&self) -> u32 {
+        self.zombie.as_ref().map_or(NEVER_A_PID, Child::id)
     }
 }
 
@@ -181,7 +180,10 @@ fn wait_until_zombie(pid: u32) {
     let stat = PathBuf::from(format!("/proc/{pid}/stat"));
     while Instant::now() < deadline {
         match std::fs::read(&stat) {
-            Ok(line) if sandbox_sweep::parse_proc_stat(&line).is_some_and(|s| s.is_zombie()) => {
+            Ok(line)
+                if sandbox_sweep::__private::parse_proc_stat(&line)
+                    .is_some_and(|s| s.is_zombie()) =>
+            {
                 return;
             }
             Ok(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -236,8 +238,9 @@ fn show(root: &Path, out: &mut impl Write) -> Result<(), CliError> {
         .map_err(|e| CliError::Other(format!("{}: {e}", sandboxes.display())))?;
     let conn = sandbox_sweep::open(&db)?;
     sandbox_sweep::migrate(&conn)?;
+    let catalog = Catalog::new(&conn)?;
     let children = Children::spawn();
-    build(&conn, &sandboxes, &children)?;
+    build(&catalog, &sandboxes, &children)?;
     // The canary a naive sweeper would delete for the row named "../escape".
     let canary = root.join("escape");
     std::fs::create_dir_all(&canary)
@@ -247,23 +250,20 @@ fn show(root: &Path, out: &mut impl Write) -> Result<(), CliError> {
     writeln!(out, "catalog:   {}", db.display())?;
     writeln!(out, "sandboxes: {}\n", sandboxes.display())?;
     writeln!(out, "before the sweep:")?;
-    table(out, &conn, &sandboxes, true)?;
+    table(out, &catalog, &sandboxes, true)?;
 
     writeln!(
         out,
         "\nsweeping (what every runtime start does; --force skips the 30 s interval) ..."
     )?;
-    let catalog = Catalog::new(&conn)?;
-    let outcome = Sweeper::new(&sandboxes)
-        .force(true)
-        .run_with(&catalog, &SystemClock);
+    let outcome = Sweeper::new(&sandboxes).force(true).run(&catalog);
     print::outcome(out, &outcome)?;
-    if let Outcome::Failed(err) = outcome {
+    if let SweepOutcome::Failed(err) = outcome {
         return Err(err.into());
     }
 
     writeln!(out, "\nafter the sweep:")?;
-    table(out, &conn, &sandboxes, false)?;
+    table(out, &catalog, &sandboxes, false)?;
     writeln!(
         out,
         "\n{} outside the sandboxes directory: {}",
@@ -278,17 +278,11 @@ fn show(root: &Path, out: &mut impl Write) -> Result<(), CliError> {
     Ok(())
 }
 
-fn build(conn: &Connection, sandboxes: &Path, children: &Children) -> Result<(), CliError> {
-    let catalog = Catalog::new(conn)?;
+fn build(catalog: &Catalog<'_>, sandboxes: &Path, children: &Children) -> Result<(), CliError> {
     let me = ProcessIdentity::current()?;
-    let started = SystemClock.now();
+    let started = SystemClock::now();
     for case in CASES {
-        conn.execute(
-            "INSERT INTO sandbox (name, config, status, ephemeral, created_at, updated_at, active_config)
-             VALUES (?1, '{}', ?2, ?3, ?4, ?4, '{}')",
-            params![case.name, case.status, case.ephemeral, &*sandbox_sweep::format_stamp(started)],
-        )?;
-        let id = conn.last_insert_rowid();
+        let id = insert_case(catalog, case, started)?;
         if case.dir {
             let dir = sandboxes.join(case.name).join("rootfs");
             std::fs::create_dir_all(&dir)
@@ -318,25 +312,72 @@ fn build(conn: &Connection, sandboxes: &Path, children: &Children) -> Result<(),
                 ..me.clone()
             },
         };
-        insert_running_run(&catalog, id, &identity, started)?;
+        insert_running_run(catalog, id, &identity, started)?;
     }
     Ok(())
 }
 
+/// Inserts a case's row. The bad name is one no runtime could insert
+/// through the library, which refuses it: it stands for a row another
+/// program wrote, so it goes in by hand.
+fn insert_case(
+    catalog: &Catalog<'_>,
+    case: &Case,
+    at: sandbox_sweep::time::PrimitiveDateTime,
+) -> Result<i64, CliError> {
+    if sandbox_sweep::validate_name(case.name).is_ok() {
+        return Ok(insert_sandbox(
+            catalog,
+            case.name,
+            case.status,
+            case.ephemeral,
+            at,
+        )?);
+    }
+    let conn = catalog.connection();
+    conn.execute(
+        "INSERT INTO sandbox (name, config, status, ephemeral) VALUES (?1, '{}', ?2, ?3)",
+        sandbox_sweep::rusqlite::params![case.name, case.status.as_str(), case.ephemeral],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// What the table shows of a sandbox: status, kind, and its runtime.
+fn describe(catalog: &Catalog<'_>, name: &str) -> Result<Option<(String, bool, String)>, CliError> {
+    use sandbox_sweep::rusqlite::OptionalExtension;
+    let row = catalog
+        .connection()
+        .prepare_cached("SELECT id, status, ephemeral FROM sandbox WHERE name = ?1")?
+        .query_row([name], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, status, ephemeral)) = row else {
+        return Ok(None);
+    };
+    let runtime = match catalog.newest_running_run(id)? {
+        None => "no running run".to_owned(),
+        Some(run) => {
+            let pid = run.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+            match run.liveness {
+                Liveness::Dead(reason) => format!("pid {pid} {reason}"),
+                _ => format!("pid {pid} alive"),
+            }
+        }
+    };
+    Ok(Some((status, ephemeral, runtime)))
+}
+
 fn table(
     out: &mut impl Write,
-    conn: &Connection,
+    catalog: &Catalog<'_>,
     sandboxes: &Path,
     notes: bool,
 ) -> Result<(), CliError> {
-    let prober = Prober::new();
-    let mut stmt = conn.prepare(
-        "SELECT s.name, s.status, s.ephemeral, r.pid, r.pid_start_time, r.boot_id
-         FROM sandbox s LEFT JOIN run r ON r.id = (
-             SELECT id FROM run WHERE sandbox_id = s.id AND status = 'Running'
-             ORDER BY started_at DESC, id DESC LIMIT 1)
-         WHERE s.name = ?1",
-    )?;
     let header = format!(
         "  {:<12} {:<9} {:<10} {:<4} {:<27} {}",
         "name",
@@ -352,30 +393,6 @@ fn table(
     );
     writeln!(out, "{}", header.trim_end())?;
     for case in CASES {
-        let row = stmt
-            .query_row([case.name], |r| {
-                let status: String = r.get(1)?;
-                let ephemeral: bool = r.get(2)?;
-                let pid: Option<i64> = r.get(3)?;
-                let start: Option<i64> = r.get(4)?;
-                let boot: Option<String> = r.get(5)?;
-                let runtime = match pid {
-                    None => "no running run".to_owned(),
-                    Some(pid) => {
-                        let recorded = RecordedProcess {
-                            pid: Some(pid),
-                            start_time: start,
-                            boot_id: boot.as_deref(),
-                        };
-                        match prober.check(&recorded) {
-                            Liveness::Alive => format!("pid {pid} alive"),
-                            Liveness::Dead(reason) => format!("pid {pid} {reason}"),
-                        }
-                    }
-                };
-                Ok((status, ephemeral, runtime))
-            })
-            .ok();
         let dir = if case.name.contains('/') {
             "-"
         } else if sandboxes.join(case.name).exists() {
@@ -383,7 +400,7 @@ fn table(
         } else {
             "no"
         };
-        match row {
+        match describe(catalog, case.name)? {
             Some((status, ephemeral, runtime)) => {
                 let line = format!(
                     "  {:<12} {:<9} {:<10} {:<4} {:<27} {}",

@@ -30,6 +30,10 @@ impl fmt::Display for CliError {
         match self {
             CliError::Usage(msg) | CliError::Other(msg) => f.write_str(msg),
             CliError::Io(err) => write!(f, "{err}"),
+            CliError::Sweep(
+                err @ (sandbox_sweep::Error::MissingTable { .. }
+                | sandbox_sweep::Error::MissingColumn { .. }),
+            ) => write!(f, "{err}; run `sandbox-sweep init` on it first"),
             CliError::Sweep(err) => write!(f, "{err}"),
         }
     }

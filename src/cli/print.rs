@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use sandbox_sweep::{CleanupOutcome, DeadReason, Outcome, Report, Summary};
+use sandbox_sweep::{CleanupOutcome, DeadReason, Report, SkipReason, Summary, SweepOutcome};
 
 /// A JSON string literal.
 pub fn quote(s: &str) -> String {
@@ -54,12 +54,12 @@ fn outcome_counts(report: &Report) -> String {
 }
 
 /// The sweep's result as one JSON object on one line.
-pub fn outcome_json(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
+pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<()> {
     let empty = Report::default();
     let (kind, skip, report, error) = match outcome {
-        Outcome::Swept(report) => ("swept", None, report, None),
-        Outcome::Skipped(reason) => ("skipped", Some(reason.as_str()), &empty, None),
-        Outcome::Failed(err) => ("failed", None, &empty, Some(err.to_string())),
+        SweepOutcome::Swept(report) => ("swept", None, report, None),
+        SweepOutcome::Skipped(reason) => ("skipped", Some(reason.as_str()), &empty, None),
+        SweepOutcome::Failed(err) => ("failed", None, &empty, Some(err.to_string())),
     };
     writeln!(
         out,
@@ -98,22 +98,19 @@ fn nonzero<'a>(pairs: impl Iterator<Item = (&'a str, u64)>) -> String {
 }
 
 /// The sweep's result for a person.
-pub fn outcome(out: &mut impl Write, outcome: &Outcome) -> io::Result<()> {
+pub fn outcome(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<()> {
     match outcome {
-        Outcome::Skipped(reason) => {
+        SweepOutcome::Skipped(reason) => {
             let why = match reason {
-                sandbox_sweep::SkipReason::Held => "another process holds the maintenance lease",
-                sandbox_sweep::SkipReason::Recent => {
-                    "a sweep completed less than 30 s ago (use --force)"
-                }
-                sandbox_sweep::SkipReason::Busy => {
-                    "the catalog stayed locked past the busy timeout"
-                }
+                SkipReason::Held => "another process holds the maintenance lease",
+                SkipReason::Recent => "a sweep completed less than 30 s ago (use --force)",
+                SkipReason::Busy => "the catalog stayed locked past the busy timeout",
+                _ => "",
             };
             writeln!(out, "skipped ({reason}): {why}")
         }
-        Outcome::Failed(err) => writeln!(out, "sweep failed: {err}"),
-        Outcome::Swept(report) => self::report(out, report),
+        SweepOutcome::Failed(err) => writeln!(out, "sweep failed: {err}"),
+        SweepOutcome::Swept(report) => self::report(out, report),
     }
 }
 
@@ -256,7 +253,7 @@ mod tests {
     #[test]
     fn skipped_json_has_every_field() {
         let mut buf = Vec::new();
-        outcome_json(&mut buf, &Outcome::Skipped(sandbox_sweep::SkipReason::Held)).expect("write");
+        outcome_json(&mut buf, &SweepOutcome::Skipped(SkipReason::Held)).expect("write");
         let line = String::from_utf8(buf).expect("utf8");
         assert!(
             line.starts_with("{\"outcome\":\"skipped\",\"skip_reason\":\"held\",\"reconciled\":0,")

@@ -1,13 +1,14 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::path::{Path, PathBuf};
+pub mod fixture;
+
+pub use fixture::{DEAD_PID, Fixture, NOW, TRASH_DIR, exists, now, own_pid};
+
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use rusqlite::{Connection, params};
-
-/// A pid above every kernel's `pid_max`: `kill` says `ESRCH`.
-pub const DEAD_PID: i64 = 2_000_000_000;
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -126,10 +127,6 @@ pub fn status_of(conn: &Connection, id: i64) -> Option<String> {
         r.get(0)
     })
     .ok()
-}
-
-pub fn exists(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok()
 }
 
 /// Whether this process runs as root (`/proc/self` belongs to the effective user).

@@ -1,9 +1,10 @@
-//! Everything that reads `/proc`: the one platform-specific corner.
+//! Reading `/proc`: a process's stat record and this boot's id.
 //!
 //! On Linux a process's start time (field 22 of `/proc/<pid>/stat`, clock
 //! ticks since boot) and the boot id tell a live runtime from a pid that was
 //! reused, or from a record written before a reboot. Elsewhere these reads
-//! report "unknown" and liveness falls back to the kill probe alone.
+//! report "unknown" and liveness falls back to the kill probe alone. Reads
+//! only; judging what a record means is `liveness`'s job.
 
 /// The fields of `/proc/<pid>/stat` liveness needs.
 ///
@@ -11,7 +12,7 @@
 ///
 /// ```
 /// let line = b"4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 987654 0 0";
-/// let stat = sandbox_sweep::parse_proc_stat(line).expect("well-formed");
+/// let stat = sandbox_sweep::__private::parse_proc_stat(line).expect("well-formed");
 /// assert_eq!(stat.state, b'S');
 /// assert_eq!(stat.start_time, 987654);
 /// ```
@@ -38,7 +39,7 @@ impl ProcStat {
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::parse_proc_stat;
+/// use sandbox_sweep::__private::parse_proc_stat;
 ///
 /// let hostile = b"7 (a) Z 1 2 (b)) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 55 0";
 /// assert_eq!(parse_proc_stat(hostile).map(|s| (s.state, s.start_time)), Some((b'R', 55)));

@@ -1,45 +1,51 @@
-//! Test fixture: a migrated catalog file and a sandboxes directory.
+//! The one test fixture, shared by the unit tests (`src/lib.rs` includes
+//! this file) and the integration tests (through `tests/common`): a
+//! migrated catalog file and a sandboxes directory, and the constants every
+//! test agrees on. Test-only; uses the crate as a user would.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use time::PrimitiveDateTime;
 
-use crate::Result;
+use sandbox_sweep::Result;
 
-/// A pid far above any kernel's `pid_max`: `kill` says `ESRCH`.
-pub(crate) const DEAD_PID: i64 = 2_000_000_000;
+/// A pid above every kernel's `pid_max`: `kill` says `ESRCH`.
+pub const DEAD_PID: i64 = 2_000_000_000;
 /// The fixed "now" of the fixture clock.
-pub(crate) const NOW: &str = "2026-06-04 12:00:00";
+pub const NOW: &str = "2026-06-04 12:00:00";
 
-pub(crate) fn now() -> PrimitiveDateTime {
-    crate::parse_stamp(NOW).expect("valid fixture time")
+pub fn now() -> PrimitiveDateTime {
+    sandbox_sweep::__private::parse_stamp(NOW).expect("valid fixture time")
 }
 
-pub(crate) fn own_pid() -> i64 {
+pub fn own_pid() -> i64 {
     i64::from(std::process::id())
 }
 
-pub(crate) struct Fixture {
+/// A migrated catalog `catalog.db` and an empty `sandboxes` directory in a
+/// temporary directory, with one connection open.
+pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub sandboxes: PathBuf,
     pub conn: Connection,
 }
 
 impl Fixture {
-    pub(crate) fn new() -> Result<Fixture> {
-        let dir = tempfile::tempdir().map_err(|e| crate::Error::Io {
+    pub fn new() -> Result<Fixture> {
+        let dir = tempfile::tempdir().map_err(|e| sandbox_sweep::Error::Io {
             path: "tmp".into(),
             source: e,
         })?;
-        let conn = crate::open(dir.path().join("catalog.db"))?;
-        crate::migrate(&conn)?;
+        let conn = sandbox_sweep::open(dir.path().join("catalog.db"))?;
+        sandbox_sweep::migrate(&conn)?;
         Fixture::with(dir, conn)
     }
 
-    pub(crate) fn with(dir: tempfile::TempDir, conn: Connection) -> Result<Fixture> {
+    pub fn with(dir: tempfile::TempDir, conn: Connection) -> Result<Fixture> {
         let sandboxes = dir.path().join("sandboxes");
-        std::fs::create_dir(&sandboxes).map_err(|e| crate::Error::Io {
+        std::fs::create_dir(&sandboxes).map_err(|e| sandbox_sweep::Error::Io {
             path: sandboxes.clone(),
             source: e,
         })?;
@@ -50,11 +56,11 @@ impl Fixture {
         })
     }
 
-    pub(crate) fn db_path(&self) -> PathBuf {
+    pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("catalog.db")
     }
 
-    pub(crate) fn sandbox(&self, name: &str, status: &str, ephemeral: bool) -> Result<i64> {
+    pub fn sandbox(&self, name: &str, status: &str, ephemeral: bool) -> Result<i64> {
         self.conn.execute(
             "INSERT INTO sandbox (name, config, status, ephemeral, created_at, updated_at, active_config)
              VALUES (?1, '{}', ?2, ?3, '2026-06-01 00:00:00', '2026-06-01 00:00:00', '{\"cpus\":1}')",
@@ -63,11 +69,11 @@ impl Fixture {
         Ok(self.conn.last_insert_rowid())
     }
 
-    pub(crate) fn run(&self, sandbox_id: i64, pid: Option<i64>, status: &str) -> Result<i64> {
+    pub fn run(&self, sandbox_id: i64, pid: Option<i64>, status: &str) -> Result<i64> {
         self.run_at(sandbox_id, pid, status, "2026-06-01 00:00:00")
     }
 
-    pub(crate) fn run_at(
+    pub fn run_at(
         &self,
         sandbox_id: i64,
         pid: Option<i64>,
@@ -82,14 +88,14 @@ impl Fixture {
     }
 
     /// Creates `<sandboxes>/<name>` with a file inside.
-    pub(crate) fn mkdir(&self, name: &str) -> PathBuf {
+    pub fn mkdir(&self, name: &str) -> PathBuf {
         let path = self.sandboxes.join(name);
         std::fs::create_dir_all(path.join("rootfs")).expect("create sandbox dir");
         std::fs::write(path.join("rootfs/data"), b"payload").expect("write sandbox file");
         path
     }
 
-    pub(crate) fn status(&self, id: i64) -> Result<Option<String>> {
+    pub fn status(&self, id: i64) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row("SELECT status FROM sandbox WHERE id = ?1", [id], |r| {
@@ -100,10 +106,7 @@ impl Fixture {
 
     /// `(status, termination_reason, terminated_at)` of a run.
     #[allow(clippy::type_complexity)]
-    pub(crate) fn run_row(
-        &self,
-        id: i64,
-    ) -> Result<Option<(String, Option<String>, Option<String>)>> {
+    pub fn run_row(&self, id: i64) -> Result<Option<(String, Option<String>, Option<String>)>> {
         Ok(self
             .conn
             .query_row(
@@ -114,11 +117,15 @@ impl Fixture {
             .optional()?)
     }
 
-    pub(crate) fn count(&self, sql: &str) -> Result<i64> {
+    pub fn count(&self, sql: &str) -> Result<i64> {
         Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
     }
 }
 
-pub(crate) fn exists(path: &Path) -> bool {
+/// Whether anything (a symlink included) is at `path`.
+pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
 }
+
+/// The trash folder inside the sandboxes directory, as the crate documents it.
+pub const TRASH_DIR: &str = ".sandbox-sweep-trash";

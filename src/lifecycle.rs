@@ -1,0 +1,340 @@
+//! A sandbox's life as a synchronous runtime records it: insert the sandbox,
+//! insert its running run, finish the run, and the catalog's status and
+//! termination-reason strings as types.
+//!
+//! Owns the writes a runtime makes around the sweep, so a host needs no SQL
+//! of its own; each is one statement or one `BEGIN IMMEDIATE` transaction.
+//! No filesystem here (removal is `cleanup`'s) and no liveness judgement.
+
+use std::fmt;
+
+use rusqlite::params;
+use time::PrimitiveDateTime;
+
+use crate::catalog::Catalog;
+use crate::cleanup::validate_name;
+use crate::error::{Error, Result};
+use crate::identity::ProcessIdentity;
+use crate::stamp::format_stamp;
+
+const INSERT_SANDBOX: &str =
+    "INSERT INTO sandbox (name, config, status, ephemeral, created_at, updated_at)
+     VALUES (?1, '{}', ?2, ?3, ?4, ?4)";
+const INSERT_RUN: &str =
+    "INSERT INTO run (sandbox_id, pid, status, started_at) VALUES (?1, ?2, 'Running', ?3)";
+const INSERT_RUN_WITH_IDENTITY: &str =
+    "INSERT INTO run (sandbox_id, pid, status, started_at, pid_start_time, boot_id)
+     VALUES (?1, ?2, 'Running', ?3, ?4, ?5)";
+const END_RUN: &str = "UPDATE run SET status = 'Terminated', termination_reason = ?2,
+         exit_code = ?3, exit_signal = ?4, terminated_at = ?5
+     WHERE id = ?1 AND status = 'Running'";
+const END_SANDBOX: &str = "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL
+     WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)";
+const END_SANDBOX_KEEPING_CONFIG: &str = "UPDATE sandbox SET status = ?2, updated_at = ?3
+     WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)";
+
+/// Defines a catalog string enum: variants, their text, `as_str`, `ALL`, `Display`.
+macro_rules! catalog_strings {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in the order declared.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The text the catalog stores: the variant's name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => stringify!($variant),)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+catalog_strings! {
+    /// `sandbox.status`: where a sandbox is in its life.
+    ///
+    /// The sweep reconciles `Running` and `Draining` sandboxes whose runtime
+    /// died, and cleans ephemeral `Stopped` and `Crashed` ones; it leaves
+    /// every other status (and any string it does not know) alone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::SandboxStatus;
+    ///
+    /// assert_eq!(SandboxStatus::Crashed.as_str(), "Crashed");
+    /// assert_eq!(SandboxStatus::ALL.len(), 7);
+    /// ```
+    SandboxStatus {
+        /// Recorded, never started.
+        Created,
+        /// Its runtime is starting it.
+        Starting,
+        /// Its runtime runs it.
+        Running,
+        /// Asked to stop; its runtime is shutting it down.
+        Draining,
+        /// Suspended by its runtime.
+        Paused,
+        /// Ended in an orderly way.
+        Stopped,
+        /// Ended because something failed, or its runtime died.
+        Crashed,
+    }
+}
+
+catalog_strings! {
+    /// `run.termination_reason`: why a run ended, as microsandbox records it.
+    ///
+    /// The sweep writes `InternalError` for a `Running` sandbox whose runtime
+    /// died and `ShutdownRequested` for a `Draining` one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(sandbox_sweep::TerminationReason::IdleTimeout.to_string(), "IdleTimeout");
+    /// ```
+    TerminationReason {
+        /// The sandbox exited cleanly (exit code 0).
+        Completed,
+        /// The sandbox exited with a non-zero code or was killed by a signal.
+        Failed,
+        /// The sandbox ran past its maximum duration.
+        MaxDurationExceeded,
+        /// The sandbox's agent reported no activity for its idle timeout.
+        IdleTimeout,
+        /// The sandbox's agent stopped reporting heartbeats.
+        AgentUnresponsive,
+        /// A user or client asked for the shutdown.
+        ShutdownRequested,
+        /// An explicit drain request (`SIGUSR1`).
+        DrainRequested,
+        /// `SIGTERM` or `SIGINT` from outside.
+        Signal,
+        /// An internal error, or a runtime that died without recording why.
+        InternalError,
+    }
+}
+
+/// How a run ended, for [`finish_run`]: its reason, its exit code or
+/// signal, and the status its sandbox takes (`Stopped` or `Crashed`).
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::{RunEnd, SandboxStatus, TerminationReason};
+///
+/// let end = RunEnd::stopped(TerminationReason::Completed).exit_code(0);
+/// assert_eq!(end.sandbox_status(), SandboxStatus::Stopped);
+/// let end = RunEnd::crashed(TerminationReason::Failed).exit_signal(9);
+/// assert_eq!(end.sandbox_status(), SandboxStatus::Crashed);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunEnd {
+    reason: TerminationReason,
+    exit_code: Option<i32>,
+    exit_signal: Option<i32>,
+    sandbox: SandboxStatus,
+}
+
+impl RunEnd {
+    /// The run ended for `reason` and its sandbox becomes `Stopped`.
+    pub fn stopped(reason: TerminationReason) -> RunEnd {
+        RunEnd {
+            reason,
+            exit_code: None,
+            exit_signal: None,
+            sandbox: SandboxStatus::Stopped,
+        }
+    }
+
+    /// The run ended for `reason` and its sandbox becomes `Crashed`.
+    pub fn crashed(reason: TerminationReason) -> RunEnd {
+        RunEnd {
+            sandbox: SandboxStatus::Crashed,
+            ..RunEnd::stopped(reason)
+        }
+    }
+
+    /// The process exited with `code` (`run.exit_code`).
+    pub fn exit_code(mut self, code: i32) -> RunEnd {
+        self.exit_code = Some(code);
+        self
+    }
+
+    /// The process was killed by signal `signal` (`run.exit_signal`).
+    pub fn exit_signal(mut self, signal: i32) -> RunEnd {
+        self.exit_signal = Some(signal);
+        self
+    }
+
+    /// The status the sandbox takes: `Stopped` or `Crashed`.
+    pub fn sandbox_status(&self) -> SandboxStatus {
+        self.sandbox
+    }
+
+    /// Why the run ended.
+    pub fn reason(&self) -> TerminationReason {
+        self.reason
+    }
+}
+
+/// Inserts a sandbox named `name` with `status`, ephemeral or not, created
+/// at `at`; returns its id. Its `config` is `'{}'`: the sweep never reads it.
+///
+/// # Errors
+///
+/// [`Error::InvalidName`] for a name that cannot name a directory (see
+/// [`validate_name`](crate::validate_name)); a SQLite error, e.g. a name
+/// already taken (the column is `UNIQUE`).
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, insert_sandbox};
+///
+/// let conn = rusqlite::Connection::open_in_memory()?;
+/// sandbox_sweep::migrate(&conn)?;
+/// let catalog = Catalog::new(&conn)?;
+/// let id = insert_sandbox(&catalog, "job-1", SandboxStatus::Created, true, SystemClock::now())?;
+/// assert_eq!(id, 1);
+/// assert!(insert_sandbox(&catalog, "../x", SandboxStatus::Created, true, SystemClock::now()).is_err());
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+pub fn insert_sandbox(
+    catalog: &Catalog<'_>,
+    name: &str,
+    status: SandboxStatus,
+    ephemeral: bool,
+    at: PrimitiveDateTime,
+) -> Result<i64> {
+    validate_name(name)?;
+    catalog
+        .conn
+        .prepare_cached(INSERT_SANDBOX)?
+        .execute(params![
+            name,
+            status.as_str(),
+            ephemeral,
+            &*format_stamp(at)
+        ])?;
+    Ok(catalog.conn.last_insert_rowid())
+}
+
+/// Inserts a `Running` run for `sandbox_id` owned by `identity`, the way a
+/// runtime records its own start; returns the new run's id.
+///
+/// Stores `pid_start_time` and `boot_id` when the catalog has those columns
+/// (see [`migrate`](crate::migrate)); on an older catalog only the pid.
+///
+/// # Errors
+///
+/// Any SQLite error, e.g. a `sandbox_id` that violates the foreign key.
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::{Catalog, ProcessIdentity, SandboxStatus, SystemClock};
+///
+/// let conn = rusqlite::Connection::open_in_memory()?;
+/// sandbox_sweep::migrate(&conn)?;
+/// let catalog = Catalog::new(&conn)?;
+/// let now = SystemClock::now();
+/// let web = sandbox_sweep::insert_sandbox(&catalog, "web", SandboxStatus::Running, false, now)?;
+/// let run = sandbox_sweep::insert_running_run(&catalog, web, &ProcessIdentity::current()?, now)?;
+/// assert_eq!(run, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn insert_running_run(
+    catalog: &Catalog<'_>,
+    sandbox_id: i64,
+    identity: &ProcessIdentity,
+    started_at: PrimitiveDateTime,
+) -> Result<i64> {
+    let started_at = format_stamp(started_at);
+    let conn = catalog.conn;
+    if catalog.schema.identity {
+        conn.prepare_cached(INSERT_RUN_WITH_IDENTITY)?
+            .execute(params![
+                sandbox_id,
+                identity.pid,
+                started_at,
+                identity.start_time_column(),
+                identity.boot_id
+            ])?;
+    } else {
+        conn.prepare_cached(INSERT_RUN)?
+            .execute(params![sandbox_id, identity.pid, started_at])?;
+    }
+    Ok(conn.last_insert_rowid())
+}
+
+/// Ends run `run_id` as `end` says at `at`, and moves its sandbox to
+/// `Stopped` or `Crashed` (clearing `active_config`), in one `BEGIN
+/// IMMEDIATE` transaction. Returns `false`, changing nothing, when the run
+/// does not exist or is no longer `Running` (a sweep may have reconciled
+/// it first).
+///
+/// The connection must not be inside a transaction.
+///
+/// # Errors
+///
+/// Any SQLite error, busy past the timeout included (nothing is then changed).
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::*;
+///
+/// let dir = tempfile::tempdir()?;
+/// let conn = rusqlite::Connection::open_in_memory()?;
+/// migrate(&conn)?;
+/// let catalog = Catalog::new(&conn)?;
+/// let now = SystemClock::now();
+/// let job = insert_sandbox(&catalog, "job", SandboxStatus::Running, true, now)?;
+/// let run = insert_running_run(&catalog, job, &ProcessIdentity::current()?, now)?;
+/// assert!(finish_run(&catalog, run, RunEnd::stopped(TerminationReason::Completed).exit_code(0), now)?);
+/// assert!(!finish_run(&catalog, run, RunEnd::crashed(TerminationReason::Failed), now)?);
+/// assert_eq!(clean_ephemeral(&catalog, dir.path(), job)?, CleanupOutcome::Removed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn finish_run(
+    catalog: &Catalog<'_>,
+    run_id: i64,
+    end: RunEnd,
+    at: PrimitiveDateTime,
+) -> Result<bool> {
+    let at = format_stamp(at);
+    let tx = catalog.immediate()?;
+    let ended = tx.prepare_cached(END_RUN)?.execute(params![
+        run_id,
+        end.reason.as_str(),
+        end.exit_code,
+        end.exit_signal,
+        &*at
+    ])?;
+    if ended == 1 {
+        let sql = if catalog.schema.active_config {
+            END_SANDBOX
+        } else {
+            END_SANDBOX_KEEPING_CONFIG
+        };
+        tx.prepare_cached(sql)?
+            .execute(params![run_id, end.sandbox.as_str(), &*at])?;
+    }
+    tx.commit().map_err(Error::from_sqlite)?;
+    Ok(ended == 1)
+}

@@ -1,0 +1,376 @@
+//! One sweep in progress: the two phases, keyset pages, fenced batches, the
+//! saved cursor, and the trash purge between the phases.
+//!
+//! Owns when things happen (budget checks, transactions, commits, restoring
+//! moved directories when a commit fails) and what gets counted. What
+//! happens to one row is decided by `reconcile` and `cleanup`; how a
+//! directory is moved or deleted by `trash`. No per-row rule here.
+
+use std::ffi::{OsStr, OsString};
+use std::time::Instant;
+
+use rusqlite::{OptionalExtension, params};
+use time::PrimitiveDateTime;
+
+use crate::catalog::Catalog;
+use crate::cleanup::{clean_row, validate_name};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::lease::Lease;
+use crate::liveness::Prober;
+use crate::reconcile::{Reconciled, reconcile_row};
+use crate::report::Report;
+use crate::sql::{ACTIVE_PAGE, EPHEMERAL_PAGE, LOAD_CURSOR, SANDBOX_NAME, SAVE_CURSOR};
+use crate::statements::Statements;
+use crate::sweeper::Sweeper;
+use crate::trash::{Moved, Trash};
+
+/// The two phases, each a ring of candidate ids walked with keyset paging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Active,
+    Ephemeral,
+}
+
+impl Phase {
+    /// Candidate ids in `(after, upto]`, ascending (see [`ACTIVE_PAGE`]).
+    pub(crate) fn page_sql(self) -> &'static str {
+        match self {
+            Phase::Active => ACTIVE_PAGE,
+            Phase::Ephemeral => EPHEMERAL_PAGE,
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Phase::Active => "active",
+            Phase::Ephemeral => "ephemeral",
+        }
+    }
+}
+
+/// How a phase ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Every candidate in the ring was examined.
+    Complete,
+    /// The row limit stopped it with candidates left.
+    Capped,
+    /// The budget ran out.
+    TimedOut,
+    /// The lease was lost.
+    LeaseLost,
+}
+
+/// One sweep in progress.
+pub(crate) struct Pass<'s, 'c, 'l> {
+    sweeper: &'s Sweeper,
+    catalog: &'c Catalog<'c>,
+    clock: &'s dyn Clock,
+    /// `None` for a dry run.
+    lease: Option<&'s mut Lease<'l>>,
+    prober: Prober,
+    trash: Trash<'s>,
+    started: Instant,
+    pub(crate) report: Report,
+    pub(crate) ids: Vec<i64>,
+    stmts: Statements<'c>,
+}
+
+impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
+    pub(crate) fn new(
+        sweeper: &'s Sweeper,
+        catalog: &'c Catalog<'c>,
+        clock: &'s dyn Clock,
+        lease: Option<&'s mut Lease<'l>>,
+    ) -> Self {
+        Pass {
+            sweeper,
+            catalog,
+            clock,
+            report: Report {
+                dry_run: lease.is_none(),
+                ..Report::default()
+            },
+            lease,
+            prober: Prober::new(),
+            trash: Trash::new(sweeper.sandboxes_dir()),
+            started: Instant::now(),
+            ids: Vec::with_capacity(sweeper.batch_len()),
+            stmts: Statements::new(catalog.conn),
+        }
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.started.elapsed() >= self.sweeper.limits_ref().budget
+    }
+
+    pub(crate) fn run(mut self) -> Result<Report> {
+        let limits = *self.sweeper.limits_ref();
+        let mut end = self.phase(Phase::Active, limits.max_active)?;
+        let active_done = end == End::Complete;
+        if matches!(end, End::Complete | End::Capped) {
+            end = self.purge_trash()?;
+            if end == End::Complete {
+                end = self.phase(Phase::Ephemeral, limits.max_ephemeral)?;
+            }
+        }
+        self.report.timed_out = end == End::TimedOut;
+        self.report.lease_lost = end == End::LeaseLost;
+        self.report.complete = active_done && end == End::Complete;
+        self.report.elapsed = self.started.elapsed();
+        Ok(self.report)
+    }
+
+    /// Opens a write transaction and checks the fence; `None` when the
+    /// lease is lost (the transaction is then rolled back).
+    fn begin(&mut self) -> Result<Option<rusqlite::Transaction<'c>>> {
+        let tx = self.catalog.immediate()?;
+        let now = self.clock.now();
+        if let Some(lease) = self.lease.as_deref_mut() {
+            if !lease.renew(&tx, now)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(tx))
+    }
+
+    fn purge_trash(&mut self) -> Result<End> {
+        self.trash.check()?;
+        if self.lease.is_none() {
+            return Ok(End::Complete);
+        }
+        if !self.trash.exists() {
+            // The common case: no leftovers, so no write transaction either.
+            return Ok(End::Complete);
+        }
+        if self.out_of_time() {
+            return Ok(End::TimedOut);
+        }
+        let Some(tx) = self.begin()? else {
+            return Ok(End::LeaseLost);
+        };
+        let doomed = self.recover_trash()?;
+        tx.commit()?;
+        self.delete_within_budget(doomed.iter().map(OsString::as_os_str));
+        Ok(End::Complete)
+    }
+
+    /// Sorts what a crash left in the trash (inside the purge's
+    /// transaction): directories whose rows survived go back; the rest is
+    /// returned for deletion after the commit.
+    fn recover_trash(&mut self) -> Result<Vec<OsString>> {
+        let mut name_of = self.catalog.conn.prepare_cached(SANDBOX_NAME)?;
+        self.trash.recover(|id| {
+            let name = name_of
+                .query_row([id], |row| row.get::<_, String>(0))
+                .optional()?;
+            Ok(name.filter(|name| validate_name(name).is_ok()))
+        })
+    }
+
+    /// Deletes trash entries while the budget lasts, checking the clock
+    /// between files: a sandbox directory can be arbitrarily large, so what
+    /// does not fit waits in the trash for the next sweep's purge (its row is
+    /// already gone, so nothing else is owed).
+    fn delete_within_budget<'p>(&mut self, entries: impl Iterator<Item = &'p OsStr>) {
+        let deadline = self.started.checked_add(self.sweeper.limits_ref().budget);
+        for entry in entries {
+            if self.out_of_time() || !self.trash.discard(entry, deadline) {
+                self.report.trash_deferred += 1;
+            }
+        }
+    }
+
+    fn load_cursor(&self, phase: Phase) -> Result<i64> {
+        if !self.catalog.schema.cursor {
+            return Ok(0);
+        }
+        let after = self
+            .catalog
+            .conn
+            .prepare_cached(LOAD_CURSOR)?
+            .query_row([phase.key()], |row| row.get::<_, i64>(0))
+            .optional()?;
+        Ok(after.unwrap_or(0).max(0))
+    }
+
+    fn save_cursor(&mut self, phase: Phase, after: i64) -> Result<()> {
+        if self.catalog.schema.cursor {
+            self.stmts
+                .get(SAVE_CURSOR)?
+                .execute(params![phase.key(), after])?;
+        }
+        Ok(())
+    }
+
+    /// Fills `self.ids` with up to `n` candidate ids in `(after, upto]`.
+    pub(crate) fn page(&mut self, phase: Phase, after: i64, upto: i64, n: usize) -> Result<()> {
+        self.ids.clear();
+        let stmt = self.stmts.get(phase.page_sql())?;
+        let mut rows = stmt.query(params![after, upto])?;
+        while self.ids.len() < n {
+            let Some(row) = rows.next()? else { break };
+            self.ids.push(row.get(0)?);
+        }
+        Ok(())
+    }
+
+    /// Walks the ring of candidates from the saved cursor round to it again.
+    fn phase(&mut self, phase: Phase, limit: usize) -> Result<End> {
+        let start = self.load_cursor(phase)?;
+        // First (start, MAX], then, wrapped, (0, start].
+        let (mut after, mut upto, mut wrapped) = (start, i64::MAX, start == 0);
+        let mut examined = 0usize;
+        loop {
+            if self.out_of_time() {
+                return Ok(End::TimedOut);
+            }
+            let room = limit - examined;
+            // With no room left, peek one row: is anything left in the ring?
+            let n = room.clamp(1, self.sweeper.batch_len());
+            self.page(phase, after, upto, n)?;
+            if self.ids.is_empty() {
+                if wrapped {
+                    return Ok(End::Complete);
+                }
+                (after, upto, wrapped) = (0, start, true);
+                continue;
+            }
+            if room == 0 {
+                return Ok(End::Capped);
+            }
+            let ids = std::mem::take(&mut self.ids);
+            let result = self.batch(phase, &ids, &mut after, &mut examined);
+            self.ids = ids;
+            match result? {
+                End::Complete => {}
+                end => return Ok(end),
+            }
+        }
+    }
+
+    /// Acts on one page of candidates in one fenced write transaction.
+    /// Returns `Complete` when the whole page was handled.
+    pub(crate) fn batch(
+        &mut self,
+        phase: Phase,
+        ids: &[i64],
+        after: &mut i64,
+        examined: &mut usize,
+    ) -> Result<End> {
+        let tx = if self.lease.is_some() {
+            match self.begin()? {
+                Some(tx) => Some(tx),
+                None => return Ok(End::LeaseLost),
+            }
+        } else {
+            None
+        };
+        let now = self.clock.now();
+        let mut moved: Vec<Moved> = Vec::new();
+        let mut end = End::Complete;
+        for (i, &id) in ids.iter().enumerate() {
+            if i > 0 && self.out_of_time() {
+                end = End::TimedOut;
+                break;
+            }
+            let acted = match phase {
+                Phase::Active => self.reconcile(id, now),
+                Phase::Ephemeral => self.clean(id, &mut moved),
+            };
+            if let Err(err) = acted {
+                moved.into_iter().for_each(|m| self.trash.put_back(m));
+                return Err(err);
+            }
+            *after = id;
+            *examined += 1;
+        }
+        let Some(tx) = tx else {
+            return Ok(end);
+        };
+        let committed = self
+            .save_cursor(phase, *after)
+            .and_then(|()| tx.commit().map_err(Error::from_sqlite));
+        match committed {
+            Ok(()) => {
+                self.delete_within_budget(moved.iter().map(Moved::entry));
+                Ok(end)
+            }
+            Err(err) => {
+                moved.into_iter().for_each(|m| self.trash.put_back(m));
+                Err(err)
+            }
+        }
+    }
+
+    fn clean(&mut self, id: i64, moved: &mut Vec<Moved>) -> Result<()> {
+        let dry_run = self.lease.is_none();
+        let (outcome, dir) = clean_row(
+            self.catalog,
+            &mut self.stmts,
+            &self.prober,
+            &self.trash,
+            id,
+            dry_run,
+        )?;
+        moved.extend(dir);
+        self.report.count_outcome(outcome);
+        Ok(())
+    }
+
+    fn reconcile(&mut self, id: i64, now: PrimitiveDateTime) -> Result<()> {
+        let write = self.lease.is_some();
+        match reconcile_row(self.catalog, &mut self.stmts, &self.prober, id, now, write)? {
+            Reconciled::Left => {}
+            Reconciled::Crashed(reason) => self.report.count_reconciled(false, Some(reason)),
+            Reconciled::Stopped(reason) => self.report.count_reconciled(true, reason),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{DEAD_PID, Fixture, exists, now, own_pid};
+    use crate::{Acquire, CleanupOutcome};
+
+    #[test]
+    fn restart_between_selection_and_action_survives() -> Result<()> {
+        let f = Fixture::new()?;
+        let eph = f.sandbox("eph", "Stopped", true)?;
+        let eph_dir = f.mkdir("eph");
+        let web = f.sandbox("web", "Running", false)?;
+        let old_run = f.run(web, Some(DEAD_PID), "Running")?;
+        let other = rusqlite::Connection::open(f.db_path())?;
+        let catalog = Catalog::new(&f.conn)?;
+        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
+            panic!("lease should be free");
+        };
+        let sweeper = Sweeper::new(&f.sandboxes);
+        let mut pass = Pass::new(&sweeper, &catalog, &now, Some(&mut lease));
+        for (phase, id) in [(Phase::Ephemeral, eph), (Phase::Active, web)] {
+            pass.page(phase, 0, i64::MAX, 64)?;
+            assert_eq!(pass.ids, [id]);
+        }
+        // Another runtime restarts both between our read and our write.
+        other.execute_batch(&format!(
+            "UPDATE sandbox SET status = 'Running' WHERE id = {eph};
+             INSERT INTO run (sandbox_id, pid, status, started_at) VALUES ({eph}, {pid}, 'Running', '2026-06-04 11:59:59');
+             UPDATE run SET status = 'Terminated' WHERE id = {old_run};
+             INSERT INTO run (sandbox_id, pid, status, started_at) VALUES ({web}, {pid}, 'Running', '2026-06-04 11:59:59');",
+            pid = own_pid()
+        ))?;
+        std::fs::write(eph_dir.join("new-work"), b"restarted").expect("write");
+        let (mut after, mut examined) = (0, 0);
+        pass.batch(Phase::Ephemeral, &[eph], &mut after, &mut examined)?;
+        pass.batch(Phase::Active, &[web], &mut after, &mut examined)?;
+        assert_eq!(pass.report.outcome(CleanupOutcome::SkippedActive), 1);
+        assert_eq!((pass.report.removed, pass.report.reconciled), (0, 0));
+        assert_eq!(f.status(eph)?.as_deref(), Some("Running"));
+        assert_eq!(f.status(web)?.as_deref(), Some("Running"));
+        assert!(exists(&eph_dir.join("new-work")) && exists(&eph_dir.join("rootfs/data")));
+        Ok(())
+    }
+}

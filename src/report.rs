@@ -1,0 +1,177 @@
+//! What a sweep did: the [`Report`] and how it reads in a log.
+//!
+//! Counters only: no SQL, no filesystem, no decisions. The pass fills it in
+//! through the `count_*` methods; everyone else reads it.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::cleanup::CleanupOutcome;
+use crate::liveness::DeadReason;
+
+/// What a sweep did.
+///
+/// `Display` writes one labelled line, for logs:
+///
+/// ```
+/// let report = sandbox_sweep::Report::default();
+/// assert_eq!(
+///     report.to_string(),
+///     "reconciled 0 (crashed 0, stopped 0), removed 0, errors 0; stopped early: row limit; 0 ms"
+/// );
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// Active sandboxes repaired (`crashed + stopped`).
+    pub reconciled: u64,
+    /// `Running` sandboxes marked `Crashed`.
+    pub crashed: u64,
+    /// `Draining` sandboxes marked `Stopped`.
+    pub stopped: u64,
+    /// Ephemeral sandboxes whose directory and rows were removed.
+    pub removed: u64,
+    /// Per-row problems (bad name, directory that would not move); rows left as they were.
+    pub errors: u64,
+    /// The time budget ran out before both phases were done.
+    pub timed_out: bool,
+    /// Another process took the lease mid-sweep; nothing was written after.
+    pub lease_lost: bool,
+    /// Both phases went through every candidate: nothing was left behind.
+    pub complete: bool,
+    /// Nothing was written: the counts say what a sweep would have done.
+    pub dry_run: bool,
+    /// Removed sandboxes' directories left in the trash because the budget
+    /// ran out while deleting them; the next sweep deletes them.
+    pub trash_deferred: u64,
+    /// How long the sweep took.
+    pub elapsed: Duration,
+    pub(crate) dead: [u64; DeadReason::ALL.len()],
+    pub(crate) outcomes: [u64; CleanupOutcome::ALL.len()],
+}
+
+impl Report {
+    /// How many reconciliations found the runtime dead for `reason`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let report = sandbox_sweep::Report::default();
+    /// assert_eq!(report.dead(sandbox_sweep::DeadReason::Zombie), 0);
+    /// ```
+    pub fn dead(&self, reason: DeadReason) -> u64 {
+        self.dead[reason.index()]
+    }
+
+    /// How many ephemeral candidates ended with `outcome`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let report = sandbox_sweep::Report::default();
+    /// assert_eq!(report.outcome(sandbox_sweep::CleanupOutcome::Removed), 0);
+    /// ```
+    pub fn outcome(&self, outcome: CleanupOutcome) -> u64 {
+        self.outcomes[outcome.index()]
+    }
+
+    pub(crate) fn count_outcome(&mut self, outcome: CleanupOutcome) {
+        self.outcomes[outcome.index()] += 1;
+        if outcome == CleanupOutcome::Removed {
+            self.removed += 1;
+        }
+        if outcome.is_error() {
+            self.errors += 1;
+        }
+    }
+
+    /// Counts one reconciled sandbox: `stopped` for a draining one, else
+    /// crashed; `reason` is why its run is dead (`None`: no running run).
+    pub(crate) fn count_reconciled(&mut self, stopped: bool, reason: Option<DeadReason>) {
+        self.reconciled += 1;
+        if stopped {
+            self.stopped += 1;
+        } else {
+            self.crashed += 1;
+        }
+        if let Some(reason) = reason {
+            self.dead[reason.index()] += 1;
+        }
+    }
+}
+
+/// `label n, label n` for the non-zero counters, or `None` when all are zero.
+fn nonzero<T: Copy + fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    label: &str,
+    all: &[T],
+    count: impl Fn(T) -> u64,
+) -> fmt::Result {
+    let mut first = true;
+    for &item in all {
+        let n = count(item);
+        if n > 0 {
+            let sep = if first { "; " } else { ", " };
+            let head = if first { label } else { "" };
+            write!(f, "{sep}{head}{item} {n}")?;
+            first = false;
+        }
+    }
+    Ok(())
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dry_run {
+            f.write_str("dry run: ")?;
+        }
+        write!(
+            f,
+            "reconciled {} (crashed {}, stopped {}), removed {}, errors {}",
+            self.reconciled, self.crashed, self.stopped, self.removed, self.errors
+        )?;
+        if self.trash_deferred > 0 {
+            write!(f, ", trash deferred {}", self.trash_deferred)?;
+        }
+        nonzero(f, "dead: ", &DeadReason::ALL, |r| self.dead(r))?;
+        let not_removed: Vec<CleanupOutcome> = CleanupOutcome::ALL
+            .into_iter()
+            .filter(|&o| o != CleanupOutcome::Removed)
+            .collect();
+        nonzero(f, "kept: ", &not_removed, |o| self.outcome(o))?;
+        let end = if self.lease_lost {
+            "; stopped early: lease lost"
+        } else if self.timed_out {
+            "; stopped early: time budget"
+        } else if !self.complete {
+            "; stopped early: row limit"
+        } else {
+            "; complete"
+        };
+        write!(f, "{end}; {} ms", self.elapsed.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_labels_every_nonzero_counter() {
+        let mut report = Report {
+            complete: true,
+            elapsed: Duration::from_millis(12),
+            ..Report::default()
+        };
+        report.count_reconciled(false, Some(DeadReason::Zombie));
+        report.count_reconciled(true, None);
+        report.count_outcome(CleanupOutcome::Removed);
+        report.count_outcome(CleanupOutcome::InvalidName);
+        report.count_outcome(CleanupOutcome::SkippedLivePid);
+        assert_eq!(
+            report.to_string(),
+            "reconciled 2 (crashed 1, stopped 1), removed 1, errors 1; dead: zombie 1; \
+             kept: skipped_live_pid 1, invalid_name 1; complete; 12 ms"
+        );
+    }
+}

@@ -1,0 +1,306 @@
+//! Directory calls relative to open descriptors: open, list, unlink, and
+//! delete a whole tree without following a symlink.
+//!
+//! Every operation names its target relative to a directory held open, so a
+//! path component swapped for a symlink half-way cannot lead outside. No
+//! catalog and no policy here: callers decide what may be deleted.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::Instant;
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, fstatat};
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+pub(crate) use nix::fcntl::renameat;
+pub(crate) use nix::sys::stat::mkdirat;
+
+/// Entries read from a directory per listing: bounds memory on a huge one.
+const LIST_BATCH: usize = 256;
+/// How often a directory that refills while it is emptied is listed again
+/// before its deletion is given up (until the next sweep).
+const REFILLS: u32 = 8;
+
+/// How every directory here is opened: for reading its entries, never
+/// inherited by a child process.
+pub(crate) fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC
+}
+
+/// Opens the directory at `path`, following a symlink (the caller chose it).
+pub(crate) fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
+    nix::fcntl::open(path, dir_flags(), Mode::empty())
+}
+
+/// Opens directory `name` in `parent` without following a symlink.
+pub(crate) fn open_dir_nofollow(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<OwnedFd> {
+    openat(parent, name, dir_flags() | OFlag::O_NOFOLLOW, Mode::empty())
+}
+
+/// Whether anything (of any type) is at `name` in `parent`; a failed call
+/// other than "not found" reports `Err`.
+pub(crate) fn entry_exists(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<bool> {
+    match fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(_) => Ok(true),
+        Err(Errno::ENOENT) => Ok(false),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// Every name in the directory `dir` (without `.` and `..`).
+pub(crate) fn list_all(dir: BorrowedFd<'_>) -> nix::Result<Vec<CString>> {
+    let mut dir = Dir::openat(dir, ".", dir_flags(), Mode::empty())?;
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        let name = entry?.file_name().to_owned();
+        if name.as_c_str() != c"." && name.as_c_str() != c".." {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Runs `op` on an entry of `dir`; when the directory is not writable
+/// (`EACCES`, as in a read-only image tree) makes it writable by its owner
+/// and runs `op` once more. The directory is garbage, so its mode no longer
+/// matters; a caller who is not its owner gets the first error back.
+fn with_write_access(dir: BorrowedFd<'_>, op: impl Fn() -> nix::Result<()>) -> nix::Result<()> {
+    match op() {
+        Err(Errno::EACCES) => {
+            nix::sys::stat::fchmod(dir, Mode::S_IRWXU).map_err(|_| Errno::EACCES)?;
+            op()
+        }
+        other => other,
+    }
+}
+
+/// Unlinks `name` in `parent` unless it is a directory; `true` when it is
+/// gone (or was never there), `false` when it is a directory.
+fn unlink_non_dir(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
+    match with_write_access(parent, || {
+        unlinkat(parent, name, UnlinkatFlags::NoRemoveDir)
+    }) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(true),
+        Err(Errno::EISDIR | Errno::EPERM) => Ok(false),
+        Err(errno) => Err(errno.into()),
+    }
+}
+
+/// Opens directory `name` in `parent` for listing, refusing to follow a symlink.
+fn open_listing(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<Dir> {
+    Dir::from_fd(open_dir_nofollow(parent, name)?)
+}
+
+/// Up to [`LIST_BATCH`] names from `dir` (without `.` and `..`), and whether
+/// the listing reached the end.
+fn list_batch(dir: &mut Dir) -> io::Result<(Vec<CString>, bool)> {
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
+            continue;
+        }
+        if names.len() == LIST_BATCH {
+            return Ok((names, false));
+        }
+        names.push(name.to_owned());
+    }
+    Ok((names, true))
+}
+
+/// A directory being emptied by [`remove_tree_at`].
+struct Level {
+    dir: Dir,
+    name: CString,
+    /// Every entry seen by a listing that reached the end has been deleted.
+    drained: bool,
+}
+
+/// A tree being deleted: the open directories from its top down to where
+/// the deletion stands. An explicit stack, so no depth overflows ours.
+struct Removal<'p> {
+    parent: BorrowedFd<'p>,
+    stack: Vec<Level>,
+    deadline: Option<Instant>,
+    refills: u32,
+}
+
+impl Removal<'_> {
+    fn past(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Removes the drained directory on top of the stack; lists it again
+    /// when something was created in it meanwhile (a bounded number of times).
+    fn remove_drained(&mut self) -> io::Result<()> {
+        let Some(done) = self.stack.pop() else {
+            return Ok(());
+        };
+        drop(done.dir);
+        let parent = self.stack.last().map_or(self.parent, |up| up.dir.as_fd());
+        match with_write_access(parent, || {
+            unlinkat(parent, done.name.as_c_str(), UnlinkatFlags::RemoveDir)
+        }) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(Errno::ENOTEMPTY | Errno::EEXIST) if self.refills < REFILLS => {
+                self.refills += 1;
+                let dir = open_listing(parent, &done.name)?;
+                self.stack.push(Level {
+                    dir,
+                    name: done.name,
+                    drained: false,
+                });
+                Ok(())
+            }
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
+    /// Unlinks one batch of the top directory's entries until it meets a
+    /// subdirectory, which it descends into; `false` when the deadline hit.
+    fn drain_top(&mut self) -> io::Result<bool> {
+        let deadline = self.deadline;
+        let past = || deadline.is_some_and(|d| Instant::now() >= d);
+        let Some(level) = self.stack.last_mut() else {
+            return Ok(true);
+        };
+        let (names, complete) = list_batch(&mut level.dir)?;
+        let fd = level.dir.as_fd();
+        for child in names {
+            if past() {
+                return Ok(false);
+            }
+            if !unlink_non_dir(fd, &child)? {
+                let dir = open_listing(fd, &child)?;
+                self.stack.push(Level {
+                    dir,
+                    name: child,
+                    drained: false,
+                });
+                return Ok(true);
+            }
+        }
+        level.drained = complete;
+        Ok(true)
+    }
+}
+
+/// Deletes the tree `name` in `parent` without following any symlink, every
+/// step relative to an open directory (so nothing swapped in mid-way can lead
+/// elsewhere), and without recursion (so no depth overflows the stack).
+/// Stops at `deadline`, returning `false`: the rest waits for the next sweep.
+///
+/// Each directory is listed once and then removed: the system calls per
+/// small directory are one open, two reads, one unlink per file, one close
+/// and one rmdir, which is as few as deleting it can take.
+pub(crate) fn remove_tree_at(
+    parent: BorrowedFd<'_>,
+    name: &CStr,
+    deadline: Option<Instant>,
+) -> io::Result<bool> {
+    let top = match open_listing(parent, name) {
+        Ok(dir) => dir,
+        Err(Errno::ENOENT) => return Ok(true),
+        // A symlink or a file: removed itself, never followed.
+        Err(Errno::ELOOP | Errno::ENOTDIR) => {
+            return match unlink_non_dir(parent, name)? {
+                true => Ok(true),
+                false => Err(Errno::EISDIR.into()),
+            };
+        }
+        Err(errno) => return Err(errno.into()),
+    };
+    let mut removal = Removal {
+        parent,
+        stack: vec![Level {
+            dir: top,
+            name: name.to_owned(),
+            drained: false,
+        }],
+        deadline,
+        refills: 0,
+    };
+    while let Some(level) = removal.stack.last() {
+        if removal.past() {
+            return Ok(false);
+        }
+        if level.drained {
+            removal.remove_drained()?;
+        } else if !removal.drain_top()? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_root(path: &Path) -> OwnedFd {
+        open_dir(path).expect("open dir")
+    }
+
+    #[test]
+    fn tree_removal_stops_at_the_deadline_and_finishes_later() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let tree = dir.path().join("t");
+        std::fs::create_dir_all(tree.join("sub"))?;
+        for i in 0..300 {
+            std::fs::write(tree.join(format!("f{i}")), b"x")?;
+        }
+        let root = open_root(dir.path());
+        let name = CString::new("t").expect("no nul");
+        assert!(!remove_tree_at(root.as_fd(), &name, Some(Instant::now()))?);
+        assert!(tree.join("sub").is_dir(), "stopped before finishing");
+        assert!(remove_tree_at(root.as_fd(), &name, None)?);
+        assert!(!tree.exists());
+        // Gone already: nothing to do, and no error.
+        assert!(remove_tree_at(root.as_fd(), &name, None)?);
+        Ok(())
+    }
+
+    #[test]
+    fn tree_removal_never_follows_symlinks_and_handles_depth() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside)?;
+        std::fs::write(outside.join("precious"), b"keep")?;
+        let mut deep = dir.path().join("t");
+        for _ in 0..300 {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep)?;
+        std::os::unix::fs::symlink(&outside, deep.join("escape"))?;
+        std::os::unix::fs::symlink(&outside, dir.path().join("t/link"))?;
+        let root = open_root(dir.path());
+        assert!(remove_tree_at(
+            root.as_fd(),
+            &CString::new("t").expect("no nul"),
+            None
+        )?);
+        assert!(!dir.path().join("t").exists());
+        assert_eq!(std::fs::read(outside.join("precious"))?, b"keep");
+        Ok(())
+    }
+
+    #[test]
+    fn listing_skips_dot_entries_and_existence_ignores_symlink_targets() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("a"), b"x")?;
+        std::os::unix::fs::symlink("/nonexistent", dir.path().join("dangling"))?;
+        let root = open_root(dir.path());
+        let mut names = list_all(root.as_fd())?;
+        names.sort();
+        assert_eq!(names, [c"a".to_owned(), c"dangling".to_owned()]);
+        assert!(entry_exists(root.as_fd(), c"dangling")?);
+        assert!(!entry_exists(root.as_fd(), c"missing")?);
+        Ok(())
+    }
+}

@@ -1,0 +1,53 @@
+//! Every place the crate calls into the operating system.
+//!
+//! `dir` holds the directory calls (all relative to open descriptors, none
+//! following a symlink), `procfs` reads `/proc` (the one platform-specific
+//! corner, behind its own `imp`), and [`probe_pid`] is the kill probe. Only
+//! mechanism here: no catalog, no verdicts, no policy on what to delete.
+
+pub(crate) mod dir;
+pub(crate) mod procfs;
+
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+/// What `kill(pid, 0)` said about a pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PidProbe {
+    /// A process has this pid (success, or `EPERM`: it exists but is not ours).
+    Exists,
+    /// `ESRCH`: no process has this pid.
+    NoSuchProcess,
+    /// Anything else, or a pid that must not be passed to `kill`.
+    Unknown,
+}
+
+/// Probes `pid` with signal 0. A pid ≤ 0 is never passed to `kill`: 0 and
+/// negative values address process groups, and -1 every process.
+pub(crate) fn probe_pid(pid: i32) -> PidProbe {
+    if pid <= 0 {
+        return PidProbe::Unknown;
+    }
+    match kill(Pid::from_raw(pid), None) {
+        Ok(()) | Err(Errno::EPERM) => PidProbe::Exists,
+        Err(Errno::ESRCH) => PidProbe::NoSuchProcess,
+        Err(_) => PidProbe::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_addressing_pids_are_never_probed() {
+        for pid in [0, -1, i32::MIN] {
+            assert_eq!(probe_pid(pid), PidProbe::Unknown, "{pid}");
+        }
+        let me = i32::try_from(std::process::id()).expect("pid fits");
+        assert_eq!(probe_pid(me), PidProbe::Exists);
+        let dead = i32::try_from(crate::fixture::DEAD_PID).expect("fits");
+        assert_eq!(probe_pid(dead), PidProbe::NoSuchProcess);
+    }
+}

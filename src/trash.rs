@@ -1,0 +1,366 @@
+//! The trash: moving a sandbox directory aside, putting it back, deleting it.
+//!
+//! A directory is moved into `<sandboxes_dir>/.sandbox-sweep-trash/<id>`
+//! while the catalog's write lock is held, and deleted only after the commit
+//! that removed its row. A failed commit moves it back; a crash leaves it in
+//! the trash, where the next sweep's [`Trash::recover`] puts it back (its
+//! row survived) or marks it for deletion (its row is gone). Every operation
+//! goes through the sandboxes directory and the trash held open, never
+//! following a symlink. No catalog here: callers pass what they know of rows.
+
+use std::cell::{OnceCell, Ref, RefCell};
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::sys::stat::Mode;
+
+use crate::error::{IoContext, Result};
+use crate::sys::dir::{self, entry_exists, mkdirat, renameat};
+
+/// The trash folder's name, inside the sandboxes directory.
+pub(crate) const TRASH_DIR: &str = ".sandbox-sweep-trash";
+
+/// A sandbox directory moved into the trash, pending the commit.
+#[derive(Debug)]
+pub(crate) struct Moved {
+    /// Its name in the sandboxes directory.
+    name: String,
+    /// Its name inside the trash (the sandbox id).
+    entry: OsString,
+}
+
+impl Moved {
+    /// Its name inside the trash, for [`Trash::delete`].
+    pub(crate) fn entry(&self) -> &OsStr {
+        &self.entry
+    }
+}
+
+/// A C string for a name read from the catalog or a listing.
+fn c_name(name: &OsStr, at: impl FnOnce() -> PathBuf) -> Result<CString> {
+    CString::new(name.as_bytes())
+        .map_err(io::Error::other)
+        .at(&at())
+}
+
+/// The errno of a failed call, as an error about `path`.
+fn failed<T>(errno: Errno, path: &Path) -> Result<T> {
+    Err(io::Error::from(errno)).at(path)
+}
+
+/// The sandboxes directory and its trash, both held open: every rename,
+/// listing and deletion is relative to these descriptors, so a trash swapped
+/// for a symlink after it was opened cannot redirect anything outside the
+/// sandboxes directory, and no path is resolved again per sandbox.
+#[derive(Debug)]
+pub(crate) struct Trash<'p> {
+    dir: &'p Path,
+    /// The sandboxes directory, opened by the first operation (following a
+    /// symlink: the caller chose this path).
+    root: OnceCell<OwnedFd>,
+    /// The trash, opened once per sweep without following a symlink, again
+    /// if a rename suggests it vanished.
+    bin: RefCell<Option<OwnedFd>>,
+}
+
+impl<'p> Trash<'p> {
+    /// The trash of `sandboxes_dir`; nothing is opened yet.
+    pub(crate) fn new(sandboxes_dir: &'p Path) -> Trash<'p> {
+        Trash {
+            dir: sandboxes_dir,
+            root: OnceCell::new(),
+            bin: RefCell::new(None),
+        }
+    }
+
+    fn bin_path(&self) -> PathBuf {
+        self.dir.join(TRASH_DIR)
+    }
+
+    /// The sandboxes directory, opened on first use.
+    fn root(&self) -> Result<BorrowedFd<'_>> {
+        if let Some(fd) = self.root.get() {
+            return Ok(fd.as_fd());
+        }
+        let fd = match dir::open_dir(self.dir) {
+            Ok(fd) => fd,
+            Err(Errno::ENOTDIR) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "sandboxes dir is not a directory",
+                ))
+                .at(self.dir);
+            }
+            Err(errno) => return failed(errno, self.dir),
+        };
+        Ok(self.root.get_or_init(|| fd).as_fd())
+    }
+
+    /// Fails unless the sandboxes directory exists: without it, a missing
+    /// sandbox directory cannot be told from a mistyped path, and rows would
+    /// be deleted while their directories live on elsewhere.
+    pub(crate) fn check(&self) -> Result<()> {
+        self.root().map(drop)
+    }
+
+    /// The trash, opened on first use without following a symlink; `None`
+    /// when it does not exist.
+    fn bin(&self) -> Result<Option<Ref<'_, OwnedFd>>> {
+        if self.bin.borrow().is_none() {
+            let fd = match dir::open_dir_nofollow(self.root()?, &c_trash()) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT) => return Ok(None),
+                Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                    return Err(io::Error::other("trash exists and is not a directory"))
+                        .at(&self.bin_path());
+                }
+                Err(errno) => return failed(errno, &self.bin_path()),
+            };
+            *self.bin.borrow_mut() = Some(fd);
+        }
+        Ok(Ref::filter_map(self.bin.borrow(), Option::as_ref).ok())
+    }
+
+    /// The trash, created first if it does not exist.
+    fn made_bin(&self) -> Result<Ref<'_, OwnedFd>> {
+        if self.bin.borrow().is_none() {
+            let mode = Mode::from_bits_truncate(0o777);
+            match mkdirat(self.root()?, TRASH_DIR, mode) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(errno) => return failed(errno, &self.bin_path()),
+            }
+        }
+        match self.bin()? {
+            Some(bin) => Ok(bin),
+            // Removed again between the mkdir and the open.
+            None => failed(Errno::ENOENT, &self.bin_path()),
+        }
+    }
+
+    /// Moves `<dir>/<name>` to `<trash>/<id>`; `None` when there was nothing to move.
+    ///
+    /// The common case costs one `renameat`: no `lstat` first, since a
+    /// missing source and a leftover target both show up as its error.
+    pub(crate) fn move_in(&self, id: i64, name: &str) -> Result<Option<Moved>> {
+        let root = self.root()?;
+        let entry = id.to_string();
+        let source = || self.dir.join(name);
+        let rename = || -> Result<nix::Result<()>> {
+            Ok(renameat(
+                root,
+                name,
+                self.made_bin()?.as_fd(),
+                entry.as_str(),
+            ))
+        };
+        let retry = match rename()? {
+            Ok(()) => false,
+            Err(Errno::ENOENT) => match entry_exists(root, &c_name(name.as_ref(), source)?) {
+                Ok(false) => return Ok(None),
+                Err(errno) => return failed(errno, &source()),
+                // The source exists, so the trash went away: make it again.
+                Ok(true) => {
+                    *self.bin.borrow_mut() = None;
+                    true
+                }
+            },
+            Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOTDIR | Errno::EISDIR) => {
+                // A leftover from a crash under this id holds an older copy
+                // of this same sandbox, which is being removed now anyway.
+                self.delete(OsStr::new(&entry), None)?;
+                true
+            }
+            Err(errno) => return failed(errno, &source()),
+        };
+        if retry {
+            rename()?.map_err(io::Error::from).at(&source())?;
+        }
+        Ok(Some(Moved {
+            name: name.to_owned(),
+            entry: entry.into(),
+        }))
+    }
+
+    /// After a failed commit (or a crash that rolled back the row's
+    /// removal): puts the directory back where it was, logging a failure
+    /// (the next sweep's [`Trash::recover`] retries).
+    pub(crate) fn put_back(&self, moved: Moved) {
+        let back = self.root().and_then(|root| {
+            let Some(bin) = self.bin()? else {
+                return failed(Errno::ENOENT, &self.bin_path());
+            };
+            renameat(
+                bin.as_fd(),
+                moved.entry.as_os_str(),
+                root,
+                moved.name.as_str(),
+            )
+            .map_err(io::Error::from)
+            .at(&self.bin_path().join(&moved.entry))
+        });
+        if let Err(err) = back {
+            log::warn!(
+                "could not move a directory back to {} (the next sweep restores it): {err}",
+                self.dir.join(&moved.name).display()
+            );
+        }
+    }
+
+    /// Deletes trash entry `entry` (after the commit that made it garbage),
+    /// stopping at `deadline`; `Ok(false)` when it stopped, leaving the rest
+    /// for the next sweep. A trash that is not there has nothing to delete.
+    pub(crate) fn delete(&self, entry: &OsStr, deadline: Option<Instant>) -> Result<bool> {
+        let Some(bin) = self.bin()? else {
+            return Ok(true);
+        };
+        let at = || self.bin_path().join(entry);
+        let name = c_name(entry, at)?;
+        dir::remove_tree_at(bin.as_fd(), &name, deadline).at(&at())
+    }
+
+    /// Deletes `entry`, logging a failure (the next sweep's purge retries);
+    /// `false` when the deadline stopped it.
+    pub(crate) fn discard(&self, entry: &OsStr, deadline: Option<Instant>) -> bool {
+        match self.delete(entry, deadline) {
+            Ok(done) => done,
+            Err(err) => {
+                log::warn!("could not delete trash (the next sweep retries): {err}");
+                true
+            }
+        }
+    }
+
+    /// Whether anything is at the trash path (a directory or not).
+    pub(crate) fn exists(&self) -> bool {
+        self.root()
+            .is_ok_and(|root| entry_exists(root, &c_trash()).unwrap_or(false))
+    }
+
+    /// Recovers what a crash left in the trash. Call inside a write
+    /// transaction: `owner(id)` names the sandbox whose row still holds
+    /// that id (a valid name only); such a directory is moved back when its
+    /// place is free. Returns the entries to delete once the transaction
+    /// commits.
+    pub(crate) fn recover(
+        &self,
+        mut owner: impl FnMut(i64) -> Result<Option<String>>,
+    ) -> Result<Vec<OsString>> {
+        let entries = match self.bin() {
+            // Never list (and so never delete from) anything but a real
+            // directory: a symlink here would lead outside the sandboxes dir.
+            Ok(Some(bin)) => dir::list_all(bin.as_fd())
+                .map_err(io::Error::from)
+                .at(&self.bin_path())?,
+            Ok(None) => return Ok(Vec::new()),
+            Err(err) => {
+                log::warn!(
+                    "{err}; not ours to purge, and no sandbox can be removed while it is there"
+                );
+                return Ok(Vec::new());
+            }
+        };
+        let root = self.root()?;
+        let mut doomed = Vec::new();
+        for entry in entries {
+            let entry = OsStr::from_bytes(entry.to_bytes()).to_owned();
+            let id = entry.to_str().and_then(|s| s.parse::<i64>().ok());
+            let name = match id {
+                Some(id) => owner(id)?,
+                None => None,
+            };
+            if let Some(name) = name {
+                let free = matches!(
+                    CString::new(name.as_bytes()).map(|c| entry_exists(root, &c)),
+                    Ok(Ok(false))
+                );
+                if free {
+                    log::info!(
+                        "restoring {} from the trash: its row survived",
+                        self.dir.join(&name).display()
+                    );
+                    self.put_back(Moved { name, entry });
+                    continue;
+                }
+            }
+            doomed.push(entry);
+        }
+        Ok(doomed)
+    }
+}
+
+/// [`TRASH_DIR`] as a C string.
+fn c_trash() -> CString {
+    CString::new(TRASH_DIR).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox_dir(root: &Path, name: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(root.join(name).join("rootfs"))?;
+        std::fs::write(root.join(name).join("rootfs/data"), b"payload")
+    }
+
+    fn count(path: &Path) -> usize {
+        std::fs::read_dir(path).map_or(0, Iterator::count)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn trash_swapped_for_a_symlink_mid_sweep_does_not_redirect() -> Result<()> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sandboxes = dir.path().join("sandboxes");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        for name in ["a", "b"] {
+            sandbox_dir(&sandboxes, name).expect("sandbox dir");
+        }
+        let trash = Trash::new(&sandboxes);
+        let first = trash.move_in(1, "a")?.expect("moved");
+        // Someone swaps the trash for a symlink that points outside.
+        let bin = sandboxes.join(TRASH_DIR);
+        std::fs::rename(&bin, sandboxes.join("old-trash")).expect("rename");
+        std::os::unix::fs::symlink(&outside, &bin).expect("symlink");
+        let second = trash.move_in(2, "b")?.expect("moved");
+        assert_eq!(count(&outside), 0);
+        assert!(sandboxes.join("old-trash/2/rootfs/data").exists());
+        assert!(trash.discard(first.entry(), None));
+        assert!(trash.discard(second.entry(), None));
+        assert_eq!(count(&sandboxes.join("old-trash")), 0);
+        assert_eq!(count(&outside), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn recovery_puts_back_what_an_owner_claims_and_dooms_the_rest() -> Result<()> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sandboxes = dir.path();
+        let bin = sandboxes.join(TRASH_DIR);
+        for entry in ["7", "8", "not-an-id"] {
+            sandbox_dir(&bin, entry).expect("trash entry");
+        }
+        // Sandbox 8's place is taken again: its copy in the trash is stale.
+        sandbox_dir(sandboxes, "eight").expect("sandbox dir");
+        let trash = Trash::new(sandboxes);
+        let owners = |id| {
+            Ok(match id {
+                7 => Some("seven".to_owned()),
+                8 => Some("eight".to_owned()),
+                _ => None,
+            })
+        };
+        let mut doomed = trash.recover(owners)?;
+        doomed.sort();
+        assert_eq!(doomed, [OsString::from("8"), OsString::from("not-an-id")]);
+        assert!(sandboxes.join("seven/rootfs/data").exists());
+        assert!(sandboxes.join("eight/rootfs/data").exists());
+        assert!(!bin.join("7").exists());
+        Ok(())
+    }
+}

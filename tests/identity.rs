@@ -1,0 +1,126 @@
+//! Process identity: recorded with a run, a reused pid or a reboot is recognised.
+//!
+//! Through the public API only, on the shared fixture (`tests/common/fixture.rs`).
+
+mod common;
+
+use common::*;
+use sandbox_sweep::*;
+
+fn sweep(f: &Fixture) -> Result<sandbox_sweep::Report> {
+    let catalog = Catalog::new(&f.conn)?;
+    match Sweeper::new(&f.sandboxes)
+        .limits(Limits::unlimited())
+        .force(true)
+        .run_with(&catalog, &now)
+    {
+        SweepOutcome::Swept(report) => Ok(report),
+        other => panic!("expected a sweep, got {other:?}"),
+    }
+}
+
+#[test]
+fn inserted_run_carries_identity_and_stays_alive() -> Result<()> {
+    let f = Fixture::new()?;
+    let id = f.sandbox("web", "Running", false)?;
+    let catalog = Catalog::new(&f.conn)?;
+    let me = ProcessIdentity::current()?;
+    let run = insert_running_run(&catalog, id, &me, now())?;
+    let (pid, start, boot): (i64, Option<i64>, Option<String>) = f.conn.query_row(
+        "SELECT pid, pid_start_time, boot_id FROM run WHERE id = ?1",
+        [run],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    assert_eq!(pid, own_pid());
+    assert_eq!(start, me.start_time.map(|t| t as i64));
+    assert_eq!(boot, me.boot_id);
+    assert_eq!(sweep(&f)?.reconciled, 0);
+    assert_eq!(f.status(id)?.as_deref(), Some("Running"));
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn reused_pid_and_pre_reboot_runs_are_reconciled() -> Result<()> {
+    let f = Fixture::new()?;
+    let catalog = Catalog::new(&f.conn)?;
+    let me = ProcessIdentity::current()?;
+    let reused = f.sandbox("reused", "Running", false)?;
+    let run = insert_running_run(&catalog, reused, &me, now())?;
+    let wrong_start = ProcessIdentity {
+        start_time: me.start_time.map(|t| t + 1),
+        ..me.clone()
+    };
+    assert!(record_identity(&catalog, run, &wrong_start)?);
+    let rebooted = f.sandbox("rebooted", "Draining", false)?;
+    let other_boot = ProcessIdentity {
+        boot_id: Some("11111111-2222-3333-4444-555555555555".into()),
+        ..me.clone()
+    };
+    insert_running_run(&catalog, rebooted, &other_boot, now())?;
+    let report = sweep(&f)?;
+    assert_eq!(report.dead(DeadReason::PidReused), 1);
+    assert_eq!(report.dead(DeadReason::Rebooted), 1);
+    assert_eq!(f.status(reused)?.as_deref(), Some("Crashed"));
+    assert_eq!(f.status(rebooted)?.as_deref(), Some("Stopped"));
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn cleanup_treats_a_reused_pid_as_dead() -> Result<()> {
+    let f = Fixture::new()?;
+    let catalog = Catalog::new(&f.conn)?;
+    let me = ProcessIdentity::current()?;
+    let eph = f.sandbox("eph", "Stopped", true)?;
+    let dir = f.mkdir("eph");
+    let wrong_start = ProcessIdentity {
+        start_time: me.start_time.map(|t| t + 7),
+        ..me.clone()
+    };
+    insert_running_run(&catalog, eph, &wrong_start, now())?;
+    let kept = f.sandbox("kept", "Stopped", true)?;
+    insert_running_run(&catalog, kept, &me, now())?;
+    assert_eq!(
+        sandbox_sweep::clean_ephemeral(&catalog, &f.sandboxes, eph)?,
+        sandbox_sweep::CleanupOutcome::Removed
+    );
+    assert_eq!(
+        sandbox_sweep::clean_ephemeral(&catalog, &f.sandboxes, kept)?,
+        sandbox_sweep::CleanupOutcome::SkippedLivePid
+    );
+    assert!(!dir.exists());
+    assert_eq!(f.status(kept)?.as_deref(), Some("Stopped"));
+    Ok(())
+}
+
+#[test]
+fn null_identity_columns_fall_back_to_the_probe() -> Result<()> {
+    let f = Fixture::new()?;
+    let id = f.sandbox("web", "Running", false)?;
+    f.run(id, Some(own_pid()), "Running")?;
+    assert_eq!(sweep(&f)?.reconciled, 0);
+    assert_eq!(f.status(id)?.as_deref(), Some("Running"));
+    Ok(())
+}
+
+#[test]
+fn recording_needs_the_identity_columns() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conn = rusqlite::Connection::open(dir.path().join("c.db"))?;
+    conn.execute_batch(include_str!("data/schema.sql"))?;
+    let catalog = Catalog::new(&conn)?;
+    conn.execute(
+        "INSERT INTO sandbox (name, config, status) VALUES ('w', '{}', 'Running')",
+        [],
+    )?;
+    let me = ProcessIdentity::current()?;
+    let run = insert_running_run(&catalog, 1, &me, now())?;
+    assert!(matches!(
+        record_identity(&catalog, run, &me),
+        Err(Error::MissingColumn { table: "run", .. })
+    ));
+    let pid: i64 = conn.query_row("SELECT pid FROM run WHERE id = ?1", [run], |r| r.get(0))?;
+    assert_eq!(pid, own_pid());
+    Ok(())
+}
