@@ -81,6 +81,15 @@ pub enum Liveness {
 
 impl Liveness {
     /// Whether the verdict is [`Liveness::Alive`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{DeadReason, Liveness};
+    ///
+    /// assert!(Liveness::Alive.is_alive());
+    /// assert!(!Liveness::Dead(DeadReason::Zombie).is_alive());
+    /// ```
     pub fn is_alive(self) -> bool {
         self == Liveness::Alive
     }
@@ -141,6 +150,13 @@ impl Prober {
     /// without probing; then the pid must be in `1..=i32::MAX`; then
     /// `kill(pid, 0)` (`EPERM` counts as alive); then, on Linux, `/proc`
     /// tells zombies and, when a start time was recorded, reused pids.
+    ///
+    /// Dead needs positive evidence: `ESRCH`, a zombie state that was read,
+    /// or a start time or boot id that was read and differs. A `/proc` entry
+    /// that cannot be seen while `kill` says the process exists (a `/proc`
+    /// mounted `hidepid=2`, another user's process) proves nothing: `kill`
+    /// is asked once more, to catch an exit in between, and otherwise the
+    /// process counts as alive.
     pub fn check(&self, recorded: &RecordedProcess<'_>) -> Liveness {
         if let (Some(then), Some(now)) = (recorded.boot_id, self.boot_id.as_deref()) {
             if then.trim() != now {
@@ -169,7 +185,10 @@ impl Prober {
                 }
                 _ => Liveness::Alive,
             },
-            StatRead::Gone => Liveness::Dead(DeadReason::NoSuchProcess),
+            StatRead::Gone => match probe_pid(pid) {
+                PidProbe::NoSuchProcess => Liveness::Dead(DeadReason::NoSuchProcess),
+                PidProbe::Exists | PidProbe::Unknown => Liveness::Alive,
+            },
             StatRead::Unknown => Liveness::Alive,
         }
     }

@@ -269,8 +269,74 @@ fn read_only_directories_inside_a_sandbox_are_deleted_by_their_owner() -> TestRe
     assert_eq!(runs, 0);
     assert!(!exists(&env.sandboxes.join("image")));
     let trash = env.sandboxes.join(".sandbox-sweep-trash");
-    assert_eq!(std::fs::read_dir(&trash)?.count(), 0, "trash left behind");
+    assert!(!exists(&trash), "trash left behind");
     assert_eq!(status_of(&conn, sealed).as_deref(), Some("Stopped"));
     assert_eq!(std::fs::read(env.sandboxes.join("sealed/data"))?, b"keep");
+    Ok(())
+}
+
+/// A root-owned child that lives until dropped: a "runtime" the sweeper's
+/// user cannot see in a `hidepid=2` `/proc`.
+struct Sleeper(std::process::Child);
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn hidden_processes_are_alive_to_an_unprivileged_sweeper() -> TestResult {
+    if !is_root() {
+        eprintln!("SKIPPED hidepid: needs root to mount a hidepid=2 /proc and switch users");
+        return Ok(());
+    }
+    const NOBODY: &str = "65534";
+    let env = Env::new();
+    let conn = env.conn();
+    let runtime = Sleeper(std::process::Command::new("sleep").arg("60").spawn()?);
+    let live = add_sandbox(&conn, "live", "Running", false);
+    add_run(&conn, live, Some(i64::from(runtime.0.id())));
+    let dead = add_sandbox(&conn, "dead", "Running", false);
+    add_run(&conn, dead, Some(DEAD_PID));
+    drop(conn);
+    let copy = env.dir.path().join("sandbox-sweep");
+    std::fs::copy(env!("CARGO_BIN_EXE_sandbox-sweep"), &copy)?;
+    chown_tree(env.dir.path(), 65534)?;
+    // A private mount namespace whose /proc hides other users' processes,
+    // and in it the sweep as an ordinary user. The namespace, and its
+    // mount, end with the command.
+    let script = format!(
+        "mount -t proc -o hidepid=2 proc /proc && \
+         exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups {} {}",
+        copy.display(),
+        env.sweep_args(&["--force", "--json"]).join(" ")
+    );
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = json_line(&out);
+    assert_eq!(json_field(&json, "reconciled"), "1", "{json}");
+    let conn = env.conn();
+    assert_eq!(status_of(&conn, live).as_deref(), Some("Running"));
+    assert_eq!(status_of(&conn, dead).as_deref(), Some("Crashed"));
+    // The sweeper really could not see the runtime: its /proc entry was
+    // hidden, which is what once counted as death.
+    let probe = format!(
+        "mount -t proc -o hidepid=2 proc /proc && \
+         exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups test -e /proc/{}",
+        runtime.0.id()
+    );
+    let hidden = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &probe])
+        .status()?;
+    assert_eq!(
+        hidden.code(),
+        Some(1),
+        "the runtime was visible: not a hidepid test"
+    );
     Ok(())
 }
