@@ -23,6 +23,10 @@ use crate::trash::{Moved, Trash};
 /// (`".sandbox-sweep"`, as in the trash `.sandbox-sweep-trash`).
 pub const RESERVED_PREFIX: &str = ".sandbox-sweep";
 
+/// The longest name one path component may have, in bytes (Linux's
+/// `NAME_MAX`): a longer name can never name a directory.
+const NAME_MAX: usize = 255;
+
 /// What happened to one sandbox asked to be cleaned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -79,6 +83,15 @@ impl CleanupOutcome {
     }
 
     /// Whether this outcome is a per-row error (counted in `errors`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::CleanupOutcome;
+    ///
+    /// assert!(CleanupOutcome::InvalidName.is_error());
+    /// assert!(!CleanupOutcome::SkippedLivePid.is_error());
+    /// ```
     pub fn is_error(self) -> bool {
         matches!(
             self,
@@ -103,7 +116,8 @@ impl fmt::Display for CleanupOutcome {
 /// # Errors
 ///
 /// [`Error::InvalidName`] for an empty name, `.`, `..`, a name with `/` or
-/// NUL, or one starting with [`RESERVED_PREFIX`].
+/// NUL, one longer than a path component may be (255 bytes), or one
+/// starting with [`RESERVED_PREFIX`].
 ///
 /// # Examples
 ///
@@ -114,11 +128,14 @@ impl fmt::Display for CleanupOutcome {
 /// for bad in ["", ".", "..", "a/b", "/etc", "../x", "a\0b", ".sandbox-sweep-trash"] {
 ///     assert!(validate_name(bad).is_err(), "{bad:?}");
 /// }
+/// assert!(validate_name(&"x".repeat(255)).is_ok());
+/// assert!(validate_name(&"x".repeat(256)).is_err());
 /// ```
 pub fn validate_name(name: &str) -> Result<()> {
     let bad = name.is_empty()
         || name == "."
         || name == ".."
+        || name.len() > NAME_MAX
         || name.contains(['/', '\0'])
         || name.starts_with(RESERVED_PREFIX);
     if bad {
@@ -268,6 +285,7 @@ pub fn clean_ephemeral(
         Ok(()) => {
             if let Some(moved) = moved {
                 trash.discard(moved.entry(), None);
+                trash.remove_if_empty();
             }
             Ok(outcome)
         }

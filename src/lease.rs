@@ -200,6 +200,21 @@ impl<'c> Catalog<'c> {
     /// # Errors
     ///
     /// Any SQLite error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{Catalog, LeaseSpec, SystemClock};
+    ///
+    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// let catalog = Catalog::new(&conn)?;
+    /// let lease = catalog.try_acquire(&SystemClock, false)?;
+    /// let row = catalog.lease_row_of(&LeaseSpec::SWEEP)?.expect("claimed");
+    /// assert_eq!(row.holder_pid, Some(std::process::id()));
+    /// drop(lease);
+    /// # Ok::<(), sandbox_sweep::Error>(())
+    /// ```
     pub fn lease_row_of(&self, spec: &LeaseSpec) -> Result<Option<LeaseRow>> {
         let mut stmt = self.conn.prepare_cached(READ_LEASE)?;
         let row = stmt

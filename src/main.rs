@@ -4,7 +4,7 @@
 //! sandbox-sweep init   --db PATH
 //! sandbox-sweep sweep  --db PATH --sandboxes-dir DIR [--force] [--dry-run]
 //!                      [--max-active N] [--max-ephemeral N] [--budget-ms MS] [--json] [-v]
-//! sandbox-sweep status --db PATH [--json]
+//! sandbox-sweep status --db PATH [--all] [--json]
 //! sandbox-sweep demo   [--keep DIR]
 //! ```
 //!
@@ -27,14 +27,22 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(CliError::Io(err)) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(CliError::Usage(msg)) => {
-            eprintln!("error: {msg} (see `sandbox-sweep --help`)");
+            complain(format_args!("{msg} (see `sandbox-sweep --help`)"));
             ExitCode::from(2)
         }
         Err(err) => {
-            eprintln!("error: {err}");
+            complain(format_args!("{err}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes one `error:` line to stderr. A stderr that cannot be written (a
+/// full disk behind `2>>log`, a closed pipe) changes nothing: the exit
+/// status still tells, and `eprintln!` would panic instead.
+fn complain(msg: std::fmt::Arguments<'_>) {
+    let line = format!("error: {msg}\n");
+    let _ = io::stderr().lock().write_all(line.as_bytes());
 }
 
 fn try_main() -> Result<ExitCode, CliError> {
@@ -63,13 +71,14 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             sandbox_sweep::migrate(&conn)?;
             writeln!(out, "initialised {}", db.display())?;
         }
-        Command::Status { db, json } => {
+        Command::Status { db, json, all } => {
             let conn = cli::open_existing(&db)?;
             let summary = Catalog::new(&conn)?.summary()?;
             if json {
                 print::status_json(out, &summary)?;
             } else {
-                print::status(out, &db, &summary)?;
+                let shown = if all { usize::MAX } else { print::STATUS_LIST };
+                print::status(out, &db, &summary, shown)?;
             }
         }
         Command::Sweep(args) => return sweep(&args, out),
@@ -106,6 +115,12 @@ fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
     }
     match outcome {
         SweepOutcome::Failed(err) => Err(err.into()),
-        SweepOutcome::Swept(_) | SweepOutcome::Skipped(_) => Ok(ExitCode::SUCCESS),
+        SweepOutcome::Swept(report) => match report.sandboxes_dir_error {
+            Some(err) => Err(CliError::Other(format!(
+                "ephemeral sandboxes not cleaned: {err}"
+            ))),
+            None => Ok(ExitCode::SUCCESS),
+        },
+        SweepOutcome::Skipped(_) => Ok(ExitCode::SUCCESS),
     }
 }

@@ -39,6 +39,11 @@ pub struct Report {
     pub lease_lost: bool,
     /// Both phases went through every candidate: nothing was left behind.
     pub complete: bool,
+    /// Why the ephemeral phase did not run: the sandboxes directory could
+    /// not be opened (the message names it). Counted in `errors`; reconcile
+    /// ran, and the window is recorded as done, so runtime starts do not
+    /// retry it before the interval.
+    pub sandboxes_dir_error: Option<String>,
     /// Nothing was written: the counts say what a sweep would have done.
     pub dry_run: bool,
     /// Removed sandboxes' directories left in the trash because the budget
@@ -46,6 +51,9 @@ pub struct Report {
     pub trash_deferred: u64,
     /// How long the sweep took.
     pub elapsed: Duration,
+    /// Both phases ran to the end or could not run at all: the lease
+    /// records completion.
+    pub(crate) settled: bool,
     pub(crate) dead: [u64; DeadReason::ALL.len()],
     pub(crate) outcomes: [u64; CleanupOutcome::ALL.len()],
 }
@@ -139,10 +147,15 @@ impl fmt::Display for Report {
             .filter(|&o| o != CleanupOutcome::Removed)
             .collect();
         nonzero(f, "kept: ", &not_removed, |o| self.outcome(o))?;
+        if let Some(err) = &self.sandboxes_dir_error {
+            write!(f, "; ephemeral phase skipped: {err}")?;
+        }
         let end = if self.lease_lost {
             "; stopped early: lease lost"
         } else if self.timed_out {
             "; stopped early: time budget"
+        } else if self.sandboxes_dir_error.is_some() {
+            ""
         } else if !self.complete {
             "; stopped early: row limit"
         } else {

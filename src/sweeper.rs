@@ -54,7 +54,15 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// No row limits and an effectively unlimited budget.
+    /// No row limits and an effectively unlimited budget: what a tool
+    /// draining a big backlog by hand wants, never a runtime start.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let all = sandbox_sweep::Limits::unlimited();
+    /// assert_eq!((all.max_active, all.max_ephemeral), (usize::MAX, usize::MAX));
+    /// ```
     pub fn unlimited() -> Limits {
         Limits {
             max_active: usize::MAX,
@@ -76,8 +84,10 @@ pub enum SweepOutcome {
     /// A sweep ran (possibly partly: see [`Report::complete`]).
     Swept(Report),
     /// The sweep could not run, or stopped: a database error other than
-    /// busy, or a sandboxes directory that does not exist. What was
-    /// committed stays committed; the lease was released.
+    /// busy (a missing table, a read-only or corrupt file, a full disk).
+    /// What was committed stays committed; the lease was released. A
+    /// missing sandboxes directory is not a failure: see
+    /// [`Report::sandboxes_dir_error`].
     Failed(Error),
 }
 
@@ -176,6 +186,24 @@ impl Sweeper {
     /// Takes a [`Catalog`], built once per connection; [`run_startup_maintenance`]
     /// is the convenience that builds it from a connection on every call
     /// (a schema check that costs about 1.2 µs on a catalog it has seen).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{Catalog, SweepOutcome, Sweeper};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let conn = sandbox_sweep::open(dir.path().join("catalog.db"))?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// let catalog = Catalog::new(&conn)?; // once per connection
+    /// let sweeper = Sweeper::new(dir.path());
+    /// match sweeper.run(&catalog) {
+    ///     SweepOutcome::Swept(report) => println!("{report}"),
+    ///     SweepOutcome::Skipped(reason) => println!("skipped: {reason}"),
+    ///     SweepOutcome::Failed(err) => eprintln!("maintenance failed: {err}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn run(&self, catalog: &Catalog<'_>) -> SweepOutcome {
         self.run_with(catalog, &SystemClock)
     }
@@ -209,7 +237,7 @@ impl Sweeper {
             Ok(mut report) => {
                 // Candidates left behind: release without completion, so
                 // the next start goes on with the backlog at once.
-                let completed_at = report.complete.then(|| clock.now());
+                let completed_at = report.settled.then(|| clock.now());
                 match lease.finish(completed_at) {
                     Ok(still_ours) => report.lease_lost |= !still_ours,
                     Err(err) => log::warn!(
@@ -233,9 +261,9 @@ impl Sweeper {
     ///
     /// # Errors
     ///
-    /// Database errors end the sweep (what was committed stays committed),
-    /// and so does a sandboxes directory that does not exist (checked before
-    /// any ephemeral sandbox is touched).
+    /// Database errors end the sweep (what was committed stays committed).
+    /// A sandboxes directory that cannot be opened is not an error here: the
+    /// ephemeral phase is skipped and [`Report::sandboxes_dir_error`] says why.
     ///
     /// # Examples
     ///

@@ -235,6 +235,26 @@ impl<'p> Trash<'p> {
         }
     }
 
+    /// Removes the trash folder when it is empty and this sweep opened it:
+    /// users list the sandboxes directory and expect only sandboxes there,
+    /// and an absent trash costs the next sweep no write transaction. Not
+    /// empty (deferred deletions, another process's entries) or not there:
+    /// nothing to do. Never follows a symlink (`rmdir` of one fails).
+    pub(crate) fn remove_if_empty(&self) {
+        if self.bin.borrow_mut().take().is_none() {
+            return;
+        }
+        let Ok(root) = self.root() else { return };
+        match dir::remove_empty_dir(root, &c_trash()) {
+            Ok(()) | Err(Errno::ENOENT | Errno::ENOTEMPTY | Errno::EEXIST) => {}
+            Err(errno) => log::debug!(
+                "{}: left in place: {}",
+                self.bin_path().display(),
+                io::Error::from(errno)
+            ),
+        }
+    }
+
     /// Whether anything is at the trash path (a directory or not).
     pub(crate) fn exists(&self) -> bool {
         self.root()

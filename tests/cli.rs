@@ -184,8 +184,10 @@ fn missing_sandboxes_dir_is_an_error() -> TestResult {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert_one_error_line(&out);
+    assert!(stderr(&out).contains("sandboxs"), "{}", stderr(&out));
     let line = &json_line(&out);
-    assert_eq!(json_field(line, "outcome"), "\"failed\"");
+    assert_eq!(json_field(line, "outcome"), "\"swept\"");
+    assert!(json_field(line, "error").contains("sandboxs"), "{line}");
     assert_eq!(status_of(&conn, eph).as_deref(), Some("Stopped"));
     Ok(())
 }
@@ -331,5 +333,81 @@ fn broken_pipe_exits_zero() -> TestResult {
     drop(child.stdout.take());
     let status = child.wait()?;
     assert_eq!(status.code(), Some(0));
+    Ok(())
+}
+
+#[test]
+fn status_lists_twenty_dead_runtimes_unless_asked_for_all() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    for i in 0..25 {
+        let id = add_sandbox(&conn, &format!("dead-{i:02}"), "Running", false);
+        add_run(&conn, id, Some(DEAD_PID));
+    }
+    let listed = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("no_such_process"))
+            .count()
+    };
+    let out = cli(&["status", "--db", env.db_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(listed(&text), 20, "{text}");
+    assert!(
+        text.contains("  … and 5 more (`--all` lists them)\n"),
+        "{text}"
+    );
+    let out = cli(&["status", "--db", env.db_str(), "--all"]);
+    let text = stdout(&out);
+    assert_eq!(listed(&text), 25, "{text}");
+    assert!(!text.contains("more (`--all`"), "{text}");
+    // JSON holds the full list, and its count.
+    let out = cli(&["status", "--db", env.db_str(), "--json"]);
+    let line = json_line(&out);
+    assert_eq!(json_field(&line, "dead_active_count"), "25");
+    assert_eq!(line.matches("\"reason\":\"no_such_process\"").count(), 25);
+    Ok(())
+}
+
+/// Runs the CLI with stdout or stderr on `/dev/full` (every write `ENOSPC`).
+fn cli_to_full_disk(args: &[&str], stdout_full: bool) -> std::io::Result<std::process::Output> {
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full");
+    let mut cmd = bin();
+    cmd.args(args).stdin(std::process::Stdio::null());
+    if stdout_full {
+        cmd.stdout(full()?);
+    } else {
+        cmd.stderr(full()?);
+    }
+    cmd.output()
+}
+
+#[test]
+fn output_that_cannot_be_written_exits_one_without_a_panic() -> TestResult {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED output failures: no /dev/full here");
+        return Ok(());
+    }
+    let env = Env::new();
+    // stdout on a full disk: exit 1, and the reason on stderr.
+    let out = cli_to_full_disk(&["status", "--db", env.db_str()], true)?;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_one_error_line(&out);
+    assert!(
+        stderr(&out).contains("No space left on device"),
+        "{}",
+        stderr(&out)
+    );
+    // stderr on a full disk while reporting an error: still exit 1.
+    let missing = env.dir.path().join("missing.db");
+    let out = cli_to_full_disk(&["status", "--db", missing.to_str().ok_or("utf8")?], false)?;
+    assert_eq!(out.status.code(), Some(1));
+    // Logs to a full stderr change nothing either.
+    let out = cli_to_full_disk(&env.sweep_args(&["-v", "--force"]), false)?;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).starts_with("swept"), "{}", stdout(&out));
+    // A usage error whose one line cannot be written: exit 2.
+    let out = cli_to_full_disk(&["frob"], false)?;
+    assert_eq!(out.status.code(), Some(2));
     Ok(())
 }

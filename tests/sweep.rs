@@ -480,7 +480,7 @@ fn reference_schema_without_migration_is_swept() -> Result<()> {
 }
 
 #[test]
-fn missing_sandboxes_dir_fails_before_deleting_rows() -> Result<()> {
+fn missing_sandboxes_dir_skips_cleanup_reports_it_and_records_completion() -> Result<()> {
     let f = Fixture::new()?;
     let web = f.sandbox("web", "Running", false)?;
     f.run(web, Some(DEAD_PID), "Running")?;
@@ -488,15 +488,29 @@ fn missing_sandboxes_dir_fails_before_deleting_rows() -> Result<()> {
     let catalog = Catalog::new(&f.conn)?;
     let typo = f.dir.path().join("sandboxs");
     let outcome = Sweeper::new(&typo).force(true).run_with(&catalog, &now);
-    assert!(
-        matches!(outcome, SweepOutcome::Failed(Error::Io { ref path, .. }) if *path == typo),
-        "{outcome:?}"
+    let SweepOutcome::Swept(report) = outcome else {
+        panic!("expected a sweep, got {outcome:?}");
+    };
+    // Reconcile needs no directory: done. Cleanup is skipped and says why.
+    assert_eq!(
+        (report.reconciled, report.removed, report.errors),
+        (1, 0, 1)
     );
-    assert_eq!(f.status(eph)?.as_deref(), Some("Stopped"));
-    // Phase 1 needs no directory and had already committed.
+    assert!(!report.complete);
+    let why = report.sandboxes_dir_error.as_deref().unwrap_or_default();
+    assert!(why.contains("sandboxs"), "{why}");
     assert_eq!(f.status(web)?.as_deref(), Some("Crashed"));
+    assert_eq!(f.status(eph)?.as_deref(), Some("Stopped"));
+    assert!(!exists(&typo));
+    // The window is recorded, so the next runtime starts skip instead of
+    // taking the lease to fail the same way.
     let row = catalog.lease_row()?.expect("row");
-    assert_eq!((row.holder_pid, row.last_completed_at), (None, None));
+    assert_eq!((row.holder_pid, row.last_completed_at), (None, Some(now())));
+    let next = Sweeper::new(&typo).run_with(&catalog, &now);
+    assert!(
+        matches!(next, SweepOutcome::Skipped(SkipReason::Recent)),
+        "{next:?}"
+    );
     Ok(())
 }
 
@@ -528,7 +542,7 @@ fn crash_leftovers_in_the_trash_are_restored_or_purged() -> Result<()> {
     let report = sweep_all(&f)?;
     assert_eq!(report.errors, 0);
     assert!(exists(&f.sandboxes.join("kept/rootfs")));
-    assert_eq!(std::fs::read_dir(&trash).expect("trash").count(), 0);
+    assert!(!exists(&trash), "an emptied trash is removed");
     Ok(())
 }
 
@@ -550,7 +564,7 @@ fn trash_that_does_not_fit_the_budget_waits_for_the_next_sweep() -> Result<()> {
         panic!("expected a sweep");
     };
     let trash = f.sandboxes.join(TRASH_DIR);
-    let in_trash = std::fs::read_dir(&trash).expect("trash").count() as u64;
+    let in_trash = std::fs::read_dir(&trash).map_or(0, Iterator::count) as u64;
     // Whatever was removed from the catalog is gone from the sandboxes
     // dir; what the budget did not cover waits in the trash.
     assert_eq!(in_trash, report.trash_deferred);
@@ -563,7 +577,27 @@ fn trash_that_does_not_fit_the_budget_waits_for_the_next_sweep() -> Result<()> {
     }
     let report = sweep_all(&f)?;
     assert_eq!(report.trash_deferred, 0);
-    assert_eq!(std::fs::read_dir(&trash).expect("trash").count(), 0);
+    assert!(!exists(&trash), "an emptied trash is removed");
     assert_eq!(f.count("SELECT count(*) FROM sandbox")?, 0);
+    Ok(())
+}
+
+#[test]
+fn names_longer_than_a_path_component_are_invalid_and_kept() -> Result<()> {
+    let f = Fixture::new()?;
+    let longest = "x".repeat(255);
+    let too_long = "y".repeat(256);
+    let ok = f.sandbox(&longest, "Stopped", true)?;
+    f.mkdir(&longest);
+    let bad = f.sandbox(&too_long, "Crashed", true)?;
+    let report = sweep_all(&f)?;
+    assert_eq!((report.removed, report.errors), (1, 1));
+    assert_eq!(report.outcome(CleanupOutcome::InvalidName), 1);
+    assert_eq!(f.status(ok)?, None);
+    assert_eq!(f.status(bad)?.as_deref(), Some("Crashed"));
+    // Counted again next time, never retried as a failed removal.
+    let again = sweep_all(&f)?;
+    assert_eq!(again.outcome(CleanupOutcome::InvalidName), 1);
+    assert_eq!(again.outcome(CleanupOutcome::DirRemoveFailed), 0);
     Ok(())
 }

@@ -13,7 +13,7 @@ Usage:
   sandbox-sweep init   --db PATH
   sandbox-sweep sweep  --db PATH --sandboxes-dir DIR [--force] [--dry-run]
                        [--max-active N] [--max-ephemeral N] [--budget-ms MS] [--json] [-v]
-  sandbox-sweep status --db PATH [--json]
+  sandbox-sweep status --db PATH [--all] [--json]
   sandbox-sweep demo   [--keep DIR]
 
 Commands:
@@ -30,7 +30,8 @@ Options:
   --max-active N       most Running/Draining sandboxes examined (default 250)
   --max-ephemeral N    most finished ephemeral sandboxes examined (default 250)
   --budget-ms MS       time budget in milliseconds (default 250)
-  --json               one JSON object on the last line of stdout
+  --all                status: list every dead runtime (default: the first 20)
+  --json               one JSON object on the last line of stdout (status: the full list)
   --keep DIR           build the demo in DIR and keep it
   -v, --verbose        log to stderr
   -h, --help           this text
@@ -57,7 +58,7 @@ pub struct SweepArgs {
 pub enum Command {
     Init { db: PathBuf },
     Sweep(SweepArgs),
-    Status { db: PathBuf, json: bool },
+    Status { db: PathBuf, json: bool, all: bool },
     Demo { keep: Option<PathBuf> },
     Help,
     Version,
@@ -88,7 +89,7 @@ fn flags(command: &str) -> &'static [(&'static str, bool)] {
             ("--budget-ms", true),
             ("--json", false),
         ],
-        "status" => &[("--db", true), ("--json", false)],
+        "status" => &[("--db", true), ("--json", false), ("--all", false)],
         "demo" => &[("--keep", true)],
         _ => &[],
     }
@@ -182,6 +183,7 @@ impl Given {
             "status" => Command::Status {
                 db: self.path("--db")?,
                 json: self.switch("--json"),
+                all: self.switch("--all"),
             },
             "demo" => Command::Demo {
                 keep: self.value("--keep").map(PathBuf::from),

@@ -57,7 +57,7 @@ fn outcome_counts(report: &Report) -> String {
 pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<()> {
     let empty = Report::default();
     let (kind, skip, report, error) = match outcome {
-        SweepOutcome::Swept(report) => ("swept", None, report, None),
+        SweepOutcome::Swept(report) => ("swept", None, report, report.sandboxes_dir_error.clone()),
         SweepOutcome::Skipped(reason) => ("skipped", Some(reason.as_str()), &empty, None),
         SweepOutcome::Failed(err) => ("failed", None, &empty, Some(err.to_string())),
     };
@@ -149,10 +149,15 @@ pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
                 .map(|&o| (o.as_str(), report.outcome(o)))
         )
     )?;
+    if let Some(err) = &report.sandboxes_dir_error {
+        writeln!(out, "  ephemeral sandboxes not cleaned: {err}")?;
+    }
     let left = if report.lease_lost {
         "stopped: the lease was taken by another process"
     } else if report.timed_out {
         "time budget ran out; the next sweep continues"
+    } else if report.sandboxes_dir_error.is_some() {
+        "reconcile done; fix the sandboxes directory for cleanup"
     } else if !report.complete {
         "row limit reached; the next sweep continues"
     } else {
@@ -161,8 +166,11 @@ pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
     writeln!(out, "  {left}")
 }
 
-/// `status` for a person.
-pub fn status(out: &mut impl Write, db: &Path, summary: &Summary) -> io::Result<()> {
+/// How many dead runtimes `status` lists without `--all`.
+pub const STATUS_LIST: usize = 20;
+
+/// `status` for a person, listing at most `shown` dead runtimes.
+pub fn status(out: &mut impl Write, db: &Path, summary: &Summary, shown: usize) -> io::Result<()> {
     writeln!(out, "catalog {}", db.display())?;
     if summary.by_status.is_empty() {
         writeln!(out, "  no sandboxes")?;
@@ -180,7 +188,7 @@ pub fn status(out: &mut impl Write, db: &Path, summary: &Summary) -> io::Result<
         "active sandboxes with a dead runtime now: {}",
         summary.dead_active.len()
     )?;
-    for dead in &summary.dead_active {
+    for dead in summary.dead_active.iter().take(shown) {
         let reason = dead.reason.map_or("no running run", DeadReason::as_str);
         writeln!(
             out,
@@ -189,6 +197,10 @@ pub fn status(out: &mut impl Write, db: &Path, summary: &Summary) -> io::Result<
             format!("{:?}", dead.name),
             dead.status
         )?;
+    }
+    let hidden = summary.dead_active.len().saturating_sub(shown);
+    if hidden > 0 {
+        writeln!(out, "  … and {hidden} more (`--all` lists them)")?;
     }
     match &summary.lease {
         None => writeln!(out, "lease: never taken"),

@@ -11,11 +11,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
 
-use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{Mode, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use super::listing::Listing;
 
 pub(crate) use nix::fcntl::renameat;
 pub(crate) use nix::sys::stat::mkdirat;
@@ -54,15 +55,18 @@ pub(crate) fn entry_exists(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<b
 
 /// Every name in the directory `dir` (without `.` and `..`).
 pub(crate) fn list_all(dir: BorrowedFd<'_>) -> nix::Result<Vec<CString>> {
-    let mut dir = Dir::openat(dir, ".", dir_flags(), Mode::empty())?;
+    let mut listing = Listing::new(openat(dir, ".", dir_flags(), Mode::empty())?)?;
     let mut names = Vec::new();
-    for entry in dir.iter() {
-        let name = entry?.file_name().to_owned();
-        if name.as_c_str() != c"." && name.as_c_str() != c".." {
-            names.push(name);
-        }
+    while let Some(name) = listing.next_name() {
+        names.push(name?);
     }
     Ok(names)
+}
+
+/// Removes the empty directory `name` in `parent` (`rmdir`, which never
+/// follows a symlink: one there fails with `ENOTDIR`).
+pub(crate) fn remove_empty_dir(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<()> {
+    unlinkat(parent, name, UnlinkatFlags::RemoveDir)
 }
 
 /// Runs `op` on an entry of `dir`; when the directory is not writable
@@ -92,31 +96,26 @@ fn unlink_non_dir(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
 }
 
 /// Opens directory `name` in `parent` for listing, refusing to follow a symlink.
-fn open_listing(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<Dir> {
-    Dir::from_fd(open_dir_nofollow(parent, name)?)
+fn open_listing(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<Listing> {
+    Listing::new(open_dir_nofollow(parent, name)?)
 }
 
 /// Up to [`LIST_BATCH`] names from `dir` (without `.` and `..`), and whether
 /// the listing reached the end.
-fn list_batch(dir: &mut Dir) -> io::Result<(Vec<CString>, bool)> {
+fn list_batch(dir: &mut Listing) -> io::Result<(Vec<CString>, bool)> {
     let mut names = Vec::new();
-    for entry in dir.iter() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == c"." || name == c".." {
-            continue;
-        }
+    while let Some(name) = dir.next_name() {
+        names.push(name?);
         if names.len() == LIST_BATCH {
             return Ok((names, false));
         }
-        names.push(name.to_owned());
     }
     Ok((names, true))
 }
 
 /// A directory being emptied by [`remove_tree_at`].
 struct Level {
-    dir: Dir,
+    dir: Listing,
     name: CString,
     /// Every entry seen by a listing that reached the end has been deleted.
     drained: bool,

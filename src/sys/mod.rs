@@ -1,11 +1,14 @@
 //! Every place the crate calls into the operating system.
 //!
 //! `dir` holds the directory calls (all relative to open descriptors, none
-//! following a symlink), `procfs` reads `/proc` (the one platform-specific
-//! corner, behind its own `imp`), and [`probe_pid`] is the kill probe. Only
+//! following a symlink), `listing` reads directory entries (the crate's only
+//! `unsafe` code, so that closing one can never panic), `procfs` reads
+//! `/proc` (the one platform-specific corner, behind its own `imp`), and
+//! [`probe_pid`] is the kill probe. Only
 //! mechanism here: no catalog, no verdicts, no policy on what to delete.
 
 pub(crate) mod dir;
+mod listing;
 pub(crate) mod procfs;
 
 use nix::errno::Errno;
