@@ -59,7 +59,15 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Env::with(tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// An `Env` in a fresh directory inside `parent` (a test's mount, say).
+    pub fn in_dir(parent: &std::path::Path) -> Env {
+        Env::with(tempfile::tempdir_in(parent).expect("tempdir"))
+    }
+
+    fn with(dir: tempfile::TempDir) -> Env {
         let db = dir.path().join("catalog.db");
         let sandboxes = dir.path().join("sandboxes");
         std::fs::create_dir(&sandboxes).expect("mkdir sandboxes");
