@@ -61,6 +61,9 @@ pub enum Error {
         /// The rejected name, as stored in the catalog.
         name: String,
     },
+    /// The install-exclusive lease said no: another installer holds it, or
+    /// this holder lost it.
+    Install(crate::InstallRefusal),
     /// A `/proc` record (or another process fact) could not be read or parsed.
     Process {
         /// The process id concerned.
@@ -117,6 +120,7 @@ impl fmt::Display for Error {
                 f,
                 "sandbox name {name:?} is not a single normal path component"
             ),
+            Error::Install(refusal) => write!(f, "{refusal}"),
             Error::Process { pid, detail } => write!(f, "process {pid}: {detail}"),
         }
     }
@@ -132,6 +136,7 @@ impl std::error::Error for Error {
             Error::MissingTable { .. } => None,
             Error::MissingColumn { .. } => None,
             Error::InvalidName { .. } => None,
+            Error::Install(_) => None,
             Error::Process { .. } => None,
         }
     }

@@ -73,10 +73,14 @@ pub enum SkipReason {
     Recent,
     /// The catalog stayed locked past the busy timeout.
     Busy,
+    /// An installer (an upgrade, a schema rollback) holds the
+    /// install-exclusive lease: nothing may write the catalog.
+    Installing,
 }
 
 impl SkipReason {
-    /// The lowercase name the CLI prints: `held`, `recent` or `busy`.
+    /// The lowercase name the CLI prints: `held`, `recent`, `busy` or
+    /// `installing`.
     ///
     /// # Examples
     ///
@@ -88,6 +92,7 @@ impl SkipReason {
             SkipReason::Held => "held",
             SkipReason::Recent => "recent",
             SkipReason::Busy => "busy",
+            SkipReason::Installing => "installing",
         }
     }
 }
@@ -233,7 +238,8 @@ impl<'c> Catalog<'c> {
     }
 
     /// The cheap read gate every runtime start pays: why a sweep may not
-    /// start at `now`, or `None` when it may. Reads one row, writes nothing.
+    /// start at `now`, or `None` when it may. Reads the install-exclusive
+    /// row and the sweep's lease row, writes nothing.
     ///
     /// # Errors
     ///
@@ -249,6 +255,9 @@ impl<'c> Catalog<'c> {
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
     pub fn gate(&self, now: PrimitiveDateTime, force: bool) -> Result<Option<SkipReason>> {
+        if crate::install::installing(self, now)? {
+            return Ok(Some(SkipReason::Installing));
+        }
         let spec = &LeaseSpec::SWEEP;
         Ok(self
             .lease_row_of(spec)?
@@ -299,6 +308,9 @@ impl<'c> Catalog<'c> {
     fn claim(&self, spec: &LeaseSpec, clock: &dyn Clock, force: bool) -> Result<Acquire<'_>> {
         let tx = self.immediate()?;
         let now = clock.now();
+        if crate::install::installing(self, now)? {
+            return Ok(Acquire::Skipped(SkipReason::Installing));
+        }
         let row = self.lease_row_of(spec)?;
         if let Some(reason) = row.and_then(|row| row.skip_reason_for(spec, now, force)) {
             return Ok(Acquire::Skipped(reason));

@@ -49,6 +49,7 @@
 //! | [`Catalog::summary`], [`Summary`], [`StaleSandbox`], [`LeaseRecord`] | what `sandbox-sweep status` shows |
 //! | [`Catalog::try_acquire`], [`Catalog::gate`], [`Acquire`], [`Lease`], [`LeaseRow`], [`LeaseSpec`], [`SkipReason`] | the lease, for tools that drive a sweep themselves |
 //! | [`LEASE_NAME`], [`LEASE_DURATION`] (10 s), [`MIN_SWEEP_INTERVAL`] (30 s) | the sweep lease's row and timings |
+//! | [`InstallLease`], [`InstallRefusal`], [`INSTALL_LEASE_NAME`], [`INSTALL_LEASE_DURATION`] (30 min) | the install-exclusive lease an installer takes; a sweep skips (`installing`) while it is held |
 //! | [`Clock`], [`SystemClock`] | where "now" comes from, so tests can move it |
 //! | [`Error`], [`Result`] | the one error type |
 //! | [`rusqlite`], [`time`] | the versions this crate's API speaks |
@@ -109,6 +110,7 @@ mod cleanup;
 mod clock;
 mod error;
 mod identity;
+mod install;
 mod lease;
 mod lifecycle;
 mod liveness;
@@ -133,6 +135,7 @@ pub use cleanup::{CleanupOutcome, RESERVED_PREFIX, clean_ephemeral, validate_nam
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
 pub use identity::{ProcessIdentity, record_identity};
+pub use install::{INSTALL_LEASE_DURATION, INSTALL_LEASE_NAME, InstallLease, InstallRefusal};
 pub use lease::{
     Acquire, LEASE_DURATION, LEASE_NAME, Lease, LeaseRow, LeaseSpec, MIN_SWEEP_INTERVAL, SkipReason,
 };

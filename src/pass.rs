@@ -60,6 +60,8 @@ pub(crate) enum End {
     TimedOut,
     /// The lease was lost.
     LeaseLost,
+    /// An installer took the catalog.
+    Installing,
 }
 
 /// One sweep in progress.
@@ -131,6 +133,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         }
         self.report.timed_out = end == End::TimedOut;
         self.report.lease_lost = end == End::LeaseLost;
+        self.report.installing = end == End::Installing;
         // With the directory missing, a sweep before the interval would do
         // no more, so the window is recorded as done.
         self.report.settled = active_done && end == End::Complete;
@@ -139,17 +142,22 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         Ok(self.report)
     }
 
-    /// Opens a write transaction and checks the fence; `None` when the
-    /// lease is lost (the transaction is then rolled back).
-    fn begin(&mut self) -> Result<Option<rusqlite::Transaction<'c>>> {
+    /// Opens a write transaction and checks the fence and the installer;
+    /// `Err(end)` when the lease is lost or an installer holds the catalog
+    /// (the transaction is then rolled back, nothing written).
+    fn begin(&mut self) -> Result<std::result::Result<rusqlite::Transaction<'c>, End>> {
         let tx = self.catalog.immediate()?;
         let now = self.clock.now();
+        if crate::install::installing(self.catalog, now)? {
+            log::warn!("an installer holds the catalog: stopping the sweep");
+            return Ok(Err(End::Installing));
+        }
         if let Some(lease) = self.lease.as_deref_mut() {
             if !lease.renew(&tx, now)? {
-                return Ok(None);
+                return Ok(Err(End::LeaseLost));
             }
         }
-        Ok(Some(tx))
+        Ok(Ok(tx))
     }
 
     fn purge_trash(&mut self) -> Result<End> {
@@ -163,8 +171,9 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         if self.out_of_time() {
             return Ok(End::TimedOut);
         }
-        let Some(tx) = self.begin()? else {
-            return Ok(End::LeaseLost);
+        let tx = match self.begin()? {
+            Ok(tx) => tx,
+            Err(end) => return Ok(end),
         };
         let doomed = self.recover_trash()?;
         tx.commit()?;
@@ -277,8 +286,8 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     ) -> Result<End> {
         let tx = if self.lease.is_some() {
             match self.begin()? {
-                Some(tx) => Some(tx),
-                None => return Ok(End::LeaseLost),
+                Ok(tx) => Some(tx),
+                Err(end) => return Ok(end),
             }
         } else {
             None

@@ -37,6 +37,9 @@ pub struct Report {
     pub timed_out: bool,
     /// Another process took the lease mid-sweep; nothing was written after.
     pub lease_lost: bool,
+    /// An installer took the install-exclusive lease mid-sweep; nothing was
+    /// written after.
+    pub installing: bool,
     /// Both phases went through every candidate: nothing was left behind.
     pub complete: bool,
     /// Why the ephemeral phase did not run: the sandboxes directory could
@@ -152,6 +155,8 @@ impl fmt::Display for Report {
         }
         let end = if self.lease_lost {
             "; stopped early: lease lost"
+        } else if self.installing {
+            "; stopped early: an installer holds the catalog"
         } else if self.timed_out {
             "; stopped early: time budget"
         } else if self.sandboxes_dir_error.is_some() {

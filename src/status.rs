@@ -6,6 +6,7 @@ use rusqlite::OptionalExtension;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
+use crate::install::INSTALL_LEASE_NAME;
 use crate::lease::LeaseSpec;
 use crate::liveness::{DeadReason, Liveness, Prober};
 use crate::runs::latest_running;
@@ -53,6 +54,8 @@ pub struct Summary {
     pub dead_active: Vec<StaleSandbox>,
     /// The maintenance lease row, if any sweep ever took it.
     pub lease: Option<LeaseRecord>,
+    /// The install-exclusive lease row, if any installer ever took it.
+    pub install: Option<LeaseRecord>,
 }
 
 /// SQLite counts are never negative.
@@ -119,11 +122,25 @@ impl Catalog<'_> {
                 reason,
             });
         }
-        let lease = conn
+        let lease = self.lease_record(LeaseSpec::SWEEP.name)?;
+        let install = self.lease_record(INSTALL_LEASE_NAME)?;
+        Ok(Summary {
+            by_status,
+            ephemeral_terminal,
+            dead_active,
+            lease,
+            install,
+        })
+    }
+
+    /// The row of lease `name`, verbatim.
+    fn lease_record(&self, name: &str) -> Result<Option<LeaseRecord>> {
+        let record = self
+            .conn
             .query_row(
                 "SELECT holder_pid, CAST(lease_expires_at AS TEXT), CAST(last_completed_at AS TEXT)
                  FROM maintenance_lease WHERE name = ?1",
-                [LeaseSpec::SWEEP.name],
+                [name],
                 |r| {
                     Ok(LeaseRecord {
                         holder_pid: r.get::<_, i64>(0).ok().and_then(|p| u32::try_from(p).ok()),
@@ -133,11 +150,6 @@ impl Catalog<'_> {
                 },
             )
             .optional()?;
-        Ok(Summary {
-            by_status,
-            ephemeral_terminal,
-            dead_active,
-            lease,
-        })
+        Ok(record)
     }
 }

@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use sandbox_sweep::{CleanupOutcome, DeadReason, Report, SkipReason, Summary, SweepOutcome};
+use sandbox_sweep::{
+    CleanupOutcome, DeadReason, LeaseRecord, Report, SkipReason, Summary, SweepOutcome,
+};
 
 /// A JSON string literal.
 pub fn quote(s: &str) -> String {
@@ -105,6 +107,7 @@ pub fn outcome(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<()> {
                 SkipReason::Held => "another process holds the maintenance lease",
                 SkipReason::Recent => "a sweep completed less than 30 s ago (use --force)",
                 SkipReason::Busy => "the catalog stayed locked past the busy timeout",
+                SkipReason::Installing => "an installer holds the catalog (install_exclusive)",
                 _ => "",
             };
             writeln!(out, "skipped ({reason}): {why}")
@@ -154,6 +157,8 @@ pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
     }
     let left = if report.lease_lost {
         "stopped: the lease was taken by another process"
+    } else if report.installing {
+        "stopped: an installer took the catalog; nothing written after"
     } else if report.timed_out {
         "time budget ran out; the next sweep continues"
     } else if report.sandboxes_dir_error.is_some() {
@@ -202,6 +207,16 @@ pub fn status(out: &mut impl Write, db: &Path, summary: &Summary, shown: usize) 
     if hidden > 0 {
         writeln!(out, "  … and {hidden} more (`--all` lists them)")?;
     }
+    match &summary.install {
+        Some(install) if install.holder_pid.is_some() => writeln!(
+            out,
+            "install: held by pid {} until {}",
+            install.holder_pid.map_or(0, |p| p),
+            install.lease_expires_at.as_deref().unwrap_or("-"),
+        )?,
+        Some(_) => writeln!(out, "install: none in progress")?,
+        None => writeln!(out, "install: never taken")?,
+    }
     match &summary.lease {
         None => writeln!(out, "lease: never taken"),
         Some(lease) => writeln!(
@@ -232,7 +247,20 @@ pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
             )
         })
         .collect();
-    let lease = summary.lease.as_ref().map_or_else(
+    writeln!(
+        out,
+        "{{\"by_status\":{by_status},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":[{}],\"lease\":{},\"install\":{}}}",
+        summary.ephemeral_terminal,
+        summary.dead_active.len(),
+        dead.join(","),
+        lease_json(summary.lease.as_ref()),
+        lease_json(summary.install.as_ref()),
+    )
+}
+
+/// A lease row as a JSON object, or `null`.
+fn lease_json(lease: Option<&LeaseRecord>) -> String {
+    lease.map_or_else(
         || "null".to_owned(),
         |l| {
             format!(
@@ -243,13 +271,6 @@ pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
                 opt_quote(l.last_completed_at.as_deref())
             )
         },
-    );
-    writeln!(
-        out,
-        "{{\"by_status\":{by_status},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":[{}],\"lease\":{lease}}}",
-        summary.ephemeral_terminal,
-        summary.dead_active.len(),
-        dead.join(",")
     )
 }
 
