@@ -72,8 +72,8 @@ pub(crate) const SAVE_CURSOR: &str =
     "INSERT INTO sandbox_sweep_cursor (phase, after_id) VALUES (?1, ?2)
                      ON CONFLICT(phase) DO UPDATE SET after_id = excluded.after_id";
 
-/// The lease row named `?1`: what the gate reads on every runtime start.
-pub(crate) const READ_LEASE: &str = "SELECT holder_pid, lease_expires_at, last_completed_at
+/// The lease row named `?1`.
+pub(crate) const READ_LEASE: &str = "SELECT name, holder_pid, lease_expires_at, last_completed_at
              FROM maintenance_lease WHERE name = ?1";
 
 /// Fencing: renews lease `?1` to `?4` only if holder `?2` still holds it
