@@ -14,6 +14,8 @@ use rusqlite::types::ValueRef;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::liveness::Prober;
+use crate::locks::LifecycleLock;
+use crate::row_locks::{Claim, RowLocks};
 use crate::runs::any_live_running;
 use crate::sql::{CLEANUP_CANDIDATE, DELETE_RUNS, DELETE_SANDBOX};
 use crate::statements::Statements;
@@ -47,11 +49,19 @@ pub enum CleanupOutcome {
     SkippedLivePid,
     /// The name is not a single normal path component; nothing was touched.
     InvalidName,
+    /// Its lifecycle lock is held elsewhere: a live owner, hands off.
+    LifecycleOwned,
+    /// Its lifecycle lock could not be taken (the lock path is a symlink or
+    /// not a regular file, or a call failed); nothing was touched.
+    LockFailed,
+    /// Its dead runtime's socket files could not all be removed; the row is
+    /// kept for a retry.
+    SocketRemoveFailed,
 }
 
 impl CleanupOutcome {
     /// Every outcome, in a stable order (the order of report counters).
-    pub const ALL: [CleanupOutcome; 8] = [
+    pub const ALL: [CleanupOutcome; 11] = [
         CleanupOutcome::Removed,
         CleanupOutcome::DirRemoveFailed,
         CleanupOutcome::AlreadyGone,
@@ -60,6 +70,9 @@ impl CleanupOutcome {
         CleanupOutcome::SkippedActive,
         CleanupOutcome::SkippedLivePid,
         CleanupOutcome::InvalidName,
+        CleanupOutcome::LifecycleOwned,
+        CleanupOutcome::LockFailed,
+        CleanupOutcome::SocketRemoveFailed,
     ];
 
     /// A short lowercase name, as the CLI and JSON show it.
@@ -79,6 +92,9 @@ impl CleanupOutcome {
             CleanupOutcome::SkippedActive => "skipped_active",
             CleanupOutcome::SkippedLivePid => "skipped_live_pid",
             CleanupOutcome::InvalidName => "invalid_name",
+            CleanupOutcome::LifecycleOwned => "lifecycle_owned",
+            CleanupOutcome::LockFailed => "lock_failed",
+            CleanupOutcome::SocketRemoveFailed => "socket_remove_failed",
         }
     }
 
@@ -95,7 +111,10 @@ impl CleanupOutcome {
     pub fn is_error(self) -> bool {
         matches!(
             self,
-            CleanupOutcome::DirRemoveFailed | CleanupOutcome::InvalidName
+            CleanupOutcome::DirRemoveFailed
+                | CleanupOutcome::InvalidName
+                | CleanupOutcome::LockFailed
+                | CleanupOutcome::SocketRemoveFailed
         )
     }
 
@@ -181,6 +200,35 @@ fn candidate(
     Ok(Ok(name))
 }
 
+/// Beside a run directory: takes the row's lifecycle lock (held until the
+/// transaction ends) and removes its dead runtime's sockets; the outcome
+/// that leaves the row when either cannot be done.
+fn guard(
+    locks: &mut RowLocks<'_>,
+    trash: &Trash<'_>,
+    id: i64,
+    name: &str,
+) -> Option<CleanupOutcome> {
+    match locks.claim(name) {
+        Ok(Claim::Taken) => {}
+        Ok(Claim::Owned) => {
+            log::info!("sandbox {name:?} (id {id}): its lifecycle lock is held; left alone");
+            return Some(CleanupOutcome::LifecycleOwned);
+        }
+        Err(err) => {
+            log::warn!("sandbox {name:?} (id {id}): {err}; left alone");
+            return Some(CleanupOutcome::LockFailed);
+        }
+    }
+    match locks.remove_sockets(trash, name) {
+        Ok(()) => None,
+        Err(err) => {
+            log::warn!("sandbox {name:?} (id {id}): runtime sockets not removed, row kept: {err}");
+            Some(CleanupOutcome::SocketRemoveFailed)
+        }
+    }
+}
+
 /// Deletes sandbox `id`'s runs and row once its directory is in the trash;
 /// puts the directory back when the row is no longer a candidate.
 fn delete_rows(
@@ -209,11 +257,13 @@ fn delete_rows(
 /// Decides, and unless `dry_run` carries out inside the caller's write
 /// transaction, the cleanup of sandbox `id`. A returned [`Moved`] must be
 /// discarded after the commit or put back if it fails.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn clean_row(
     catalog: &Catalog<'_>,
     stmts: &mut Statements<'_>,
     prober: &Prober,
     trash: &Trash<'_>,
+    locks: Option<&mut RowLocks<'_>>,
     id: i64,
     dry_run: bool,
 ) -> Result<(CleanupOutcome, Option<Moved>)> {
@@ -223,6 +273,11 @@ pub(crate) fn clean_row(
     };
     if dry_run {
         return Ok((CleanupOutcome::Removed, None));
+    }
+    if let Some(locks) = locks {
+        if let Some(left) = guard(locks, trash, id, &name) {
+            return Ok((left, None));
+        }
     }
     match trash.move_in(id, &name) {
         Ok(moved) => delete_rows(stmts, trash, id, moved),
@@ -237,7 +292,9 @@ pub(crate) fn clean_row(
 
 /// Cleans one finished ephemeral sandbox, for a runtime's own exit path:
 /// checks it under the write lock, moves its directory out of the way,
-/// deletes its rows, commits, then deletes the directory.
+/// deletes its rows, commits, then deletes the directory. The same as
+/// `Cleanup::new(sandboxes_dir).clean(catalog, sandbox_id)`: see
+/// [`Cleanup`] for a run directory's lifecycle locks and sockets.
 ///
 /// Needs no lease: the write lock alone serialises it with sweeps and
 /// restarts. Per-row problems are outcomes, not errors.
@@ -274,26 +331,121 @@ pub fn clean_ephemeral(
     sandboxes_dir: &Path,
     sandbox_id: i64,
 ) -> Result<CleanupOutcome> {
-    let trash = Trash::new(sandboxes_dir);
-    trash.check()?;
-    let prober = Prober::new();
-    let tx = catalog.immediate()?;
-    let mut stmts = Statements::new(catalog.conn);
-    let (outcome, moved) = clean_row(catalog, &mut stmts, &prober, &trash, sandbox_id, false)?;
-    drop(stmts);
-    match tx.commit() {
-        Ok(()) => {
-            if let Some(moved) = moved {
-                trash.discard(moved.entry(), None);
-                trash.remove_if_empty();
-            }
-            Ok(outcome)
+    Cleanup::new(sandboxes_dir).clean(catalog, sandbox_id)
+}
+
+/// Cleans single finished ephemeral sandboxes, optionally beside a
+/// microsandbox run directory: then each sandbox's lifecycle lock is taken
+/// (a held one means [`CleanupOutcome::LifecycleOwned`], hands off) and its
+/// dead runtime's sockets are removed before its directory and rows.
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::{Catalog, Cleanup, CleanupOutcome, SandboxStatus, SystemClock};
+///
+/// let dir = tempfile::tempdir()?;
+/// let (sandboxes, run) = (dir.path().join("sandboxes"), dir.path().join("run"));
+/// std::fs::create_dir_all(sandboxes.join("job"))?;
+/// std::fs::create_dir(&run)?;
+/// let conn = rusqlite::Connection::open_in_memory()?;
+/// sandbox_sweep::migrate(&conn)?;
+/// let catalog = Catalog::new(&conn)?;
+/// let id = sandbox_sweep::insert_sandbox(&catalog, "job", SandboxStatus::Stopped, true, SystemClock::now())?;
+/// let cleanup = Cleanup::new(&sandboxes).run_dir(&run);
+/// // A runtime that holds the sandbox's lock itself says so.
+/// let lock = sandbox_sweep::try_lock_lifecycle(&run, "job")?.expect("free");
+/// assert_eq!(cleanup.clean(&catalog, id)?, CleanupOutcome::LifecycleOwned);
+/// assert_eq!(cleanup.clean_holding(&catalog, id, &lock)?, CleanupOutcome::Removed);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Cleanup<'p> {
+    sandboxes_dir: &'p Path,
+    run_dir: Option<&'p Path>,
+}
+
+impl<'p> Cleanup<'p> {
+    /// Cleanup of `<sandboxes_dir>/<name>` directories, with no run directory.
+    pub fn new(sandboxes_dir: &'p Path) -> Cleanup<'p> {
+        Cleanup {
+            sandboxes_dir,
+            run_dir: None,
         }
-        Err(err) => {
-            if let Some(moved) = moved {
-                trash.put_back(moved);
+    }
+
+    /// Honour the lifecycle locks and remove the runtime sockets of this
+    /// microsandbox run directory (default: none).
+    pub fn run_dir(mut self, run_dir: &'p Path) -> Cleanup<'p> {
+        self.run_dir = Some(run_dir);
+        self
+    }
+
+    /// Cleans sandbox `sandbox_id` (see [`clean_ephemeral`]), taking its
+    /// lifecycle lock first when a run directory is set.
+    ///
+    /// # Errors
+    ///
+    /// As [`clean_ephemeral`].
+    pub fn clean(&self, catalog: &Catalog<'_>, sandbox_id: i64) -> Result<CleanupOutcome> {
+        let locks = self.run_dir.map(RowLocks::new);
+        self.clean_with(catalog, sandbox_id, locks)
+    }
+
+    /// [`Cleanup::clean`] for a runtime that already holds the sandbox's
+    /// lifecycle lock (`lock`): that sandbox's lock is not taken again. A
+    /// lock for another sandbox gives that sandbox no pass.
+    ///
+    /// # Errors
+    ///
+    /// As [`clean_ephemeral`].
+    pub fn clean_holding(
+        &self,
+        catalog: &Catalog<'_>,
+        sandbox_id: i64,
+        lock: &LifecycleLock,
+    ) -> Result<CleanupOutcome> {
+        let locks = self.run_dir.map(|run| RowLocks::holding(run, lock.name()));
+        self.clean_with(catalog, sandbox_id, locks)
+    }
+
+    fn clean_with(
+        &self,
+        catalog: &Catalog<'_>,
+        sandbox_id: i64,
+        mut locks: Option<RowLocks<'_>>,
+    ) -> Result<CleanupOutcome> {
+        let trash = Trash::new(self.sandboxes_dir);
+        trash.check()?;
+        let prober = Prober::new();
+        let tx = catalog.immediate()?;
+        let mut stmts = Statements::new(catalog.conn);
+        let (outcome, moved) = clean_row(
+            catalog,
+            &mut stmts,
+            &prober,
+            &trash,
+            locks.as_mut(),
+            sandbox_id,
+            false,
+        )?;
+        drop(stmts);
+        // `locks` is held until the row's transaction has ended and its
+        // directory is deleted or put back.
+        match tx.commit() {
+            Ok(()) => {
+                if let Some(moved) = moved {
+                    trash.discard(moved.entry(), None);
+                    trash.remove_if_empty();
+                }
+                Ok(outcome)
             }
-            Err(Error::from_sqlite(err))
+            Err(err) => {
+                if let Some(moved) = moved {
+                    trash.put_back(moved);
+                }
+                Err(Error::from_sqlite(err))
+            }
         }
     }
 }

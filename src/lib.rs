@@ -43,10 +43,12 @@
 //! | [`Report`] | what a sweep did (`Display` for logs) |
 //! | [`insert_sandbox`], [`insert_running_run`], [`finish_run`], [`RunEnd`] | a runtime's writes around the sweep, no SQL needed |
 //! | [`SandboxStatus`], [`TerminationReason`] | the catalog's status and termination-reason strings |
-//! | [`clean_ephemeral`], [`CleanupOutcome`], [`validate_name`], [`RESERVED_PREFIX`] | remove one finished ephemeral sandbox, and the name rules |
+//! | [`clean_ephemeral`], [`Cleanup`], [`CleanupOutcome`], [`validate_name`], [`RESERVED_PREFIX`] | remove one finished ephemeral sandbox, and the name rules |
+//! | [`lifecycle_lock_path`], [`try_lock_lifecycle`], [`LifecycleLock`] | microsandbox's per-sandbox lifecycle lock, for a runtime sharing the protocol |
 //! | [`ProcessIdentity`], [`record_identity`] | who a process is (pid, start time, boot id), stored with its run |
 //! | [`Prober`], [`RecordedProcess`], [`Liveness`], [`DeadReason`], [`Catalog::newest_running_run`], [`RunningRun`] | is a recorded runtime alive, and if not, why |
 //! | [`Catalog::summary`], [`Summary`], [`StaleSandbox`], [`LeaseRecord`] | what `sandbox-sweep status` shows |
+//! | [`active_sandboxes`], [`ActiveSandbox`] | what blocks a schema rollback: every active sandbox and its runtime's pid |
 //! | [`Catalog::try_acquire`], [`Catalog::gate`], [`Acquire`], [`Lease`], [`LeaseRow`], [`LeaseSpec`], [`SkipReason`] | the lease, for tools that drive a sweep themselves |
 //! | [`LEASE_NAME`], [`LEASE_DURATION`] (10 s), [`MIN_SWEEP_INTERVAL`] (30 s) | the sweep lease's row and timings |
 //! | [`InstallLease`], [`InstallRefusal`], [`INSTALL_LEASE_NAME`], [`INSTALL_LEASE_DURATION`] (30 min) | the install-exclusive lease an installer takes; a sweep skips (`installing`) while it is held |
@@ -114,10 +116,13 @@ mod install;
 mod lease;
 mod lifecycle;
 mod liveness;
+mod locks;
 mod pass;
 mod reconcile;
 mod report;
+mod row_locks;
 mod runs;
+mod sockets;
 mod sql;
 mod stamp;
 mod statements;
@@ -131,7 +136,7 @@ mod trash;
 mod fixture;
 
 pub use catalog::{Catalog, OpenOptions, migrate, open};
-pub use cleanup::{CleanupOutcome, RESERVED_PREFIX, clean_ephemeral, validate_name};
+pub use cleanup::{Cleanup, CleanupOutcome, RESERVED_PREFIX, clean_ephemeral, validate_name};
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
 pub use identity::{ProcessIdentity, record_identity};
@@ -143,9 +148,10 @@ pub use lifecycle::{
     RunEnd, SandboxStatus, TerminationReason, finish_run, insert_running_run, insert_sandbox,
 };
 pub use liveness::{DeadReason, Liveness, Prober, RecordedProcess};
+pub use locks::{LifecycleLock, lifecycle_lock_path, try_lock_lifecycle};
 pub use report::Report;
 pub use runs::RunningRun;
-pub use status::{LeaseRecord, StaleSandbox, Summary};
+pub use status::{ActiveSandbox, LeaseRecord, StaleSandbox, Summary, active_sandboxes};
 pub use sweeper::{Limits, SweepOutcome, Sweeper, run_startup_maintenance};
 
 pub use rusqlite;

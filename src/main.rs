@@ -1,10 +1,11 @@
 //! `sandbox-sweep`: repair a sandbox catalog by hand, inspect it, or watch a demo.
 //!
 //! ```text
-//! sandbox-sweep init   --db PATH
-//! sandbox-sweep sweep  --db PATH --sandboxes-dir DIR [--force] [--dry-run]
-//!                      [--max-active N] [--max-ephemeral N] [--budget-ms MS] [--json] [-v]
-//! sandbox-sweep status --db PATH [--all] [--json]
+//! sandbox-sweep init   [--home DIR | --db PATH]
+//! sandbox-sweep sweep  [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR]
+//!                      [--force] [--dry-run] [--max-active N] [--max-ephemeral N]
+//!                      [--budget-ms MS] [--json] [-v]
+//! sandbox-sweep status [--home DIR | --db PATH] [--all] [--json]
 //! sandbox-sweep demo   [--keep DIR]
 //! ```
 //!
@@ -67,6 +68,10 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             writeln!(out, "sandbox-sweep {}", env!("CARGO_PKG_VERSION"))?;
         }
         Command::Init { db } => {
+            if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| CliError::Other(format!("{}: {e}", parent.display())))?;
+            }
             let conn = OpenOptions::new().create(true).open(&db)?;
             sandbox_sweep::migrate(&conn)?;
             writeln!(out, "initialised {}", db.display())?;
@@ -91,6 +96,9 @@ fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
     let conn = cli::open_existing(&args.db)?;
     let catalog = Catalog::new(&conn)?;
     let mut sweeper = Sweeper::new(&args.sandboxes_dir).force(args.force);
+    if let Some(run_dir) = &args.run_dir {
+        sweeper = sweeper.run_dir(run_dir);
+    }
     if let Some(n) = args.max_active {
         sweeper = sweeper.max_active(n);
     }

@@ -20,6 +20,7 @@ use crate::lease::Lease;
 use crate::liveness::Prober;
 use crate::reconcile::{Reconciled, reconcile_row};
 use crate::report::Report;
+use crate::row_locks::RowLocks;
 use crate::sql::{ACTIVE_PAGE, EPHEMERAL_PAGE, LOAD_CURSOR, SANDBOX_NAME, SAVE_CURSOR};
 use crate::statements::Statements;
 use crate::sweeper::Sweeper;
@@ -73,6 +74,8 @@ pub(crate) struct Pass<'s, 'c, 'l> {
     lease: Option<&'s mut Lease<'l>>,
     prober: Prober,
     trash: Trash<'s>,
+    /// Beside a run directory: the locks the current transaction holds.
+    locks: Option<RowLocks<'s>>,
     started: Instant,
     pub(crate) report: Report,
     pub(crate) ids: Vec<i64>,
@@ -97,6 +100,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             lease,
             prober: Prober::new(),
             trash: Trash::new(sweeper.sandboxes_dir()),
+            locks: sweeper.run_dir_path().map(RowLocks::new),
             started: Instant::now(),
             ids: Vec::with_capacity(sweeper.batch_len()),
             stmts: Statements::new(catalog.conn),
@@ -300,12 +304,18 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
                 end = End::TimedOut;
                 break;
             }
+            // Commit before holding more lifecycle locks than the open-file
+            // limit allows; the phase pages on from here.
+            if self.locks.as_ref().is_some_and(RowLocks::full) {
+                break;
+            }
             let acted = match phase {
                 Phase::Active => self.reconcile(id, now),
                 Phase::Ephemeral => self.clean(id, &mut moved),
             };
             if let Err(err) = acted {
                 moved.into_iter().for_each(|m| self.trash.put_back(m));
+                self.release_locks();
                 return Err(err);
             }
             *after = id;
@@ -317,7 +327,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         let committed = self
             .save_cursor(phase, *after)
             .and_then(|()| tx.commit().map_err(Error::from_sqlite));
-        match committed {
+        let result = match committed {
             Ok(()) => {
                 self.delete_within_budget(moved.iter().map(Moved::entry));
                 Ok(end)
@@ -326,6 +336,15 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
                 moved.into_iter().for_each(|m| self.trash.put_back(m));
                 Err(err)
             }
+        };
+        self.release_locks();
+        result
+    }
+
+    /// Gives up the lifecycle locks once their rows' transaction has ended.
+    fn release_locks(&mut self) {
+        if let Some(locks) = self.locks.as_mut() {
+            locks.release_all();
         }
     }
 
@@ -336,6 +355,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             &mut self.stmts,
             &self.prober,
             &self.trash,
+            self.locks.as_mut(),
             id,
             dry_run,
         )?;
@@ -346,10 +366,22 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
 
     fn reconcile(&mut self, id: i64, now: PrimitiveDateTime) -> Result<()> {
         let write = self.lease.is_some();
-        match reconcile_row(self.catalog, &mut self.stmts, &self.prober, id, now, write)? {
+        let beside = self.locks.as_mut().map(|locks| (locks, &self.trash));
+        let done = reconcile_row(
+            self.catalog,
+            &mut self.stmts,
+            &self.prober,
+            beside,
+            id,
+            now,
+            write,
+        )?;
+        match done {
             Reconciled::Left => {}
             Reconciled::Crashed(reason) => self.report.count_reconciled(false, Some(reason)),
             Reconciled::Stopped(reason) => self.report.count_reconciled(true, reason),
+            Reconciled::LifecycleOwned => self.report.lifecycle_owned += 1,
+            Reconciled::Failed => self.report.errors += 1,
         }
         Ok(())
     }

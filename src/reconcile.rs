@@ -8,16 +8,21 @@
 //! pass decides when to call it and commits.
 
 use rusqlite::params;
+use rusqlite::types::ValueRef;
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::lifecycle::{SandboxStatus, TerminationReason};
 use crate::liveness::{DeadReason, Liveness, Prober};
+use crate::row_locks::{Claim, RowLocks};
 use crate::runs::latest_running;
-use crate::sql::{MARK_SANDBOX, MARK_SANDBOX_KEEPING_CONFIG, SANDBOX_IN_STATUS, TERMINATE_RUN};
+use crate::sql::{
+    CLEANUP_CANDIDATE, MARK_SANDBOX, MARK_SANDBOX_KEEPING_CONFIG, SANDBOX_IN_STATUS, TERMINATE_RUN,
+};
 use crate::stamp::format_stamp;
 use crate::statements::Statements;
+use crate::trash::Trash;
 
 /// What reconciling one sandbox did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,16 +34,69 @@ pub(crate) enum Reconciled {
     Crashed(DeadReason),
     /// A draining sandbox marked `Stopped`; `None` when it had no running run.
     Stopped(Option<DeadReason>),
+    /// Its lifecycle lock is held elsewhere: a live owner, hands off.
+    LifecycleOwned,
+    /// Its lock could not be taken (a symlink, not a file) or its sockets
+    /// not removed: nothing written, retried next sweep.
+    Failed,
+}
+
+/// Beside a run directory, before a dead runtime's row changes: take its
+/// lifecycle lock and remove its sockets. `Some` outcome when the row must
+/// be left; `None` to go on.
+fn guard(
+    stmts: &mut Statements<'_>,
+    locks: &mut RowLocks<'_>,
+    trash: &Trash<'_>,
+    id: i64,
+    has_run: bool,
+) -> Result<Option<Reconciled>> {
+    let mut rows = stmts.get(CLEANUP_CANDIDATE)?.query([id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(Some(Reconciled::Left));
+    };
+    let acts = match row.get_ref(1)? {
+        ValueRef::Text(b"Running") => has_run,
+        ValueRef::Text(b"Draining") => true,
+        _ => false,
+    };
+    let name = match row.get_ref(0)? {
+        ValueRef::Text(text) => String::from_utf8_lossy(text).into_owned(),
+        _ => return Ok(Some(Reconciled::Failed)),
+    };
+    drop(rows);
+    if !acts {
+        return Ok(Some(Reconciled::Left));
+    }
+    match locks.claim(&name) {
+        Ok(Claim::Taken) => {}
+        Ok(Claim::Owned) => {
+            log::info!("sandbox {name:?} (id {id}): its lifecycle lock is held; left alone");
+            return Ok(Some(Reconciled::LifecycleOwned));
+        }
+        Err(err) => {
+            log::warn!("sandbox {name:?} (id {id}): {err}; left alone");
+            return Ok(Some(Reconciled::Failed));
+        }
+    }
+    if let Err(err) = locks.remove_sockets(trash, &name) {
+        log::warn!("sandbox {name:?} (id {id}): runtime sockets not removed, row kept: {err}");
+        return Ok(Some(Reconciled::Failed));
+    }
+    Ok(None)
 }
 
 /// Reconciles sandbox `id` at `now`, re-checked under the caller's write
 /// lock: the newest `Running` run is judged first, and the sandbox's state
-/// is checked by the guarded update itself (no separate read). With
-/// `write` false (a dry run) it only checks.
+/// is checked by the guarded update itself (no separate read). Beside a run
+/// directory the row's lifecycle lock is taken and its sockets removed
+/// first. With `write` false (a dry run) it only checks, and takes no lock.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn reconcile_row(
     catalog: &Catalog<'_>,
     stmts: &mut Statements<'_>,
     prober: &Prober,
+    beside: Option<(&mut RowLocks<'_>, &Trash<'_>)>,
     id: i64,
     now: PrimitiveDateTime,
     write: bool,
@@ -50,6 +108,11 @@ pub(crate) fn reconcile_row(
         },
         None => (None, None),
     };
+    if let (Some((locks, trash)), true) = (beside, write) {
+        if let Some(left) = guard(stmts, locks, trash, id, run_id.is_some())? {
+            return Ok(left);
+        }
+    }
     let now = format_stamp(now);
     let mut mark = Mark {
         catalog,

@@ -33,6 +33,9 @@ pub struct Report {
     pub removed: u64,
     /// Per-row problems (bad name, directory that would not move); rows left as they were.
     pub errors: u64,
+    /// Rows left alone in either phase because their lifecycle lock is held
+    /// elsewhere: a live owner, whatever the pid said. Not an error.
+    pub lifecycle_owned: u64,
     /// The time budget ran out before both phases were done.
     pub timed_out: bool,
     /// Another process took the lease mid-sweep; nothing was written after.
@@ -91,6 +94,9 @@ impl Report {
         if outcome == CleanupOutcome::Removed {
             self.removed += 1;
         }
+        if outcome == CleanupOutcome::LifecycleOwned {
+            self.lifecycle_owned += 1;
+        }
         if outcome.is_error() {
             self.errors += 1;
         }
@@ -141,6 +147,9 @@ impl fmt::Display for Report {
             "reconciled {} (crashed {}, stopped {}), removed {}, errors {}",
             self.reconciled, self.crashed, self.stopped, self.removed, self.errors
         )?;
+        if self.lifecycle_owned > 0 {
+            write!(f, ", lifecycle owned {}", self.lifecycle_owned)?;
+        }
         if self.trash_deferred > 0 {
             write!(f, ", trash deferred {}", self.trash_deferred)?;
         }

@@ -85,35 +85,58 @@ pub struct RunningRun {
     pub liveness: Liveness,
 }
 
-/// The newest `Running` run of a sandbox (by `started_at`, then id) and its
-/// process's verdict; `None` when the sandbox has no `Running` run.
+/// The newest `Running` run of a sandbox (by `started_at`, then id), as
+/// `make` reads it; `None` when the sandbox has no `Running` run. `make`
+/// runs only on rows newer than every one before.
+fn newest<T>(
+    catalog: &Catalog<'_>,
+    stmts: &mut Statements<'_>,
+    sandbox_id: i64,
+    mut make: impl FnMut(&Row<'_>, bool) -> rusqlite::Result<T>,
+) -> Result<Option<(i64, T)>> {
+    let identity = catalog.schema.identity;
+    let stmt = stmts.get(RUNNING[usize::from(identity)])?;
+    let mut rows = stmt.query([sandbox_id])?;
+    // Usually exactly one row: judge as we go and keep the newest.
+    let mut newest: Option<((u8, Vec<u8>), i64, T)> = None;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        let key = started_key(row.get_ref(2)?);
+        let newer = newest
+            .as_ref()
+            .is_none_or(|(k, best, _)| (&key, id) > (k, *best));
+        if newer {
+            newest = Some((key, id, make(row, identity)?));
+        }
+    }
+    Ok(newest.map(|(_, id, found)| (id, found)))
+}
+
+/// The newest `Running` run of a sandbox and its process's verdict.
 pub(crate) fn latest_running(
     catalog: &Catalog<'_>,
     stmts: &mut Statements<'_>,
     prober: &Prober,
     sandbox_id: i64,
 ) -> Result<Option<RunningRun>> {
-    let identity = catalog.schema.identity;
-    let stmt = stmts.get(RUNNING[usize::from(identity)])?;
-    let mut rows = stmt.query([sandbox_id])?;
-    // Usually exactly one row: judge as we go and keep the newest verdict.
-    let mut newest: Option<((u8, Vec<u8>), RunningRun)> = None;
-    while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        let key = started_key(row.get_ref(2)?);
-        let newer = newest
-            .as_ref()
-            .is_none_or(|(k, best)| (&key, id) > (k, best.id));
-        if newer {
-            let run = RunningRun {
-                id,
-                pid: pid_value(row.get_ref(1)?),
-                liveness: verdict(row, identity, prober)?,
-            };
-            newest = Some((key, run));
-        }
-    }
-    Ok(newest.map(|(_, run)| run))
+    let found = newest(catalog, stmts, sandbox_id, |row, identity| {
+        Ok((pid_value(row.get_ref(1)?), verdict(row, identity, prober)?))
+    })?;
+    Ok(found.map(|(id, (pid, liveness))| RunningRun { id, pid, liveness }))
+}
+
+/// The pid of a sandbox's newest `Running` run, as stored, probing nothing.
+pub(crate) fn newest_running_pid(
+    catalog: &Catalog<'_>,
+    stmts: &mut Statements<'_>,
+    sandbox_id: i64,
+) -> Result<Option<i64>> {
+    let found = newest(catalog, stmts, sandbox_id, |row, _| pid_value_of(row))?;
+    Ok(found.and_then(|(_, pid)| pid))
+}
+
+fn pid_value_of(row: &Row<'_>) -> rusqlite::Result<Option<i64>> {
+    Ok(pid_value(row.get_ref(1)?))
 }
 
 impl Catalog<'_> {

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::install::INSTALL_LEASE_NAME;
 use crate::lease::LeaseSpec;
 use crate::liveness::{DeadReason, Liveness, Prober};
-use crate::runs::latest_running;
+use crate::runs::{latest_running, newest_running_pid};
 use crate::statements::Statements;
 
 /// An active sandbox whose runtime is dead: the next sweep reconciles it.
@@ -42,6 +42,62 @@ pub struct LeaseRecord {
     pub last_completed_at: Option<String>,
 }
 
+/// An active sandbox, as an installer deciding on a schema rollback sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ActiveSandbox {
+    /// `sandbox.name` (lossily decoded when not UTF-8).
+    pub name: String,
+    /// `Created`, `Starting`, `Running`, `Draining` or `Paused`.
+    pub status: String,
+    /// The pid of its newest `Running` run, as stored; `None` without one.
+    pub pid: Option<i64>,
+}
+
+/// Every `Created`, `Starting`, `Running`, `Draining` or `Paused` sandbox
+/// with the pid of its newest `Running` run, ordered by name: what blocks a
+/// schema rollback. Reads only; probes no process.
+///
+/// # Errors
+///
+/// Any SQLite error.
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, active_sandboxes, insert_sandbox};
+///
+/// let conn = rusqlite::Connection::open_in_memory()?;
+/// sandbox_sweep::migrate(&conn)?;
+/// let catalog = Catalog::new(&conn)?;
+/// for (name, status) in [("b", SandboxStatus::Paused), ("a", SandboxStatus::Created), ("c", SandboxStatus::Stopped)] {
+///     insert_sandbox(&catalog, name, status, false, SystemClock::now())?;
+/// }
+/// let names: Vec<_> = active_sandboxes(&catalog)?.into_iter().map(|s| s.name).collect();
+/// assert_eq!(names, ["a", "b"]);
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+pub fn active_sandboxes(catalog: &Catalog<'_>) -> Result<Vec<ActiveSandbox>> {
+    let conn = catalog.conn;
+    let mut stmt = conn.prepare(
+        "SELECT id, CAST(name AS TEXT), status FROM sandbox
+         WHERE status IN ('Created', 'Starting', 'Running', 'Draining', 'Paused')
+         ORDER BY name",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut stmts = Statements::new(conn);
+    let mut active = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        active.push(ActiveSandbox {
+            name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            status: row.get(2)?,
+            pid: newest_running_pid(catalog, &mut stmts, id)?,
+        });
+    }
+    Ok(active)
+}
+
 /// What [`Catalog::summary`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -56,6 +112,8 @@ pub struct Summary {
     pub lease: Option<LeaseRecord>,
     /// The install-exclusive lease row, if any installer ever took it.
     pub install: Option<LeaseRecord>,
+    /// Every active sandbox, as [`active_sandboxes`] lists them.
+    pub active: Vec<ActiveSandbox>,
 }
 
 /// SQLite counts are never negative.
@@ -130,6 +188,7 @@ impl Catalog<'_> {
             dead_active,
             lease,
             install,
+            active: active_sandboxes(self)?,
         })
     }
 

@@ -113,6 +113,7 @@ pub enum SweepOutcome {
 #[derive(Debug, Clone)]
 pub struct Sweeper {
     sandboxes_dir: PathBuf,
+    run_dir: Option<PathBuf>,
     limits: Limits,
     force: bool,
     batch_size: usize,
@@ -124,6 +125,7 @@ impl Sweeper {
     pub fn new(sandboxes_dir: impl Into<PathBuf>) -> Sweeper {
         Sweeper {
             sandboxes_dir: sandboxes_dir.into(),
+            run_dir: None,
             limits: Limits::default(),
             force: false,
             batch_size: DEFAULT_BATCH,
@@ -132,6 +134,21 @@ impl Sweeper {
 
     pub(crate) fn sandboxes_dir(&self) -> &Path {
         &self.sandboxes_dir
+    }
+
+    pub(crate) fn run_dir_path(&self) -> Option<&Path> {
+        self.run_dir.as_deref()
+    }
+
+    /// Sweep beside this microsandbox run directory (default: none). Each
+    /// row's lifecycle lock (`<run>/locks/<H16>.lock`) is taken before the
+    /// row is acted on in either phase and held until its transaction ends:
+    /// a lock held elsewhere means hands off, whatever the recorded pid
+    /// says ([`Report::lifecycle_owned`]). A dead runtime's socket files
+    /// are removed before its row changes. A dry run takes no lock.
+    pub fn run_dir(mut self, run_dir: impl Into<PathBuf>) -> Sweeper {
+        self.run_dir = Some(run_dir.into());
+        self
     }
 
     pub(crate) fn limits_ref(&self) -> &Limits {

@@ -82,6 +82,16 @@ impl<'p> Trash<'p> {
         self.dir.join(TRASH_DIR)
     }
 
+    /// The sandboxes directory's path.
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir
+    }
+
+    /// The sandboxes directory, open.
+    pub(crate) fn root_fd(&self) -> Result<BorrowedFd<'_>> {
+        self.root()
+    }
+
     /// The sandboxes directory, opened on first use.
     fn root(&self) -> Result<BorrowedFd<'_>> {
         if let Some(fd) = self.root.get() {

@@ -217,7 +217,6 @@ fn usage_errors_exit_two_with_one_line() {
             "-5",
         ],
         &["sweep", "--db", "x.db"],
-        &["status"],
         &["init", "--db"],
     ] {
         let out = cli(args);

@@ -10,10 +10,11 @@ pub const USAGE: &str = "\
 sandbox-sweep: keep a sandbox catalog honest
 
 Usage:
-  sandbox-sweep init   --db PATH
-  sandbox-sweep sweep  --db PATH --sandboxes-dir DIR [--force] [--dry-run]
-                       [--max-active N] [--max-ephemeral N] [--budget-ms MS] [--json] [-v]
-  sandbox-sweep status --db PATH [--all] [--json]
+  sandbox-sweep init   [--home DIR | --db PATH]
+  sandbox-sweep sweep  [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR]
+                       [--force] [--dry-run] [--max-active N] [--max-ephemeral N]
+                       [--budget-ms MS] [--json] [-v]
+  sandbox-sweep status [--home DIR | --db PATH] [--all] [--json]
   sandbox-sweep demo   [--keep DIR]
 
 Commands:
@@ -22,9 +23,19 @@ Commands:
   status   sandbox counts, cleanable sandboxes, dead runtimes now, the lease
   demo     build a sample catalog in a temporary directory and sweep it
 
+Where things are:
+  With neither --db nor --home, microsandbox's home is $MSB_HOME (verbatim),
+  else ~/.microsandbox. In a home DIR the catalog is DIR/db/msb.db, sandboxes
+  are DIR/sandboxes and the run dir is DIR/run; --db, --sandboxes-dir and
+  --run-dir override each. With --db alone, sweep needs --sandboxes-dir and
+  takes no lifecycle locks unless --run-dir is given.
+
 Options:
+  --home DIR           microsandbox's home (default $MSB_HOME, else ~/.microsandbox)
   --db PATH            the catalog (SQLite) file; sweep and status never create it
   --sandboxes-dir DIR  where sandbox directories live (<DIR>/<name>)
+  --run-dir DIR        microsandbox's run dir: honour its lifecycle locks, remove
+                       dead runtimes' sockets
   --force              sweep even if the last sweep was under 30 s ago (never takes a held lease)
   --dry-run            report what a sweep would do; take no lease, write nothing
   --max-active N       most Running/Draining sandboxes examined (default 250)
@@ -45,6 +56,7 @@ Exit status: 0 swept or skipped, 1 error, 2 usage error.
 pub struct SweepArgs {
     pub db: PathBuf,
     pub sandboxes_dir: PathBuf,
+    pub run_dir: Option<PathBuf>,
     pub force: bool,
     pub dry_run: bool,
     pub max_active: Option<usize>,
@@ -78,10 +90,12 @@ fn usage(msg: String) -> CliError {
 /// Every flag a command accepts, and whether it takes a value.
 fn flags(command: &str) -> &'static [(&'static str, bool)] {
     match command {
-        "init" => &[("--db", true)],
+        "init" => &[("--db", true), ("--home", true)],
         "sweep" => &[
             ("--db", true),
+            ("--home", true),
             ("--sandboxes-dir", true),
+            ("--run-dir", true),
             ("--force", false),
             ("--dry-run", false),
             ("--max-active", true),
@@ -89,16 +103,25 @@ fn flags(command: &str) -> &'static [(&'static str, bool)] {
             ("--budget-ms", true),
             ("--json", false),
         ],
-        "status" => &[("--db", true), ("--json", false), ("--all", false)],
+        "status" => &[
+            ("--db", true),
+            ("--home", true),
+            ("--json", false),
+            ("--all", false),
+        ],
         "demo" => &[("--keep", true)],
         _ => &[],
     }
 }
 
-/// Flags as given: `(name, value)`, each at most once.
+/// Flags as given: `(name, value)`, each at most once, and microsandbox's
+/// home when no `--db` names the catalog.
 struct Given {
     command: &'static str,
     flags: Vec<(&'static str, Option<OsString>)>,
+    /// `$MSB_HOME` (verbatim), else `$HOME/.microsandbox`; `None` when
+    /// neither variable is set.
+    default_home: Option<PathBuf>,
 }
 
 impl Given {
@@ -174,14 +197,47 @@ impl Given {
         Ok(())
     }
 
+    /// microsandbox's home: `--home`, else (without `--db`) the default.
+    fn home(&self) -> Result<Option<PathBuf>, CliError> {
+        if let Some(home) = self.value("--home") {
+            return Ok(Some(home.into()));
+        }
+        if self.value("--db").is_some() {
+            return Ok(None);
+        }
+        match &self.default_home {
+            Some(home) => Ok(Some(home.clone())),
+            None => Err(usage(format!(
+                "`{}` needs --db or --home ($MSB_HOME and $HOME are not set)",
+                self.command
+            ))),
+        }
+    }
+
+    /// `flag`'s path, else `<home>/<under>`, else a usage error.
+    fn path_or_home(
+        &self,
+        flag: &str,
+        home: Option<&PathBuf>,
+        under: &str,
+    ) -> Result<PathBuf, CliError> {
+        match (self.value(flag), home) {
+            (Some(path), _) => Ok(path.into()),
+            (None, Some(home)) => Ok(home.join(under)),
+            (None, None) => self.path(flag),
+        }
+    }
+
     /// The command the flags describe, with required flags checked.
     fn command(&self) -> Result<Command, CliError> {
+        let home = self.home()?;
+        let home = home.as_ref();
         Ok(match self.command {
             "init" => Command::Init {
-                db: self.path("--db")?,
+                db: self.path_or_home("--db", home, "db/msb.db")?,
             },
             "status" => Command::Status {
-                db: self.path("--db")?,
+                db: self.path_or_home("--db", home, "db/msb.db")?,
                 json: self.switch("--json"),
                 all: self.switch("--all"),
             },
@@ -189,8 +245,12 @@ impl Given {
                 keep: self.value("--keep").map(PathBuf::from),
             },
             _ => Command::Sweep(SweepArgs {
-                db: self.path("--db")?,
-                sandboxes_dir: self.path("--sandboxes-dir")?,
+                db: self.path_or_home("--db", home, "db/msb.db")?,
+                sandboxes_dir: self.path_or_home("--sandboxes-dir", home, "sandboxes")?,
+                run_dir: match (self.value("--run-dir"), home) {
+                    (Some(dir), _) => Some(dir.into()),
+                    (None, home) => home.map(|home| home.join("run")),
+                },
                 force: self.switch("--force"),
                 dry_run: self.switch("--dry-run"),
                 max_active: self.number("--max-active")?,
@@ -202,9 +262,28 @@ impl Given {
     }
 }
 
+/// microsandbox's default home from the environment: `$MSB_HOME`
+/// verbatim, else `$HOME/.microsandbox`.
+pub fn default_home(env: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    let set = |name| env(name).filter(|v| !v.is_empty());
+    set("MSB_HOME")
+        .map(PathBuf::from)
+        .or_else(|| set("HOME").map(|home| PathBuf::from(home).join(".microsandbox")))
+}
+
 impl Args {
-    /// Parses the arguments after the program name.
+    /// Parses the arguments after the program name, with microsandbox's
+    /// home from this process's environment.
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, CliError> {
+        Args::parse_with(args, default_home(|name| std::env::var_os(name)))
+    }
+
+    /// Parses the arguments after the program name, with `default_home`
+    /// for a command given neither `--db` nor `--home`.
+    pub fn parse_with(
+        args: impl IntoIterator<Item = OsString>,
+        default_home: Option<PathBuf>,
+    ) -> Result<Args, CliError> {
         let mut args = args.into_iter();
         let mut verbose = false;
         let mut given: Option<Given> = None;
@@ -226,6 +305,7 @@ impl Args {
                             given = Some(Given {
                                 command: command_named(text)?,
                                 flags: Vec::new(),
+                                default_home: default_home.clone(),
                             });
                         }
                         None => return Err(usage(format!("expected a command before `{text}`"))),
@@ -250,7 +330,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Args, CliError> {
-        Args::parse(args.iter().map(OsString::from))
+        Args::parse_with(args.iter().map(OsString::from), None)
     }
 
     fn usage_message(args: &[&str]) -> String {
@@ -282,6 +362,7 @@ mod tests {
             Command::Sweep(SweepArgs {
                 db: "c.db".into(),
                 sandboxes_dir: "/s".into(),
+                run_dir: None,
                 force: true,
                 dry_run: false,
                 max_active: Some(7),
@@ -296,7 +377,10 @@ mod tests {
     fn bad_command_lines_are_usage_errors() {
         assert_eq!(usage_message(&[]), "no command given");
         assert_eq!(usage_message(&["frob"]), "unknown command `frob`");
-        assert_eq!(usage_message(&["init"]), "`init` needs --db");
+        assert_eq!(
+            usage_message(&["init"]),
+            "`init` needs --db or --home ($MSB_HOME and $HOME are not set)"
+        );
         assert_eq!(usage_message(&["init", "--db"]), "--db needs a value");
         assert_eq!(
             usage_message(&["status", "--db", "x", "--force"]),
@@ -325,6 +409,69 @@ mod tests {
         assert_eq!(
             usage_message(&["sweep", "--json=yes"]),
             "--json takes no value"
+        );
+    }
+
+    #[test]
+    fn msb_home_wins_over_home_and_is_used_verbatim() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        let both = env(&[("MSB_HOME", "/srv/msb/"), ("HOME", "/home/u")]);
+        assert_eq!(default_home(both), Some(PathBuf::from("/srv/msb/")));
+        let home_only = env(&[("HOME", "/home/u")]);
+        assert_eq!(
+            default_home(home_only),
+            Some(PathBuf::from("/home/u/.microsandbox"))
+        );
+        let empty = env(&[("MSB_HOME", ""), ("HOME", "/home/u")]);
+        assert_eq!(
+            default_home(empty),
+            Some(PathBuf::from("/home/u/.microsandbox"))
+        );
+        assert_eq!(default_home(env(&[])), None);
+    }
+
+    #[test]
+    fn home_gives_every_path_and_explicit_flags_override_it() {
+        let home = Some(PathBuf::from("/msb"));
+        let sweep =
+            |args: &[&str]| match Args::parse_with(args.iter().map(OsString::from), home.clone()) {
+                Ok(Args {
+                    command: Command::Sweep(s),
+                    ..
+                }) => (s.db, s.sandboxes_dir, s.run_dir),
+                other => panic!("{args:?}: {other:?}"),
+            };
+        assert_eq!(
+            sweep(&["sweep"]),
+            (
+                "/msb/db/msb.db".into(),
+                "/msb/sandboxes".into(),
+                Some("/msb/run".into())
+            )
+        );
+        assert_eq!(
+            sweep(&["sweep", "--home", "/h", "--run-dir", "/r"]),
+            (
+                "/h/db/msb.db".into(),
+                "/h/sandboxes".into(),
+                Some("/r".into())
+            )
+        );
+        // An explicit catalog without --home uses no default home.
+        assert_eq!(
+            sweep(&["sweep", "--db", "c.db", "--sandboxes-dir", "s"]),
+            ("c.db".into(), "s".into(), None)
+        );
+        let status = Args::parse_with(["status"].map(OsString::from), home.clone());
+        assert!(
+            matches!(status, Ok(Args { command: Command::Status { ref db, .. }, .. }) if db == std::path::Path::new("/msb/db/msb.db")),
+            "{status:?}"
         );
     }
 }

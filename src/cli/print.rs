@@ -67,7 +67,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         out,
         "{{\"outcome\":{},\"skip_reason\":{},\"reconciled\":{},\"removed\":{},\"errors\":{},\
          \"timed_out\":{},\"lease_lost\":{},\"elapsed_us\":{},\"complete\":{},\"dry_run\":{},\
-         \"crashed\":{},\"stopped\":{},\"dead\":{},\"cleanup\":{},\"error\":{}}}",
+         \"crashed\":{},\"stopped\":{},\"lifecycle_owned\":{},\"dead\":{},\"cleanup\":{},\"error\":{}}}",
         quote(kind),
         opt_quote(skip),
         report.reconciled,
@@ -80,6 +80,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         report.dry_run,
         report.crashed,
         report.stopped,
+        report.lifecycle_owned,
         dead_counts(report),
         outcome_counts(report),
         opt_quote(error.as_deref()),
@@ -134,6 +135,13 @@ pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
         report.removed,
         report.errors
     )?;
+    if report.lifecycle_owned > 0 {
+        writeln!(
+            out,
+            "  left alone, lifecycle lock held by a live owner: {}",
+            report.lifecycle_owned
+        )?;
+    }
     writeln!(
         out,
         "  dead runtimes: {}",
@@ -249,10 +257,21 @@ pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
         .collect();
     writeln!(
         out,
-        "{{\"by_status\":{by_status},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":[{}],\"lease\":{},\"install\":{}}}",
+        "{{\"by_status\":{by_status},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":[{}],\"active\":[{}],\"lease\":{},\"install\":{}}}",
         summary.ephemeral_terminal,
         summary.dead_active.len(),
         dead.join(","),
+        summary
+            .active
+            .iter()
+            .map(|a| format!(
+                "{{\"name\":{},\"status\":{},\"pid\":{}}}",
+                quote(&a.name),
+                quote(&a.status),
+                a.pid.map_or_else(|| "null".to_owned(), |p| p.to_string())
+            ))
+            .collect::<Vec<_>>()
+            .join(","),
         lease_json(summary.lease.as_ref()),
         lease_json(summary.install.as_ref()),
     )

@@ -63,6 +63,15 @@ pub(crate) fn list_all(dir: BorrowedFd<'_>) -> nix::Result<Vec<CString>> {
     Ok(names)
 }
 
+/// Unlinks `name` in `parent` if it is not a directory (a socket, a file, a
+/// symlink, which is removed itself, never followed); gone already is fine.
+pub(crate) fn unlink_entry(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<()> {
+    match unlinkat(parent, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(errno) => Err(errno),
+    }
+}
+
 /// Removes the empty directory `name` in `parent` (`rmdir`, which never
 /// follows a symlink: one there fails with `ENOTDIR`).
 pub(crate) fn remove_empty_dir(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<()> {

@@ -8,6 +8,7 @@
 //! mechanism here: no catalog, no verdicts, no policy on what to delete.
 
 pub(crate) mod dir;
+pub(crate) mod flock;
 mod listing;
 pub(crate) mod procfs;
 

@@ -1,0 +1,216 @@
+//! Per-sandbox lifecycle locks, as microsandbox takes them: the strongest
+//! evidence of life there is.
+//!
+//! A runtime holds `flock` on `<run>/locks/<H16>.lock` through every
+//! lifecycle transition, and its sandbox process keeps holding it until it
+//! exits; the kernel releases it on any death, `SIGKILL` included, in any
+//! pid namespace. So a held lock means hands off, whatever a recorded pid
+//! says. Owns the names (the hashes), the guard, and the sweep's view of a
+//! run directory. Never deletes a lock file: that would let two processes
+//! own one lifecycle. The system calls are `sys::flock`'s.
+
+use std::cell::OnceCell;
+use std::ffi::CString;
+use std::fmt::Write as _;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::stat::Mode;
+use sha2::{Digest, Sha256};
+
+use crate::error::{IoContext, Result};
+use crate::sys::dir;
+use crate::sys::flock::{Attempt, try_lock_at};
+
+/// The folder of lock files inside a run directory.
+const LOCKS_DIR: &str = "locks";
+
+/// The first `bytes` bytes of SHA-256 of `name`'s UTF-8 bytes, lowercase hex:
+/// microsandbox's `H12` (12 bytes) and `H16` (16 bytes).
+pub(crate) fn name_hash(name: &str, bytes: usize) -> String {
+    let digest = Sha256::digest(name.as_bytes());
+    let mut hex = String::with_capacity(bytes * 2);
+    for byte in digest.iter().take(bytes) {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// The lock file's name: `<H16>.lock`.
+fn lock_file_name(name: &str) -> String {
+    format!("{}.lock", name_hash(name, 16))
+}
+
+/// Where the lifecycle lock of sandbox `name` lives: `<run_dir>/locks/<H16>.lock`,
+/// `H16` being the first 16 bytes of SHA-256 of the name, in lowercase hex.
+///
+/// # Examples
+///
+/// ```
+/// use std::path::Path;
+///
+/// let path = sandbox_sweep::lifecycle_lock_path(Path::new("/run/msb"), "worker");
+/// assert_eq!(path, Path::new("/run/msb/locks/87eba76e7f3164534045ba922e7770fb.lock"));
+/// ```
+pub fn lifecycle_lock_path(run_dir: &Path, name: &str) -> PathBuf {
+    run_dir.join(LOCKS_DIR).join(lock_file_name(name))
+}
+
+/// A held lifecycle lock. Dropping it closes the file, which releases the
+/// lock; the file itself stays (lock files are never deleted).
+#[derive(Debug)]
+pub struct LifecycleLock {
+    _fd: OwnedFd,
+    name: String,
+}
+
+impl LifecycleLock {
+    /// The sandbox whose lifecycle this lock guards.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let run = tempfile::tempdir()?;
+    /// let lock = sandbox_sweep::try_lock_lifecycle(run.path(), "web")?.expect("free");
+    /// assert_eq!(lock.name(), "web");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Takes the lifecycle lock of sandbox `name` without blocking, exactly as
+/// microsandbox does, so a synchronous runtime can share the protocol:
+/// `Some` guard when it was free, `None` when another process (or another
+/// open file in this one) holds it. Creates `<run_dir>/locks` when missing.
+///
+/// # Errors
+///
+/// [`Error::Io`](crate::Error::Io) when the run directory cannot be opened,
+/// the lock path is a symlink or not a regular file, or a call fails.
+///
+/// # Examples
+///
+/// ```
+/// let run = tempfile::tempdir()?;
+/// let first = sandbox_sweep::try_lock_lifecycle(run.path(), "web")?;
+/// assert!(first.is_some());
+/// assert!(sandbox_sweep::try_lock_lifecycle(run.path(), "web")?.is_none());
+/// drop(first);
+/// assert!(sandbox_sweep::try_lock_lifecycle(run.path(), "web")?.is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn try_lock_lifecycle(run_dir: &Path, name: &str) -> Result<Option<LifecycleLock>> {
+    RunDir::new(run_dir).try_lock(name)
+}
+
+/// A run directory as one sweep uses it: `<run>/locks` opened once.
+#[derive(Debug)]
+pub(crate) struct RunDir<'p> {
+    dir: &'p Path,
+    run: OnceCell<OwnedFd>,
+    locks: OnceCell<OwnedFd>,
+}
+
+impl<'p> RunDir<'p> {
+    pub(crate) fn new(dir: &'p Path) -> RunDir<'p> {
+        RunDir {
+            dir,
+            run: OnceCell::new(),
+            locks: OnceCell::new(),
+        }
+    }
+
+    /// The run directory, opened on first use (following a symlink: the
+    /// caller chose this path).
+    pub(crate) fn fd(&self) -> Result<BorrowedFd<'_>> {
+        if let Some(fd) = self.run.get() {
+            return Ok(fd.as_fd());
+        }
+        let fd = dir::open_dir(self.dir)
+            .map_err(io::Error::from)
+            .at(self.dir)?;
+        Ok(self.run.get_or_init(|| fd).as_fd())
+    }
+
+    /// The run directory itself.
+    pub(crate) fn path(&self) -> &Path {
+        self.dir
+    }
+
+    /// `<run>/locks`, created when missing (following a symlink at the run
+    /// directory, which the caller chose, but not at `locks`).
+    fn locks(&self) -> Result<BorrowedFd<'_>> {
+        if let Some(fd) = self.locks.get() {
+            return Ok(fd.as_fd());
+        }
+        let path = self.dir.join(LOCKS_DIR);
+        let run = self.fd()?;
+        let name = c"locks";
+        match dir::mkdirat(run, name, Mode::from_bits_truncate(0o755)) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(errno) => return Err(io::Error::from(errno)).at(&path),
+        }
+        let fd = dir::open_dir_nofollow(run, name)
+            .map_err(io::Error::from)
+            .at(&path)?;
+        Ok(self.locks.get_or_init(|| fd).as_fd())
+    }
+
+    /// Takes sandbox `name`'s lock without blocking; `None` when it is held.
+    pub(crate) fn try_lock(&self, name: &str) -> Result<Option<LifecycleLock>> {
+        let file = lock_file_name(name);
+        let path = || self.dir.join(LOCKS_DIR).join(&file);
+        let c_file = CString::new(file.as_bytes())
+            .map_err(io::Error::other)
+            .at(&path())?;
+        match try_lock_at(self.locks()?, &c_file) {
+            Ok(Attempt::Acquired(fd)) => Ok(Some(LifecycleLock {
+                _fd: fd,
+                name: name.to_owned(),
+            })),
+            Ok(Attempt::Held) => Ok(None),
+            Ok(Attempt::NotAFile) => Err(io::Error::other(
+                "lock path is a symlink or not a regular file",
+            ))
+            .at(&path()),
+            Err(errno) => Err(io::Error::from(errno)).at(&path()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn microsandbox_hash_vectors() {
+        assert_eq!(name_hash("worker", 12), "87eba76e7f3164534045ba92");
+        assert_eq!(name_hash("worker", 16), "87eba76e7f3164534045ba922e7770fb");
+        assert_eq!(name_hash("工作", 16), "bc62d1b6b936c78dbbd0bbe5572e32d0");
+    }
+
+    #[test]
+    fn a_symlinked_or_odd_lock_path_is_an_error_and_is_left_alone() -> Result<()> {
+        let run = tempfile::tempdir().expect("tempdir");
+        let target = run.path().join("elsewhere");
+        std::fs::write(&target, b"not a lock").expect("write");
+        std::fs::create_dir(run.path().join(LOCKS_DIR)).expect("mkdir");
+        std::os::unix::fs::symlink(&target, lifecycle_lock_path(run.path(), "linked"))
+            .expect("symlink");
+        std::fs::create_dir(lifecycle_lock_path(run.path(), "dir")).expect("mkdir");
+        let run_dir = RunDir::new(run.path());
+        assert!(run_dir.try_lock("linked").is_err());
+        assert!(run_dir.try_lock("dir").is_err());
+        assert_eq!(std::fs::read(&target).expect("target"), b"not a lock");
+        assert!(lifecycle_lock_path(run.path(), "linked").is_symlink());
+        // A free lock is taken, and its file stays after release.
+        let lock = run_dir.try_lock("web")?.expect("free");
+        drop(lock);
+        assert!(lifecycle_lock_path(run.path(), "web").is_file());
+        Ok(())
+    }
+}

@@ -1,0 +1,359 @@
+//! Beside today's microsandbox: lifecycle locks held by other processes,
+//! runtime sockets, and finding microsandbox's home.
+
+mod common;
+
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use sandbox_sweep::*;
+
+/// A child process holding a sandbox's lifecycle lock, as a sandbox
+/// process does, killed and reaped when dropped.
+struct Holder(Child);
+
+impl Holder {
+    /// Starts a shell that opens the lock file, locks it with `flock(1)`
+    /// (the lock belongs to the open file, which it keeps) and becomes
+    /// `sleep 60`; waits (at most 5 s) until the lock is held. `None` when
+    /// `flock(1)` is not installed.
+    fn new(run: &Path, name: &str) -> Option<Holder> {
+        let path = lifecycle_lock_path(run, name);
+        std::fs::create_dir_all(path.parent()?).ok()?;
+        if !Command::new("sh")
+            .args(["-c", "command -v flock"])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            eprintln!("SKIPPED: `flock` (util-linux) is not installed");
+            return None;
+        }
+        let child = Command::new("sh")
+            .args(["-c", "exec 9>>\"$1\" && flock -x 9 && exec sleep 60", "sh"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn the holder");
+        let holder = Holder(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match try_lock_lifecycle(run, name) {
+                Ok(None) => return Some(holder),
+                // Not taken yet: let go at once and look again.
+                Ok(Some(lock)) => drop(lock),
+                Err(err) => panic!("lock: {err}"),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the child never took the lock");
+    }
+
+    /// `SIGKILL`s the holder and reaps it.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Beside {
+    f: Fixture,
+    run: PathBuf,
+}
+
+impl Beside {
+    fn new() -> Result<Beside> {
+        let f = Fixture::new()?;
+        let run = f.dir.path().join("run");
+        std::fs::create_dir(&run).expect("mkdir run");
+        Ok(Beside { f, run })
+    }
+
+    fn sweep(&self) -> Result<Report> {
+        let catalog = Catalog::new(&self.f.conn)?;
+        let sweeper = Sweeper::new(&self.f.sandboxes)
+            .run_dir(&self.run)
+            .force(true);
+        match sweeper.run_with(&catalog, &now) {
+            SweepOutcome::Swept(report) => Ok(report),
+            SweepOutcome::Failed(err) => Err(err),
+            SweepOutcome::Skipped(reason) => panic!("skipped: {reason}"),
+        }
+    }
+
+    /// Real bound Unix sockets at every path microsandbox may leave for
+    /// sandbox `name`; the paths.
+    fn sockets(&self, name: &str) -> Vec<PathBuf> {
+        let h12 = &lock_hash(name)[..24];
+        let h16 = lock_hash(name);
+        let paths = vec![
+            self.run.join("sandboxes").join(h12).join("agent.sock"),
+            self.run.join("sandboxes").join(h12).join("control.sock"),
+            self.run.join("agent").join(format!("{h16}.sock")),
+            self.run.join("agent").join(format!("{h16}.control.sock")),
+            self.f.sandboxes.join(name).join("runtime/agent.sock"),
+            self.f
+                .sandboxes
+                .join(name)
+                .join("runtime/agent.control.sock"),
+        ];
+        for path in &paths {
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            // Bound, then dropped: the socket file stays, as a dead runtime's does.
+            drop(UnixListener::bind(path).expect("bind"));
+            assert!(exists(path));
+        }
+        paths
+    }
+}
+
+/// `H16` of a name, from the lock path the crate computes.
+fn lock_hash(name: &str) -> String {
+    let path = lifecycle_lock_path(Path::new("/"), name);
+    let file = path.file_name().and_then(|f| f.to_str()).expect("utf8");
+    file.trim_end_matches(".lock").to_owned()
+}
+
+#[test]
+fn a_lock_held_by_another_process_stops_both_phases_until_it_is_released() -> Result<()> {
+    let b = Beside::new()?;
+    let dead = b.f.sandbox("held-running", "Running", false)?;
+    b.f.run(dead, Some(DEAD_PID), "Running")?;
+    let eph = b.f.sandbox("held-eph", "Stopped", true)?;
+    let eph_dir = b.f.mkdir("held-eph");
+    let free = b.f.sandbox("free", "Running", false)?;
+    b.f.run(free, Some(DEAD_PID), "Running")?;
+    let Some(runtime) = Holder::new(&b.run, "held-running") else {
+        return Ok(());
+    };
+    let Some(cleaner) = Holder::new(&b.run, "held-eph") else {
+        return Ok(());
+    };
+    let report = b.sweep()?;
+    // The recorded pid is dead, but the lock says a live owner: hands off.
+    assert_eq!((report.reconciled, report.removed), (1, 0));
+    assert_eq!((report.lifecycle_owned, report.errors), (2, 0));
+    assert_eq!(report.outcome(CleanupOutcome::LifecycleOwned), 1);
+    assert_eq!(b.f.status(dead)?.as_deref(), Some("Running"));
+    assert_eq!(b.f.status(eph)?.as_deref(), Some("Stopped"));
+    assert!(exists(&eph_dir.join("rootfs/data")));
+    assert_eq!(b.f.status(free)?.as_deref(), Some("Crashed"));
+    // `clean_ephemeral` beside the run dir respects it too.
+    let catalog = Catalog::new(&b.f.conn)?;
+    let cleanup = Cleanup::new(&b.f.sandboxes).run_dir(&b.run);
+    assert_eq!(
+        cleanup.clean(&catalog, eph)?,
+        CleanupOutcome::LifecycleOwned
+    );
+    // A holder killed with SIGKILL frees its lock; the next sweep acts.
+    runtime.kill();
+    cleaner.kill();
+    let report = b.sweep()?;
+    assert_eq!((report.reconciled, report.removed), (1, 1));
+    assert_eq!(report.lifecycle_owned, 0);
+    assert_eq!(b.f.status(dead)?.as_deref(), Some("Crashed"));
+    assert_eq!(b.f.status(eph)?, None);
+    assert!(!exists(&eph_dir));
+    // Lock files are never deleted.
+    assert!(lifecycle_lock_path(&b.run, "held-running").is_file());
+    assert!(lifecycle_lock_path(&b.run, "held-eph").is_file());
+    Ok(())
+}
+
+#[test]
+fn dead_runtimes_sockets_go_and_live_ones_stay() -> Result<()> {
+    let b = Beside::new()?;
+    let dead = b.f.sandbox("dead", "Running", false)?;
+    b.f.run(dead, Some(DEAD_PID), "Running")?;
+    b.f.mkdir("dead");
+    let dead_sockets = b.sockets("dead");
+    let eph = b.f.sandbox("eph", "Crashed", true)?;
+    b.f.mkdir("eph");
+    let eph_sockets = b.sockets("eph");
+    let live = b.f.sandbox("live", "Running", false)?;
+    b.f.run(live, Some(own_pid()), "Running")?;
+    b.f.mkdir("live");
+    let live_sockets = b.sockets("live");
+    let report = b.sweep()?;
+    assert_eq!(
+        (report.reconciled, report.removed, report.errors),
+        (1, 1, 0)
+    );
+    assert_eq!(b.f.status(dead)?.as_deref(), Some("Crashed"));
+    assert_eq!(b.f.status(eph)?, None);
+    for path in dead_sockets.iter().chain(&eph_sockets) {
+        assert!(!exists(path), "{} remains", path.display());
+    }
+    // The canonical <H12> directory goes once empty.
+    assert!(!exists(
+        &b.run.join("sandboxes").join(&lock_hash("dead")[..24])
+    ));
+    for path in &live_sockets {
+        assert!(exists(path), "a live runtime lost {}", path.display());
+    }
+    assert_eq!(b.f.status(live)?.as_deref(), Some("Running"));
+    Ok(())
+}
+
+#[test]
+fn a_symlink_planted_at_a_socket_entry_is_unlinked_never_followed() -> Result<()> {
+    let b = Beside::new()?;
+    let dead = b.f.sandbox("dead", "Running", false)?;
+    b.f.run(dead, Some(DEAD_PID), "Running")?;
+    let outside = b.f.dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(outside.join("agent.sock"), b"keep").expect("write");
+    std::fs::write(outside.join("control.sock"), b"keep").expect("write");
+    let canonical = b.run.join("sandboxes");
+    std::fs::create_dir(&canonical).expect("mkdir");
+    let h12 = canonical.join(&lock_hash("dead")[..24]);
+    std::os::unix::fs::symlink(&outside, &h12).expect("symlink");
+    let report = b.sweep()?;
+    assert_eq!((report.reconciled, report.errors), (1, 0));
+    assert!(!exists(&h12), "the planted symlink is removed");
+    assert_eq!(
+        std::fs::read(outside.join("agent.sock")).expect("kept"),
+        b"keep"
+    );
+    assert_eq!(
+        std::fs::read(outside.join("control.sock")).expect("kept"),
+        b"keep"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_lock_path_that_is_a_symlink_is_an_error_and_nothing_is_touched() -> Result<()> {
+    let b = Beside::new()?;
+    let dead = b.f.sandbox("dead", "Running", false)?;
+    b.f.run(dead, Some(DEAD_PID), "Running")?;
+    let eph = b.f.sandbox("eph", "Stopped", true)?;
+    let dir = b.f.mkdir("eph");
+    let target = b.f.dir.path().join("target");
+    std::fs::write(&target, b"not a lock").expect("write");
+    std::fs::create_dir(b.run.join("locks")).expect("mkdir");
+    for name in ["dead", "eph"] {
+        std::os::unix::fs::symlink(&target, lifecycle_lock_path(&b.run, name)).expect("symlink");
+    }
+    let report = b.sweep()?;
+    assert_eq!(
+        (report.reconciled, report.removed, report.errors),
+        (0, 0, 2)
+    );
+    assert_eq!(report.outcome(CleanupOutcome::LockFailed), 1);
+    assert_eq!(b.f.status(dead)?.as_deref(), Some("Running"));
+    assert_eq!(b.f.status(eph)?.as_deref(), Some("Stopped"));
+    assert!(exists(&dir.join("rootfs/data")));
+    assert_eq!(std::fs::read(&target).expect("target"), b"not a lock");
+    Ok(())
+}
+
+#[test]
+fn a_batch_never_holds_more_locks_than_the_open_file_limit_allows() -> Result<()> {
+    let b = Beside::new()?;
+    for i in 0..600 {
+        let id = b.f.sandbox(&format!("s{i}"), "Running", false)?;
+        b.f.run(id, Some(DEAD_PID), "Running")?;
+    }
+    // 600 rows, one batch of 512 by default, under a soft limit of 256 open
+    // files: the sweep commits whenever it holds 64 locks.
+    let limit = nix_limit();
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -n 256 && exec \"$@\"", "sh"])
+        .arg(env!("CARGO_BIN_EXE_sandbox-sweep"))
+        .args(["sweep", "--db"])
+        .arg(b.f.db_path())
+        .arg("--sandboxes-dir")
+        .arg(&b.f.sandboxes)
+        .arg("--run-dir")
+        .arg(&b.run)
+        .args([
+            "--force",
+            "--json",
+            "--max-active",
+            "1000",
+            "--budget-ms",
+            "10000",
+        ])
+        .output()
+        .expect("run the sweep");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} (limit was {limit:?})",
+        stderr(&out)
+    );
+    let line = json_line(&out);
+    assert_eq!(json_field(&line, "reconciled"), "600", "{line}");
+    assert_eq!(json_field(&line, "errors"), "0", "{line}");
+    Ok(())
+}
+
+fn nix_limit() -> Option<String> {
+    let out = Command::new("sh").args(["-c", "ulimit -n"]).output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[test]
+fn the_cli_finds_microsandbox_home_from_msb_home_or_home() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let home = dir.path().join("msb");
+    for sub in ["db", "sandboxes", "run"] {
+        std::fs::create_dir_all(home.join(sub))?;
+    }
+    let conn = sandbox_sweep::open(home.join("db/msb.db"))?;
+    sandbox_sweep::migrate(&conn)?;
+    let (dead, eph) = {
+        let dead = add_sandbox(&conn, "dead", "Running", false);
+        add_run(&conn, dead, Some(DEAD_PID));
+        let eph = add_sandbox(&conn, "eph", "Stopped", true);
+        std::fs::create_dir(home.join("sandboxes/eph"))?;
+        (dead, eph)
+    };
+    let run = |args: &[&str], envs: &[(&str, &Path)]| {
+        let mut cmd = bin();
+        cmd.args(args).env_remove("MSB_HOME").stdin(Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run")
+    };
+    // No arguments: $MSB_HOME, used verbatim.
+    let out = run(&["status", "--json"], &[("MSB_HOME", &home)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(json_line(&out).contains("\"dead_active_count\":1"));
+    // Without $MSB_HOME: ~/.microsandbox.
+    let fake_home = dir.path().join("user");
+    std::fs::create_dir(&fake_home)?;
+    std::os::unix::fs::symlink(&home, fake_home.join(".microsandbox"))?;
+    let out = run(&["sweep", "--json"], &[("HOME", &fake_home)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json_field(&json_line(&out), "reconciled"), "1");
+    assert_eq!(status_of(&conn, dead).as_deref(), Some("Crashed"));
+    assert_eq!(status_of(&conn, eph), None);
+    // The lock protocol ran in <home>/run.
+    assert!(lifecycle_lock_path(&home.join("run"), "dead").is_file());
+    // --home wins over the environment; errors name the resolved path.
+    let elsewhere = dir.path().join("nowhere");
+    let out = run(
+        &["status", "--home", elsewhere.to_str().ok_or("utf8")?],
+        &[("MSB_HOME", &home)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&elsewhere.join("db/msb.db").display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    Ok(())
+}
