@@ -103,6 +103,23 @@ impl Template {
             sandboxes,
         }
     }
+
+    /// [`Template::instance`] beside a microsandbox run directory whose
+    /// lock files exist (as runtimes leave them) and are free, with no
+    /// sockets: what the lock protocol costs on its own.
+    fn instance_with_run_dir(&self) -> (Instance, PathBuf) {
+        let instance = self.instance();
+        let run = instance._dir.path().join("run");
+        std::fs::create_dir_all(run.join("locks")).expect("mkdir");
+        let names = (0..self.shape.stale)
+            .map(|i| format!("stale-{i}"))
+            .chain((0..self.shape.ephemeral).map(|i| format!("eph-{i}")));
+        for name in names {
+            std::fs::File::create(sandbox_sweep::lifecycle_lock_path(&run, &name))
+                .expect("lock file");
+        }
+        (instance, run)
+    }
 }
 
 struct Instance {
@@ -195,6 +212,16 @@ fn throughput(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    group.bench_function("10000/locks", |b| {
+        b.iter_batched_ref(
+            || template.instance_with_run_dir(),
+            |(i, run)| {
+                let sweeper = unlimited(&i.sandboxes).run_dir(&*run);
+                assert_eq!(sweep(i, sweeper).reconciled, 10_000);
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.finish();
 
     let mut group = c.benchmark_group("cleanup");
@@ -208,6 +235,16 @@ fn throughput(c: &mut Criterion) {
         b.iter_batched_ref(
             || template.instance(),
             |i| assert_eq!(sweep(i, unlimited(&i.sandboxes)).removed, 10_000),
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("10000/locks", |b| {
+        b.iter_batched_ref(
+            || template.instance_with_run_dir(),
+            |(i, run)| {
+                let sweeper = unlimited(&i.sandboxes).run_dir(&*run);
+                assert_eq!(sweep(i, sweeper).removed, 10_000);
+            },
             BatchSize::PerIteration,
         )
     });

@@ -11,7 +11,6 @@
 
 use std::cell::OnceCell;
 use std::ffi::CString;
-use std::fmt::Write as _;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -30,10 +29,12 @@ const LOCKS_DIR: &str = "locks";
 /// The first `bytes` bytes of SHA-256 of `name`'s UTF-8 bytes, lowercase hex:
 /// microsandbox's `H12` (12 bytes) and `H16` (16 bytes).
 pub(crate) fn name_hash(name: &str, bytes: usize) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(name.as_bytes());
     let mut hex = String::with_capacity(bytes * 2);
-    for byte in digest.iter().take(bytes) {
-        let _ = write!(hex, "{byte:02x}");
+    for &byte in digest.iter().take(bytes) {
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
     hex
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::locks::{LifecycleLock, RunDir};
-use crate::sockets::remove_runtime_sockets;
+use crate::sockets::{SocketDirs, remove_runtime_sockets};
 use crate::sys::flock::open_file_limit;
 use crate::trash::Trash;
 
@@ -36,6 +36,7 @@ pub(crate) enum Claim {
 #[derive(Debug)]
 pub(crate) struct RowLocks<'p> {
     run: RunDir<'p>,
+    sockets: std::cell::OnceCell<SocketDirs>,
     held: Vec<LifecycleLock>,
     cap: usize,
     /// A sandbox whose lock the caller already holds (a runtime cleaning
@@ -47,6 +48,7 @@ impl<'p> RowLocks<'p> {
     pub(crate) fn new(run_dir: &'p Path) -> RowLocks<'p> {
         RowLocks {
             run: RunDir::new(run_dir),
+            sockets: std::cell::OnceCell::new(),
             held: Vec::new(),
             cap: lock_cap(),
             caller_holds: None,
@@ -78,7 +80,14 @@ impl<'p> RowLocks<'p> {
     /// Removes the socket artifacts of sandbox `name`, whose runtime is
     /// dead and whose lock this transaction holds.
     pub(crate) fn remove_sockets(&self, trash: &Trash<'_>, name: &str) -> Result<()> {
-        remove_runtime_sockets(&self.run, trash.root_fd()?, trash.dir(), name)
+        let dirs = match self.sockets.get() {
+            Some(dirs) => dirs,
+            None => {
+                let dirs = SocketDirs::open(&self.run)?;
+                self.sockets.get_or_init(|| dirs)
+            }
+        };
+        remove_runtime_sockets(&self.run, dirs, trash.root_fd()?, trash.dir(), name)
     }
 
     /// Whether the transaction should commit before taking another lock.

@@ -50,21 +50,40 @@ fn unlink_all(dir: BorrowedFd<'_>, names: &[&str], at: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `<run>/sandboxes` and `<run>/agent`, opened once per sweep (`None`
+/// where there is no such directory): looking them up again for every row
+/// doubled what the lock protocol cost. A dead runtime's sockets were made
+/// before it died, so a directory absent when the sweep starts holds none.
+#[derive(Debug)]
+pub(crate) struct SocketDirs {
+    canonical: Option<OwnedFd>,
+    legacy: Option<OwnedFd>,
+}
+
+impl SocketDirs {
+    pub(crate) fn open(run: &RunDir<'_>) -> Result<SocketDirs> {
+        let run_fd = run.fd()?;
+        let path = run.path();
+        Ok(SocketDirs {
+            canonical: subdir(run_fd, "sandboxes", &path.join("sandboxes"))?,
+            legacy: subdir(run_fd, "agent", &path.join("agent"))?,
+        })
+    }
+}
+
 /// Removes every socket artifact of sandbox `name` (see the module docs).
 /// `sandboxes` is the sandboxes directory, open, at path `sandboxes_path`.
 pub(crate) fn remove_runtime_sockets(
     run: &RunDir<'_>,
+    dirs: &SocketDirs,
     sandboxes: BorrowedFd<'_>,
     sandboxes_path: &Path,
     name: &str,
 ) -> Result<()> {
-    let run_fd = run.fd()?;
     let run_path = run.path();
-
-    let canonical = run_path.join("sandboxes");
-    if let Some(dir) = subdir(run_fd, "sandboxes", &canonical)? {
+    if let Some(dir) = &dirs.canonical {
         let h12 = name_hash(name, 12);
-        let at = canonical.join(&h12);
+        let at = run_path.join("sandboxes").join(&h12);
         let c_h12 = c(&h12, &at)?;
         match open_dir_nofollow(dir.as_fd(), &c_h12) {
             Ok(fd) => {
@@ -83,15 +102,12 @@ pub(crate) fn remove_runtime_sockets(
             Err(errno) => return Err(io::Error::from(errno)).at(&at),
         }
     }
-
-    let legacy = run_path.join("agent");
-    if let Some(dir) = subdir(run_fd, "agent", &legacy)? {
+    if let Some(dir) = &dirs.legacy {
         let h16 = name_hash(name, 16);
         let agent = format!("{h16}.sock");
         let control = format!("{h16}.control.sock");
-        unlink_all(dir.as_fd(), &[&agent, &control], &legacy)?;
+        unlink_all(dir.as_fd(), &[&agent, &control], &run_path.join("agent"))?;
     }
-
     let sandbox = sandboxes_path.join(name);
     if let Some(dir) = subdir(sandboxes, name, &sandbox)? {
         let runtime = sandbox.join("runtime");

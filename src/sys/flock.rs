@@ -28,8 +28,16 @@ pub(crate) enum Attempt {
 /// truncating it (as microsandbox does), without following a symlink, then
 /// takes `flock(LOCK_EX | LOCK_NB)` on it.
 pub(crate) fn try_lock_at(dir: BorrowedFd<'_>, name: &CStr) -> nix::Result<Attempt> {
-    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let fd = match openat(dir, name, flags, Mode::from_bits_truncate(0o644)) {
+    let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mode = Mode::from_bits_truncate(0o644);
+    // Lock files outlive their holders, so the file is usually there: a
+    // plain open first, since `O_CREAT` takes the directory's lock even
+    // when the file exists.
+    let opened = match openat(dir, name, flags, mode) {
+        Err(Errno::ENOENT) => openat(dir, name, flags | OFlag::O_CREAT, mode),
+        other => other,
+    };
+    let fd = match opened {
         Ok(fd) => fd,
         Err(Errno::ELOOP | Errno::EISDIR | Errno::ENXIO) => return Ok(Attempt::NotAFile),
         Err(errno) => return Err(errno),
