@@ -10,7 +10,7 @@
 //! own one lifecycle. The system calls are `sys::flock`'s.
 
 use std::cell::OnceCell;
-use std::ffi::CString;
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -29,19 +29,29 @@ const LOCKS_DIR: &str = "locks";
 /// The first `bytes` bytes of SHA-256 of `name`'s UTF-8 bytes, lowercase hex:
 /// microsandbox's `H12` (12 bytes) and `H16` (16 bytes).
 pub(crate) fn name_hash(name: &str, bytes: usize) -> String {
+    let hex = h16(name);
+    String::from_utf8_lossy(&hex[..(2 * bytes).min(hex.len())]).into_owned()
+}
+
+/// `H16` of `name` as 32 lowercase hex digits, on the stack: the lock
+/// protocol runs once per row.
+fn h16(name: &str) -> [u8; 32] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(name.as_bytes());
-    let mut hex = String::with_capacity(bytes * 2);
-    for &byte in digest.iter().take(bytes) {
-        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        hex.push(char::from(DIGITS[usize::from(byte & 0xf)]));
+    let mut hex = [0u8; 32];
+    for (pair, &byte) in hex.chunks_exact_mut(2).zip(digest.iter()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
     hex
 }
 
-/// The lock file's name: `<H16>.lock`.
-fn lock_file_name(name: &str) -> String {
-    format!("{}.lock", name_hash(name, 16))
+/// The lock file's name, `<H16>.lock`, NUL-terminated on the stack.
+fn lock_file_name(name: &str) -> [u8; 38] {
+    let mut file = [0u8; 38];
+    file[..32].copy_from_slice(&h16(name));
+    file[32..37].copy_from_slice(b".lock");
+    file
 }
 
 /// Where the lifecycle lock of sandbox `name` lives: `<run_dir>/locks/<H16>.lock`,
@@ -56,7 +66,10 @@ fn lock_file_name(name: &str) -> String {
 /// assert_eq!(path, Path::new("/run/msb/locks/87eba76e7f3164534045ba922e7770fb.lock"));
 /// ```
 pub fn lifecycle_lock_path(run_dir: &Path, name: &str) -> PathBuf {
-    run_dir.join(LOCKS_DIR).join(lock_file_name(name))
+    let file = lock_file_name(name);
+    run_dir
+        .join(LOCKS_DIR)
+        .join(String::from_utf8_lossy(&file[..37]).as_ref())
 }
 
 /// A held lifecycle lock. Dropping it closes the file, which releases the
@@ -163,16 +176,21 @@ impl<'p> RunDir<'p> {
 
     /// Takes sandbox `name`'s lock without blocking; `None` when it is held.
     pub(crate) fn try_lock(&self, name: &str) -> Result<Option<LifecycleLock>> {
+        Ok(self.try_lock_fd(name)?.map(|fd| LifecycleLock {
+            _fd: fd,
+            name: name.to_owned(),
+        }))
+    }
+
+    /// [`RunDir::try_lock`], keeping only the descriptor.
+    pub(crate) fn try_lock_fd(&self, name: &str) -> Result<Option<OwnedFd>> {
         let file = lock_file_name(name);
-        let path = || self.dir.join(LOCKS_DIR).join(&file);
-        let c_file = CString::new(file.as_bytes())
+        let path = || lifecycle_lock_path(self.dir, name);
+        let c_file = CStr::from_bytes_with_nul(&file)
             .map_err(io::Error::other)
             .at(&path())?;
-        match try_lock_at(self.locks()?, &c_file) {
-            Ok(Attempt::Acquired(fd)) => Ok(Some(LifecycleLock {
-                _fd: fd,
-                name: name.to_owned(),
-            })),
+        match try_lock_at(self.locks()?, c_file) {
+            Ok(Attempt::Acquired(fd)) => Ok(Some(fd)),
             Ok(Attempt::Held) => Ok(None),
             Ok(Attempt::NotAFile) => Err(io::Error::other(
                 "lock path is a symlink or not a regular file",

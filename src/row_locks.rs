@@ -9,7 +9,9 @@
 use std::path::Path;
 
 use crate::error::Result;
-use crate::locks::{LifecycleLock, RunDir};
+use std::os::fd::OwnedFd;
+
+use crate::locks::RunDir;
 use crate::sockets::{SocketDirs, remove_runtime_sockets};
 use crate::sys::flock::open_file_limit;
 use crate::trash::Trash;
@@ -37,7 +39,7 @@ pub(crate) enum Claim {
 pub(crate) struct RowLocks<'p> {
     run: RunDir<'p>,
     sockets: std::cell::OnceCell<SocketDirs>,
-    held: Vec<LifecycleLock>,
+    held: Vec<OwnedFd>,
     cap: usize,
     /// A sandbox whose lock the caller already holds (a runtime cleaning
     /// up after its own sandbox): taking it again would find it held.
@@ -68,9 +70,9 @@ impl<'p> RowLocks<'p> {
         if self.caller_holds == Some(name) {
             return Ok(Claim::Taken);
         }
-        Ok(match self.run.try_lock(name)? {
-            Some(lock) => {
-                self.held.push(lock);
+        Ok(match self.run.try_lock_fd(name)? {
+            Some(fd) => {
+                self.held.push(fd);
                 Claim::Taken
             }
             None => Claim::Owned,

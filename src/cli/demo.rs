@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use std::os::unix::net::UnixListener;
+
 use sandbox_sweep::{
-    Catalog, Liveness, ProcessIdentity, SandboxStatus, SweepOutcome, Sweeper, SystemClock,
-    insert_running_run, insert_sandbox,
+    Catalog, InstallLease, Liveness, ProcessIdentity, SandboxStatus, SweepOutcome, Sweeper,
+    SystemClock, insert_running_run, insert_sandbox, lifecycle_lock_path,
 };
 
 use super::{CliError, print};
@@ -91,6 +93,14 @@ const CASES: &[Case] = &[
         dir: true,
         runtime: Runtime::Exited,
         note: "draining, runtime gone: becomes Stopped",
+    },
+    Case {
+        name: "locked",
+        status: SandboxStatus::Running,
+        ephemeral: false,
+        dir: true,
+        runtime: Runtime::Exited,
+        note: "pid dead, but a live process holds its lifecycle lock: left alone",
     },
     Case {
         name: "booting",
@@ -231,39 +241,99 @@ pub fn run(keep: Option<&Path>, out: &mut impl Write) -> Result<(), CliError> {
     result
 }
 
+/// Where the demo's catalog, sandboxes and microsandbox run dir live.
+struct Layout {
+    db: PathBuf,
+    sandboxes: PathBuf,
+    run: PathBuf,
+}
+
+impl Layout {
+    fn new(root: &Path) -> Result<Layout, CliError> {
+        let layout = Layout {
+            db: root.join("catalog.db"),
+            sandboxes: root.join("sandboxes"),
+            run: root.join("run"),
+        };
+        for dir in [&layout.sandboxes, &layout.run] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
+        }
+        Ok(layout)
+    }
+
+    fn sweeper(&self) -> Sweeper {
+        Sweeper::new(&self.sandboxes).run_dir(&self.run).force(true)
+    }
+
+    /// Bound (then closed) Unix sockets where a runtime of `name` leaves
+    /// them: what a runtime that died without cleaning up leaves behind.
+    fn dead_runtime_sockets(&self, name: &str) -> Result<Vec<PathBuf>, CliError> {
+        let lock = lifecycle_lock_path(&self.run, name);
+        let h16 = lock
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let dir = self.run.join("sandboxes").join(&h16[..24.min(h16.len())]);
+        let paths = vec![dir.join("agent.sock"), dir.join("control.sock")];
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CliError::Other(format!("{}: {e}", dir.display())))?;
+        for path in &paths {
+            UnixListener::bind(path)
+                .map_err(|e| CliError::Other(format!("{}: {e}", path.display())))?;
+        }
+        Ok(paths)
+    }
+}
+
 fn show(root: &Path, out: &mut impl Write) -> Result<(), CliError> {
-    let db = root.join("catalog.db");
-    let sandboxes = root.join("sandboxes");
-    std::fs::create_dir_all(&sandboxes)
-        .map_err(|e| CliError::Other(format!("{}: {e}", sandboxes.display())))?;
-    let conn = sandbox_sweep::open(&db)?;
+    let layout = Layout::new(root)?;
+    let conn = sandbox_sweep::open(&layout.db)?;
     sandbox_sweep::migrate(&conn)?;
     let catalog = Catalog::new(&conn)?;
     let children = Children::spawn();
-    build(&catalog, &sandboxes, &children)?;
+    build(&catalog, &layout.sandboxes, &children)?;
     // The canary a naive sweeper would delete for the row named "../escape".
     let canary = root.join("escape");
     std::fs::create_dir_all(&canary)
         .map_err(|e| CliError::Other(format!("{}: {e}", canary.display())))?;
+    let sockets = layout.dead_runtime_sockets("api")?;
+    // This process stands for a sandbox process that still holds the lock.
+    let lock = sandbox_sweep::try_lock_lifecycle(&layout.run, "locked")?;
 
     writeln!(out, "sandbox-sweep demo")?;
-    writeln!(out, "catalog:   {}", db.display())?;
-    writeln!(out, "sandboxes: {}\n", sandboxes.display())?;
+    writeln!(out, "catalog:   {}", layout.db.display())?;
+    writeln!(out, "sandboxes: {}", layout.sandboxes.display())?;
+    writeln!(
+        out,
+        "run dir:   {} (microsandbox's locks and sockets)\n",
+        layout.run.display()
+    )?;
     writeln!(out, "before the sweep:")?;
-    table(out, &catalog, &sandboxes, true)?;
+    table(out, &catalog, &layout.sandboxes, true)?;
+    writeln!(
+        out,
+        "  + {} socket files of api's dead runtime",
+        sockets.len()
+    )?;
 
+    installing(out, &catalog, &layout)?;
     writeln!(
         out,
         "\nsweeping (what every runtime start does; --force skips the 30 s interval) ..."
     )?;
-    let outcome = Sweeper::new(&sandboxes).force(true).run(&catalog);
+    let outcome = layout.sweeper().run(&catalog);
     print::outcome(out, &outcome)?;
     if let SweepOutcome::Failed(err) = outcome {
         return Err(err.into());
     }
+    drop(lock);
 
     writeln!(out, "\nafter the sweep:")?;
-    table(out, &catalog, &sandboxes, false)?;
+    table(out, &catalog, &layout.sandboxes, false)?;
+    let left = sockets.iter().filter(|p| p.exists()).count();
+    writeln!(out, "  + api's runtime sockets left: {left}")?;
     writeln!(
         out,
         "\n{} outside the sandboxes directory: {}",
@@ -275,6 +345,24 @@ fn show(root: &Path, out: &mut impl Write) -> Result<(), CliError> {
         }
     )?;
     drop(children);
+    Ok(())
+}
+
+/// An installer holds the catalog: a sweep writes nothing until it is done.
+fn installing(
+    out: &mut impl Write,
+    catalog: &Catalog<'_>,
+    layout: &Layout,
+) -> Result<(), CliError> {
+    let install = InstallLease::acquire(catalog, &SystemClock)?;
+    writeln!(
+        out,
+        "\nan installer takes the catalog (install_exclusive until {}); a sweep now:",
+        install.expires_at()
+    )?;
+    print::outcome(out, &layout.sweeper().run(catalog))?;
+    install.clear(catalog, &SystemClock)?;
+    writeln!(out, "the installer is done and clears its lease.")?;
     Ok(())
 }
 
