@@ -104,12 +104,7 @@ fn a_held_install_lease_skips_the_sweep_and_writes_nothing() -> Result<()> {
 #[test]
 fn an_install_begun_mid_sweep_stops_it_before_its_next_write() -> Result<()> {
     let f = Fixture::new()?;
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        let id = f.sandbox(&format!("s{i}"), "Running", false)?;
-        f.run(id, Some(DEAD_PID), "Running")?;
-        ids.push(id);
-    }
+    f.stale(4)?;
     let catalog = Catalog::new(&f.conn)?;
     let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
         panic!("lease should be free");

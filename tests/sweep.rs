@@ -250,12 +250,7 @@ fn invalid_names_are_counted_and_nothing_outside_is_touched() -> Result<()> {
 #[test]
 fn lost_lease_stops_the_sweep_without_writing() -> Result<()> {
     let f = Fixture::new()?;
-    let mut ids = Vec::new();
-    for i in 0..4 {
-        let id = f.sandbox(&format!("s{i}"), "Running", false)?;
-        f.run(id, Some(DEAD_PID), "Running")?;
-        ids.push(id);
-    }
+    f.stale(4)?;
     let catalog = Catalog::new(&f.conn)?;
     let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
         panic!("lease should be free");

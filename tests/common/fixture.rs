@@ -87,6 +87,17 @@ impl Fixture {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// `n` `Running` sandboxes `s0`, `s1`, … whose runtime is dead.
+    pub fn stale(&self, n: usize) -> Result<Vec<i64>> {
+        (0..n)
+            .map(|i| {
+                let id = self.sandbox(&format!("s{i}"), "Running", false)?;
+                self.run(id, Some(DEAD_PID), "Running")?;
+                Ok(id)
+            })
+            .collect()
+    }
+
     /// Creates `<sandboxes>/<name>` with a file inside.
     pub fn mkdir(&self, name: &str) -> PathBuf {
         let path = self.sandboxes.join(name);
