@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod demo;
+mod demo_cases;
 pub mod logger;
 pub mod print;
 
