@@ -17,8 +17,10 @@ use time::PrimitiveDateTime;
 use crate::catalog::Catalog;
 use crate::clock::{Clock, minus, plus};
 use crate::error::{Error, Result};
-use crate::sql::{READ_LEASE, RENEW_LEASE};
-use crate::stamp::{Stamp, format_stamp, parse_stamp_bytes};
+use crate::sql::READ_LEASE;
+use crate::stamp::{format_stamp, parse_stamp_bytes};
+
+pub use crate::lease_guard::Lease;
 
 /// The `maintenance_lease.name` of the sandbox lifecycle sweep:
 /// `"sandbox_lifecycle_maintenance"`.
@@ -338,172 +340,9 @@ impl<'c> Catalog<'c> {
             "maintenance lease acquired by pid {pid} until {expires} ({})",
             spec.name
         );
-        Ok(Acquire::Acquired(Lease {
-            catalog: self,
-            spec: *spec,
-            pid,
-            acquired,
-            expires,
-            finished: false,
-            lost: false,
-        }))
-    }
-}
-
-/// A held lease: a guard like rusqlite's `Transaction`.
-///
-/// Dropping it releases the lease without recording completion (failures
-/// are logged, never panicked on); [`Lease::complete`] records a finished
-/// sweep; [`Lease::release`] releases and reports errors. A holder that dies
-/// never runs `Drop`: its lease simply expires after its duration
-/// ([`LEASE_DURATION`], 10 s, for the sweep).
-#[derive(Debug)]
-pub struct Lease<'a> {
-    catalog: &'a Catalog<'a>,
-    spec: LeaseSpec,
-    pid: i64,
-    acquired: Stamp,
-    expires: Stamp,
-    finished: bool,
-    lost: bool,
-}
-
-impl<'a> Lease<'a> {
-    /// The catalog this lease guards.
-    pub fn catalog(&self) -> &'a Catalog<'a> {
-        self.catalog
-    }
-
-    /// Which lease this is.
-    pub fn spec(&self) -> &LeaseSpec {
-        &self.spec
-    }
-
-    /// The expiry text this holder last wrote (what fencing compares).
-    pub fn expires_at(&self) -> &str {
-        &self.expires
-    }
-
-    /// Whether a fence check found that another process took the lease.
-    pub fn is_lost(&self) -> bool {
-        self.lost
-    }
-
-    /// Fencing: inside a write transaction, checks that the row still names
-    /// this holder with the exact expiry it wrote, and renews it. `false`
-    /// (and the lease marked lost) when someone else holds it now.
-    pub(crate) fn renew(
-        &mut self,
-        tx: &rusqlite::Transaction<'_>,
-        now: PrimitiveDateTime,
-    ) -> Result<bool> {
-        if self.lost {
-            return Ok(false);
-        }
-        let renewed = format_stamp(plus(now, self.spec.duration));
-        let changed = tx.prepare_cached(RENEW_LEASE)?.execute(params![
-            self.spec.name,
-            self.pid,
-            self.expires,
-            renewed
-        ])?;
-        if changed == 1 {
-            self.expires = renewed;
-            Ok(true)
-        } else {
-            log::warn!(
-                "maintenance lease lost: another process holds it now; stopping ({})",
-                self.spec.name
-            );
-            self.lost = true;
-            Ok(false)
-        }
-    }
-
-    /// Ends the lease; `completed_at` also records a finished sweep.
-    /// Returns whether the lease was still ours.
-    pub(crate) fn finish(&mut self, completed_at: Option<PrimitiveDateTime>) -> Result<bool> {
-        self.finished = true;
-        if self.lost {
-            return Ok(false);
-        }
-        log::debug!(
-            "maintenance lease released by pid {} ({})",
-            self.pid,
-            self.spec.name
-        );
-        // Released means "expired": the acquisition time is in the past for
-        // the holder's clock, and nothing else is needed to free the row.
-        let (expires, completed) = match completed_at {
-            Some(t) => (format_stamp(t), Some(format_stamp(t))),
-            None => (self.acquired, None),
-        };
-        let changed = self
-            .catalog
-            .conn
-            .prepare_cached(
-                "UPDATE maintenance_lease
-                 SET holder_pid = NULL, lease_expires_at = ?4,
-                     last_completed_at = coalesce(?5, last_completed_at)
-                 WHERE name = ?1 AND holder_pid = ?2 AND lease_expires_at = ?3",
-            )?
-            .execute(params![
-                self.spec.name,
-                self.pid,
-                self.expires,
-                expires,
-                completed
-            ])?;
-        if changed == 0 {
-            self.lost = true;
-            log::warn!("maintenance lease was taken over before release");
-        }
-        Ok(!self.lost)
-    }
-
-    /// Records a finished sweep at `now` and releases the lease. Does nothing
-    /// if the lease was lost.
-    ///
-    /// # Errors
-    ///
-    /// Any SQLite error (busy included); the lease then expires by itself.
-    pub fn complete(mut self, now: PrimitiveDateTime) -> Result<()> {
-        self.finish(Some(now)).map(drop)
-    }
-
-    /// Releases the lease without recording completion, so the next start
-    /// may sweep at once. Does nothing if the lease was lost.
-    ///
-    /// # Errors
-    ///
-    /// Any SQLite error (busy included); the lease then expires by itself.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sandbox_sweep::Acquire;
-    ///
-    /// let conn = rusqlite::Connection::open_in_memory()?;
-    /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
-    /// let now = sandbox_sweep::SystemClock::now();
-    /// let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else { panic!("free") };
-    /// lease.release()?;
-    /// assert!(matches!(catalog.try_acquire(&|| now, false)?, Acquire::Acquired(_)));
-    /// # Ok::<(), sandbox_sweep::Error>(())
-    /// ```
-    pub fn release(mut self) -> Result<()> {
-        self.finish(None).map(drop)
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if !self.finished {
-            if let Err(err) = self.finish(None) {
-                log::warn!("could not release the maintenance lease (it will expire): {err}");
-            }
-        }
+        Ok(Acquire::Acquired(Lease::new(
+            self, *spec, pid, acquired, expires,
+        )))
     }
 }
 

@@ -114,6 +114,7 @@ mod error;
 mod identity;
 mod install;
 mod lease;
+mod lease_guard;
 mod lifecycle;
 mod liveness;
 mod locks;

@@ -1,0 +1,132 @@
+//! A runtime's writes around the sweep, with no SQL of its own: insert a
+//! sandbox, record its run, finish the run, clean the sandbox.
+
+mod common;
+
+use common::*;
+use sandbox_sweep::*;
+
+/// `(status, termination_reason, exit_code, exit_signal, terminated_at)` of a run.
+type RunEndRow = (
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn run_end(f: &Fixture, run: i64) -> Result<RunEndRow> {
+    Ok(f.conn.query_row(
+        "SELECT status, termination_reason, exit_code, exit_signal, terminated_at FROM run WHERE id = ?1",
+        [run],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )?)
+}
+
+#[test]
+fn finishing_a_run_ends_it_and_its_sandbox_in_one_transaction() -> Result<()> {
+    let f = Fixture::new()?;
+    let catalog = Catalog::new(&f.conn)?;
+    let me = ProcessIdentity::current()?;
+    let ok = insert_sandbox(&catalog, "ok", SandboxStatus::Running, true, now())?;
+    let ok_run = insert_running_run(&catalog, ok, &me, now())?;
+    let killed = insert_sandbox(&catalog, "killed", SandboxStatus::Running, false, now())?;
+    let killed_run = insert_running_run(&catalog, killed, &me, now())?;
+    f.conn
+        .execute("UPDATE sandbox SET active_config = '{\"cpus\":2}'", [])?;
+
+    let done = RunEnd::stopped(TerminationReason::Completed).exit_code(0);
+    assert!(finish_run(&catalog, ok_run, done, now())?);
+    assert_eq!(
+        run_end(&f, ok_run)?,
+        (
+            "Terminated".into(),
+            Some("Completed".into()),
+            Some(0),
+            None,
+            Some(NOW.into())
+        )
+    );
+    assert_eq!(f.status(ok)?.as_deref(), Some("Stopped"));
+
+    let end = RunEnd::crashed(TerminationReason::Signal).exit_signal(9);
+    assert!(finish_run(&catalog, killed_run, end, now())?);
+    assert_eq!(
+        run_end(&f, killed_run)?,
+        (
+            "Terminated".into(),
+            Some("Signal".into()),
+            None,
+            Some(9),
+            Some(NOW.into())
+        )
+    );
+    assert_eq!(f.status(killed)?.as_deref(), Some("Crashed"));
+    let configs = f.count("SELECT count(*) FROM sandbox WHERE active_config IS NOT NULL")?;
+    assert_eq!(configs, 0, "a finished sandbox keeps no active config");
+
+    // Already finished, or no such run: nothing changes.
+    let again = RunEnd::crashed(TerminationReason::InternalError);
+    assert!(!finish_run(&catalog, ok_run, again, now())?);
+    assert!(!finish_run(&catalog, 999, again, now())?);
+    assert_eq!(f.status(ok)?.as_deref(), Some("Stopped"));
+
+    // The finished ephemeral sandbox is now the runtime's to clean.
+    f.mkdir("ok");
+    assert_eq!(
+        clean_ephemeral(&catalog, &f.sandboxes, ok)?,
+        CleanupOutcome::Removed
+    );
+    assert!(!exists(&f.sandboxes.join("ok")));
+    Ok(())
+}
+
+#[test]
+fn a_sandbox_the_sweep_could_never_clean_cannot_be_inserted() -> Result<()> {
+    let f = Fixture::new()?;
+    let catalog = Catalog::new(&f.conn)?;
+    for bad in ["", "..", "a/b", ".sandbox-sweep-x"] {
+        assert!(
+            matches!(
+                insert_sandbox(&catalog, bad, SandboxStatus::Created, true, now()),
+                Err(Error::InvalidName { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    let id = insert_sandbox(&catalog, "web", SandboxStatus::Created, false, now())?;
+    assert!(insert_sandbox(&catalog, "web", SandboxStatus::Created, false, now()).is_err());
+    let row: (String, String, bool, String) = f.conn.query_row(
+        "SELECT name, status, ephemeral, created_at FROM sandbox WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    assert_eq!(row, ("web".into(), "Created".into(), false, NOW.into()));
+    Ok(())
+}
+
+#[test]
+fn status_and_reason_strings_are_microsandboxs() {
+    let statuses: Vec<&str> = SandboxStatus::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "Created", "Starting", "Running", "Draining", "Paused", "Stopped", "Crashed"
+        ]
+    );
+    let reasons: Vec<&str> = TerminationReason::ALL.iter().map(|r| r.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "Completed",
+            "Failed",
+            "MaxDurationExceeded",
+            "IdleTimeout",
+            "AgentUnresponsive",
+            "ShutdownRequested",
+            "DrainRequested",
+            "Signal",
+            "InternalError"
+        ]
+    );
+}
