@@ -66,7 +66,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
     writeln!(
         out,
         "{{\"outcome\":{},\"skip_reason\":{},\"reconciled\":{},\"removed\":{},\"errors\":{},\
-         \"timed_out\":{},\"lease_lost\":{},\"elapsed_us\":{},\"complete\":{},\"dry_run\":{},\
+         \"timed_out\":{},\"lease_lost\":{},\"installing\":{},\"elapsed_us\":{},\"complete\":{},\"dry_run\":{},\
          \"crashed\":{},\"stopped\":{},\"lifecycle_owned\":{},\"dead\":{},\"cleanup\":{},\"error\":{}}}",
         quote(kind),
         opt_quote(skip),
@@ -75,6 +75,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         report.errors,
         report.timed_out,
         report.lease_lost,
+        report.installing,
         report.elapsed.as_micros(),
         report.complete,
         report.dry_run,
