@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{IoContext, Result};
 use crate::sys::dir;
-use crate::sys::flock::{Attempt, try_lock_at};
+use crate::sys::flock::{Attempt, FileId, file_id_at, flocked_files, try_lock_at};
 
 /// The folder of lock files inside a run directory.
 const LOCKS_DIR: &str = "locks";
@@ -198,6 +198,39 @@ impl<'p> RunDir<'p> {
             .at(&path()),
             Err(errno) => Err(io::Error::from(errno)).at(&path()),
         }
+    }
+}
+
+/// Which sandboxes' lifecycle locks someone holds now, read from
+/// `/proc/locks` without taking a lock: a read-only report must never make
+/// a runtime's own non-blocking `flock` fail, as a taken-and-dropped probe
+/// could. Creates nothing.
+#[derive(Debug)]
+pub(crate) struct HeldLocks {
+    locks: Option<OwnedFd>,
+    files: Vec<FileId>,
+}
+
+impl HeldLocks {
+    /// `None` when `/proc/locks` cannot be read: nothing can be told.
+    pub(crate) fn read(run_dir: &Path) -> Option<HeldLocks> {
+        let files = flocked_files()?;
+        let locks = dir::open_dir(run_dir)
+            .ok()
+            .and_then(|run| dir::open_dir_nofollow(run.as_fd(), c"locks").ok());
+        Some(HeldLocks { locks, files })
+    }
+
+    /// Whether sandbox `name`'s lock file exists and is held.
+    pub(crate) fn is_held(&self, name: &str) -> bool {
+        let file = lock_file_name(name);
+        let (Some(locks), Ok(file)) = (&self.locks, CStr::from_bytes_with_nul(&file)) else {
+            return false;
+        };
+        file_id_at(locks.as_fd(), file)
+            .ok()
+            .flatten()
+            .is_some_and(|id| self.files.contains(&id))
     }
 }
 

@@ -5,7 +5,7 @@
 //! sandbox-sweep sweep  [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR]
 //!                      [--force] [--dry-run] [--max-active N] [--max-ephemeral N]
 //!                      [--budget-ms MS] [--json] [-v]
-//! sandbox-sweep status [--home DIR | --db PATH] [--all] [--json]
+//! sandbox-sweep status [--home DIR | --db PATH] [--run-dir DIR] [--all] [--json]
 //! sandbox-sweep demo   [--keep DIR]
 //! ```
 //!
@@ -76,9 +76,18 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             sandbox_sweep::migrate(&conn)?;
             writeln!(out, "initialised {}", db.display())?;
         }
-        Command::Status { db, json, all } => {
+        Command::Status {
+            db,
+            run_dir,
+            json,
+            all,
+        } => {
             let conn = cli::open_existing(&db)?;
-            let summary = Catalog::new(&conn)?.summary()?;
+            let catalog = Catalog::new(&conn)?;
+            let summary = match run_dir {
+                Some(run_dir) => catalog.summary_beside(&run_dir)?,
+                None => catalog.summary()?,
+            };
             if json {
                 print::status_json(out, &summary)?;
             } else {

@@ -2,6 +2,8 @@
 //!
 //! Reads only: never a write, never the filesystem.
 
+use std::path::Path;
+
 use rusqlite::OptionalExtension;
 
 use crate::catalog::Catalog;
@@ -9,6 +11,7 @@ use crate::error::Result;
 use crate::install::INSTALL_LEASE_NAME;
 use crate::lease::LeaseSpec;
 use crate::liveness::{DeadReason, Liveness, Prober};
+use crate::locks::HeldLocks;
 use crate::runs::{latest_running, newest_running_pid};
 use crate::statements::Statements;
 
@@ -106,8 +109,13 @@ pub struct Summary {
     pub by_status: Vec<(String, u64)>,
     /// Ephemeral sandboxes in `Stopped` or `Crashed` (cleanup candidates).
     pub ephemeral_terminal: u64,
-    /// Active sandboxes whose runtime is dead now, by id.
+    /// Active sandboxes whose runtime is dead now, by id: what the next
+    /// sweep reconciles.
     pub dead_active: Vec<StaleSandbox>,
+    /// Active sandboxes whose recorded runtime looks dead but whose
+    /// lifecycle lock is held (only with a run directory, see
+    /// [`Catalog::summary_beside`]): a live owner, left alone by sweeps.
+    pub lifecycle_owned: Vec<StaleSandbox>,
     /// The maintenance lease row, if any sweep ever took it.
     pub lease: Option<LeaseRecord>,
     /// The install-exclusive lease row, if any installer ever took it.
@@ -140,6 +148,45 @@ impl Catalog<'_> {
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
     pub fn summary(&self) -> Result<Summary> {
+        self.summarise(None)
+    }
+
+    /// [`Catalog::summary`] beside a microsandbox run directory: an active
+    /// sandbox whose recorded runtime looks dead but whose lifecycle lock is
+    /// held goes to [`Summary::lifecycle_owned`], not to `dead_active`.
+    /// Which locks are held is read from `/proc/locks`: no lock is taken
+    /// (a runtime's own non-blocking `flock` must never fail because of a
+    /// report) and no file is created. Where `/proc/locks` cannot be read,
+    /// this is [`Catalog::summary`].
+    ///
+    /// # Errors
+    ///
+    /// Any SQLite error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::*;
+    ///
+    /// let run = tempfile::tempdir()?;
+    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// migrate(&conn)?;
+    /// conn.execute("INSERT INTO sandbox (name, config, status) VALUES ('a', '{}', 'Draining')", [])?;
+    /// let catalog = Catalog::new(&conn)?;
+    /// let lock = try_lock_lifecycle(run.path(), "a")?.expect("free");
+    /// let summary = catalog.summary_beside(run.path())?;
+    /// if cfg!(target_os = "linux") {
+    ///     assert_eq!((summary.dead_active.len(), summary.lifecycle_owned.len()), (0, 1));
+    /// }
+    /// drop(lock);
+    /// assert_eq!(catalog.summary_beside(run.path())?.dead_active.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn summary_beside(&self, run_dir: &Path) -> Result<Summary> {
+        self.summarise(Some(run_dir))
+    }
+
+    fn summarise(&self, run_dir: Option<&Path>) -> Result<Summary> {
         let conn = self.conn;
         let by_status = conn
             .prepare("SELECT CAST(status AS TEXT), count(*) FROM sandbox GROUP BY 1 ORDER BY 1")?
@@ -155,10 +202,29 @@ impl Catalog<'_> {
             [],
             |r| r.get(0),
         )?);
+        let (dead_active, lifecycle_owned) = self.stale(run_dir)?;
+        let lease = self.lease_record(LeaseSpec::SWEEP.name)?;
+        let install = self.lease_record(INSTALL_LEASE_NAME)?;
+        Ok(Summary {
+            by_status,
+            ephemeral_terminal,
+            dead_active,
+            lifecycle_owned,
+            lease,
+            install,
+            active: active_sandboxes(self)?,
+        })
+    }
+
+    /// Active sandboxes whose runtime is dead now, by id: those a sweep
+    /// would reconcile, and those whose lifecycle lock in `run_dir` is held
+    /// (a sweep leaves them alone).
+    fn stale(&self, run_dir: Option<&Path>) -> Result<(Vec<StaleSandbox>, Vec<StaleSandbox>)> {
+        let held = run_dir.and_then(HeldLocks::read);
         let prober = Prober::new();
-        let mut stmts = Statements::new(conn);
-        let mut dead_active = Vec::new();
-        let mut stmt = conn.prepare(
+        let mut stmts = Statements::new(self.conn);
+        let (mut dead, mut owned) = (Vec::new(), Vec::new());
+        let mut stmt = self.conn.prepare(
             "SELECT id, CAST(name AS TEXT), status FROM sandbox WHERE status IN ('Running', 'Draining') ORDER BY id",
         )?;
         let mut rows = stmt.query([])?;
@@ -173,23 +239,19 @@ impl Catalog<'_> {
                 None if status == "Draining" => None,
                 None => continue,
             };
-            dead_active.push(StaleSandbox {
+            let stale = StaleSandbox {
                 id,
                 name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
                 status,
                 reason,
-            });
+            };
+            if held.as_ref().is_some_and(|held| held.is_held(&stale.name)) {
+                owned.push(stale);
+            } else {
+                dead.push(stale);
+            }
         }
-        let lease = self.lease_record(LeaseSpec::SWEEP.name)?;
-        let install = self.lease_record(INSTALL_LEASE_NAME)?;
-        Ok(Summary {
-            by_status,
-            ephemeral_terminal,
-            dead_active,
-            lease,
-            install,
-            active: active_sandboxes(self)?,
-        })
+        Ok((dead, owned))
     }
 
     /// The row of lease `name`, verbatim.

@@ -148,6 +148,22 @@ fn a_lock_held_by_another_process_stops_both_phases_until_it_is_released() -> Re
     assert_eq!(b.f.status(eph)?.as_deref(), Some("Stopped"));
     assert!(exists(&eph_dir.join("rootfs/data")));
     assert_eq!(b.f.status(free)?.as_deref(), Some("Crashed"));
+    // `status` beside the run dir tells a held lock from a dead runtime,
+    // reading /proc/locks: it takes no lock, so the holders keep theirs.
+    let out = cli(&[
+        "status",
+        "--db",
+        b.f.db_path().to_str().expect("utf8"),
+        "--run-dir",
+        b.run.to_str().expect("utf8"),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let line = json_line(&out);
+    assert_eq!(json_field(&line, "dead_active_count"), "0", "{line}");
+    assert_eq!(json_field(&line, "lifecycle_owned_count"), "1", "{line}");
+    assert!(line.contains("\"name\":\"held-running\""), "{line}");
+    assert!(try_lock_lifecycle(&b.run, "held-running")?.is_none());
     // `clean_ephemeral` beside the run dir respects it too.
     let catalog = Catalog::new(&b.f.conn)?;
     let cleanup = Cleanup::new(&b.f.sandboxes).run_dir(&b.run);

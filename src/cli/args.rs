@@ -14,7 +14,7 @@ Usage:
   sandbox-sweep sweep  [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR]
                        [--force] [--dry-run] [--max-active N] [--max-ephemeral N]
                        [--budget-ms MS] [--json] [-v]
-  sandbox-sweep status [--home DIR | --db PATH] [--all] [--json]
+  sandbox-sweep status [--home DIR | --db PATH] [--run-dir DIR] [--all] [--json]
   sandbox-sweep demo   [--keep DIR]
 
 Commands:
@@ -35,7 +35,7 @@ Options:
   --db PATH            the catalog (SQLite) file; sweep and status never create it
   --sandboxes-dir DIR  where sandbox directories live (<DIR>/<name>)
   --run-dir DIR        microsandbox's run dir: honour its lifecycle locks, remove
-                       dead runtimes' sockets
+                       dead runtimes' sockets (status: show held locks, take none)
   --force              sweep even if the last sweep was under 30 s ago (never takes a held lease)
   --dry-run            report what a sweep would do; take no lease, write nothing
   --max-active N       most Running/Draining sandboxes examined (default 250)
@@ -68,10 +68,19 @@ pub struct SweepArgs {
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Init { db: PathBuf },
+    Init {
+        db: PathBuf,
+    },
     Sweep(SweepArgs),
-    Status { db: PathBuf, json: bool, all: bool },
-    Demo { keep: Option<PathBuf> },
+    Status {
+        db: PathBuf,
+        run_dir: Option<PathBuf>,
+        json: bool,
+        all: bool,
+    },
+    Demo {
+        keep: Option<PathBuf>,
+    },
     Help,
     Version,
 }
@@ -106,6 +115,7 @@ fn flags(command: &str) -> &'static [(&'static str, bool)] {
         "status" => &[
             ("--db", true),
             ("--home", true),
+            ("--run-dir", true),
             ("--json", false),
             ("--all", false),
         ],
@@ -228,6 +238,14 @@ impl Given {
         }
     }
 
+    /// `--run-dir`, else `<home>/run`, else none.
+    fn run_dir(&self, home: Option<&PathBuf>) -> Option<PathBuf> {
+        match (self.value("--run-dir"), home) {
+            (Some(dir), _) => Some(dir.into()),
+            (None, home) => home.map(|home| home.join("run")),
+        }
+    }
+
     /// The command the flags describe, with required flags checked.
     fn command(&self) -> Result<Command, CliError> {
         let home = self.home()?;
@@ -238,6 +256,7 @@ impl Given {
             },
             "status" => Command::Status {
                 db: self.path_or_home("--db", home, "db/msb.db")?,
+                run_dir: self.run_dir(home),
                 json: self.switch("--json"),
                 all: self.switch("--all"),
             },
@@ -247,10 +266,7 @@ impl Given {
             _ => Command::Sweep(SweepArgs {
                 db: self.path_or_home("--db", home, "db/msb.db")?,
                 sandboxes_dir: self.path_or_home("--sandboxes-dir", home, "sandboxes")?,
-                run_dir: match (self.value("--run-dir"), home) {
-                    (Some(dir), _) => Some(dir.into()),
-                    (None, home) => home.map(|home| home.join("run")),
-                },
+                run_dir: self.run_dir(home),
                 force: self.switch("--force"),
                 dry_run: self.switch("--dry-run"),
                 max_active: self.number("--max-active")?,

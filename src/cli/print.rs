@@ -5,7 +5,8 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use sandbox_sweep::{
-    CleanupOutcome, DeadReason, LeaseRecord, Report, SkipReason, Summary, SweepOutcome,
+    CleanupOutcome, DeadReason, LeaseRecord, Report, SkipReason, StaleSandbox, Summary,
+    SweepOutcome,
 };
 
 /// A JSON string literal.
@@ -202,19 +203,14 @@ pub fn status(out: &mut impl Write, db: &Path, summary: &Summary, shown: usize) 
         "active sandboxes with a dead runtime now: {}",
         summary.dead_active.len()
     )?;
-    for dead in summary.dead_active.iter().take(shown) {
-        let reason = dead.reason.map_or("no running run", DeadReason::as_str);
+    stale_list(out, &summary.dead_active, shown)?;
+    if !summary.lifecycle_owned.is_empty() {
         writeln!(
             out,
-            "  #{:<6} {:<24} {:<9} {reason}",
-            dead.id,
-            format!("{:?}", dead.name),
-            dead.status
+            "left alone, pid dead but lifecycle lock held (lifecycle_owned): {}",
+            summary.lifecycle_owned.len()
         )?;
-    }
-    let hidden = summary.dead_active.len().saturating_sub(shown);
-    if hidden > 0 {
-        writeln!(out, "  … and {hidden} more (`--all` lists them)")?;
+        stale_list(out, &summary.lifecycle_owned, shown)?;
     }
     match &summary.install {
         Some(install) if install.holder_pid.is_some() => writeln!(
@@ -240,11 +236,28 @@ pub fn status(out: &mut impl Write, db: &Path, summary: &Summary, shown: usize) 
     }
 }
 
-/// `status --json`: one line.
-pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
-    let by_status = counts(summary.by_status.iter().map(|(s, n)| (s.as_str(), *n)));
-    let dead: Vec<String> = summary
-        .dead_active
+/// Up to `shown` stale sandboxes, one a line, then how many more.
+fn stale_list(out: &mut impl Write, stale: &[StaleSandbox], shown: usize) -> io::Result<()> {
+    for dead in stale.iter().take(shown) {
+        let reason = dead.reason.map_or("no running run", DeadReason::as_str);
+        writeln!(
+            out,
+            "  #{:<6} {:<24} {:<9} {reason}",
+            dead.id,
+            format!("{:?}", dead.name),
+            dead.status
+        )?;
+    }
+    let hidden = stale.len().saturating_sub(shown);
+    if hidden > 0 {
+        writeln!(out, "  … and {hidden} more (`--all` lists them)")?;
+    }
+    Ok(())
+}
+
+/// Stale sandboxes as a JSON array.
+fn stale_json(stale: &[StaleSandbox]) -> String {
+    let items: Vec<String> = stale
         .iter()
         .map(|d| {
             format!(
@@ -256,12 +269,20 @@ pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
             )
         })
         .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// `status --json`: one line.
+pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
+    let by_status = counts(summary.by_status.iter().map(|(s, n)| (s.as_str(), *n)));
     writeln!(
         out,
-        "{{\"by_status\":{by_status},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":[{}],\"active\":[{}],\"lease\":{},\"install\":{}}}",
+        "{{\"by_status\":{by_status},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":{},\"lifecycle_owned_count\":{},\"lifecycle_owned\":{},\"active\":[{}],\"lease\":{},\"install\":{}}}",
         summary.ephemeral_terminal,
         summary.dead_active.len(),
-        dead.join(","),
+        stale_json(&summary.dead_active),
+        summary.lifecycle_owned.len(),
+        stale_json(&summary.lifecycle_owned),
         summary
             .active
             .iter()

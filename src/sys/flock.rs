@@ -63,3 +63,78 @@ pub(crate) fn open_file_limit() -> Option<u64> {
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
     (soft != nix::sys::resource::RLIM_INFINITY).then_some(soft)
 }
+
+/// A file as `/proc/locks` names it: device major, minor, inode.
+pub(crate) type FileId = (u64, u64, u64);
+
+/// The files someone holds an exclusive `flock` on, from `/proc/locks`;
+/// `None` when it cannot be read. Reading it takes no lock, so a probe
+/// never makes a runtime's own non-blocking `flock` fail, as taking and
+/// dropping the lock would.
+pub(crate) fn flocked_files() -> Option<Vec<FileId>> {
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    let mut files = Vec::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        // `N: FLOCK ADVISORY WRITE pid MAJ:MIN:INODE start end`; waiters
+        // (`N: -> FLOCK ...`) hold nothing.
+        if fields.nth(1) != Some("FLOCK") || fields.nth(1) != Some("WRITE") {
+            continue;
+        }
+        let Some(id) = fields.nth(1) else { continue };
+        let mut parts = id.split(':');
+        let (Some(major), Some(minor), Some(ino), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let hex = |s: &str| u64::from_str_radix(s, 16).ok();
+        if let (Some(major), Some(minor), Ok(ino)) = (hex(major), hex(minor), ino.parse()) {
+            files.push((major, minor, ino));
+        }
+    }
+    Some(files)
+}
+
+/// The identity of lock file `name` in `dir`, if it is a regular file
+/// (a symlink is not followed, and is none).
+pub(crate) fn file_id_at(dir: BorrowedFd<'_>, name: &CStr) -> nix::Result<Option<FileId>> {
+    use nix::fcntl::AtFlags;
+    use nix::sys::stat::{fstatat, major, minor};
+    let stat = match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(errno) => return Err(errno),
+    };
+    let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+    #[allow(clippy::useless_conversion)]
+    let id = (
+        major(stat.st_dev),
+        minor(stat.st_dev),
+        u64::from(stat.st_ino),
+    );
+    Ok((kind == SFlag::S_IFREG).then_some(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn a_held_lock_is_seen_in_proc_locks_without_taking_it() -> nix::Result<()> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fd = crate::sys::dir::open_dir(dir.path())?;
+        let Attempt::Acquired(held) = try_lock_at(fd.as_fd(), c"a.lock")? else {
+            panic!("free");
+        };
+        let id = file_id_at(fd.as_fd(), c"a.lock")?.expect("a regular file");
+        if let Some(files) = flocked_files() {
+            assert!(files.contains(&id), "{id:?} not in {files:?}");
+            drop(held);
+            assert!(!flocked_files().unwrap_or_default().contains(&id));
+        }
+        assert_eq!(file_id_at(fd.as_fd(), c"missing")?, None);
+        Ok(())
+    }
+}
