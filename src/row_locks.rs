@@ -89,7 +89,7 @@ impl<'p> RowLocks<'p> {
                 self.sockets.get_or_init(|| dirs)
             }
         };
-        remove_runtime_sockets(&self.run, dirs, trash.root_fd()?, trash.dir(), name)
+        remove_runtime_sockets(&self.run, dirs, trash.root()?, trash.dir(), name)
     }
 
     /// Whether the transaction should commit before taking another lock.

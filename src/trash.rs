@@ -9,7 +9,7 @@
 //! following a symlink. No catalog here: callers pass what they know of rows.
 
 use std::cell::{OnceCell, Ref, RefCell};
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -87,13 +87,8 @@ impl<'p> Trash<'p> {
         self.dir
     }
 
-    /// The sandboxes directory, open.
-    pub(crate) fn root_fd(&self) -> Result<BorrowedFd<'_>> {
-        self.root()
-    }
-
     /// The sandboxes directory, opened on first use.
-    fn root(&self) -> Result<BorrowedFd<'_>> {
+    pub(crate) fn root(&self) -> Result<BorrowedFd<'_>> {
         if let Some(fd) = self.root.get() {
             return Ok(fd.as_fd());
         }
@@ -122,7 +117,7 @@ impl<'p> Trash<'p> {
     /// when it does not exist.
     fn bin(&self) -> Result<Option<Ref<'_, OwnedFd>>> {
         if self.bin.borrow().is_none() {
-            let fd = match dir::open_dir_nofollow(self.root()?, &c_trash()) {
+            let fd = match dir::open_dir_nofollow(self.root()?, C_TRASH) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) => return Ok(None),
                 Err(Errno::ELOOP | Errno::ENOTDIR) => {
@@ -255,7 +250,7 @@ impl<'p> Trash<'p> {
             return;
         }
         let Ok(root) = self.root() else { return };
-        match dir::remove_empty_dir(root, &c_trash()) {
+        match dir::remove_empty_dir(root, C_TRASH) {
             Ok(()) | Err(Errno::ENOENT | Errno::ENOTEMPTY | Errno::EEXIST) => {}
             Err(errno) => log::debug!(
                 "{}: left in place: {}",
@@ -268,7 +263,7 @@ impl<'p> Trash<'p> {
     /// Whether anything is at the trash path (a directory or not).
     pub(crate) fn exists(&self) -> bool {
         self.root()
-            .is_ok_and(|root| entry_exists(root, &c_trash()).unwrap_or(false))
+            .is_ok_and(|root| entry_exists(root, C_TRASH).unwrap_or(false))
     }
 
     /// Recovers what a crash left in the trash. Call inside a write
@@ -324,9 +319,7 @@ impl<'p> Trash<'p> {
 }
 
 /// [`TRASH_DIR`] as a C string.
-fn c_trash() -> CString {
-    CString::new(TRASH_DIR).unwrap_or_default()
-}
+const C_TRASH: &CStr = c".sandbox-sweep-trash";
 
 #[cfg(test)]
 mod tests {
@@ -365,6 +358,11 @@ mod tests {
         assert_eq!(count(&sandboxes.join("old-trash")), 0);
         assert_eq!(count(&outside), 0);
         Ok(())
+    }
+
+    #[test]
+    fn the_trash_name_is_one_name_in_both_spellings() {
+        assert_eq!(C_TRASH.to_str(), Ok(TRASH_DIR));
     }
 
     #[test]

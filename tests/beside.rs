@@ -283,7 +283,7 @@ fn a_batch_never_holds_more_locks_than_the_open_file_limit_allows() -> Result<()
     }
     // 600 rows, one batch of 512 by default, under a soft limit of 256 open
     // files: the sweep commits whenever it holds 64 locks.
-    let limit = nix_limit();
+    let limit = shell_open_file_limit();
     let out = Command::new("sh")
         .args(["-c", "ulimit -n 256 && exec \"$@\"", "sh"])
         .arg(env!("CARGO_BIN_EXE_sandbox-sweep"))
@@ -315,7 +315,7 @@ fn a_batch_never_holds_more_locks_than_the_open_file_limit_allows() -> Result<()
     Ok(())
 }
 
-fn nix_limit() -> Option<String> {
+fn shell_open_file_limit() -> Option<String> {
     let out = Command::new("sh").args(["-c", "ulimit -n"]).output().ok()?;
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
