@@ -242,6 +242,9 @@ static DETECTED: Mutex<Vec<(String, i64, Schema)>> = Mutex::new(Vec::new());
 pub(crate) struct Schema {
     /// `sandbox.active_config` exists (cleared on reconcile).
     pub active_config: bool,
+    /// `sandbox.network_slot` exists (microsandbox's migration m20260818;
+    /// cleared on reconcile, never written otherwise).
+    pub network_slot: bool,
     /// `run.pid_start_time` and `run.boot_id` both exist.
     pub identity: bool,
     /// This crate's `sandbox_sweep_cursor` table exists.
@@ -300,6 +303,7 @@ impl Schema {
             .is_some();
         Ok(Schema {
             active_config: has(&sandbox, "active_config"),
+            network_slot: has(&sandbox, "network_slot"),
             identity: has(&run, "pid_start_time") && has(&run, "boot_id"),
             cursor,
         })

@@ -15,7 +15,8 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::liveness::Prober;
 use crate::locks::LifecycleLock;
-use crate::row_locks::{Claim, RowLocks};
+use crate::locks::LockKind;
+use crate::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
 use crate::runs::any_live_running;
 use crate::sql::{CLEANUP_CANDIDATE, DELETE_RUNS, DELETE_SANDBOX};
 use crate::statements::Statements;
@@ -57,11 +58,15 @@ pub enum CleanupOutcome {
     /// Its dead runtime's socket files could not all be removed; the row is
     /// kept for a retry.
     SocketRemoveFailed,
+    /// Its snapshot-lineage lock is held: a snapshot capture is still
+    /// publishing its storage, so it is not removed this time (microsandbox
+    /// 0.7.13). Not an error.
+    SnapshotInProgress,
 }
 
 impl CleanupOutcome {
     /// Every outcome, in a stable order (the order of report counters).
-    pub const ALL: [CleanupOutcome; 11] = [
+    pub const ALL: [CleanupOutcome; 12] = [
         CleanupOutcome::Removed,
         CleanupOutcome::DirRemoveFailed,
         CleanupOutcome::AlreadyGone,
@@ -73,6 +78,7 @@ impl CleanupOutcome {
         CleanupOutcome::LifecycleOwned,
         CleanupOutcome::LockFailed,
         CleanupOutcome::SocketRemoveFailed,
+        CleanupOutcome::SnapshotInProgress,
     ];
 
     /// A short lowercase name, as the CLI and JSON show it.
@@ -95,6 +101,7 @@ impl CleanupOutcome {
             CleanupOutcome::LifecycleOwned => "lifecycle_owned",
             CleanupOutcome::LockFailed => "lock_failed",
             CleanupOutcome::SocketRemoveFailed => "socket_remove_failed",
+            CleanupOutcome::SnapshotInProgress => "snapshot_in_progress",
         }
     }
 
@@ -200,33 +207,24 @@ fn candidate(
     Ok(Ok(name))
 }
 
-/// Beside a run directory: takes the row's lifecycle lock (held until the
-/// transaction ends) and removes its dead runtime's sockets; the outcome
-/// that leaves the row when either cannot be done.
+/// Beside a run directory, before a terminal sandbox is removed: take its
+/// snapshot-lineage and lifecycle locks and remove its runtime sockets.
+/// `Some` outcome when the row must be kept.
 fn guard(
     locks: &mut RowLocks<'_>,
     trash: &Trash<'_>,
     id: i64,
     name: &str,
 ) -> Option<CleanupOutcome> {
-    match locks.claim(name) {
-        Ok(Claim::Taken) => {}
-        Ok(Claim::Owned) => {
-            log::info!("sandbox {name:?} (id {id}): its lifecycle lock is held; left alone");
-            return Some(CleanupOutcome::LifecycleOwned);
-        }
-        Err(err) => {
-            log::warn!("sandbox {name:?} (id {id}): {err}; left alone");
-            return Some(CleanupOutcome::LockFailed);
-        }
-    }
-    match locks.remove_sockets(trash, name) {
-        Ok(()) => None,
-        Err(err) => {
-            log::warn!("sandbox {name:?} (id {id}): runtime sockets not removed, row kept: {err}");
-            Some(CleanupOutcome::SocketRemoveFailed)
-        }
-    }
+    let refusal = locks
+        .claim(&CLEANUP_LOCKS, id, name)
+        .or_else(|| locks.remove_artifacts(trash, id, name, None))?;
+    Some(match refusal {
+        Refusal::Owned(LockKind::SnapshotLineage) => CleanupOutcome::SnapshotInProgress,
+        Refusal::Owned(_) => CleanupOutcome::LifecycleOwned,
+        Refusal::LockFailed => CleanupOutcome::LockFailed,
+        Refusal::ArtifactsFailed => CleanupOutcome::SocketRemoveFailed,
+    })
 }
 
 /// Deletes sandbox `id`'s runs and row once its directory is in the trash;

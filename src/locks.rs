@@ -46,12 +46,84 @@ fn h16(name: &str) -> [u8; 32] {
     hex
 }
 
-/// The lock file's name, `<H16>.lock`, NUL-terminated on the stack.
-fn lock_file_name(name: &str) -> [u8; 38] {
-    let mut file = [0u8; 38];
-    file[..32].copy_from_slice(&h16(name));
-    file[32..37].copy_from_slice(b".lock");
-    file
+/// Which of microsandbox's per-sandbox lock files, all on one protocol:
+/// opened read-write, created if missing, never truncated or deleted, and
+/// `flock(LOCK_EX | LOCK_NB)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    /// `<run>/locks/<H16>.lock`: held by a runtime through every lifecycle
+    /// transition and by its sandbox process until it exits.
+    Lifecycle,
+    /// `<run>/creation-locks/<H16>.lock`: held by a launcher while it
+    /// creates or starts a sandbox (its row goes `Starting` under it).
+    Creation,
+    /// `<run>/locks/<H16>.snapshot-lineage.lock`: held while a snapshot
+    /// capture publishes a sandbox's storage, which may outlive its runtime.
+    SnapshotLineage,
+}
+
+impl LockKind {
+    /// The folder inside the run directory.
+    fn dir(self) -> &'static str {
+        match self {
+            LockKind::Lifecycle | LockKind::SnapshotLineage => LOCKS_DIR,
+            LockKind::Creation => CREATION_LOCKS_DIR,
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            LockKind::Lifecycle | LockKind::Creation => ".lock",
+            LockKind::SnapshotLineage => ".snapshot-lineage.lock",
+        }
+    }
+
+    /// What holding it means, for logs.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            LockKind::Lifecycle => "lifecycle lock",
+            LockKind::Creation => "creation lock",
+            LockKind::SnapshotLineage => "snapshot-lineage lock",
+        }
+    }
+}
+
+/// The folder of creation (launcher) lock files inside a run directory.
+const CREATION_LOCKS_DIR: &str = "creation-locks";
+
+/// A lock file's name, `<H16><suffix>`, NUL-terminated on the stack: the
+/// lock protocol runs once per row.
+struct LockFileName {
+    bytes: [u8; 56],
+    len: usize,
+}
+
+impl LockFileName {
+    fn new(kind: LockKind, name: &str) -> LockFileName {
+        let suffix = kind.suffix().as_bytes();
+        let mut bytes = [0u8; 56];
+        bytes[..32].copy_from_slice(&h16(name));
+        bytes[32..32 + suffix.len()].copy_from_slice(suffix);
+        LockFileName {
+            bytes,
+            len: 32 + suffix.len(),
+        }
+    }
+
+    fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.bytes[..self.len])
+    }
+
+    fn as_c_str(&self) -> Result<&CStr, std::ffi::FromBytesWithNulError> {
+        CStr::from_bytes_with_nul(&self.bytes[..=self.len])
+    }
+}
+
+/// Where lock `kind` of sandbox `name` lives inside `run_dir`.
+pub(crate) fn lock_path(run_dir: &Path, kind: LockKind, name: &str) -> PathBuf {
+    run_dir
+        .join(kind.dir())
+        .join(LockFileName::new(kind, name).as_str().as_ref())
 }
 
 /// Where the lifecycle lock of sandbox `name` lives: `<run_dir>/locks/<H16>.lock`,
@@ -66,10 +138,7 @@ fn lock_file_name(name: &str) -> [u8; 38] {
 /// assert_eq!(path, Path::new("/run/msb/locks/87eba76e7f3164534045ba922e7770fb.lock"));
 /// ```
 pub fn lifecycle_lock_path(run_dir: &Path, name: &str) -> PathBuf {
-    let file = lock_file_name(name);
-    run_dir
-        .join(LOCKS_DIR)
-        .join(String::from_utf8_lossy(&file[..37]).as_ref())
+    lock_path(run_dir, LockKind::Lifecycle, name)
 }
 
 /// A held lifecycle lock. Dropping it closes the file, which releases the
@@ -121,12 +190,14 @@ pub fn try_lock_lifecycle(run_dir: &Path, name: &str) -> Result<Option<Lifecycle
     RunDir::new(run_dir).try_lock(name)
 }
 
-/// A run directory as one sweep uses it: `<run>/locks` opened once.
+/// A run directory as one sweep uses it: `<run>/locks` and
+/// `<run>/creation-locks` each opened once.
 #[derive(Debug)]
 pub(crate) struct RunDir<'p> {
     dir: &'p Path,
     run: OnceCell<OwnedFd>,
     locks: OnceCell<OwnedFd>,
+    creation: OnceCell<OwnedFd>,
 }
 
 impl<'p> RunDir<'p> {
@@ -135,6 +206,7 @@ impl<'p> RunDir<'p> {
             dir,
             run: OnceCell::new(),
             locks: OnceCell::new(),
+            creation: OnceCell::new(),
         }
     }
 
@@ -155,15 +227,23 @@ impl<'p> RunDir<'p> {
         self.dir
     }
 
-    /// `<run>/locks`, created when missing (following a symlink at the run
-    /// directory, which the caller chose, but not at `locks`).
-    fn locks(&self) -> Result<BorrowedFd<'_>> {
-        if let Some(fd) = self.locks.get() {
+    /// The folder of `kind`'s lock files, created when missing (following
+    /// a symlink at the run directory, which the caller chose, but not at
+    /// the folder).
+    fn lock_dir(&self, kind: LockKind) -> Result<BorrowedFd<'_>> {
+        let cell = match kind {
+            LockKind::Lifecycle | LockKind::SnapshotLineage => &self.locks,
+            LockKind::Creation => &self.creation,
+        };
+        if let Some(fd) = cell.get() {
             return Ok(fd.as_fd());
         }
-        let path = self.dir.join(LOCKS_DIR);
+        let path = self.dir.join(kind.dir());
         let run = self.fd()?;
-        let name = c"locks";
+        let name = match kind {
+            LockKind::Lifecycle | LockKind::SnapshotLineage => c"locks",
+            LockKind::Creation => c"creation-locks",
+        };
         match dir::mkdirat(run, name, Mode::from_bits_truncate(0o755)) {
             Ok(()) | Err(Errno::EEXIST) => {}
             Err(errno) => return Err(io::Error::from(errno)).at(&path),
@@ -171,25 +251,27 @@ impl<'p> RunDir<'p> {
         let fd = dir::open_dir_nofollow(run, name)
             .map_err(io::Error::from)
             .at(&path)?;
-        Ok(self.locks.get_or_init(|| fd).as_fd())
+        Ok(cell.get_or_init(|| fd).as_fd())
     }
 
-    /// Takes sandbox `name`'s lock without blocking; `None` when it is held.
+    /// Takes sandbox `name`'s lifecycle lock without blocking; `None` when
+    /// it is held.
     pub(crate) fn try_lock(&self, name: &str) -> Result<Option<LifecycleLock>> {
-        Ok(self.try_lock_fd(name)?.map(|fd| LifecycleLock {
-            _fd: fd,
-            name: name.to_owned(),
-        }))
+        Ok(self
+            .try_lock_fd(LockKind::Lifecycle, name)?
+            .map(|fd| LifecycleLock {
+                _fd: fd,
+                name: name.to_owned(),
+            }))
     }
 
-    /// [`RunDir::try_lock`], keeping only the descriptor.
-    pub(crate) fn try_lock_fd(&self, name: &str) -> Result<Option<OwnedFd>> {
-        let file = lock_file_name(name);
-        let path = || lifecycle_lock_path(self.dir, name);
-        let c_file = CStr::from_bytes_with_nul(&file)
-            .map_err(io::Error::other)
-            .at(&path())?;
-        match try_lock_at(self.locks()?, c_file) {
+    /// Takes lock `kind` of sandbox `name` without blocking, keeping only
+    /// the descriptor; `None` when it is held.
+    pub(crate) fn try_lock_fd(&self, kind: LockKind, name: &str) -> Result<Option<OwnedFd>> {
+        let file = LockFileName::new(kind, name);
+        let path = || lock_path(self.dir, kind, name);
+        let c_file = file.as_c_str().map_err(io::Error::other).at(&path())?;
+        match try_lock_at(self.lock_dir(kind)?, c_file) {
             Ok(Attempt::Acquired(fd)) => Ok(Some(fd)),
             Ok(Attempt::Held) => Ok(None),
             Ok(Attempt::NotAFile) => Err(io::Error::other(
@@ -223,8 +305,8 @@ impl HeldLocks {
 
     /// Whether sandbox `name`'s lock file exists and is held.
     pub(crate) fn is_held(&self, name: &str) -> bool {
-        let file = lock_file_name(name);
-        let (Some(locks), Ok(file)) = (&self.locks, CStr::from_bytes_with_nul(&file)) else {
+        let file = LockFileName::new(LockKind::Lifecycle, name);
+        let (Some(locks), Ok(file)) = (&self.locks, file.as_c_str()) else {
             return false;
         };
         file_id_at(locks.as_fd(), file)
@@ -243,6 +325,16 @@ mod tests {
         assert_eq!(name_hash("worker", 12), "87eba76e7f3164534045ba92");
         assert_eq!(name_hash("worker", 16), "87eba76e7f3164534045ba922e7770fb");
         assert_eq!(name_hash("工作", 16), "bc62d1b6b936c78dbbd0bbe5572e32d0");
+        let run = Path::new("/run/msb");
+        let h16 = "87eba76e7f3164534045ba922e7770fb";
+        assert_eq!(
+            lock_path(run, LockKind::Creation, "worker"),
+            run.join(format!("creation-locks/{h16}.lock"))
+        );
+        assert_eq!(
+            lock_path(run, LockKind::SnapshotLineage, "worker"),
+            run.join(format!("locks/{h16}.snapshot-lineage.lock"))
+        );
     }
 
     #[test]

@@ -366,6 +366,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
 
     fn reconcile(&mut self, id: i64, now: PrimitiveDateTime) -> Result<()> {
         let write = self.lease.is_some();
+        let deadline = self.started.checked_add(self.sweeper.limits_ref().budget);
         let beside = self.locks.as_mut().map(|locks| (locks, &self.trash));
         let done = reconcile_row(
             self.catalog,
@@ -375,12 +376,17 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             id,
             now,
             write,
+            deadline,
         )?;
         match done {
             Reconciled::Left => {}
             Reconciled::Crashed(reason) => self.report.count_reconciled(false, Some(reason)),
             Reconciled::Stopped(reason) => self.report.count_reconciled(true, reason),
-            Reconciled::LifecycleOwned => self.report.lifecycle_owned += 1,
+            Reconciled::Abandoned => {
+                self.report.count_reconciled(false, None);
+                self.report.abandoned += 1;
+            }
+            Reconciled::Owned => self.report.lifecycle_owned += 1,
             Reconciled::Failed => self.report.errors += 1,
         }
         Ok(())

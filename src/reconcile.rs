@@ -1,11 +1,16 @@
 //! Reconciling one active sandbox whose runtime died: the counterpart of
 //! the cleanup step.
 //!
-//! Owns the reconcile rules (ARCHITECTURE.md, "Invariants"): `Running`
-//! with a dead newest run becomes `Crashed`, `Draining` becomes `Stopped`,
-//! and the run is terminated with the matching reason, all inside the
-//! caller's write transaction. No filesystem here, and no batching: the
-//! pass decides when to call it and commits.
+//! Owns the reconcile rules (ARCHITECTURE.md, "Invariants"), microsandbox
+//! 0.7.11's: `Starting` or `Running` with a dead newest run becomes
+//! `Crashed`, `Draining` becomes `Stopped`, and the run is terminated with
+//! the matching reason; an abandoned start (`Starting`, no run, nothing
+//! owning it) becomes `Crashed`; every change clears `active_config` and
+//! `network_slot`. All inside the caller's write transaction. No file
+//! system calls of its own, and no batching: the pass decides when to
+//! call it and commits.
+
+use std::time::Instant;
 
 use rusqlite::params;
 use rusqlite::types::ValueRef;
@@ -15,11 +20,9 @@ use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::lifecycle::{SandboxStatus, TerminationReason};
 use crate::liveness::{DeadReason, Liveness, Prober};
-use crate::row_locks::{Claim, RowLocks};
+use crate::row_locks::{RECONCILE_LOCKS, Refusal, RowLocks};
 use crate::runs::latest_running;
-use crate::sql::{
-    CLEANUP_CANDIDATE, MARK_SANDBOX, MARK_SANDBOX_KEEPING_CONFIG, SANDBOX_IN_STATUS, TERMINATE_RUN,
-};
+use crate::sql::{CLEANUP_CANDIDATE, SANDBOX_IN_STATUS, TERMINATE_RUN, mark_sandbox};
 use crate::stamp::format_stamp;
 use crate::statements::Statements;
 use crate::trash::Trash;
@@ -34,63 +37,109 @@ pub(crate) enum Reconciled {
     Crashed(DeadReason),
     /// A draining sandbox marked `Stopped`; `None` when it had no running run.
     Stopped(Option<DeadReason>),
-    /// Its lifecycle lock is held elsewhere: a live owner, hands off.
-    LifecycleOwned,
-    /// Its lock could not be taken (a symlink, not a file) or its sockets
-    /// not removed: nothing written, retried next sweep.
+    /// An abandoned start marked `Crashed`: `Starting` with no running run,
+    /// its creation and lifecycle locks free, and no endpoint answering.
+    Abandoned,
+    /// Its creation or lifecycle lock is held elsewhere: a live owner,
+    /// hands off.
+    Owned,
+    /// Its locks could not be taken (a symlink, not a file), its runtime
+    /// files not removed, its endpoints not probed, or its name is not
+    /// text: nothing written, retried next sweep.
     Failed,
 }
 
+/// What the row read under the write lock allows.
+enum Guarded {
+    /// Go on to the guarded update; `abandoned` when it is a start with no
+    /// run that nothing owns.
+    Proceed { abandoned: bool },
+    /// Leave the row as it is.
+    Stop(Reconciled),
+}
+
 /// Beside a run directory, before a dead runtime's row changes: take its
-/// lifecycle lock and remove its sockets. `Some` outcome when the row must
-/// be left; `None` to go on.
+/// creation and lifecycle locks, tell whether a start with no run is
+/// abandoned (no endpoint answers), and remove its runtime files. A dry run
+/// (`write` false) takes no lock and removes nothing; it only probes.
 fn guard(
     stmts: &mut Statements<'_>,
     locks: &mut RowLocks<'_>,
     trash: &Trash<'_>,
     id: i64,
     has_run: bool,
-) -> Result<Option<Reconciled>> {
+    write: bool,
+    deadline: Option<Instant>,
+) -> Result<Guarded> {
     let mut rows = stmts.get(CLEANUP_CANDIDATE)?.query([id])?;
     let Some(row) = rows.next()? else {
-        return Ok(Some(Reconciled::Left));
+        return Ok(Guarded::Stop(Reconciled::Left));
     };
-    let acts = match row.get_ref(1)? {
-        ValueRef::Text(b"Running") => has_run,
-        ValueRef::Text(b"Draining") => true,
-        _ => false,
+    // A `Running` sandbox with no run is still starting, as msb judges it;
+    // a `Starting` one with no run is a candidate abandoned start.
+    let (acts, start) = match row.get_ref(1)? {
+        ValueRef::Text(b"Running") => (has_run, false),
+        ValueRef::Text(b"Starting") => (true, !has_run),
+        ValueRef::Text(b"Draining") => (true, false),
+        _ => (false, false),
     };
     let name = match row.get_ref(0)? {
         ValueRef::Text(text) => String::from_utf8_lossy(text).into_owned(),
-        _ => return Ok(Some(Reconciled::Failed)),
+        other => {
+            log::warn!(
+                "sandbox {id}: its name is stored as {:?}, not text; row left as it is",
+                other.data_type()
+            );
+            return Ok(Guarded::Stop(Reconciled::Failed));
+        }
     };
     drop(rows);
     if !acts {
-        return Ok(Some(Reconciled::Left));
+        return Ok(Guarded::Stop(Reconciled::Left));
     }
-    match locks.claim(&name) {
-        Ok(Claim::Taken) => {}
-        Ok(Claim::Owned) => {
-            log::info!("sandbox {name:?} (id {id}): its lifecycle lock is held; left alone");
-            return Ok(Some(Reconciled::LifecycleOwned));
-        }
-        Err(err) => {
-            log::warn!("sandbox {name:?} (id {id}): {err}; left alone");
-            return Ok(Some(Reconciled::Failed));
+    if write {
+        if let Some(refusal) = locks.claim(&RECONCILE_LOCKS, id, &name) {
+            return Ok(Guarded::Stop(refused(refusal)));
         }
     }
-    if let Err(err) = locks.remove_sockets(trash, &name) {
-        log::warn!("sandbox {name:?} (id {id}): runtime sockets not removed, row kept: {err}");
-        return Ok(Some(Reconciled::Failed));
+    if start {
+        match locks.may_be_live(trash, &name) {
+            Ok(false) => {}
+            Ok(true) => {
+                log::info!(
+                    "sandbox {name:?} (id {id}): starting with no run, but an endpoint answers; left alone"
+                );
+                return Ok(Guarded::Stop(Reconciled::Left));
+            }
+            Err(err) => {
+                log::warn!("sandbox {name:?} (id {id}): {err}; left alone");
+                return Ok(Guarded::Stop(Reconciled::Failed));
+            }
+        }
     }
-    Ok(None)
+    if write {
+        if let Some(refusal) = locks.remove_artifacts(trash, id, &name, Some(deadline)) {
+            return Ok(Guarded::Stop(refused(refusal)));
+        }
+    }
+    Ok(Guarded::Proceed { abandoned: start })
+}
+
+fn refused(refusal: Refusal) -> Reconciled {
+    match refusal {
+        Refusal::Owned(_) => Reconciled::Owned,
+        Refusal::LockFailed | Refusal::ArtifactsFailed => Reconciled::Failed,
+    }
 }
 
 /// Reconciles sandbox `id` at `now`, re-checked under the caller's write
 /// lock: the newest `Running` run is judged first, and the sandbox's state
 /// is checked by the guarded update itself (no separate read). Beside a run
-/// directory the row's lifecycle lock is taken and its sockets removed
-/// first. With `write` false (a dry run) it only checks, and takes no lock.
+/// directory the row's creation and lifecycle locks are taken and its
+/// runtime files removed first, and a `Starting` row with no run is judged
+/// an abandoned start or left; with no run directory there is no evidence
+/// about such a row, so it is never touched. With `write` false (a dry run)
+/// it only checks, and takes no lock.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn reconcile_row(
     catalog: &Catalog<'_>,
@@ -100,6 +149,7 @@ pub(crate) fn reconcile_row(
     id: i64,
     now: PrimitiveDateTime,
     write: bool,
+    deadline: Option<Instant>,
 ) -> Result<Reconciled> {
     let (run_id, reason) = match latest_running(catalog, stmts, prober, id)? {
         Some(run) => match run.liveness {
@@ -108,9 +158,11 @@ pub(crate) fn reconcile_row(
         },
         None => (None, None),
     };
-    if let (Some((locks, trash)), true) = (beside, write) {
-        if let Some(left) = guard(stmts, locks, trash, id, run_id.is_some())? {
-            return Ok(left);
+    let mut abandoned = false;
+    if let Some((locks, trash)) = beside {
+        match guard(stmts, locks, trash, id, run_id.is_some(), write, deadline)? {
+            Guarded::Proceed { abandoned: a } => abandoned = a,
+            Guarded::Stop(left) => return Ok(left),
         }
     }
     let now = format_stamp(now);
@@ -120,34 +172,43 @@ pub(crate) fn reconcile_row(
         now: &now,
         write,
     };
-    // A `Running` sandbox with no `Running` run is still starting: only a
-    // dead run makes it crashed. A `Draining` one stops either way. Gone,
-    // or restarted into another state since the page was read: neither
+    use SandboxStatus::{Crashed, Draining, Running, Starting, Stopped};
+    // Only a dead run makes a `Running` or `Starting` sandbox crashed, or
+    // proof of an abandoned start; a `Draining` one stops either way. Gone,
+    // or restarted into another state since the page was read: nothing
     // matches, and nothing is written.
-    let done = match (run_id, reason) {
-        (Some(_), Some(reason))
-            if mark.apply(id, SandboxStatus::Running, SandboxStatus::Crashed)? =>
-        {
-            Reconciled::Crashed(reason)
+    let (from, done) = match (run_id, reason) {
+        (Some(_), Some(reason)) if mark.apply(id, Running, Crashed)? => {
+            (Running, Reconciled::Crashed(reason))
         }
-        _ if mark.apply(id, SandboxStatus::Draining, SandboxStatus::Stopped)? => {
-            Reconciled::Stopped(reason)
+        (Some(_), Some(reason)) if mark.apply(id, Starting, Crashed)? => {
+            (Starting, Reconciled::Crashed(reason))
         }
+        (None, _) if abandoned && mark.apply(id, Starting, Crashed)? => {
+            (Starting, Reconciled::Abandoned)
+        }
+        _ if mark.apply(id, Draining, Stopped)? => (Draining, Reconciled::Stopped(reason)),
         _ => return Ok(Reconciled::Left),
     };
     if write {
-        let (from, to, termination) = match done {
-            Reconciled::Stopped(_) => ("Draining", "Stopped", TerminationReason::ShutdownRequested),
-            _ => ("Running", "Crashed", TerminationReason::InternalError),
+        let (to, termination) = match done {
+            Reconciled::Stopped(_) => (Stopped, TerminationReason::ShutdownRequested),
+            _ => (Crashed, TerminationReason::InternalError),
         };
         if let Some(run_id) = run_id {
             stmts
                 .get(TERMINATE_RUN)?
                 .execute(params![run_id, termination.as_str(), now])?;
         }
+        let why = match (done, reason) {
+            (Reconciled::Abandoned, _) => "abandoned start: no run, no owner, no endpoint",
+            (_, Some(reason)) => reason.as_str(),
+            (_, None) => "no running run",
+        };
         log::info!(
-            "sandbox {id}: {from} -> {to} (runtime dead: {})",
-            reason.map_or("no running run", DeadReason::as_str)
+            "sandbox {id}: {} -> {} (runtime dead: {why})",
+            from.as_str(),
+            to.as_str()
         );
     }
     Ok(done)
@@ -171,11 +232,8 @@ impl Mark<'_, '_, '_> {
                 .exists(params![id, from.as_str()])?;
             return Ok(found);
         }
-        let sql = if self.catalog.schema.active_config {
-            MARK_SANDBOX
-        } else {
-            MARK_SANDBOX_KEEPING_CONFIG
-        };
+        let schema = &self.catalog.schema;
+        let sql = mark_sandbox(schema.active_config, schema.network_slot);
         let changed =
             self.stmts
                 .get(sql)?

@@ -25,7 +25,8 @@ use crate::liveness::DeadReason;
 pub struct Report {
     /// Active sandboxes repaired (`crashed + stopped`).
     pub reconciled: u64,
-    /// `Running` sandboxes marked `Crashed`.
+    /// `Starting` or `Running` sandboxes marked `Crashed` (abandoned starts
+    /// included).
     pub crashed: u64,
     /// `Draining` sandboxes marked `Stopped`.
     pub stopped: u64,
@@ -33,8 +34,15 @@ pub struct Report {
     pub removed: u64,
     /// Per-row problems (bad name, directory that would not move); rows left as they were.
     pub errors: u64,
-    /// Rows left alone in either phase because their lifecycle lock is held
-    /// elsewhere: a live owner, whatever the pid said. Not an error.
+    /// Abandoned starts marked `Crashed` (counted in `crashed` too): rows
+    /// `Starting` with no running run, whose creation and lifecycle locks
+    /// were free and on whose socket paths nothing answered. Only judged
+    /// beside a run directory.
+    pub abandoned: u64,
+    /// Rows left alone in either phase because a lock is held elsewhere (a
+    /// creation or lifecycle lock; cleanup counts a held snapshot-lineage
+    /// lock under its own outcome): a live owner, whatever the pid said.
+    /// Not an error.
     pub lifecycle_owned: u64,
     /// The time budget ran out before both phases were done.
     pub timed_out: bool,
@@ -147,6 +155,9 @@ impl fmt::Display for Report {
             "reconciled {} (crashed {}, stopped {}), removed {}, errors {}",
             self.reconciled, self.crashed, self.stopped, self.removed, self.errors
         )?;
+        if self.abandoned > 0 {
+            write!(f, ", abandoned starts {}", self.abandoned)?;
+        }
         if self.lifecycle_owned > 0 {
             write!(f, ", lifecycle owned {}", self.lifecycle_owned)?;
         }

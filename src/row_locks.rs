@@ -1,18 +1,20 @@
 //! What a row needs before it is acted on beside a microsandbox run
-//! directory: its lifecycle lock, held until the row's transaction ends,
-//! and its dead runtime's sockets removed.
+//! directory: its locks (creation and lifecycle for a reconcile,
+//! snapshot-lineage and lifecycle for a cleanup), held until the row's
+//! transaction ends, and its dead runtime's sockets removed. Reconcile and
+//! cleanup share these steps, log lines included.
 //!
 //! Owns how many locks one transaction may hold (the open-file limit is
 //! finite and a batch may be large) and that a lock is never given up
 //! before its row's transaction commits or rolls back. No SQL here.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::time::Instant;
 
 use crate::error::Result;
-use std::os::fd::OwnedFd;
-
-use crate::locks::RunDir;
-use crate::sockets::{SocketDirs, remove_runtime_sockets};
+use crate::locks::{LockKind, RunDir};
+use crate::sockets::{SocketDirs, may_be_live, remove_bootstrap_root, remove_runtime_sockets};
 use crate::sys::flock::open_file_limit;
 use crate::trash::Trash;
 
@@ -24,14 +26,25 @@ fn lock_cap() -> usize {
     usize::try_from(limit / 4).unwrap_or(usize::MAX).max(1)
 }
 
-/// What taking a row's lock found.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Claim {
-    /// Ours until the transaction ends.
-    Taken,
-    /// Held elsewhere: a live owner, hands off.
-    Owned,
+/// Why a row is left alone before anything is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// This lock is held elsewhere: a live owner, hands off. Not an error.
+    Owned(LockKind),
+    /// A lock could not be taken (a symlink, not a file, a failed call):
+    /// nothing is known, so nothing is written. An error.
+    LockFailed,
+    /// The sockets (or the bootstrap root) were not removed: the row stays
+    /// as it is, to be retried. An error.
+    ArtifactsFailed,
 }
+
+/// Which locks a step takes, in microsandbox's order.
+pub(crate) const RECONCILE_LOCKS: [LockKind; 2] = [LockKind::Creation, LockKind::Lifecycle];
+
+/// Which locks a cleanup takes: a snapshot capture publishing the
+/// sandbox's storage first, then its lifecycle (microsandbox 0.7.13).
+pub(crate) const CLEANUP_LOCKS: [LockKind; 2] = [LockKind::SnapshotLineage, LockKind::Lifecycle];
 
 /// The lifecycle locks held by the current transaction, and how to reach
 /// the run directory and the sandboxes directory.
@@ -65,31 +78,81 @@ impl<'p> RowLocks<'p> {
         }
     }
 
-    /// Takes sandbox `name`'s lock and keeps it until [`RowLocks::release_all`].
-    pub(crate) fn claim(&mut self, name: &str) -> Result<Claim> {
-        if self.caller_holds == Some(name) {
-            return Ok(Claim::Taken);
-        }
-        Ok(match self.run.try_lock_fd(name)? {
-            Some(fd) => {
-                self.held.push(fd);
-                Claim::Taken
+    /// Takes each of `kinds` for sandbox `name` (row `id`), in order, and
+    /// keeps them until [`RowLocks::release_all`]. When one is held
+    /// elsewhere or cannot be taken, those already taken for this row are
+    /// given up again and the refusal is logged.
+    pub(crate) fn claim(&mut self, kinds: &[LockKind], id: i64, name: &str) -> Option<Refusal> {
+        let mark = self.held.len();
+        for &kind in kinds {
+            if kind == LockKind::Lifecycle && self.caller_holds == Some(name) {
+                continue;
             }
-            None => Claim::Owned,
-        })
+            let refusal = match self.run.try_lock_fd(kind, name) {
+                Ok(Some(fd)) => {
+                    self.held.push(fd);
+                    continue;
+                }
+                Ok(None) => {
+                    log::info!(
+                        "sandbox {name:?} (id {id}): its {} is held; left alone",
+                        kind.as_str()
+                    );
+                    Refusal::Owned(kind)
+                }
+                Err(err) => {
+                    log::warn!("sandbox {name:?} (id {id}): {err}; left alone");
+                    Refusal::LockFailed
+                }
+            };
+            self.held.truncate(mark);
+            return Some(refusal);
+        }
+        None
     }
 
-    /// Removes the socket artifacts of sandbox `name`, whose runtime is
-    /// dead and whose lock this transaction holds.
-    pub(crate) fn remove_sockets(&self, trash: &Trash<'_>, name: &str) -> Result<()> {
-        let dirs = match self.sockets.get() {
-            Some(dirs) => dirs,
-            None => {
-                let dirs = SocketDirs::open(&self.run)?;
-                self.sockets.get_or_init(|| dirs)
+    fn socket_dirs(&self) -> Result<&SocketDirs> {
+        if let Some(dirs) = self.sockets.get() {
+            return Ok(dirs);
+        }
+        let dirs = SocketDirs::open(&self.run)?;
+        Ok(self.sockets.get_or_init(|| dirs))
+    }
+
+    /// Removes the socket artifacts of sandbox `name` (row `id`), whose
+    /// runtime is dead and whose locks this transaction holds, and, when
+    /// `bootstrap` gives a deadline, its bootstrap root. A failure is
+    /// logged: the row must then be kept for a retry.
+    pub(crate) fn remove_artifacts(
+        &self,
+        trash: &Trash<'_>,
+        id: i64,
+        name: &str,
+        bootstrap: Option<Option<Instant>>,
+    ) -> Option<Refusal> {
+        let removed = self.socket_dirs().and_then(|dirs| {
+            let root = trash.root()?;
+            remove_runtime_sockets(&self.run, dirs, root, trash.dir(), name)?;
+            match bootstrap {
+                Some(deadline) => remove_bootstrap_root(root, trash.dir(), name, deadline),
+                None => Ok(()),
             }
-        };
-        remove_runtime_sockets(&self.run, dirs, trash.root()?, trash.dir(), name)
+        });
+        match removed {
+            Ok(()) => None,
+            Err(err) => {
+                log::warn!(
+                    "sandbox {name:?} (id {id}): runtime files not removed, row kept: {err}"
+                );
+                Some(Refusal::ArtifactsFailed)
+            }
+        }
+    }
+
+    /// Whether anything still answers on sandbox `name`'s runtime
+    /// endpoints (see [`may_be_live`]).
+    pub(crate) fn may_be_live(&self, trash: &Trash<'_>, name: &str) -> Result<bool> {
+        may_be_live(self.run.path(), trash.dir(), name)
     }
 
     /// Whether the transaction should commit before taking another lock.

@@ -1,28 +1,46 @@
-//! A dead runtime's socket files, removed as microsandbox removes them.
+//! A runtime's socket files: whether anything still answers on them, and
+//! removing a dead runtime's, as microsandbox does.
 //!
 //! Three places, each reached through open directories and never through a
 //! symlink (one planted at any step is unlinked or left, never followed):
-//! - canonical: `<run>/sandboxes/<H12>/agent.sock` and `control.sock`, the
-//!   `<H12>` directory removed once empty (an `<H12>` that is not a
-//!   directory is unlinked itself);
+//! - canonical: `<run>/sandboxes/<H12>/agent.sock`, `control.sock` and
+//!   `display.sock`, the `<H12>` directory removed once empty (an `<H12>`
+//!   that is not a directory is unlinked itself);
 //! - legacy: `<run>/agent/<H16>.sock` and `<run>/agent/<H16>.control.sock`;
 //! - fallback: `<sandboxes_dir>/<name>/runtime/agent.sock` and
 //!   `agent.control.sock`.
 //!
-//! Missing is success. Only called for a runtime already judged dead whose
-//! lifecycle lock this process holds: a live runtime's sockets are never
-//! touched. No catalog here.
+//! Reaping a runtime also removes `<sandboxes_dir>/<name>/.bootstrap-rootfs`,
+//! a stopped sandbox's bootstrap root (microsandbox 0.7.11 and 0.7.13 do,
+//! measured on 0.7.11's binary). Missing is success. Only called for a runtime
+//! already judged dead whose locks this process holds: a live runtime's
+//! files are never touched. No catalog here.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
 use crate::error::{IoContext, Result};
 use crate::locks::{RunDir, name_hash};
-use crate::sys::dir::{open_dir_nofollow, remove_empty_dir, unlink_entry};
+use crate::sys::dir::{open_dir_nofollow, remove_empty_dir, remove_tree_at, unlink_entry};
+use crate::sys::socket::{Knock, knock};
+
+/// How long every endpoint of one sandbox may take to answer, in all, as
+/// microsandbox allows: past it the start counts as live.
+const ENDPOINT_PROBE_BUDGET: Duration = Duration::from_millis(50);
+
+/// The pause before asking a listener with a full queue again.
+const BUSY_RETRY: Duration = Duration::from_millis(5);
+
+/// The socket files a canonical `<H12>` directory may hold.
+const CANONICAL_SOCKETS: [&str; 3] = ["agent.sock", "control.sock", "display.sock"];
+
+/// A stopped sandbox's bootstrap root, inside its directory.
+const BOOTSTRAP_ROOTFS: &std::ffi::CStr = c".bootstrap-rootfs";
 
 /// `name` as a C string, or an error about `at`.
 fn c(name: &str, at: &Path) -> Result<CString> {
@@ -71,6 +89,80 @@ impl SocketDirs {
     }
 }
 
+/// Every path a runtime of sandbox `name` may listen on, in microsandbox's
+/// order (`display.sock` is not an endpoint: nothing connects to it first).
+fn endpoints(run: &Path, sandboxes: &Path, name: &str) -> [PathBuf; 6] {
+    let canonical = run.join("sandboxes").join(name_hash(name, 12));
+    let h16 = name_hash(name, 16);
+    let legacy = run.join("agent");
+    let fallback = sandboxes.join(name).join("runtime");
+    [
+        canonical.join("agent.sock"),
+        canonical.join("control.sock"),
+        legacy.join(format!("{h16}.sock")),
+        legacy.join(format!("{h16}.control.sock")),
+        fallback.join("agent.sock"),
+        fallback.join("agent.control.sock"),
+    ]
+}
+
+/// Whether a runtime of sandbox `name` may still be listening: `true` when
+/// any endpoint accepts a connection, or when they have not all answered
+/// within [`ENDPOINT_PROBE_BUDGET`] (a busy runtime is a live one).
+/// Refused, missing or not a socket is absent. A start recorded with no run
+/// is judged by this, under its creation and lifecycle locks, because a
+/// runtime older than those locks owns only its endpoints.
+///
+/// # Errors
+///
+/// Any other failure (a permission error, say): no evidence either way, so
+/// the caller keeps the row.
+pub(crate) fn may_be_live(run: &Path, sandboxes: &Path, name: &str) -> Result<bool> {
+    let deadline = Instant::now() + ENDPOINT_PROBE_BUDGET;
+    for path in endpoints(run, sandboxes, name) {
+        loop {
+            match knock(&path) {
+                Ok(Knock::Answered) => return Ok(true),
+                Ok(Knock::Absent) => break,
+                Ok(Knock::Busy) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Ok(true);
+                    }
+                    std::thread::sleep(BUSY_RETRY.min(deadline - now));
+                }
+                Err(errno) => return Err(io::Error::from(errno)).at(&path),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Removes `<sandboxes>/<name>/.bootstrap-rootfs`, never following a
+/// symlink, stopping at `deadline` (an error: the row stays, and the next
+/// sweep goes on). `sandboxes` is the sandboxes directory, open, at path
+/// `sandboxes_path`.
+pub(crate) fn remove_bootstrap_root(
+    sandboxes: BorrowedFd<'_>,
+    sandboxes_path: &Path,
+    name: &str,
+    deadline: Option<Instant>,
+) -> Result<()> {
+    let sandbox = sandboxes_path.join(name);
+    let Some(dir) = subdir(sandboxes, name, &sandbox)? else {
+        return Ok(());
+    };
+    let bootstrap = sandbox.join(".bootstrap-rootfs");
+    if remove_tree_at(dir.as_fd(), BOOTSTRAP_ROOTFS, deadline).at(&bootstrap)? {
+        Ok(())
+    } else {
+        Err(io::Error::from(io::ErrorKind::TimedOut)).at(&bootstrap)
+    }
+}
+
 /// Removes every socket artifact of sandbox `name` (see the module docs).
 /// `sandboxes` is the sandboxes directory, open, at path `sandboxes_path`.
 pub(crate) fn remove_runtime_sockets(
@@ -87,7 +179,7 @@ pub(crate) fn remove_runtime_sockets(
         let c_h12 = c(&h12, &at)?;
         match open_dir_nofollow(dir.as_fd(), &c_h12) {
             Ok(fd) => {
-                unlink_all(fd.as_fd(), &["agent.sock", "control.sock"], &at)?;
+                unlink_all(fd.as_fd(), &CANONICAL_SOCKETS, &at)?;
                 drop(fd);
                 match remove_empty_dir(dir.as_fd(), &c_h12) {
                     Ok(()) | Err(Errno::ENOENT | Errno::ENOTEMPTY | Errno::EEXIST) => {}

@@ -16,7 +16,9 @@
 /// status, merged as they stream (no sorter), so reading stops after a page
 /// without touching the rest. No `LIMIT ?`: the caller stops reading.
 pub(crate) const ACTIVE_PAGE: &str =
-    "SELECT id FROM sandbox WHERE status = 'Running' AND id > ?1 AND id <= ?2
+    "SELECT id FROM sandbox WHERE status = 'Starting' AND id > ?1 AND id <= ?2
+                 UNION ALL
+                 SELECT id FROM sandbox WHERE status = 'Running' AND id > ?1 AND id <= ?2
                  UNION ALL
                  SELECT id FROM sandbox WHERE status = 'Draining' AND id > ?1 AND id <= ?2
                  ORDER BY 1";
@@ -35,12 +37,31 @@ pub(crate) const RUNNING_RUNS: &str =
 /// [`RUNNING_RUNS`] with `pid_start_time, boot_id` as well.
 pub(crate) const RUNNING_RUNS_WITH_IDENTITY: &str = "SELECT id, pid, started_at, pid_start_time, boot_id FROM run WHERE sandbox_id = ?1 AND status = 'Running'";
 
-/// Moves sandbox `?1` from status `?4` to `?2` at `?3`, clearing `active_config`.
-pub(crate) const MARK_SANDBOX: &str = "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL WHERE id = ?1 AND status = ?4";
+/// Moves sandbox `?1` from status `?4` to `?2` at `?3`, clearing its
+/// runtime fields `active_config` and `network_slot`, as microsandbox does.
+pub(crate) const MARK_SANDBOX: &str = "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL, network_slot = NULL WHERE id = ?1 AND status = ?4";
 
-/// [`MARK_SANDBOX`] on a catalog without `active_config`.
+/// [`MARK_SANDBOX`] on a catalog without `network_slot` (before
+/// microsandbox's migration m20260818).
+pub(crate) const MARK_SANDBOX_KEEPING_SLOT: &str = "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL WHERE id = ?1 AND status = ?4";
+
+/// [`MARK_SANDBOX`] on a catalog with `network_slot` but no `active_config`.
+pub(crate) const MARK_SANDBOX_CLEARING_SLOT: &str = "UPDATE sandbox SET status = ?2, updated_at = ?3, network_slot = NULL WHERE id = ?1 AND status = ?4";
+
+/// [`MARK_SANDBOX`] on a catalog with neither runtime field.
 pub(crate) const MARK_SANDBOX_KEEPING_CONFIG: &str =
     "UPDATE sandbox SET status = ?2, updated_at = ?3 WHERE id = ?1 AND status = ?4";
+
+/// The [`MARK_SANDBOX`] variant for a catalog with or without each of the
+/// runtime fields: only columns that exist are written.
+pub(crate) fn mark_sandbox(active_config: bool, network_slot: bool) -> &'static str {
+    match (active_config, network_slot) {
+        (true, true) => MARK_SANDBOX,
+        (true, false) => MARK_SANDBOX_KEEPING_SLOT,
+        (false, true) => MARK_SANDBOX_CLEARING_SLOT,
+        (false, false) => MARK_SANDBOX_KEEPING_CONFIG,
+    }
+}
 
 /// Whether sandbox `?1` is in status `?2` (what a dry run checks instead of marking).
 pub(crate) const SANDBOX_IN_STATUS: &str = "SELECT 1 FROM sandbox WHERE id = ?1 AND status = ?2";
@@ -84,12 +105,14 @@ pub(crate) const RENEW_LEASE: &str = "UPDATE maintenance_lease SET lease_expires
 /// Every statement above that a sweep of both phases runs per page or per
 /// row, for the re-prepare and plan tests.
 #[cfg(test)]
-pub(crate) const PER_ROW: [&str; 12] = [
+pub(crate) const PER_ROW: [&str; 14] = [
     ACTIVE_PAGE,
     EPHEMERAL_PAGE,
     RUNNING_RUNS,
     RUNNING_RUNS_WITH_IDENTITY,
     MARK_SANDBOX,
+    MARK_SANDBOX_KEEPING_SLOT,
+    MARK_SANDBOX_CLEARING_SLOT,
     MARK_SANDBOX_KEEPING_CONFIG,
     TERMINATE_RUN,
     CLEANUP_CANDIDATE,
@@ -193,19 +216,16 @@ mod tests {
         // the bindings, that is on every reuse: a silent 2-3x slowdown.
         // The other variant of each schema-dependent pair did not run.
         let schema = Catalog::new(&f.conn)?.schema;
-        let not_run = [
-            if schema.identity {
-                RUNNING_RUNS
-            } else {
-                RUNNING_RUNS_WITH_IDENTITY
-            },
-            if schema.active_config {
-                MARK_SANDBOX_KEEPING_CONFIG
-            } else {
-                MARK_SANDBOX
-            },
-        ];
-        for sql in PER_ROW.into_iter().filter(|sql| !not_run.contains(sql)) {
+        let unused_runs = if schema.identity {
+            RUNNING_RUNS
+        } else {
+            RUNNING_RUNS_WITH_IDENTITY
+        };
+        let mark = mark_sandbox(schema.active_config, schema.network_slot);
+        let not_run = |sql: &&str| {
+            *sql == unused_runs || (sql.starts_with("UPDATE sandbox SET status") && *sql != mark)
+        };
+        for sql in PER_ROW.into_iter().filter(|sql| !not_run(sql)) {
             let stmt = f.conn.prepare_cached(sql)?;
             // Ran during the sweep, so this is the cached statement.
             assert!(stmt.get_status(StatementStatus::VmStep) > 0, "{sql}");
@@ -217,6 +237,9 @@ mod tests {
     #[test]
     fn candidate_queries_use_indexes() -> Result<()> {
         let f = Fixture::new()?;
+        // As microsandbox's migration m20260818 adds it.
+        f.conn
+            .execute_batch("ALTER TABLE sandbox ADD COLUMN network_slot INTEGER")?;
         for sql in LOOKUPS {
             let mut stmt = f.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
             let n = stmt.parameter_count();

@@ -68,7 +68,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         out,
         "{{\"outcome\":{},\"skip_reason\":{},\"reconciled\":{},\"removed\":{},\"errors\":{},\
          \"timed_out\":{},\"lease_lost\":{},\"installing\":{},\"elapsed_us\":{},\"complete\":{},\"dry_run\":{},\
-         \"crashed\":{},\"stopped\":{},\"lifecycle_owned\":{},\"dead\":{},\"cleanup\":{},\"error\":{}}}",
+         \"crashed\":{},\"stopped\":{},\"abandoned\":{},\"lifecycle_owned\":{},\"dead\":{},\"cleanup\":{},\"error\":{}}}",
         quote(kind),
         opt_quote(skip),
         report.reconciled,
@@ -82,6 +82,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         report.dry_run,
         report.crashed,
         report.stopped,
+        report.abandoned,
         report.lifecycle_owned,
         dead_counts(report),
         outcome_counts(report),
@@ -137,10 +138,17 @@ pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
         report.removed,
         report.errors
     )?;
+    if report.abandoned > 0 {
+        writeln!(
+            out,
+            "  abandoned starts crashed (Starting, no run, no owner, no endpoint): {}",
+            report.abandoned
+        )?;
+    }
     if report.lifecycle_owned > 0 {
         writeln!(
             out,
-            "  left alone, lifecycle lock held by a live owner: {}",
+            "  left alone, creation or lifecycle lock held by a live owner: {}",
             report.lifecycle_owned
         )?;
     }

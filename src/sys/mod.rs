@@ -11,6 +11,7 @@ pub(crate) mod dir;
 pub(crate) mod flock;
 mod listing;
 pub(crate) mod procfs;
+pub(crate) mod socket;
 
 use nix::errno::Errno;
 use nix::sys::signal::kill;
