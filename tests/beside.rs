@@ -11,45 +11,44 @@ use std::time::{Duration, Instant};
 use common::*;
 use sandbox_sweep::*;
 
-/// A child process holding a sandbox's lifecycle lock, as a sandbox
-/// process does, killed and reaped when dropped.
+/// A child process holding one of a sandbox's lock files, as a sandbox
+/// process or a launcher does, killed and reaped when dropped.
 struct Holder(Child);
 
 impl Holder {
-    /// Starts a shell that opens the lock file, locks it with `flock(1)`
-    /// (the lock belongs to the open file, which it keeps) and becomes
-    /// `sleep 60`; waits (at most 5 s) until the lock is held. `None` when
-    /// `flock(1)` is not installed.
-    fn new(run: &Path, name: &str) -> Option<Holder> {
-        let path = lifecycle_lock_path(run, name);
-        std::fs::create_dir_all(path.parent()?).ok()?;
-        if !Command::new("sh")
-            .args(["-c", "command -v flock"])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            eprintln!("SKIPPED: `flock` (util-linux) is not installed");
-            return None;
-        }
+    /// Holds sandbox `name`'s lifecycle lock.
+    fn new(run: &Path, name: &str) -> Holder {
+        Holder::at(&lifecycle_lock_path(run, name))
+    }
+
+    /// Starts a shell that opens the lock file at `path`, locks it with
+    /// `flock(1)` (the lock belongs to the open file, which it keeps),
+    /// says so in a file beside it and becomes `sleep 60`; waits (at most
+    /// 5 s) for that word. `flock(1)` is util-linux's, on every Linux.
+    fn at(path: &Path) -> Holder {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let ready = path.with_extension("ready");
         let child = Command::new("sh")
-            .args(["-c", "exec 9>>\"$1\" && flock -x 9 && exec sleep 60", "sh"])
-            .arg(&path)
+            .args([
+                "-c",
+                "exec 9>>\"$1\" && flock -x 9 && : > \"$2\" && exec sleep 60",
+                "sh",
+            ])
+            .arg(path)
+            .arg(&ready)
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn the holder");
         let holder = Holder(child);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            match try_lock_lifecycle(run, name) {
-                Ok(None) => return Some(holder),
-                // Not taken yet: let go at once and look again.
-                Ok(Some(lock)) => drop(lock),
-                Err(err) => panic!("lock: {err}"),
+            if exists(&ready) {
+                std::fs::remove_file(&ready).expect("remove the ready file");
+                return holder;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        panic!("the child never took the lock");
+        panic!("the child never took the lock at {}", path.display());
     }
 
     /// `SIGKILL`s the holder and reaps it.
@@ -133,12 +132,8 @@ fn a_lock_held_by_another_process_stops_both_phases_until_it_is_released() -> Re
     let eph_dir = b.f.mkdir("held-eph");
     let free = b.f.sandbox("free", "Running", false)?;
     b.f.run(free, Some(DEAD_PID), "Running")?;
-    let Some(runtime) = Holder::new(&b.run, "held-running") else {
-        return Ok(());
-    };
-    let Some(cleaner) = Holder::new(&b.run, "held-eph") else {
-        return Ok(());
-    };
+    let runtime = Holder::new(&b.run, "held-running");
+    let cleaner = Holder::new(&b.run, "held-eph");
     let report = b.sweep()?;
     // The recorded pid is dead, but the lock says a live owner: hands off.
     assert_eq!((report.reconciled, report.removed), (1, 0));
@@ -371,5 +366,171 @@ fn the_cli_finds_microsandbox_home_from_msb_home_or_home() -> TestResult {
         "{}",
         stderr(&out)
     );
+    Ok(())
+}
+
+/// Lock `dir/<H16><suffix>` of sandbox `name` inside run directory `run`.
+fn lock_at(run: &Path, dir: &str, name: &str, suffix: &str) -> PathBuf {
+    run.join(dir).join(format!("{}{suffix}", lock_hash(name)))
+}
+
+/// The sandbox's `(status, active_config, network_slot)`.
+fn runtime_fields(f: &Fixture, id: i64) -> Result<(String, Option<String>, Option<i64>)> {
+    Ok(f.conn.query_row(
+        "SELECT status, active_config, network_slot FROM sandbox WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?)
+}
+
+#[test]
+fn starting_rows_are_reconciled_as_microsandbox_0_7_11_does() -> Result<()> {
+    let b = Beside::new()?;
+    // As microsandbox's migration m20260818 adds it.
+    b.f.conn.execute_batch(
+        "ALTER TABLE sandbox ADD COLUMN network_slot INTEGER
+             CHECK (network_slot IS NULL OR (typeof(network_slot) = 'integer' AND network_slot BETWEEN 1 AND 65535));
+         CREATE UNIQUE INDEX idx_sandbox_network_slot_unique ON sandbox (network_slot) WHERE network_slot IS NOT NULL;",
+    )?;
+    let mut slot = 0;
+    let mut sandbox = |name: &str, status: &str| -> Result<i64> {
+        let id = b.f.sandbox(name, status, false)?;
+        slot += 1;
+        b.f.conn.execute(
+            "UPDATE sandbox SET network_slot = ?2 WHERE id = ?1",
+            [id, slot],
+        )?;
+        b.f.mkdir(name);
+        std::fs::create_dir_all(b.f.sandboxes.join(name).join(".bootstrap-rootfs/bin"))
+            .expect("mkdir");
+        Ok(id)
+    };
+    let dead_start = sandbox("dead-start", "Starting")?;
+    let dead_run = b.f.run(dead_start, Some(DEAD_PID), "Running")?;
+    let abandoned = sandbox("abandoned", "Starting")?;
+    let listening = sandbox("listening", "Starting")?;
+    let launching = sandbox("launching", "Starting")?;
+    let created = sandbox("created-held", "Running")?;
+    b.f.run(created, Some(DEAD_PID), "Running")?;
+    let crashed = sandbox("crashed", "Running")?;
+    b.f.run(crashed, Some(DEAD_PID), "Running")?;
+    let draining = sandbox("draining", "Draining")?;
+    let dead_sockets = b.sockets("dead-start");
+    let abandoned_sockets = b.sockets("abandoned");
+    // A display socket beside the canonical pair goes with them.
+    let h12 = &lock_hash("dead-start")[..24];
+    let display = b.run.join("sandboxes").join(h12).join("display.sock");
+    std::fs::write(&display, b"").expect("display.sock");
+    // A runtime older than the locks answers on its endpoint.
+    let live_endpoint = b.run.join("sandboxes").join(&lock_hash("listening")[..24]);
+    std::fs::create_dir_all(&live_endpoint).expect("mkdir");
+    let _listener = UnixListener::bind(live_endpoint.join("agent.sock")).expect("bind");
+    let _launcher = Holder::at(&lock_at(&b.run, "creation-locks", "launching", ".lock"));
+    let _creator = Holder::at(&lock_at(&b.run, "creation-locks", "created-held", ".lock"));
+
+    // Without a run directory there is no evidence about a start with no
+    // run: it stays. A dead run is evidence enough (and a dry run takes no
+    // lock, so the held creation lock is not seen).
+    let catalog = Catalog::new(&b.f.conn)?;
+    let report = Sweeper::new(&b.f.sandboxes).dry_run(&catalog, &now)?;
+    assert_eq!((report.reconciled, report.abandoned), (4, 0), "{report}");
+    // Beside it, a dry run probes the endpoints (the listening start is
+    // live) but takes no lock, so the launching start counts too.
+    let beside = Sweeper::new(&b.f.sandboxes).run_dir(&b.run);
+    let report = beside.dry_run(&catalog, &now)?;
+    assert_eq!((report.reconciled, report.abandoned), (6, 2), "{report}");
+
+    let report = b.sweep()?;
+    assert_eq!(
+        (
+            report.reconciled,
+            report.crashed,
+            report.stopped,
+            report.abandoned
+        ),
+        (4, 3, 1, 1),
+        "{report}"
+    );
+    assert_eq!((report.lifecycle_owned, report.errors), (2, 0), "{report}");
+    let terminal = |status: &str| (status.to_owned(), None, None);
+    assert_eq!(runtime_fields(&b.f, dead_start)?, terminal("Crashed"));
+    assert_eq!(
+        b.f.run_row(dead_run)?.map(|r| (r.0, r.1)),
+        Some(("Terminated".into(), Some("InternalError".into())))
+    );
+    assert_eq!(runtime_fields(&b.f, abandoned)?, terminal("Crashed"));
+    assert_eq!(runtime_fields(&b.f, crashed)?, terminal("Crashed"));
+    assert_eq!(runtime_fields(&b.f, draining)?, terminal("Stopped"));
+    let kept = |status: &str, slot| {
+        (
+            status.to_owned(),
+            Some("{\"cpus\":1}".to_owned()),
+            Some(slot),
+        )
+    };
+    assert_eq!(runtime_fields(&b.f, listening)?, kept("Starting", 3));
+    assert_eq!(runtime_fields(&b.f, launching)?, kept("Starting", 4));
+    assert_eq!(runtime_fields(&b.f, created)?, kept("Running", 5));
+    for path in dead_sockets
+        .iter()
+        .chain(&abandoned_sockets)
+        .chain([&display])
+    {
+        assert!(!exists(path), "{} stayed", path.display());
+    }
+    assert!(!exists(&b.run.join("sandboxes").join(h12)));
+    for name in ["dead-start", "abandoned", "crashed", "draining"] {
+        assert!(
+            !exists(&b.f.sandboxes.join(name).join(".bootstrap-rootfs")),
+            "{name}"
+        );
+        assert!(
+            exists(&b.f.sandboxes.join(name).join("rootfs/data")),
+            "{name}"
+        );
+    }
+    for name in ["listening", "launching", "created-held"] {
+        assert!(
+            exists(&b.f.sandboxes.join(name).join(".bootstrap-rootfs/bin")),
+            "{name}"
+        );
+    }
+    assert!(exists(&live_endpoint.join("agent.sock")));
+    // Lock files of both kinds stay; a held creation lock stops the claim
+    // before the lifecycle lock is even opened.
+    for name in ["dead-start", "abandoned", "launching"] {
+        assert!(
+            lock_at(&b.run, "creation-locks", name, ".lock").is_file(),
+            "{name}"
+        );
+    }
+    assert!(lifecycle_lock_path(&b.run, "abandoned").is_file());
+    assert!(!exists(&lifecycle_lock_path(&b.run, "launching")));
+    Ok(())
+}
+
+#[test]
+fn a_snapshot_capture_keeps_its_sandbox_until_it_is_published() -> Result<()> {
+    let b = Beside::new()?;
+    let eph = b.f.sandbox("captured", "Stopped", true)?;
+    let dir = b.f.mkdir("captured");
+    let lineage = lock_at(&b.run, "locks", "captured", ".snapshot-lineage.lock");
+    let capture = Holder::at(&lineage);
+    let report = b.sweep()?;
+    assert_eq!((report.removed, report.errors), (0, 0), "{report}");
+    assert_eq!(report.outcome(CleanupOutcome::SnapshotInProgress), 1);
+    assert!(exists(&dir.join("rootfs/data")));
+    let catalog = Catalog::new(&b.f.conn)?;
+    let cleanup = Cleanup::new(&b.f.sandboxes).run_dir(&b.run);
+    assert_eq!(
+        cleanup.clean(&catalog, eph)?,
+        CleanupOutcome::SnapshotInProgress
+    );
+    capture.kill();
+    let report = b.sweep()?;
+    assert_eq!(report.removed, 1, "{report}");
+    assert_eq!(b.f.status(eph)?, None);
+    assert!(!exists(&dir));
+    assert!(lineage.is_file(), "a lock file is never deleted");
     Ok(())
 }
