@@ -5,65 +5,10 @@ mod common;
 
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use common::*;
 use sandbox_sweep::*;
-
-/// A child process holding one of a sandbox's lock files, as a sandbox
-/// process or a launcher does, killed and reaped when dropped.
-struct Holder(Child);
-
-impl Holder {
-    /// Holds sandbox `name`'s lifecycle lock.
-    fn new(run: &Path, name: &str) -> Holder {
-        Holder::at(&lifecycle_lock_path(run, name))
-    }
-
-    /// Starts a shell that opens the lock file at `path`, locks it with
-    /// `flock(1)` (the lock belongs to the open file, which it keeps),
-    /// says so in a file beside it and becomes `sleep 60`; waits (at most
-    /// 5 s) for that word. `flock(1)` is util-linux's, on every Linux.
-    fn at(path: &Path) -> Holder {
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        let ready = path.with_extension("ready");
-        let child = Command::new("sh")
-            .args([
-                "-c",
-                "exec 9>>\"$1\" && flock -x 9 && : > \"$2\" && exec sleep 60",
-                "sh",
-            ])
-            .arg(path)
-            .arg(&ready)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn the holder");
-        let holder = Holder(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if exists(&ready) {
-                std::fs::remove_file(&ready).expect("remove the ready file");
-                return holder;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("the child never took the lock at {}", path.display());
-    }
-
-    /// `SIGKILL`s the holder and reaps it.
-    fn kill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Beside {
     f: Fixture,

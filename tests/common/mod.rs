@@ -2,8 +2,11 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod fixture;
+pub mod holder;
+pub mod msb;
 
 pub use fixture::{DEAD_PID, Fixture, NOW, TRASH_DIR, exists, now, own_pid};
+pub use holder::Holder;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
