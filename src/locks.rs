@@ -283,13 +283,14 @@ impl<'p> RunDir<'p> {
     }
 }
 
-/// Which sandboxes' lifecycle locks someone holds now, read from
-/// `/proc/locks` without taking a lock: a read-only report must never make
-/// a runtime's own non-blocking `flock` fail, as a taken-and-dropped probe
-/// could. Creates nothing.
+/// Which sandboxes' creation and lifecycle locks someone holds now, read
+/// from `/proc/locks` without taking a lock: a read-only report must never
+/// make a runtime's own non-blocking `flock` fail, as a taken-and-dropped
+/// probe could. Creates nothing.
 #[derive(Debug)]
 pub(crate) struct HeldLocks {
     locks: Option<OwnedFd>,
+    creation: Option<OwnedFd>,
     files: Vec<FileId>,
 }
 
@@ -297,22 +298,36 @@ impl HeldLocks {
     /// `None` when `/proc/locks` cannot be read: nothing can be told.
     pub(crate) fn read(run_dir: &Path) -> Option<HeldLocks> {
         let files = flocked_files()?;
-        let locks = dir::open_dir(run_dir)
-            .ok()
-            .and_then(|run| dir::open_dir_nofollow(run.as_fd(), c"locks").ok());
-        Some(HeldLocks { locks, files })
+        let run = dir::open_dir(run_dir).ok();
+        let sub = |name: &CStr| {
+            run.as_ref()
+                .and_then(|run| dir::open_dir_nofollow(run.as_fd(), name).ok())
+        };
+        Some(HeldLocks {
+            locks: sub(c"locks"),
+            creation: sub(c"creation-locks"),
+            files,
+        })
     }
 
-    /// Whether sandbox `name`'s lock file exists and is held.
+    /// Whether sandbox `name`'s creation or lifecycle lock file exists and
+    /// is held: an owner, which a sweep leaves alone.
     pub(crate) fn is_held(&self, name: &str) -> bool {
-        let file = LockFileName::new(LockKind::Lifecycle, name);
-        let (Some(locks), Ok(file)) = (&self.locks, file.as_c_str()) else {
-            return false;
-        };
-        file_id_at(locks.as_fd(), file)
-            .ok()
-            .flatten()
-            .is_some_and(|id| self.files.contains(&id))
+        [
+            (&self.locks, LockKind::Lifecycle),
+            (&self.creation, LockKind::Creation),
+        ]
+        .into_iter()
+        .any(|(dir, kind)| {
+            let file = LockFileName::new(kind, name);
+            let (Some(dir), Ok(file)) = (dir, file.as_c_str()) else {
+                return false;
+            };
+            file_id_at(dir.as_fd(), file)
+                .ok()
+                .flatten()
+                .is_some_and(|id| self.files.contains(&id))
+        })
     }
 }
 

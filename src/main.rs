@@ -79,13 +79,14 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
         Command::Status {
             db,
             run_dir,
+            sandboxes_dir,
             json,
             all,
         } => {
             let conn = cli::open_existing(&db)?;
             let catalog = Catalog::new(&conn)?;
             let summary = match run_dir {
-                Some(run_dir) => catalog.summary_beside(&run_dir)?,
+                Some(run_dir) => catalog.summary_beside(&run_dir, sandboxes_dir.as_deref())?,
                 None => catalog.summary()?,
             };
             if json {

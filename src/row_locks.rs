@@ -152,7 +152,7 @@ impl<'p> RowLocks<'p> {
     /// Whether anything still answers on sandbox `name`'s runtime
     /// endpoints (see [`may_be_live`]).
     pub(crate) fn may_be_live(&self, trash: &Trash<'_>, name: &str) -> Result<bool> {
-        may_be_live(self.run.path(), trash.dir(), name)
+        may_be_live(self.run.path(), Some(trash.dir()), name)
     }
 
     /// Whether the transaction should commit before taking another lock.

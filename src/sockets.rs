@@ -90,20 +90,24 @@ impl SocketDirs {
 }
 
 /// Every path a runtime of sandbox `name` may listen on, in microsandbox's
-/// order (`display.sock` is not an endpoint: nothing connects to it first).
-fn endpoints(run: &Path, sandboxes: &Path, name: &str) -> [PathBuf; 6] {
+/// order (`display.sock` is not an endpoint: nothing connects to it
+/// first); the fallback pair only when the sandboxes directory is known.
+fn endpoints(run: &Path, sandboxes: Option<&Path>, name: &str) -> Vec<PathBuf> {
     let canonical = run.join("sandboxes").join(name_hash(name, 12));
     let h16 = name_hash(name, 16);
     let legacy = run.join("agent");
-    let fallback = sandboxes.join(name).join("runtime");
-    [
+    let mut paths = vec![
         canonical.join("agent.sock"),
         canonical.join("control.sock"),
         legacy.join(format!("{h16}.sock")),
         legacy.join(format!("{h16}.control.sock")),
-        fallback.join("agent.sock"),
-        fallback.join("agent.control.sock"),
-    ]
+    ];
+    if let Some(sandboxes) = sandboxes {
+        let fallback = sandboxes.join(name).join("runtime");
+        paths.push(fallback.join("agent.sock"));
+        paths.push(fallback.join("agent.control.sock"));
+    }
+    paths
 }
 
 /// Whether a runtime of sandbox `name` may still be listening: `true` when
@@ -117,7 +121,7 @@ fn endpoints(run: &Path, sandboxes: &Path, name: &str) -> [PathBuf; 6] {
 ///
 /// Any other failure (a permission error, say): no evidence either way, so
 /// the caller keeps the row.
-pub(crate) fn may_be_live(run: &Path, sandboxes: &Path, name: &str) -> Result<bool> {
+pub(crate) fn may_be_live(run: &Path, sandboxes: Option<&Path>, name: &str) -> Result<bool> {
     let deadline = Instant::now() + ENDPOINT_PROBE_BUDGET;
     for path in endpoints(run, sandboxes, name) {
         loop {

@@ -1,6 +1,8 @@
 //! A read-only summary of a catalog: what `sandbox-sweep status` shows.
 //!
-//! Reads only: never a write, never the filesystem.
+//! Reads only: never a write. Beside a run directory it reads which locks
+//! are held from `/proc/locks` (taking none) and asks a start's socket
+//! paths whether anything answers (a connect, which writes nothing).
 
 use std::path::Path;
 
@@ -13,6 +15,7 @@ use crate::lease::LeaseSpec;
 use crate::liveness::{DeadReason, Liveness, Prober};
 use crate::locks::HeldLocks;
 use crate::runs::{latest_running, newest_running_pid};
+use crate::sockets::may_be_live;
 use crate::statements::Statements;
 
 /// An active sandbox whose runtime is dead: the next sweep reconciles it.
@@ -23,10 +26,10 @@ pub struct StaleSandbox {
     pub id: i64,
     /// `sandbox.name` (lossily decoded when not UTF-8).
     pub name: String,
-    /// `Running` or `Draining`.
+    /// `Starting`, `Running` or `Draining`.
     pub status: String,
     /// Why its latest `Running` run is dead; `None` for a `Draining`
-    /// sandbox with no `Running` run at all.
+    /// sandbox with no `Running` run at all, or an abandoned start.
     pub reason: Option<DeadReason>,
 }
 
@@ -112,16 +115,31 @@ pub struct Summary {
     /// Active sandboxes whose runtime is dead now, by id: what the next
     /// sweep reconciles.
     pub dead_active: Vec<StaleSandbox>,
-    /// Active sandboxes whose recorded runtime looks dead but whose
-    /// lifecycle lock is held (only with a run directory, see
-    /// [`Catalog::summary_beside`]): a live owner, left alone by sweeps.
+    /// Active sandboxes whose recorded runtime looks dead (or a start with
+    /// no run) but whose creation or lifecycle lock is held (only with a
+    /// run directory, see [`Catalog::summary_beside`]): a live owner, left
+    /// alone by sweeps.
     pub lifecycle_owned: Vec<StaleSandbox>,
+    /// Abandoned starts, by id: `Starting` with no `Running` run, no lock
+    /// held and nothing answering on the runtime's socket paths. The next
+    /// sweep beside the run directory marks them `Crashed`. Only judged
+    /// beside a run directory: without one there is no evidence, and
+    /// sweeps leave such rows alone.
+    pub abandoned_starts: Vec<StaleSandbox>,
     /// The maintenance lease row, if any sweep ever took it.
     pub lease: Option<LeaseRecord>,
     /// The install-exclusive lease row, if any installer ever took it.
     pub install: Option<LeaseRecord>,
     /// Every active sandbox, as [`active_sandboxes`] lists them.
     pub active: Vec<ActiveSandbox>,
+}
+
+/// The active sandboxes a summary sorts apart.
+#[derive(Debug, Default)]
+struct Stale {
+    dead: Vec<StaleSandbox>,
+    owned: Vec<StaleSandbox>,
+    abandoned: Vec<StaleSandbox>,
 }
 
 /// SQLite counts are never negative.
@@ -148,12 +166,16 @@ impl Catalog<'_> {
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
     pub fn summary(&self) -> Result<Summary> {
-        self.summarise(None)
+        self.summarise(None, None)
     }
 
     /// [`Catalog::summary`] beside a microsandbox run directory: an active
-    /// sandbox whose recorded runtime looks dead but whose lifecycle lock is
-    /// held goes to [`Summary::lifecycle_owned`], not to `dead_active`.
+    /// sandbox whose recorded runtime looks dead but whose creation or
+    /// lifecycle lock is held goes to [`Summary::lifecycle_owned`], not to
+    /// `dead_active`, and abandoned starts are told apart
+    /// ([`Summary::abandoned_starts`]: their socket paths in `run_dir`, and
+    /// in `sandboxes_dir` when given, are asked whether anything answers;
+    /// a connect writes nothing).
     /// Which locks are held is read from `/proc/locks`: no lock is taken
     /// (a runtime's own non-blocking `flock` must never fail because of a
     /// report) and no file is created. Where `/proc/locks` cannot be read,
@@ -174,19 +196,19 @@ impl Catalog<'_> {
     /// conn.execute("INSERT INTO sandbox (name, config, status) VALUES ('a', '{}', 'Draining')", [])?;
     /// let catalog = Catalog::new(&conn)?;
     /// let lock = try_lock_lifecycle(run.path(), "a")?.expect("free");
-    /// let summary = catalog.summary_beside(run.path())?;
+    /// let summary = catalog.summary_beside(run.path(), None)?;
     /// if cfg!(target_os = "linux") {
     ///     assert_eq!((summary.dead_active.len(), summary.lifecycle_owned.len()), (0, 1));
     /// }
     /// drop(lock);
-    /// assert_eq!(catalog.summary_beside(run.path())?.dead_active.len(), 1);
+    /// assert_eq!(catalog.summary_beside(run.path(), None)?.dead_active.len(), 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn summary_beside(&self, run_dir: &Path) -> Result<Summary> {
-        self.summarise(Some(run_dir))
+    pub fn summary_beside(&self, run_dir: &Path, sandboxes_dir: Option<&Path>) -> Result<Summary> {
+        self.summarise(Some(run_dir), sandboxes_dir)
     }
 
-    fn summarise(&self, run_dir: Option<&Path>) -> Result<Summary> {
+    fn summarise(&self, run_dir: Option<&Path>, sandboxes_dir: Option<&Path>) -> Result<Summary> {
         let conn = self.conn;
         let by_status = conn
             .prepare("SELECT CAST(status AS TEXT), count(*) FROM sandbox GROUP BY 1 ORDER BY 1")?
@@ -202,7 +224,11 @@ impl Catalog<'_> {
             [],
             |r| r.get(0),
         )?);
-        let (dead_active, lifecycle_owned) = self.stale(run_dir)?;
+        let Stale {
+            dead: dead_active,
+            owned: lifecycle_owned,
+            abandoned: abandoned_starts,
+        } = self.stale(run_dir, sandboxes_dir)?;
         let lease = self.lease_record(LeaseSpec::SWEEP.name)?;
         let install = self.lease_record(INSTALL_LEASE_NAME)?;
         Ok(Summary {
@@ -210,6 +236,7 @@ impl Catalog<'_> {
             ephemeral_terminal,
             dead_active,
             lifecycle_owned,
+            abandoned_starts,
             lease,
             install,
             active: active_sandboxes(self)?,
@@ -217,41 +244,51 @@ impl Catalog<'_> {
     }
 
     /// Active sandboxes whose runtime is dead now, by id: those a sweep
-    /// would reconcile, and those whose lifecycle lock in `run_dir` is held
-    /// (a sweep leaves them alone).
-    fn stale(&self, run_dir: Option<&Path>) -> Result<(Vec<StaleSandbox>, Vec<StaleSandbox>)> {
+    /// would reconcile, those whose locks in `run_dir` are held (a sweep
+    /// leaves them alone), and abandoned starts.
+    fn stale(&self, run_dir: Option<&Path>, sandboxes_dir: Option<&Path>) -> Result<Stale> {
         let held = run_dir.and_then(HeldLocks::read);
         let prober = Prober::new();
         let mut stmts = Statements::new(self.conn);
-        let (mut dead, mut owned) = (Vec::new(), Vec::new());
+        let mut stale = Stale::default();
         let mut stmt = self.conn.prepare(
-            "SELECT id, CAST(name AS TEXT), status FROM sandbox WHERE status IN ('Running', 'Draining') ORDER BY id",
+            "SELECT id, CAST(name AS TEXT), status FROM sandbox WHERE status IN ('Starting', 'Running', 'Draining') ORDER BY id",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
             let status: String = row.get(2)?;
-            let reason = match latest_running(self, &mut stmts, &prober, id)? {
+            let name = row.get::<_, Option<String>>(1)?.unwrap_or_default();
+            let (reason, start) = match latest_running(self, &mut stmts, &prober, id)? {
                 Some(run) => match run.liveness {
-                    Liveness::Dead(reason) => Some(reason),
+                    Liveness::Dead(reason) => (Some(reason), false),
                     Liveness::Alive => continue,
                 },
-                None if status == "Draining" => None,
+                None if status == "Draining" => (None, false),
+                None if status == "Starting" && run_dir.is_some() => (None, true),
                 None => continue,
             };
-            let stale = StaleSandbox {
+            let owned = held.as_ref().is_some_and(|held| held.is_held(&name));
+            let list = match (owned, start, run_dir) {
+                (true, _, _) => &mut stale.owned,
+                (false, false, _) => &mut stale.dead,
+                // A connect writes nothing, so probing an endpoint keeps
+                // this a read-only report. An answer, or none in time, is
+                // live; a failed probe is no evidence either way.
+                (false, true, Some(run)) => match may_be_live(run, sandboxes_dir, &name) {
+                    Ok(false) => &mut stale.abandoned,
+                    Ok(true) | Err(_) => continue,
+                },
+                (false, true, None) => continue,
+            };
+            list.push(StaleSandbox {
                 id,
-                name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                name,
                 status,
                 reason,
-            };
-            if held.as_ref().is_some_and(|held| held.is_held(&stale.name)) {
-                owned.push(stale);
-            } else {
-                dead.push(stale);
-            }
+            });
         }
-        Ok((dead, owned))
+        Ok(stale)
     }
 
     /// The row of lease `name`, verbatim.

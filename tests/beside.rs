@@ -385,6 +385,40 @@ fn starting_rows_are_reconciled_as_microsandbox_0_7_11_does() -> Result<()> {
     let report = beside.dry_run(&catalog, &now)?;
     assert_eq!((report.reconciled, report.abandoned), (6, 2), "{report}");
 
+    // `status` sorts them the way the sweep will act, taking no lock.
+    let out = cli(&[
+        "status",
+        "--db",
+        b.f.db_path().to_str().expect("utf8"),
+        "--run-dir",
+        b.run.to_str().expect("utf8"),
+        "--sandboxes-dir",
+        b.f.sandboxes.to_str().expect("utf8"),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let line = json_line(&out);
+    assert_eq!(json_field(&line, "dead_active_count"), "3", "{line}");
+    assert_eq!(json_field(&line, "lifecycle_owned_count"), "2", "{line}");
+    assert_eq!(json_field(&line, "abandoned_starts_count"), "1", "{line}");
+    let entry = format!(
+        "\"abandoned_starts\":[{{\"id\":{abandoned},\"name\":\"abandoned\",\"status\":\"Starting\",\"reason\":\"no_running_run\"}}]"
+    );
+    assert!(line.contains(&entry), "{line}");
+    let text = stdout(&cli(&[
+        "status",
+        "--db",
+        b.f.db_path().to_str().expect("utf8"),
+        "--run-dir",
+        b.run.to_str().expect("utf8"),
+    ]));
+    let heading = "abandoned starts (Starting, no run, no lock held, no endpoint answering): 1";
+    assert!(text.contains(heading), "{text}");
+    assert!(
+        text.contains(&format!("#{abandoned:<6} \"abandoned\"")),
+        "{text}"
+    );
+
     let report = b.sweep()?;
     assert_eq!(
         (

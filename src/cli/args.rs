@@ -14,13 +14,14 @@ Usage:
   sandbox-sweep sweep  [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR]
                        [--force] [--dry-run] [--max-active N] [--max-ephemeral N]
                        [--budget-ms MS] [--json] [-v]
-  sandbox-sweep status [--home DIR | --db PATH] [--run-dir DIR] [--all] [--json]
+  sandbox-sweep status [--home DIR | --db PATH] [--run-dir DIR] [--sandboxes-dir DIR]
+                       [--all] [--json]
   sandbox-sweep demo   [--keep DIR]
 
 Commands:
   init     create the catalog file if needed and add this tool's tables, columns and indexes
   sweep    take the lease, reconcile dead runtimes, clean finished ephemeral sandboxes
-  status   sandbox counts, cleanable sandboxes, dead runtimes now, the lease
+  status   sandbox counts, cleanable sandboxes, dead runtimes and abandoned starts now, the lease
   demo     build a sample catalog in a temporary directory and sweep it
 
 Where things are:
@@ -28,17 +29,19 @@ Where things are:
   else ~/.microsandbox. In a home DIR the catalog is DIR/db/msb.db, sandboxes
   are DIR/sandboxes and the run dir is DIR/run; --db, --sandboxes-dir and
   --run-dir override each. With --db alone, sweep needs --sandboxes-dir and
-  takes no lifecycle locks unless --run-dir is given.
+  takes no locks unless --run-dir is given; a Starting row with no run is
+  judged (an abandoned start) only beside a run dir.
 
 Options:
   --home DIR           microsandbox's home (default $MSB_HOME, else ~/.microsandbox)
   --db PATH            the catalog (SQLite) file; sweep and status never create it
   --sandboxes-dir DIR  where sandbox directories live (<DIR>/<name>)
-  --run-dir DIR        microsandbox's run dir: honour its lifecycle locks, remove
-                       dead runtimes' sockets (status: show held locks, take none)
+  --run-dir DIR        microsandbox's run dir: honour its creation, lifecycle and
+                       snapshot-lineage locks, remove dead runtimes' sockets, judge
+                       abandoned starts (status: show held locks, take none)
   --force              sweep even if the last sweep was under 30 s ago (never takes a held lease)
   --dry-run            report what a sweep would do; take no lease, write nothing
-  --max-active N       most Running/Draining sandboxes examined (default 250)
+  --max-active N       most Starting/Running/Draining sandboxes examined (default 250)
   --max-ephemeral N    most finished ephemeral sandboxes examined (default 250)
   --budget-ms MS       time budget in milliseconds (default 250)
   --all                status: list every dead runtime (default: the first 20)
@@ -75,6 +78,7 @@ pub enum Command {
     Status {
         db: PathBuf,
         run_dir: Option<PathBuf>,
+        sandboxes_dir: Option<PathBuf>,
         json: bool,
         all: bool,
     },
@@ -115,6 +119,7 @@ fn flags(command: &str) -> &'static [(&'static str, bool)] {
         "status" => &[
             ("--db", true),
             ("--home", true),
+            ("--sandboxes-dir", true),
             ("--run-dir", true),
             ("--json", false),
             ("--all", false),
@@ -257,6 +262,10 @@ impl Given {
             "status" => Command::Status {
                 db: self.path_or_home("--db", home, "db/msb.db")?,
                 run_dir: self.run_dir(home),
+                sandboxes_dir: self
+                    .value("--sandboxes-dir")
+                    .map(PathBuf::from)
+                    .or_else(|| home.map(|home| home.join("sandboxes"))),
                 json: self.switch("--json"),
                 all: self.switch("--all"),
             },

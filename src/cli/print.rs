@@ -212,10 +212,18 @@ pub fn status(out: &mut impl Write, db: &Path, summary: &Summary, shown: usize) 
         summary.dead_active.len()
     )?;
     stale_list(out, &summary.dead_active, shown)?;
+    if !summary.abandoned_starts.is_empty() {
+        writeln!(
+            out,
+            "abandoned starts (Starting, no run, no lock held, no endpoint answering): {}",
+            summary.abandoned_starts.len()
+        )?;
+        stale_list(out, &summary.abandoned_starts, shown)?;
+    }
     if !summary.lifecycle_owned.is_empty() {
         writeln!(
             out,
-            "left alone, pid dead but lifecycle lock held (lifecycle_owned): {}",
+            "left alone, runtime dead or not started but a creation or lifecycle lock held (lifecycle_owned): {}",
             summary.lifecycle_owned.len()
         )?;
         stale_list(out, &summary.lifecycle_owned, shown)?;
@@ -285,12 +293,14 @@ pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
     let by_status = counts(summary.by_status.iter().map(|(s, n)| (s.as_str(), *n)));
     writeln!(
         out,
-        "{{\"by_status\":{by_status},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":{},\"lifecycle_owned_count\":{},\"lifecycle_owned\":{},\"active\":[{}],\"lease\":{},\"install\":{}}}",
+        "{{\"by_status\":{by_status},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":{},\"lifecycle_owned_count\":{},\"lifecycle_owned\":{},\"abandoned_starts_count\":{},\"abandoned_starts\":{},\"active\":[{}],\"lease\":{},\"install\":{}}}",
         summary.ephemeral_terminal,
         summary.dead_active.len(),
         stale_json(&summary.dead_active),
         summary.lifecycle_owned.len(),
         stale_json(&summary.lifecycle_owned),
+        summary.abandoned_starts.len(),
+        stale_json(&summary.abandoned_starts),
         summary
             .active
             .iter()
