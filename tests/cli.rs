@@ -293,9 +293,14 @@ fn demo_runs_with_no_arguments_and_keeps_on_request() -> TestResult {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("reconciled 5 (crashed 4, stopped 1), removed 2, errors 1"),
+        text.contains("reconciled 7 (crashed 6, stopped 1), removed 2, errors 1"),
         "{text}"
     );
+    assert!(
+        text.contains("abandoned starts crashed (Starting, no run, no owner, no endpoint): 1"),
+        "{text}"
+    );
+    assert!(text.contains("snapshot_in_progress 1"), "{text}");
     assert!(
         text.contains("pid_reused") && text.contains("rebooted"),
         "{text}"
@@ -312,7 +317,16 @@ fn demo_runs_with_no_arguments_and_keeps_on_request() -> TestResult {
         [],
         |r| r.get(0),
     )?;
-    assert_eq!(crashed, 4);
+    assert_eq!(crashed, 6);
+    let status = |name: &str| -> rusqlite::Result<String> {
+        conn.query_row("SELECT status FROM sandbox WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+    };
+    assert_eq!(status("launch-died")?, "Crashed");
+    assert_eq!(status("launching")?, "Starting");
+    assert_eq!(status("job-4")?, "Stopped");
+    assert!(keep.join("sandboxes/job-4/rootfs/data").is_file());
     assert!(keep.join("sandboxes/web").is_dir());
     assert!(!keep.join("sandboxes/job-1").exists());
     // A second demo refuses to overwrite the kept catalog.

@@ -135,6 +135,29 @@ impl Layout {
         Sweeper::new(&self.sandboxes).run_dir(&self.run).force(true)
     }
 
+    /// Takes microsandbox's lock `<run>/<dir>/<H16><suffix>` of sandbox
+    /// `name` (as a launcher or a snapshot capture does: `flock`, which
+    /// std's `File::try_lock` is on Linux), held until the file is dropped.
+    fn hold(&self, dir: &str, name: &str, suffix: &str) -> Result<std::fs::File, CliError> {
+        let lock = lifecycle_lock_path(&self.run, name);
+        let h16 = lock
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let path = self.run.join(dir).join(format!("{h16}{suffix}"));
+        let fail = |e: &dyn std::fmt::Display| CliError::Other(format!("{}: {e}", path.display()));
+        std::fs::create_dir_all(self.run.join(dir)).map_err(|e| fail(&e))?;
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| fail(&e))?;
+        file.try_lock().map_err(|e| fail(&e))?;
+        Ok(file)
+    }
+
     /// Bound (then closed) Unix sockets where a runtime of `name` leaves
     /// them: what a runtime that died without cleaning up leaves behind.
     fn dead_runtime_sockets(&self, name: &str) -> Result<Vec<PathBuf>, CliError> {
@@ -168,8 +191,11 @@ fn show(root: &Path, out: &mut impl Write) -> Result<(), CliError> {
     std::fs::create_dir_all(&canary)
         .map_err(|e| CliError::Other(format!("{}: {e}", canary.display())))?;
     let sockets = layout.dead_runtime_sockets("api")?;
-    // This process stands for a sandbox process that still holds the lock.
+    // This process stands for a sandbox process that still holds the lock,
+    // a launcher creating "launching", and a snapshot capture of "job-4".
     let lock = sandbox_sweep::try_lock_lifecycle(&layout.run, "locked")?;
+    let launcher = layout.hold("creation-locks", "launching", ".lock")?;
+    let capture = layout.hold("locks", "job-4", ".snapshot-lineage.lock")?;
 
     writeln!(out, "sandbox-sweep demo")?;
     writeln!(out, "catalog:   {}", layout.db.display())?;
@@ -197,7 +223,7 @@ fn show(root: &Path, out: &mut impl Write) -> Result<(), CliError> {
     if let SweepOutcome::Failed(err) = outcome {
         return Err(err.into());
     }
-    drop(lock);
+    drop((lock, launcher, capture));
 
     writeln!(out, "\nafter the sweep:")?;
     table(out, &catalog, &layout.sandboxes, false)?;
