@@ -105,20 +105,33 @@ impl Template {
     }
 
     /// [`Template::instance`] beside a microsandbox run directory whose
-    /// lock files exist (as runtimes leave them) and are free, with no
-    /// sockets: what the lock protocol costs on its own.
+    /// creation and lifecycle lock files exist (as msb's launchers and
+    /// runtimes leave them) and are free, with no sockets: what the lock
+    /// protocol costs on its own.
     fn instance_with_run_dir(&self) -> (Instance, PathBuf) {
         let instance = self.instance();
         let run = instance._dir.path().join("run");
+        for path in self.lock_files(&run) {
+            std::fs::File::create(path).expect("lock file");
+        }
+        (instance, run)
+    }
+
+    /// Every candidate's creation and lifecycle lock file in `run`, in the
+    /// order a sweep takes them (the folders are created).
+    fn lock_files(&self, run: &Path) -> Vec<PathBuf> {
         std::fs::create_dir_all(run.join("locks")).expect("mkdir");
+        std::fs::create_dir_all(run.join("creation-locks")).expect("mkdir");
         let names = (0..self.shape.stale)
             .map(|i| format!("stale-{i}"))
             .chain((0..self.shape.ephemeral).map(|i| format!("eph-{i}")));
-        for name in names {
-            std::fs::File::create(sandbox_sweep::lifecycle_lock_path(&run, &name))
-                .expect("lock file");
-        }
-        (instance, run)
+        names
+            .flat_map(|name| {
+                let lifecycle = sandbox_sweep::lifecycle_lock_path(run, &name);
+                let file = lifecycle.file_name().expect("file name").to_owned();
+                [run.join("creation-locks").join(file), lifecycle]
+            })
+            .collect()
     }
 }
 
@@ -218,6 +231,38 @@ fn throughput(c: &mut Criterion) {
             |(i, run)| {
                 let sweeper = unlimited(&i.sandboxes).run_dir(&*run);
                 assert_eq!(sweep(i, sweeper).reconciled, 10_000);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // The lock protocol's floor, for `10000/locks` on the same machine: the
+    // same lock files opened (as the crate opens them: read-write, no
+    // symlink followed), checked to be regular files, `flock`ed without
+    // blocking and closed, with no catalog and no hashing. `10000/locks`
+    // is held to at most 1.3 x (`10000` + this).
+    group.bench_function("10000/locks_floor", |b| {
+        b.iter_batched_ref(
+            || {
+                let (i, run) = template.instance_with_run_dir();
+                let files = template.lock_files(&run);
+                (i, files)
+            },
+            |(_, files)| {
+                use std::os::unix::fs::OpenOptionsExt;
+                for pair in files.chunks(2) {
+                    let mut held = Vec::with_capacity(2);
+                    for path in pair {
+                        let file = std::fs::File::options()
+                            .read(true)
+                            .write(true)
+                            .custom_flags(nix::libc::O_NOFOLLOW)
+                            .open(path)
+                            .expect("open");
+                        assert!(file.metadata().expect("fstat").is_file());
+                        file.try_lock().expect("flock");
+                        held.push(file);
+                    }
+                }
             },
             BatchSize::PerIteration,
         )

@@ -17,6 +17,7 @@ use crate::liveness::Prober;
 use crate::locks::LifecycleLock;
 use crate::locks::LockKind;
 use crate::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
+use crate::sockets::Bootstrap;
 use crate::runs::any_live_running;
 use crate::sql::{CLEANUP_CANDIDATE, DELETE_RUNS, DELETE_SANDBOX};
 use crate::statements::Statements;
@@ -218,7 +219,7 @@ fn guard(
 ) -> Option<CleanupOutcome> {
     let refusal = locks
         .claim(&CLEANUP_LOCKS, id, name)
-        .or_else(|| locks.remove_artifacts(trash, id, name, None))?;
+        .or_else(|| locks.remove_artifacts(trash, id, name, Bootstrap::Keep))?;
     Some(match refusal {
         Refusal::Owned(LockKind::SnapshotLineage) => CleanupOutcome::SnapshotInProgress,
         Refusal::Owned(_) => CleanupOutcome::LifecycleOwned,

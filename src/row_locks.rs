@@ -10,11 +10,10 @@
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::time::Instant;
 
 use crate::error::Result;
 use crate::locks::{LockKind, RunDir};
-use crate::sockets::{SocketDirs, may_be_live, remove_bootstrap_root, remove_runtime_sockets};
+use crate::sockets::{Bootstrap, SocketDirs, may_be_live, remove_runtime_files};
 use crate::sys::flock::open_file_limit;
 use crate::trash::Trash;
 
@@ -120,23 +119,18 @@ impl<'p> RowLocks<'p> {
     }
 
     /// Removes the socket artifacts of sandbox `name` (row `id`), whose
-    /// runtime is dead and whose locks this transaction holds, and, when
-    /// `bootstrap` gives a deadline, its bootstrap root. A failure is
-    /// logged: the row must then be kept for a retry.
+    /// runtime is dead and whose locks this transaction holds, and, as
+    /// `bootstrap` says, its bootstrap root. A failure is logged: the row
+    /// must then be kept for a retry.
     pub(crate) fn remove_artifacts(
         &self,
         trash: &Trash<'_>,
         id: i64,
         name: &str,
-        bootstrap: Option<Option<Instant>>,
+        bootstrap: Bootstrap,
     ) -> Option<Refusal> {
         let removed = self.socket_dirs().and_then(|dirs| {
-            let root = trash.root()?;
-            remove_runtime_sockets(&self.run, dirs, root, trash.dir(), name)?;
-            match bootstrap {
-                Some(deadline) => remove_bootstrap_root(root, trash.dir(), name, deadline),
-                None => Ok(()),
-            }
+            remove_runtime_files(&self.run, dirs, trash.root()?, trash.dir(), name, bootstrap)
         });
         match removed {
             Ok(()) => None,

@@ -145,36 +145,27 @@ pub(crate) fn may_be_live(run: &Path, sandboxes: Option<&Path>, name: &str) -> R
     Ok(false)
 }
 
-/// Removes `<sandboxes>/<name>/.bootstrap-rootfs`, never following a
-/// symlink, stopping at `deadline` (an error: the row stays, and the next
-/// sweep goes on). `sandboxes` is the sandboxes directory, open, at path
-/// `sandboxes_path`.
-pub(crate) fn remove_bootstrap_root(
-    sandboxes: BorrowedFd<'_>,
-    sandboxes_path: &Path,
-    name: &str,
-    deadline: Option<Instant>,
-) -> Result<()> {
-    let sandbox = sandboxes_path.join(name);
-    let Some(dir) = subdir(sandboxes, name, &sandbox)? else {
-        return Ok(());
-    };
-    let bootstrap = sandbox.join(".bootstrap-rootfs");
-    if remove_tree_at(dir.as_fd(), BOOTSTRAP_ROOTFS, deadline).at(&bootstrap)? {
-        Ok(())
-    } else {
-        Err(io::Error::from(io::ErrorKind::TimedOut)).at(&bootstrap)
-    }
+/// Whether removing a runtime's files takes its bootstrap root too.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bootstrap {
+    /// Leave it (a cleanup deletes the whole directory anyway).
+    Keep,
+    /// Remove `<sandboxes>/<name>/.bootstrap-rootfs`, stopping at the
+    /// deadline (an error: the row stays, and the next sweep goes on).
+    Remove(Option<Instant>),
 }
 
-/// Removes every socket artifact of sandbox `name` (see the module docs).
-/// `sandboxes` is the sandboxes directory, open, at path `sandboxes_path`.
-pub(crate) fn remove_runtime_sockets(
+/// Removes every socket artifact of sandbox `name` and, as `bootstrap`
+/// says, its bootstrap root (see the module docs). `sandboxes` is the
+/// sandboxes directory, open, at path `sandboxes_path`; the sandbox's own
+/// directory is opened once for both.
+pub(crate) fn remove_runtime_files(
     run: &RunDir<'_>,
     dirs: &SocketDirs,
     sandboxes: BorrowedFd<'_>,
     sandboxes_path: &Path,
     name: &str,
+    bootstrap: Bootstrap,
 ) -> Result<()> {
     let run_path = run.path();
     if let Some(dir) = &dirs.canonical {
@@ -209,6 +200,12 @@ pub(crate) fn remove_runtime_sockets(
         let runtime = sandbox.join("runtime");
         if let Some(dir) = subdir(dir.as_fd(), "runtime", &runtime)? {
             unlink_all(dir.as_fd(), &["agent.sock", "agent.control.sock"], &runtime)?;
+        }
+        if let Bootstrap::Remove(deadline) = bootstrap {
+            let at = sandbox.join(".bootstrap-rootfs");
+            if !remove_tree_at(dir.as_fd(), BOOTSTRAP_ROOTFS, deadline).at(&at)? {
+                return Err(io::Error::from(io::ErrorKind::TimedOut)).at(&at);
+            }
         }
     }
     Ok(())
