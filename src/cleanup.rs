@@ -17,8 +17,8 @@ use crate::liveness::Prober;
 use crate::locks::LifecycleLock;
 use crate::locks::LockKind;
 use crate::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
-use crate::sockets::Bootstrap;
 use crate::runs::any_live_running;
+use crate::sockets::Bootstrap;
 use crate::sql::{CLEANUP_CANDIDATE, DELETE_RUNS, DELETE_SANDBOX};
 use crate::statements::Statements;
 use crate::trash::{Moved, Trash};
@@ -334,9 +334,11 @@ pub fn clean_ephemeral(
 }
 
 /// Cleans single finished ephemeral sandboxes, optionally beside a
-/// microsandbox run directory: then each sandbox's lifecycle lock is taken
-/// (a held one means [`CleanupOutcome::LifecycleOwned`], hands off) and its
-/// dead runtime's sockets are removed before its directory and rows.
+/// microsandbox run directory: then each sandbox's snapshot-lineage lock
+/// and lifecycle lock are taken, in that order (a held lineage lock means
+/// [`CleanupOutcome::SnapshotInProgress`], a held lifecycle lock
+/// [`CleanupOutcome::LifecycleOwned`]: hands off either way), and its dead
+/// runtime's sockets are removed before its directory and rows.
 ///
 /// # Examples
 ///
@@ -373,8 +375,8 @@ impl<'p> Cleanup<'p> {
         }
     }
 
-    /// Honour the lifecycle locks and remove the runtime sockets of this
-    /// microsandbox run directory (default: none).
+    /// Honour the snapshot-lineage and lifecycle locks and remove the
+    /// runtime sockets of this microsandbox run directory (default: none).
     pub fn run_dir(mut self, run_dir: &'p Path) -> Cleanup<'p> {
         self.run_dir = Some(run_dir);
         self

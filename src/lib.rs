@@ -6,9 +6,13 @@
 //! finished ephemeral sandboxes whose directories nobody deletes. This crate
 //! repairs that, cheaply enough to run on every runtime start:
 //!
-//! 1. **Reconcile**: a `Running` sandbox whose latest `Running` run belongs to
-//!    a dead process becomes `Crashed` (run `Terminated`, `InternalError`); a
-//!    `Draining` one becomes `Stopped` (`ShutdownRequested`).
+//! 1. **Reconcile**: a `Starting` or `Running` sandbox whose latest `Running`
+//!    run belongs to a dead process becomes `Crashed` (run `Terminated`,
+//!    `InternalError`); a `Draining` one becomes `Stopped`
+//!    (`ShutdownRequested`). Beside microsandbox's run directory
+//!    ([`Sweeper::run_dir`]), an abandoned start (`Starting` with no run,
+//!    its creation and lifecycle locks free, no endpoint answering) becomes
+//!    `Crashed`, as microsandbox 0.7.11 does.
 //! 2. **Clean**: an ephemeral `Stopped`/`Crashed` sandbox with no live run has
 //!    its directory `<sandboxes_dir>/<name>` and its rows removed. Persistent
 //!    sandboxes are never touched.

@@ -35,7 +35,7 @@ pub(crate) fn name_hash(name: &str, bytes: usize) -> String {
 
 /// `H16` of `name` as 32 lowercase hex digits, on the stack: the lock
 /// protocol runs once per row.
-fn h16(name: &str) -> [u8; 32] {
+pub(crate) fn h16(name: &str) -> [u8; 32] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(name.as_bytes());
     let mut hex = [0u8; 32];
@@ -100,9 +100,15 @@ struct LockFileName {
 
 impl LockFileName {
     fn new(kind: LockKind, name: &str) -> LockFileName {
+        LockFileName::hashed(kind, &h16(name))
+    }
+
+    /// From the name's `H16`, already computed: SHA-256 is most of what a
+    /// lock costs in user time, so a row hashes its name once.
+    fn hashed(kind: LockKind, h16: &[u8; 32]) -> LockFileName {
         let suffix = kind.suffix().as_bytes();
         let mut bytes = [0u8; 56];
-        bytes[..32].copy_from_slice(&h16(name));
+        bytes[..32].copy_from_slice(h16);
         bytes[32..32 + suffix.len()].copy_from_slice(suffix);
         LockFileName {
             bytes,
@@ -268,9 +274,23 @@ impl<'p> RunDir<'p> {
     /// Takes lock `kind` of sandbox `name` without blocking, keeping only
     /// the descriptor; `None` when it is held.
     pub(crate) fn try_lock_fd(&self, kind: LockKind, name: &str) -> Result<Option<OwnedFd>> {
-        let file = LockFileName::new(kind, name);
+        self.try_lock_hashed(kind, name, &h16(name))
+    }
+
+    /// [`RunDir::try_lock_fd`] with the name's `H16` already computed.
+    pub(crate) fn try_lock_hashed(
+        &self,
+        kind: LockKind,
+        name: &str,
+        h16: &[u8; 32],
+    ) -> Result<Option<OwnedFd>> {
+        let file = LockFileName::hashed(kind, h16);
+        // Built only on the error paths: it hashes the name again.
         let path = || lock_path(self.dir, kind, name);
-        let c_file = file.as_c_str().map_err(io::Error::other).at(&path())?;
+        let c_file = match file.as_c_str() {
+            Ok(c_file) => c_file,
+            Err(err) => return Err(io::Error::other(err)).at(&path()),
+        };
         match try_lock_at(self.lock_dir(kind)?, c_file) {
             Ok(Attempt::Acquired(fd)) => Ok(Some(fd)),
             Ok(Attempt::Held) => Ok(None),

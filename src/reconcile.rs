@@ -21,8 +21,8 @@ use crate::error::Result;
 use crate::lifecycle::{SandboxStatus, TerminationReason};
 use crate::liveness::{DeadReason, Liveness, Prober};
 use crate::row_locks::{RECONCILE_LOCKS, Refusal, RowLocks};
-use crate::sockets::Bootstrap;
 use crate::runs::latest_running;
+use crate::sockets::Bootstrap;
 use crate::sql::{CLEANUP_CANDIDATE, SANDBOX_IN_STATUS, TERMINATE_RUN, mark_sandbox};
 use crate::stamp::format_stamp;
 use crate::statements::Statements;
@@ -119,7 +119,8 @@ fn guard(
         }
     }
     if write {
-        if let Some(refusal) = locks.remove_artifacts(trash, id, &name, Bootstrap::Remove(deadline)) {
+        if let Some(refusal) = locks.remove_artifacts(trash, id, &name, Bootstrap::Remove(deadline))
+        {
             return Ok(Guarded::Stop(refused(refusal)));
         }
     }

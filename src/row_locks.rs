@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::locks::{LockKind, RunDir};
+use crate::locks::{LockKind, RunDir, h16};
 use crate::sockets::{Bootstrap, SocketDirs, may_be_live, remove_runtime_files};
 use crate::sys::flock::open_file_limit;
 use crate::trash::Trash;
@@ -83,11 +83,12 @@ impl<'p> RowLocks<'p> {
     /// given up again and the refusal is logged.
     pub(crate) fn claim(&mut self, kinds: &[LockKind], id: i64, name: &str) -> Option<Refusal> {
         let mark = self.held.len();
+        let hash = h16(name);
         for &kind in kinds {
             if kind == LockKind::Lifecycle && self.caller_holds == Some(name) {
                 continue;
             }
-            let refusal = match self.run.try_lock_fd(kind, name) {
+            let refusal = match self.run.try_lock_hashed(kind, name, &hash) {
                 Ok(Some(fd)) => {
                     self.held.push(fd);
                     continue;

@@ -35,7 +35,7 @@ const DEFAULT_BATCH: usize = 512;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most active (`Running`/`Draining`) candidates examined per sweep (default 250).
+    /// Most active (`Starting`/`Running`/`Draining`) candidates examined per sweep (default 250).
     pub max_active: usize,
     /// Most terminal ephemeral candidates examined per sweep (default 250).
     pub max_ephemeral: usize,
@@ -140,12 +140,22 @@ impl Sweeper {
         self.run_dir.as_deref()
     }
 
-    /// Sweep beside this microsandbox run directory (default: none). Each
-    /// row's lifecycle lock (`<run>/locks/<H16>.lock`) is taken before the
-    /// row is acted on in either phase and held until its transaction ends:
-    /// a lock held elsewhere means hands off, whatever the recorded pid
-    /// says ([`Report::lifecycle_owned`]). A dead runtime's socket files
-    /// are removed before its row changes. A dry run takes no lock.
+    /// Sweep beside this microsandbox run directory (default: none). Before
+    /// a row is acted on, its locks are taken in microsandbox's order and
+    /// held until its transaction ends: for a reconcile the creation lock
+    /// (`<run>/creation-locks/<H16>.lock`) then the lifecycle lock
+    /// (`<run>/locks/<H16>.lock`); for a cleanup the snapshot-lineage lock
+    /// (`<run>/locks/<H16>.snapshot-lineage.lock`) then the lifecycle lock.
+    /// A lock held elsewhere means hands off, whatever the recorded pid
+    /// says ([`Report::lifecycle_owned`], or
+    /// [`CleanupOutcome::SnapshotInProgress`]). A dead runtime's socket
+    /// files (and, on reconcile, its `.bootstrap-rootfs`) are removed
+    /// before its row changes. Only beside a run directory is a `Starting`
+    /// row with no run judged: abandoned ([`Report::abandoned`]) when its
+    /// locks are free and no socket path answers within 50 ms. A dry run
+    /// takes no lock and removes nothing; it does probe the sockets.
+    ///
+    /// [`CleanupOutcome::SnapshotInProgress`]: crate::CleanupOutcome::SnapshotInProgress
     pub fn run_dir(mut self, run_dir: impl Into<PathBuf>) -> Sweeper {
         self.run_dir = Some(run_dir.into());
         self

@@ -115,8 +115,9 @@ const CASES: &[Case] = &[
     Case { name: "eph-lifecycle-held", status: "Stopped", ephemeral: true, run: Run::None, extra: LIFECYCLE, expect: Some("Stopped"), expect_run: None, msb_differs: None },
     // Crashed by phase 1, then removed by phase 2 of the same sweep.
     Case { name: "eph-running-dead", status: "Running", ephemeral: true, run: Run::Dead, extra: Extra::Nothing, expect: None, expect_run: None, msb_differs: None },
-    // 0.7.13's rule, which 0.7.11's binary may not know: a snapshot capture
-    // holding the lineage lock keeps its sandbox.
+    // 0.7.13's rule (a snapshot capture holding the lineage lock keeps its
+    // sandbox), which we follow; 0.7.11's binary keeps it too, measured here.
+    // So does removing `.bootstrap-rootfs` on reconcile (checked per row).
     Case { name: "eph-lineage-held", status: "Stopped", ephemeral: true, run: Run::None, extra: LINEAGE, expect: Some("Stopped"), expect_run: None, msb_differs: None },
     // On purpose: msb knows only pids.
     Case { name: "running-reused-pid", status: "Running", ephemeral: false, run: Run::Reused, extra: Extra::Nothing, expect: Some("Crashed"), expect_run: CRASHED_RUN,
