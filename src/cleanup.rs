@@ -273,10 +273,10 @@ pub(crate) fn clean_row(
     if dry_run {
         return Ok((CleanupOutcome::Removed, None));
     }
-    if let Some(locks) = locks {
-        if let Some(left) = guard(locks, trash, id, &name) {
-            return Ok((left, None));
-        }
+    if let Some(locks) = locks
+        && let Some(left) = guard(locks, trash, id, &name)
+    {
+        return Ok((left, None));
     }
     match trash.move_in(id, &name) {
         Ok(moved) => delete_rows(stmts, trash, id, moved),

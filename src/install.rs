@@ -158,10 +158,10 @@ impl InstallLease {
         let now = clock.now();
         tx.prepare_cached(SEED)?
             .execute(params![INSTALL_LEASE_NAME, &*format_stamp(now)])?;
-        if let Some((holder_pid, Some(until))) = read(catalog)? {
-            if held_at(Some(&until), now) {
-                return Err(Error::Install(InstallRefusal::Held { holder_pid, until }));
-            }
+        if let Some((holder_pid, Some(until))) = read(catalog)?
+            && held_at(Some(&until), now)
+        {
+            return Err(Error::Install(InstallRefusal::Held { holder_pid, until }));
         }
         let holder_pid = std::process::id();
         let expires = format_stamp(plus(now, INSTALL_LEASE_DURATION));

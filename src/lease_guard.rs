@@ -183,10 +183,10 @@ impl<'a> Lease<'a> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
-        if !self.finished {
-            if let Err(err) = self.finish(None) {
-                log::warn!("could not release the maintenance lease (it will expire): {err}");
-            }
+        if !self.finished
+            && let Err(err) = self.finish(None)
+        {
+            log::warn!("could not release the maintenance lease (it will expire): {err}");
         }
     }
 }

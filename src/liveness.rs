@@ -158,10 +158,10 @@ impl Prober {
     /// is asked once more, to catch an exit in between, and otherwise the
     /// process counts as alive.
     pub fn check(&self, recorded: &RecordedProcess<'_>) -> Liveness {
-        if let (Some(then), Some(now)) = (recorded.boot_id, self.boot_id.as_deref()) {
-            if then.trim() != now {
-                return Liveness::Dead(DeadReason::Rebooted);
-            }
+        if let (Some(then), Some(now)) = (recorded.boot_id, self.boot_id.as_deref())
+            && then.trim() != now
+        {
+            return Liveness::Dead(DeadReason::Rebooted);
         }
         let pid = match recorded.pid {
             None => return Liveness::Dead(DeadReason::NoPid),
@@ -296,11 +296,11 @@ mod tests {
         // Wait (bounded) until the child has exited but is not yet reaped.
         let mut zombie = false;
         for _ in 0..500 {
-            if let StatRead::Found(stat) = procfs::read_stat(pid) {
-                if stat.is_zombie() {
-                    zombie = true;
-                    break;
-                }
+            if let StatRead::Found(stat) = procfs::read_stat(pid)
+                && stat.is_zombie()
+            {
+                zombie = true;
+                break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }

@@ -156,10 +156,10 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             log::warn!("an installer holds the catalog: stopping the sweep");
             return Ok(Err(End::Installing));
         }
-        if let Some(lease) = self.lease.as_deref_mut() {
-            if !lease.renew(&tx, now)? {
-                return Ok(Err(End::LeaseLost));
-            }
+        if let Some(lease) = self.lease.as_deref_mut()
+            && !lease.renew(&tx, now)?
+        {
+            return Ok(Err(End::LeaseLost));
         }
         Ok(Ok(tx))
     }

@@ -98,10 +98,8 @@ fn guard(
     if !acts {
         return Ok(Guarded::Stop(Reconciled::Left));
     }
-    if write {
-        if let Some(refusal) = locks.claim(&RECONCILE_LOCKS, id, &name) {
-            return Ok(Guarded::Stop(refused(refusal)));
-        }
+    if write && let Some(refusal) = locks.claim(&RECONCILE_LOCKS, id, &name) {
+        return Ok(Guarded::Stop(refused(refusal)));
     }
     if start {
         match locks.may_be_live(trash, &name) {
@@ -118,11 +116,10 @@ fn guard(
             }
         }
     }
-    if write {
-        if let Some(refusal) = locks.remove_artifacts(trash, id, &name, Bootstrap::Remove(deadline))
-        {
-            return Ok(Guarded::Stop(refused(refusal)));
-        }
+    if write
+        && let Some(refusal) = locks.remove_artifacts(trash, id, &name, Bootstrap::Remove(deadline))
+    {
+        return Ok(Guarded::Stop(refused(refusal)));
     }
     Ok(Guarded::Proceed { abandoned: start })
 }

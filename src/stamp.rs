@@ -114,9 +114,9 @@ pub fn format_stamp(t: PrimitiveDateTime) -> Stamp {
     let nanos = t.nanosecond();
     if nanos != 0 {
         s.push(b'.');
-        if nanos % 1_000_000 == 0 {
+        if nanos.is_multiple_of(1_000_000) {
             s.push_digits(nanos / 1_000_000, 3);
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             s.push_digits(nanos / 1_000, 6);
         } else {
             s.push_digits(nanos, 9);

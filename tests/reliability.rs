@@ -837,10 +837,10 @@ fn fencing() -> TestResult {
     let catalog = Catalog::new(&conn)?;
     let mut lease = loop {
         let now = sandbox_sweep::Clock::now(&SystemClock);
-        if now > expires {
-            if let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, true)? {
-                break lease;
-            }
+        if now > expires
+            && let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, true)?
+        {
+            break lease;
         }
         if Instant::now() > takeover_deadline {
             let _ = kill(pid, Signal::SIGCONT);
