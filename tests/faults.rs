@@ -125,7 +125,7 @@ impl Mount {
             .is_ok_and(|s| s.success());
         if !mounted {
             assert!(!is_root(), "running as root but could not {what}");
-            eprintln!("note: not root, could not {what}; case not exercised");
+            cannot_run(what, "not root, so no mount");
             return None;
         }
         Some(Mount(target.to_path_buf()))
@@ -288,8 +288,7 @@ impl Drop for Sleeper {
 
 #[test]
 fn hidden_processes_are_alive_to_an_unprivileged_sweeper() -> TestResult {
-    if !is_root() {
-        eprintln!("SKIPPED hidepid: needs root to mount a hidepid=2 /proc and switch users");
+    if !root_for("hidepid: a hidepid=2 /proc and another user") {
         return Ok(());
     }
     const NOBODY: &str = "65534";

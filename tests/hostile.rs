@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::{DEAD_PID, is_root};
+use common::{DEAD_PID, is_root, root_for};
 use proptest::prelude::*;
 use rusqlite::{Connection, OptionalExtension, params};
 use sandbox_sweep::__private::parse_stamp;
@@ -491,6 +491,13 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
         std::fs::read_dir(sandboxes.join(".sandbox-sweep-trash")).map_or(0, |d| d.count());
     prop_assert_eq!(trash_left, 0);
     Ok(())
+}
+
+/// Without root, the model's read-only sandbox trees become plain ones
+/// (see `check`): that loss must be seen, and under CI it is a failure.
+#[test]
+fn read_only_trees_are_modelled_only_as_root() {
+    root_for("hostile: read-only sandbox trees in the model");
 }
 
 proptest! {

@@ -60,11 +60,10 @@ fn have(tool: &str, what: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} is missing in CI: .ci/run installs it"
+        cannot_run(
+            what,
+            &format!("`{tool}` is not installed (.ci/run apt-gets it)"),
         );
-        eprintln!("SKIPPED {what}: `{tool}` is not installed (apt-get install it to run this)");
     }
     found
 }
@@ -435,8 +434,7 @@ fn fill(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_full_disk_loses_nothing_and_the_next_sweep_converges() {
-    if !is_root() {
-        eprintln!("SKIPPED full disk: needs root to mount a tmpfs");
+    if !root_for("full disk: a tmpfs filled to the last byte") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -47,6 +47,14 @@ fn main() {
             fencing,
         ),
     ];
+    // `cargo test -- --list` lists, as libtest does, and runs nothing.
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in &tests {
+            println!("{name}: test");
+        }
+        println!("\n{} tests, 0 benchmarks", tests.len());
+        return;
+    }
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -592,10 +600,27 @@ fn crash_injection() -> TestResult {
         std::thread::sleep(Duration::from_millis(rng.below(350)));
         let _ = kill(pid, Signal::SIGKILL);
         let out = wait_bounded(child, Instant::now() + Duration::from_secs(30))?;
-        if !out.status.success() {
+        let conn = Connection::open(&db)?;
+        // Mid-sweep: the kill landed (no exit status) after some rows
+        // changed and before the last one did.
+        let stale_left: i64 = conn.query_row(
+            "SELECT count(*) FROM sandbox WHERE status IN ('Running', 'Draining') OR (ephemeral = 1 AND status IN ('Stopped', 'Crashed'))",
+            [],
+            |r| r.get(0),
+        )?;
+        let candidates = i64::try_from(
+            counts.stale
+                + counts.draining
+                + counts.ephemeral
+                + counts.live
+                + counts.live_ephemeral
+                + counts.bad_names,
+        )?;
+        let left_of_the_dead =
+            stale_left - i64::try_from(counts.live + counts.live_ephemeral + counts.bad_names)?;
+        if out.status.code().is_none() && stale_left < candidates && left_of_the_dead > 0 {
             killed_mid_sweep += 1;
         }
-        let conn = Connection::open(&db)?;
         check_invariants(&conn, &sandboxes, &p)
             .map_err(|e| format!("iteration {i}, after the kill: {e}"))?;
         if exists(&trash(&sandboxes)) && std::fs::read_dir(trash(&sandboxes))?.next().is_some() {
@@ -612,6 +637,11 @@ fn crash_injection() -> TestResult {
     println!(
         "  {iterations} runs, {killed_mid_sweep} killed mid-sweep, {restored_or_purged} left trash that the next sweep sorted; 0 violations"
     );
+    // A kill that always came before the first write or after the last
+    // would test nothing.
+    ensure(killed_mid_sweep > 0, || {
+        format!("none of {iterations} kills landed mid-sweep")
+    })?;
     Ok(())
 }
 

@@ -145,3 +145,25 @@ pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
+
+/// A test (or a case of one) that cannot run here, for `why`. Under `CI`
+/// that is a failure: CI runs as root with every tool `.ci/run` installs,
+/// so a test must never pass there by not running. Elsewhere the skip is
+/// printed on stdout, which `cargo test -- --nocapture` shows.
+pub fn cannot_run(what: &str, why: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{what} cannot run under CI: {why}"
+    );
+    println!("SKIPPED {what}: {why}");
+}
+
+/// `true` when this process is root; otherwise [`cannot_run`] says why
+/// `what` needs it, and this is `false`.
+pub fn root_for(what: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    cannot_run(what, "needs root (mounts, other users)");
+    false
+}

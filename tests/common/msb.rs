@@ -4,8 +4,8 @@
 //! time. Test-only.
 //!
 //! Under `CI` a setup that fails is a test failure. Elsewhere (a machine
-//! with no pip or no Debian packages) the tests that need msb say so on
-//! stderr and stop.
+//! with no pip or no Debian packages) the tests that need msb say so
+//! (`common::cannot_run`) and stop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -45,10 +45,7 @@ pub fn msb() -> Option<&'static Msb> {
             Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
             Err(err) => format!("cannot run bash: {err}"),
         };
-        if std::env::var_os("CI").is_some() {
-            panic!("the real msb 0.7.11 is required under CI: {why}");
-        }
-        eprintln!("SKIPPED (not under CI): no msb 0.7.11: {why}");
+        super::cannot_run("the real msb 0.7.11", &why);
         None
     })
     .as_ref()
