@@ -28,10 +28,29 @@ const INSERT_RUN_WITH_IDENTITY: &str =
 const END_RUN: &str = "UPDATE run SET status = 'Terminated', termination_reason = ?2,
          exit_code = ?3, exit_signal = ?4, terminated_at = ?5
      WHERE id = ?1 AND status = 'Running'";
-const END_SANDBOX: &str = "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL
-     WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)";
-const END_SANDBOX_KEEPING_CONFIG: &str = "UPDATE sandbox SET status = ?2, updated_at = ?3
-     WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)";
+/// Ends the sandbox of run `?1` as `?2` at `?3`, clearing whichever of
+/// its runtime fields (`active_config`, `network_slot`) the catalog has, as
+/// microsandbox does when a run ends.
+fn end_sandbox(active_config: bool, network_slot: bool) -> &'static str {
+    match (active_config, network_slot) {
+        (true, true) => {
+            "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL, network_slot = NULL
+             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
+        }
+        (true, false) => {
+            "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL
+             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
+        }
+        (false, true) => {
+            "UPDATE sandbox SET status = ?2, updated_at = ?3, network_slot = NULL
+             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
+        }
+        (false, false) => {
+            "UPDATE sandbox SET status = ?2, updated_at = ?3
+             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
+        }
+    }
+}
 
 /// Defines a catalog string enum: variants, their text, `as_str`, `ALL`, `Display`.
 macro_rules! catalog_strings {
@@ -327,11 +346,7 @@ pub fn finish_run(
         &*at
     ])?;
     if ended == 1 {
-        let sql = if catalog.schema.active_config {
-            END_SANDBOX
-        } else {
-            END_SANDBOX_KEEPING_CONFIG
-        };
+        let sql = end_sandbox(catalog.schema.active_config, catalog.schema.network_slot);
         tx.prepare_cached(sql)?
             .execute(params![run_id, end.sandbox.as_str(), &*at])?;
     }

@@ -26,14 +26,19 @@ fn run_end(f: &Fixture, run: i64) -> Result<RunEndRow> {
 #[test]
 fn finishing_a_run_ends_it_and_its_sandbox_in_one_transaction() -> Result<()> {
     let f = Fixture::new()?;
+    // As microsandbox's migration m20260818 adds it.
+    f.conn
+        .execute_batch("ALTER TABLE sandbox ADD COLUMN network_slot INTEGER")?;
     let catalog = Catalog::new(&f.conn)?;
     let me = ProcessIdentity::current()?;
     let ok = insert_sandbox(&catalog, "ok", SandboxStatus::Running, true, now())?;
     let ok_run = insert_running_run(&catalog, ok, &me, now())?;
     let killed = insert_sandbox(&catalog, "killed", SandboxStatus::Running, false, now())?;
     let killed_run = insert_running_run(&catalog, killed, &me, now())?;
-    f.conn
-        .execute("UPDATE sandbox SET active_config = '{\"cpus\":2}'", [])?;
+    f.conn.execute(
+        "UPDATE sandbox SET active_config = '{\"cpus\":2}', network_slot = id",
+        [],
+    )?;
 
     let done = RunEnd::stopped(TerminationReason::Completed).exit_code(0);
     assert!(finish_run(&catalog, ok_run, done, now())?);
@@ -64,6 +69,8 @@ fn finishing_a_run_ends_it_and_its_sandbox_in_one_transaction() -> Result<()> {
     assert_eq!(f.status(killed)?.as_deref(), Some("Crashed"));
     let configs = f.count("SELECT count(*) FROM sandbox WHERE active_config IS NOT NULL")?;
     assert_eq!(configs, 0, "a finished sandbox keeps no active config");
+    let slots = f.count("SELECT count(*) FROM sandbox WHERE network_slot IS NOT NULL")?;
+    assert_eq!(slots, 0, "a finished sandbox keeps no network slot");
 
     // Already finished, or no such run: nothing changes.
     let again = RunEnd::crashed(TerminationReason::InternalError);
