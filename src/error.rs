@@ -61,6 +61,11 @@ pub enum Error {
         /// The rejected name, as stored in the catalog.
         name: String,
     },
+    /// A sandbox of this name is already in the catalog (names are unique).
+    DuplicateName {
+        /// The name asked for.
+        name: String,
+    },
     /// The install-exclusive lease said no: another installer holds it, or
     /// this holder lost it.
     Install(crate::InstallRefusal),
@@ -120,6 +125,9 @@ impl fmt::Display for Error {
                 f,
                 "sandbox name {name:?} is not a single normal path component"
             ),
+            Error::DuplicateName { name } => {
+                write!(f, "a sandbox named {name:?} is already in the catalog")
+            }
             Error::Install(refusal) => write!(f, "{refusal}"),
             Error::Process { pid, detail } => write!(f, "process {pid}: {detail}"),
         }
@@ -136,6 +144,7 @@ impl std::error::Error for Error {
             Error::MissingTable { .. } => None,
             Error::MissingColumn { .. } => None,
             Error::InvalidName { .. } => None,
+            Error::DuplicateName { .. } => None,
             Error::Install(_) => None,
             Error::Process { .. } => None,
         }

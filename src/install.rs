@@ -70,6 +70,7 @@ const CLEAR: &str =
 /// # Ok::<(), sandbox_sweep::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "an unused install lease stays held until it expires (30 minutes): renew or clear it"]
 pub struct InstallLease {
     holder_pid: u32,
     expires: Stamp,

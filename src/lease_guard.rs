@@ -22,6 +22,7 @@ use crate::stamp::{Stamp, format_stamp};
 /// never runs `Drop`: its lease simply expires after its duration
 /// ([`LEASE_DURATION`](crate::LEASE_DURATION), 10 s, for the sweep).
 #[derive(Debug)]
+#[must_use = "dropping a lease releases it at once: sweep with it first"]
 pub struct Lease<'a> {
     catalog: &'a Catalog<'a>,
     spec: LeaseSpec,

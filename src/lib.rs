@@ -107,6 +107,11 @@
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+// Lock files, `/proc`, `flock`, Unix sockets and directory descriptors are
+// the evidence this crate judges by; elsewhere it would judge on guesses.
+#[cfg(not(unix))]
+compile_error!("sandbox-sweep runs on Unix only (Linux, where /proc exists, in full)");
+
 // The shared test fixture names this crate as the integration tests do.
 #[cfg(test)]
 extern crate self as sandbox_sweep;
@@ -166,7 +171,7 @@ pub use time;
 /// supported API, and free to change.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::stamp::{Stamp, format_stamp, parse_stamp};
+    pub use crate::stamp::{Stamp, format_stamp, parse_stamp, parse_stamp_bytes};
     pub use crate::sys::procfs::{ProcStat, parse_proc_stat};
 }
 

@@ -217,8 +217,8 @@ impl RunEnd {
 /// # Errors
 ///
 /// [`Error::InvalidName`] for a name that cannot name a directory (see
-/// [`validate_name`](crate::validate_name)); a SQLite error, e.g. a name
-/// already taken (the column is `UNIQUE`).
+/// [`validate_name`](crate::validate_name)); [`Error::DuplicateName`] for
+/// a name already taken (the column is `UNIQUE`); any other SQLite error.
 ///
 /// # Examples
 ///
@@ -231,6 +231,8 @@ impl RunEnd {
 /// let id = insert_sandbox(&catalog, "job-1", SandboxStatus::Created, true, SystemClock::now())?;
 /// assert_eq!(id, 1);
 /// assert!(insert_sandbox(&catalog, "../x", SandboxStatus::Created, true, SystemClock::now()).is_err());
+/// let again = insert_sandbox(&catalog, "job-1", SandboxStatus::Created, true, SystemClock::now());
+/// assert!(matches!(again, Err(sandbox_sweep::Error::DuplicateName { name }) if name == "job-1"));
 /// # Ok::<(), sandbox_sweep::Error>(())
 /// ```
 pub fn insert_sandbox(
@@ -241,7 +243,7 @@ pub fn insert_sandbox(
     at: PrimitiveDateTime,
 ) -> Result<i64> {
     validate_name(name)?;
-    catalog
+    let inserted = catalog
         .conn
         .prepare_cached(INSERT_SANDBOX)?
         .execute(params![
@@ -249,8 +251,19 @@ pub fn insert_sandbox(
             status.as_str(),
             ephemeral,
             &*format_stamp(at)
-        ])?;
-    Ok(catalog.conn.last_insert_rowid())
+        ]);
+    match inserted {
+        Ok(_) => Ok(catalog.conn.last_insert_rowid()),
+        Err(err)
+            if err.sqlite_error().map(|e| e.extended_code)
+                == Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) =>
+        {
+            Err(Error::DuplicateName {
+                name: name.to_owned(),
+            })
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Inserts a `Running` run for `sandbox_id` owned by `identity`, the way a

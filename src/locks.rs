@@ -150,6 +150,7 @@ pub fn lifecycle_lock_path(run_dir: &Path, name: &str) -> PathBuf {
 /// A held lifecycle lock. Dropping it closes the file, which releases the
 /// lock; the file itself stays (lock files are never deleted).
 #[derive(Debug)]
+#[must_use = "the lock is released as soon as this guard is dropped"]
 pub struct LifecycleLock {
     _fd: OwnedFd,
     name: String,

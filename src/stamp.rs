@@ -145,7 +145,7 @@ pub fn parse_stamp(text: &str) -> Option<PrimitiveDateTime> {
 }
 
 /// [`parse_stamp`] on raw bytes, as SQLite hands text over.
-pub(crate) fn parse_stamp_bytes(b: &[u8]) -> Option<PrimitiveDateTime> {
+pub fn parse_stamp_bytes(b: &[u8]) -> Option<PrimitiveDateTime> {
     if b.len() < 19 {
         return None;
     }

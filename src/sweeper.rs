@@ -78,6 +78,7 @@ impl Limits {
 /// caller's `match` on those three stays complete. What grows is inside:
 /// [`SkipReason`] and [`Report`] are `#[non_exhaustive]`.
 #[derive(Debug)]
+#[must_use = "a failed sweep is only reported here"]
 pub enum SweepOutcome {
     /// No sweep: the lease was held, a sweep was recent, or the catalog busy.
     Skipped(SkipReason),
