@@ -424,3 +424,40 @@ fn output_that_cannot_be_written_exits_one_without_a_panic() -> TestResult {
     assert_eq!(out.status.code(), Some(2));
     Ok(())
 }
+
+/// The default 250 ms budget holds on the release binary: 100,000 dead
+/// runtimes take far longer to reconcile, so the sweep stops on time and
+/// says so. A generous bound (the machine may be busy with other tests);
+/// `cargo bench` keeps the exact figure (`budget/100000`).
+#[test]
+fn the_default_budget_stops_a_long_sweep_in_time() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    conn.execute_batch(&format!(
+        "BEGIN;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
+         INSERT INTO sandbox (name, config, status, ephemeral) SELECT 'stale-' || i, '{{}}', 'Running', 0 FROM n;
+         INSERT INTO run (sandbox_id, pid, status, started_at)
+         SELECT id, {DEAD_PID}, 'Running', '2026-06-01 00:00:00' FROM sandbox;
+         COMMIT;"
+    ))?;
+    drop(conn);
+    let started = std::time::Instant::now();
+    let out = cli(&env.sweep_args(&["--max-active", "1000000", "--json"]));
+    let wall = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let line = json_line(&out);
+    assert_eq!(json_field(&line, "timed_out"), "true", "{line}");
+    let reconciled: u64 = json_field(&line, "reconciled").parse()?;
+    assert!(reconciled > 0 && reconciled < 100_000, "{line}");
+    let elapsed_us: u64 = json_field(&line, "elapsed_us").parse()?;
+    assert!(
+        (250_000..=750_000).contains(&elapsed_us),
+        "the sweep took {elapsed_us} µs against a 250 ms budget: {line}"
+    );
+    assert!(
+        wall < std::time::Duration::from_secs(3),
+        "the process took {wall:?}"
+    );
+    Ok(())
+}
