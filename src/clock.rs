@@ -91,14 +91,14 @@ mod tests {
         assert_eq!(plus(max, Duration::from_secs(1)), max);
         assert_eq!(minus(min, Duration::from_secs(1)), min);
         assert_eq!(plus(min, Duration::MAX), min);
-        let noon = crate::stamp::parse_stamp("2026-06-04 12:00:00").expect("valid");
+        let noon = crate::catalog::stamp::parse_stamp("2026-06-04 12:00:00").expect("valid");
         assert_eq!(
             plus(noon, Duration::from_secs(10)),
-            crate::stamp::parse_stamp("2026-06-04 12:00:10").expect("valid")
+            crate::catalog::stamp::parse_stamp("2026-06-04 12:00:10").expect("valid")
         );
         assert_eq!(
             minus(noon, Duration::from_secs(30)),
-            crate::stamp::parse_stamp("2026-06-04 11:59:30").expect("valid")
+            crate::catalog::stamp::parse_stamp("2026-06-04 11:59:30").expect("valid")
         );
     }
 }

@@ -117,52 +117,41 @@ compile_error!("sandbox-sweep runs on Unix only (Linux, where /proc exists, in f
 extern crate self as sandbox_sweep;
 
 mod catalog;
-mod cleanup;
 mod clock;
 mod error;
-mod identity;
-mod install;
 mod lease;
-mod lease_guard;
-mod lifecycle;
-mod liveness;
-mod locks;
-mod pass;
-mod reconcile;
-mod report;
-mod row_locks;
-mod runs;
-mod sockets;
-mod sql;
-mod stamp;
-mod statements;
-mod status;
-mod sweeper;
+mod process;
+mod rundir;
+mod sandboxes;
+mod sweep;
 mod sys;
-mod trash;
 
 #[cfg(test)]
 #[path = "../tests/common/fixture.rs"]
 mod fixture;
 
 pub use catalog::{Catalog, OpenOptions, migrate, open};
-pub use cleanup::{Cleanup, CleanupOutcome, RESERVED_PREFIX, clean_ephemeral, validate_name};
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
-pub use identity::{ProcessIdentity, record_identity};
-pub use install::{INSTALL_LEASE_DURATION, INSTALL_LEASE_NAME, InstallLease, InstallRefusal};
-pub use lease::{
-    Acquire, LEASE_DURATION, LEASE_NAME, Lease, LeaseRow, LeaseSpec, MIN_SWEEP_INTERVAL, SkipReason,
+pub use lease::gate::{Acquire, LeaseRow, SkipReason};
+pub use lease::guard::Lease;
+pub use lease::install::{
+    INSTALL_LEASE_DURATION, INSTALL_LEASE_NAME, InstallLease, InstallRefusal,
 };
-pub use lifecycle::{
+pub use lease::spec::{LEASE_DURATION, LEASE_NAME, LeaseSpec, MIN_SWEEP_INTERVAL};
+pub use process::identity::{ProcessIdentity, record_identity};
+pub use process::liveness::{DeadReason, Liveness, Prober, RecordedProcess};
+pub use process::runs::RunningRun;
+pub use rundir::locks::{LifecycleLock, lifecycle_lock_path, try_lock_lifecycle};
+pub use sandboxes::lifecycle::{
     RunEnd, SandboxStatus, TerminationReason, finish_run, insert_running_run, insert_sandbox,
 };
-pub use liveness::{DeadReason, Liveness, Prober, RecordedProcess};
-pub use locks::{LifecycleLock, lifecycle_lock_path, try_lock_lifecycle};
-pub use report::Report;
-pub use runs::RunningRun;
-pub use status::{ActiveSandbox, LeaseRecord, StaleSandbox, Summary, active_sandboxes};
-pub use sweeper::{Limits, SweepOutcome, Sweeper, run_startup_maintenance};
+pub use sandboxes::names::{RESERVED_PREFIX, validate_name};
+pub use sweep::cleanup::{Cleanup, CleanupOutcome, clean_ephemeral};
+pub use sweep::report::Report;
+pub use sweep::settings::Limits;
+pub use sweep::status::{ActiveSandbox, LeaseRecord, StaleSandbox, Summary, active_sandboxes};
+pub use sweep::sweeper::{SweepOutcome, Sweeper, run_startup_maintenance};
 
 pub use rusqlite;
 pub use time;
@@ -171,7 +160,7 @@ pub use time;
 /// supported API, and free to change.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::stamp::{Stamp, format_stamp, parse_stamp, parse_stamp_bytes};
+    pub use crate::catalog::stamp::{Stamp, format_stamp, parse_stamp, parse_stamp_bytes};
     pub use crate::sys::procfs::{ProcStat, parse_proc_stat};
 }
 

@@ -40,6 +40,9 @@ fn the_systemd_units_verify() -> TestResult {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "systemd-analyze verify: {said}");
     // Warnings come on stderr with exit 0: there must be none about our units.
-    assert!(!said.contains("sandbox-sweep"), "systemd-analyze verify: {said}");
+    assert!(
+        !said.contains("sandbox-sweep"),
+        "systemd-analyze verify: {said}"
+    );
     Ok(())
 }

@@ -4,6 +4,10 @@
 //! changes, and [`Catalog`], the checked handle every other module takes.
 //! No sweep logic here and no filesystem beyond the database file.
 
+pub(crate) mod sql;
+pub(crate) mod stamp;
+pub(crate) mod statements;
+
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -194,7 +198,7 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     // create the table after ours ran.
     index_volume_attach(&tx)?;
     if applied < MIGRATION_VERSION {
-        let now = crate::stamp::format_stamp(crate::clock::SystemClock::now());
+        let now = crate::catalog::stamp::format_stamp(crate::clock::SystemClock::now());
         for version in applied + 1..=MIGRATION_VERSION {
             tx.execute(
                 r#"INSERT INTO "sandbox_sweep_migrations" ("version", "applied_at") VALUES (?1, ?2)"#,
@@ -434,7 +438,7 @@ mod tests {
     #[test]
     fn reference_schema_migrates_without_loss() -> Result<()> {
         let conn = Connection::open_in_memory()?;
-        conn.execute_batch(include_str!("../tests/data/schema.sql"))?;
+        conn.execute_batch(include_str!("../../tests/data/schema.sql"))?;
         conn.execute(
             "INSERT INTO sandbox (name, config, status, ephemeral) VALUES ('a', '{}', 'Running', 0)",
             [],
@@ -493,7 +497,7 @@ mod tests {
         })?;
         let path = dir.path().join("c.db");
         let conn = Connection::open(&path)?;
-        conn.execute_batch(include_str!("../tests/data/schema.sql"))?;
+        conn.execute_batch(include_str!("../../tests/data/schema.sql"))?;
         assert!(!Catalog::new(&conn)?.has_identity_columns());
         // Cached now; another connection migrates the file.
         assert!(!Catalog::new(&conn)?.has_identity_columns());

@@ -9,14 +9,14 @@ use std::path::Path;
 use rusqlite::OptionalExtension;
 
 use crate::catalog::Catalog;
+use crate::catalog::statements::Statements;
 use crate::error::Result;
-use crate::install::INSTALL_LEASE_NAME;
-use crate::lease::LeaseSpec;
-use crate::liveness::{DeadReason, Liveness, Prober};
-use crate::locks::HeldLocks;
-use crate::runs::{latest_running, newest_running_pid};
-use crate::sockets::may_be_live;
-use crate::statements::Statements;
+use crate::lease::install::INSTALL_LEASE_NAME;
+use crate::lease::spec::LeaseSpec;
+use crate::process::liveness::{DeadReason, Liveness, Prober};
+use crate::process::runs::{latest_running, newest_running_pid};
+use crate::rundir::locks::HeldLocks;
+use crate::rundir::sockets::may_be_live;
 
 /// An active sandbox whose runtime is dead: the next sweep reconciles it.
 #[derive(Debug, Clone, PartialEq, Eq)]

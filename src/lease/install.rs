@@ -14,10 +14,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
+use crate::catalog::stamp::{Stamp, format_stamp, parse_stamp_bytes};
 use crate::clock::{Clock, plus};
 use crate::error::{Error, Result};
-use crate::lease::LeaseSpec;
-use crate::stamp::{Stamp, format_stamp, parse_stamp_bytes};
+use crate::lease::spec::LeaseSpec;
 
 /// The `maintenance_lease.name` of the install-exclusive lease.
 pub const INSTALL_LEASE_NAME: &str = "install_exclusive";

@@ -12,24 +12,17 @@ use std::path::Path;
 use rusqlite::types::ValueRef;
 
 use crate::catalog::Catalog;
+use crate::catalog::sql::{CLEANUP_CANDIDATE, DELETE_RUNS, DELETE_SANDBOX};
+use crate::catalog::statements::Statements;
 use crate::error::{Error, Result};
-use crate::liveness::Prober;
-use crate::locks::LifecycleLock;
-use crate::locks::LockKind;
-use crate::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
-use crate::runs::any_live_running;
-use crate::sockets::Bootstrap;
-use crate::sql::{CLEANUP_CANDIDATE, DELETE_RUNS, DELETE_SANDBOX};
-use crate::statements::Statements;
-use crate::trash::{Moved, Trash};
-
-/// Names starting with this are reserved for the crate's own folders
-/// (`".sandbox-sweep"`, as in the trash `.sandbox-sweep-trash`).
-pub const RESERVED_PREFIX: &str = ".sandbox-sweep";
-
-/// The longest name one path component may have, in bytes (Linux's
-/// `NAME_MAX`): a longer name can never name a directory.
-const NAME_MAX: usize = 255;
+use crate::process::liveness::Prober;
+use crate::process::runs::any_live_running;
+use crate::rundir::locks::LifecycleLock;
+use crate::rundir::locks::LockKind;
+use crate::rundir::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
+use crate::rundir::sockets::Bootstrap;
+use crate::sandboxes::names::validate_name;
+use crate::sandboxes::trash::{Moved, Trash};
 
 /// What happened to one sandbox asked to be cleaned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,43 +127,6 @@ impl CleanupOutcome {
 impl fmt::Display for CleanupOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// Checks that `name` can only name a directory directly inside the
-/// sandboxes directory: one normal path component.
-///
-/// # Errors
-///
-/// [`Error::InvalidName`] for an empty name, `.`, `..`, a name with `/` or
-/// NUL, one longer than a path component may be (255 bytes), or one
-/// starting with [`RESERVED_PREFIX`].
-///
-/// # Examples
-///
-/// ```
-/// use sandbox_sweep::validate_name;
-///
-/// assert!(validate_name("web-1").is_ok());
-/// for bad in ["", ".", "..", "a/b", "/etc", "../x", "a\0b", ".sandbox-sweep-trash"] {
-///     assert!(validate_name(bad).is_err(), "{bad:?}");
-/// }
-/// assert!(validate_name(&"x".repeat(255)).is_ok());
-/// assert!(validate_name(&"x".repeat(256)).is_err());
-/// ```
-pub fn validate_name(name: &str) -> Result<()> {
-    let bad = name.is_empty()
-        || name == "."
-        || name == ".."
-        || name.len() > NAME_MAX
-        || name.contains(['/', '\0'])
-        || name.starts_with(RESERVED_PREFIX);
-    if bad {
-        Err(Error::InvalidName {
-            name: name.to_owned(),
-        })
-    } else {
-        Ok(())
     }
 }
 

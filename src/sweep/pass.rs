@@ -13,18 +13,19 @@ use rusqlite::{OptionalExtension, params};
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
-use crate::cleanup::{clean_row, validate_name};
+use crate::catalog::sql::{ACTIVE_PAGE, EPHEMERAL_PAGE, LOAD_CURSOR, SANDBOX_NAME, SAVE_CURSOR};
+use crate::catalog::statements::Statements;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::lease::Lease;
-use crate::liveness::Prober;
-use crate::reconcile::{Reconciled, reconcile_row};
-use crate::report::Report;
-use crate::row_locks::RowLocks;
-use crate::sql::{ACTIVE_PAGE, EPHEMERAL_PAGE, LOAD_CURSOR, SANDBOX_NAME, SAVE_CURSOR};
-use crate::statements::Statements;
-use crate::sweeper::Sweeper;
-use crate::trash::{Moved, Trash};
+use crate::lease::guard::Lease;
+use crate::process::liveness::Prober;
+use crate::rundir::row_locks::RowLocks;
+use crate::sandboxes::names::validate_name;
+use crate::sandboxes::trash::{Moved, Trash};
+use crate::sweep::cleanup::clean_row;
+use crate::sweep::reconcile::{Reconciled, reconcile_row};
+use crate::sweep::report::Report;
+use crate::sweep::settings::Settings;
 
 /// The two phases, each a ring of candidate ids walked with keyset paging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +68,7 @@ pub(crate) enum End {
 
 /// One sweep in progress.
 pub(crate) struct Pass<'s, 'c, 'l> {
-    sweeper: &'s Sweeper,
+    settings: &'s Settings,
     catalog: &'c Catalog<'c>,
     clock: &'s dyn Clock,
     /// `None` for a dry run.
@@ -84,13 +85,13 @@ pub(crate) struct Pass<'s, 'c, 'l> {
 
 impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     pub(crate) fn new(
-        sweeper: &'s Sweeper,
+        settings: &'s Settings,
         catalog: &'c Catalog<'c>,
         clock: &'s dyn Clock,
         lease: Option<&'s mut Lease<'l>>,
     ) -> Self {
         Pass {
-            sweeper,
+            settings,
             catalog,
             clock,
             report: Report {
@@ -99,20 +100,20 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             },
             lease,
             prober: Prober::new(),
-            trash: Trash::new(sweeper.sandboxes_dir()),
-            locks: sweeper.run_dir_path().map(RowLocks::new),
+            trash: Trash::new(&settings.sandboxes_dir),
+            locks: settings.run_dir.as_deref().map(RowLocks::new),
             started: Instant::now(),
-            ids: Vec::with_capacity(sweeper.batch_len()),
+            ids: Vec::with_capacity(settings.batch_size),
             stmts: Statements::new(catalog.conn),
         }
     }
 
     fn out_of_time(&self) -> bool {
-        self.started.elapsed() >= self.sweeper.limits_ref().budget
+        self.started.elapsed() >= self.settings.limits.budget
     }
 
     pub(crate) fn run(mut self) -> Result<Report> {
-        let limits = *self.sweeper.limits_ref();
+        let limits = self.settings.limits;
         let mut end = self.phase(Phase::Active, limits.max_active)?;
         let active_done = end == End::Complete;
         let mut dir_ok = true;
@@ -152,7 +153,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     fn begin(&mut self) -> Result<std::result::Result<rusqlite::Transaction<'c>, End>> {
         let tx = self.catalog.immediate()?;
         let now = self.clock.now();
-        if crate::install::installing(self.catalog, now)? {
+        if crate::lease::install::installing(self.catalog, now)? {
             log::warn!("an installer holds the catalog: stopping the sweep");
             return Ok(Err(End::Installing));
         }
@@ -203,7 +204,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     /// does not fit waits in the trash for the next sweep's purge (its row is
     /// already gone, so nothing else is owed).
     fn delete_within_budget<'p>(&mut self, entries: impl Iterator<Item = &'p OsStr>) {
-        let deadline = self.started.checked_add(self.sweeper.limits_ref().budget);
+        let deadline = self.started.checked_add(self.settings.limits.budget);
         for entry in entries {
             if self.out_of_time() || !self.trash.discard(entry, deadline) {
                 self.report.trash_deferred += 1;
@@ -257,7 +258,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             }
             let room = limit - examined;
             // With no room left, peek one row: is anything left in the ring?
-            let n = room.clamp(1, self.sweeper.batch_len());
+            let n = room.clamp(1, self.settings.batch_size);
             self.page(phase, after, upto, n)?;
             if self.ids.is_empty() {
                 if wrapped {
@@ -366,7 +367,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
 
     fn reconcile(&mut self, id: i64, now: PrimitiveDateTime) -> Result<()> {
         let write = self.lease.is_some();
-        let deadline = self.started.checked_add(self.sweeper.limits_ref().budget);
+        let deadline = self.started.checked_add(self.settings.limits.budget);
         let beside = self.locks.as_mut().map(|locks| (locks, &self.trash));
         let done = reconcile_row(
             self.catalog,
@@ -411,8 +412,8 @@ mod tests {
         let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
             panic!("lease should be free");
         };
-        let sweeper = Sweeper::new(&f.sandboxes);
-        let mut pass = Pass::new(&sweeper, &catalog, &now, Some(&mut lease));
+        let settings = Settings::new(f.sandboxes.clone());
+        let mut pass = Pass::new(&settings, &catalog, &now, Some(&mut lease));
         for (phase, id) in [(Phase::Ephemeral, eph), (Phase::Active, web)] {
             pass.page(phase, 0, i64::MAX, 64)?;
             assert_eq!(pass.ids, [id]);

@@ -12,10 +12,10 @@ use rusqlite::params;
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
-use crate::cleanup::validate_name;
+use crate::catalog::stamp::format_stamp;
 use crate::error::{Error, Result};
-use crate::identity::ProcessIdentity;
-use crate::stamp::format_stamp;
+use crate::process::identity::ProcessIdentity;
+use crate::sandboxes::names::validate_name;
 
 const INSERT_SANDBOX: &str =
     "INSERT INTO sandbox (name, config, status, ephemeral, created_at, updated_at)

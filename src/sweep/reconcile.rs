@@ -17,16 +17,16 @@ use rusqlite::types::ValueRef;
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
+use crate::catalog::sql::{CLEANUP_CANDIDATE, SANDBOX_IN_STATUS, TERMINATE_RUN, mark_sandbox};
+use crate::catalog::stamp::format_stamp;
+use crate::catalog::statements::Statements;
 use crate::error::Result;
-use crate::lifecycle::{SandboxStatus, TerminationReason};
-use crate::liveness::{DeadReason, Liveness, Prober};
-use crate::row_locks::{RECONCILE_LOCKS, Refusal, RowLocks};
-use crate::runs::latest_running;
-use crate::sockets::Bootstrap;
-use crate::sql::{CLEANUP_CANDIDATE, SANDBOX_IN_STATUS, TERMINATE_RUN, mark_sandbox};
-use crate::stamp::format_stamp;
-use crate::statements::Statements;
-use crate::trash::Trash;
+use crate::process::liveness::{DeadReason, Liveness, Prober};
+use crate::process::runs::latest_running;
+use crate::rundir::row_locks::{RECONCILE_LOCKS, Refusal, RowLocks};
+use crate::rundir::sockets::Bootstrap;
+use crate::sandboxes::lifecycle::{SandboxStatus, TerminationReason};
+use crate::sandboxes::trash::Trash;
 
 /// What reconciling one sandbox did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

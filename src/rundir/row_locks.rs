@@ -12,10 +12,10 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::locks::{LockKind, RunDir, h16};
-use crate::sockets::{Bootstrap, SocketDirs, may_be_live, remove_runtime_files};
+use crate::rundir::locks::{LockKind, RunDir, h16};
+use crate::rundir::sockets::{Bootstrap, SocketDirs, may_be_live, remove_runtime_files};
+use crate::sandboxes::trash::Trash;
 use crate::sys::flock::open_file_limit;
-use crate::trash::Trash;
 
 /// Locks one transaction holds at most, whatever the batch size: a quarter
 /// of the soft open-file limit (256 of the usual 1,024), leaving the rest to

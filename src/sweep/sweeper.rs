@@ -1,5 +1,5 @@
-//! Configuring and starting sweeps: [`Sweeper`], [`Limits`], and the
-//! [`SweepSweepOutcome`] of the startup entry point.
+//! Configuring and starting sweeps: [`Sweeper`] and the [`SweepOutcome`]
+//! of the startup entry point.
 //!
 //! Owns the public entry points and what they promise (never a panic, a
 //! skip instead of a busy error, completion recorded only when nothing was
@@ -14,63 +14,11 @@ use rusqlite::Connection;
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::lease::{Acquire, Lease, SkipReason};
-use crate::pass::Pass;
-use crate::report::Report;
-
-/// Rows per write transaction unless [`Sweeper::batch_size`] says otherwise.
-const DEFAULT_BATCH: usize = 512;
-
-/// How much one sweep may do. What is left waits for the next sweep.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use sandbox_sweep::Limits;
-///
-/// let limits = Limits::default();
-/// assert_eq!((limits.max_active, limits.max_ephemeral), (250, 250));
-/// assert_eq!(limits.budget, Duration::from_millis(250));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Most active (`Starting`/`Running`/`Draining`) candidates examined per sweep (default 250).
-    pub max_active: usize,
-    /// Most terminal ephemeral candidates examined per sweep (default 250).
-    pub max_ephemeral: usize,
-    /// Wall-clock budget, checked before each page and between rows (default 250 ms).
-    pub budget: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_active: 250,
-            max_ephemeral: 250,
-            budget: Duration::from_millis(250),
-        }
-    }
-}
-
-impl Limits {
-    /// No row limits and an effectively unlimited budget: what a tool
-    /// draining a big backlog by hand wants, never a runtime start.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// let all = sandbox_sweep::Limits::unlimited();
-    /// assert_eq!((all.max_active, all.max_ephemeral), (usize::MAX, usize::MAX));
-    /// ```
-    pub fn unlimited() -> Limits {
-        Limits {
-            max_active: usize::MAX,
-            max_ephemeral: usize::MAX,
-            budget: Duration::from_secs(u64::from(u32::MAX)),
-        }
-    }
-}
+use crate::lease::gate::{Acquire, SkipReason};
+use crate::lease::guard::Lease;
+use crate::sweep::pass::Pass;
+use crate::sweep::report::Report;
+use crate::sweep::settings::{Limits, Settings};
 
 /// What the startup entry point did. It never panics and never returns `Err`.
 ///
@@ -113,11 +61,8 @@ pub enum SweepOutcome {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Sweeper {
-    sandboxes_dir: PathBuf,
-    run_dir: Option<PathBuf>,
-    limits: Limits,
+    settings: Settings,
     force: bool,
-    batch_size: usize,
 }
 
 impl Sweeper {
@@ -125,20 +70,9 @@ impl Sweeper {
     /// [`Limits`], `force` off and batches of 512 rows per transaction.
     pub fn new(sandboxes_dir: impl Into<PathBuf>) -> Sweeper {
         Sweeper {
-            sandboxes_dir: sandboxes_dir.into(),
-            run_dir: None,
-            limits: Limits::default(),
+            settings: Settings::new(sandboxes_dir.into()),
             force: false,
-            batch_size: DEFAULT_BATCH,
         }
-    }
-
-    pub(crate) fn sandboxes_dir(&self) -> &Path {
-        &self.sandboxes_dir
-    }
-
-    pub(crate) fn run_dir_path(&self) -> Option<&Path> {
-        self.run_dir.as_deref()
     }
 
     /// Sweep beside this microsandbox run directory (default: none). Before
@@ -158,39 +92,31 @@ impl Sweeper {
     ///
     /// [`CleanupOutcome::SnapshotInProgress`]: crate::CleanupOutcome::SnapshotInProgress
     pub fn run_dir(mut self, run_dir: impl Into<PathBuf>) -> Sweeper {
-        self.run_dir = Some(run_dir.into());
+        self.settings.run_dir = Some(run_dir.into());
         self
-    }
-
-    pub(crate) fn limits_ref(&self) -> &Limits {
-        &self.limits
-    }
-
-    pub(crate) fn batch_len(&self) -> usize {
-        self.batch_size
     }
 
     /// Replaces all limits at once (default [`Limits::default`]).
     pub fn limits(mut self, limits: Limits) -> Sweeper {
-        self.limits = limits;
+        self.settings.limits = limits;
         self
     }
 
     /// Most active candidates examined per sweep (default 250).
     pub fn max_active(mut self, n: usize) -> Sweeper {
-        self.limits.max_active = n;
+        self.settings.limits.max_active = n;
         self
     }
 
     /// Most terminal ephemeral candidates examined per sweep (default 250).
     pub fn max_ephemeral(mut self, n: usize) -> Sweeper {
-        self.limits.max_ephemeral = n;
+        self.settings.limits.max_ephemeral = n;
         self
     }
 
     /// The sweep's wall-clock budget (default 250 ms).
     pub fn budget(mut self, budget: Duration) -> Sweeper {
-        self.limits.budget = budget;
+        self.settings.limits.budget = budget;
         self
     }
 
@@ -204,7 +130,7 @@ impl Sweeper {
     /// Rows per write transaction (default 512; at least 1). Larger batches
     /// amortise commits; smaller ones hold the write lock for less time.
     pub fn batch_size(mut self, n: usize) -> Sweeper {
-        self.batch_size = n.max(1);
+        self.settings.batch_size = n.max(1);
         self
     }
 
@@ -312,7 +238,7 @@ impl Sweeper {
     /// ```
     pub fn sweep(&self, lease: &mut Lease<'_>, clock: &dyn Clock) -> Result<Report> {
         let catalog = lease.catalog();
-        Pass::new(self, catalog, clock, Some(lease)).run()
+        Pass::new(&self.settings, catalog, clock, Some(lease)).run()
     }
 
     /// Reads only: reports what a sweep would reconcile and remove now,
@@ -338,7 +264,7 @@ impl Sweeper {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn dry_run(&self, catalog: &Catalog<'_>, clock: &dyn Clock) -> Result<Report> {
-        Pass::new(self, catalog, clock, None).run()
+        Pass::new(&self.settings, catalog, clock, None).run()
     }
 }
 

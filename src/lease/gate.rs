@@ -9,61 +9,17 @@
 //! sweeping here, and no filesystem.
 
 use std::fmt;
-use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
+use crate::catalog::sql::READ_LEASE;
+use crate::catalog::stamp::{format_stamp, parse_stamp_bytes};
 use crate::clock::{Clock, minus, plus};
 use crate::error::{Error, Result};
-use crate::sql::READ_LEASE;
-use crate::stamp::{format_stamp, parse_stamp_bytes};
-
-pub use crate::lease_guard::Lease;
-
-/// The `maintenance_lease.name` of the sandbox lifecycle sweep:
-/// `"sandbox_lifecycle_maintenance"`.
-pub const LEASE_NAME: &str = "sandbox_lifecycle_maintenance";
-/// How long a sweep's lease lasts unless renewed: 10 s. Each sweep
-/// transaction renews it.
-pub const LEASE_DURATION: Duration = Duration::from_secs(10);
-/// The least time between two complete sweeps: 30 s (skipped with `force`).
-pub const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
-
-/// What one named lease is: its row, how long a claim lasts, and the least
-/// time between two completed runs of the work it guards.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use sandbox_sweep::LeaseSpec;
-///
-/// let sweep = LeaseSpec::SWEEP;
-/// assert_eq!(sweep.name, "sandbox_lifecycle_maintenance");
-/// assert_eq!((sweep.duration, sweep.min_interval), (Duration::from_secs(10), Duration::from_secs(30)));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LeaseSpec {
-    /// The `maintenance_lease.name` of its row.
-    pub name: &'static str,
-    /// How long a claim lasts unless renewed; also how far ahead of the
-    /// clock a stored time may be before it counts as skewed.
-    pub duration: Duration,
-    /// The least time between two completed runs (`force` skips it).
-    pub min_interval: Duration,
-}
-
-impl LeaseSpec {
-    /// The sandbox lifecycle sweep's lease: [`LEASE_NAME`], [`LEASE_DURATION`]
-    /// (10 s) and [`MIN_SWEEP_INTERVAL`] (30 s).
-    pub const SWEEP: LeaseSpec = LeaseSpec {
-        name: LEASE_NAME,
-        duration: LEASE_DURATION,
-        min_interval: MIN_SWEEP_INTERVAL,
-    };
-}
+use crate::lease::guard::Lease;
+use crate::lease::spec::LeaseSpec;
 
 /// Why no sweep ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,7 +27,7 @@ impl LeaseSpec {
 pub enum SkipReason {
     /// Another process holds a live, unexpired lease.
     Held,
-    /// A sweep completed less than [`MIN_SWEEP_INTERVAL`] (30 s) ago.
+    /// A sweep completed less than [`MIN_SWEEP_INTERVAL`](crate::MIN_SWEEP_INTERVAL) (30 s) ago.
     Recent,
     /// The catalog stayed locked past the busy timeout.
     Busy,
@@ -267,7 +223,7 @@ impl<'c> Catalog<'c> {
         // The install row only matters when a sweep would start: a held or
         // recent lease writes nothing either, and a second lookup on every
         // start nearly doubled what each runtime pays (4.6 -> 8.2 us).
-        if skip.is_none() && crate::install::installing(self, now)? {
+        if skip.is_none() && crate::lease::install::installing(self, now)? {
             return Ok(Some(SkipReason::Installing));
         }
         Ok(skip)
@@ -317,7 +273,7 @@ impl<'c> Catalog<'c> {
     fn claim(&self, spec: &LeaseSpec, clock: &dyn Clock, force: bool) -> Result<Acquire<'_>> {
         let tx = self.immediate()?;
         let now = clock.now();
-        if crate::install::installing(self, now)? {
+        if crate::lease::install::installing(self, now)? {
             return Ok(Acquire::Skipped(SkipReason::Installing));
         }
         let row = self.lease_row_of(spec)?;
@@ -349,7 +305,8 @@ impl<'c> Catalog<'c> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stamp::parse_stamp;
+    use crate::catalog::stamp::parse_stamp;
+    use crate::lease::spec::LEASE_NAME;
 
     fn at(text: &str) -> PrimitiveDateTime {
         parse_stamp(text).expect("valid test stamp")

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use crate::error::{IoContext, Result};
-use crate::locks::{RunDir, name_hash};
+use crate::rundir::locks::{RunDir, name_hash};
 use crate::sys::dir::{open_dir_nofollow, remove_empty_dir, remove_tree_at, unlink_entry};
 use crate::sys::socket::{Knock, knock};
 

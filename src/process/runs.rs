@@ -6,10 +6,10 @@
 use rusqlite::Row;
 
 use crate::catalog::Catalog;
+use crate::catalog::sql::{RUNNING_RUNS, RUNNING_RUNS_WITH_IDENTITY};
+use crate::catalog::statements::Statements;
 use crate::error::Result;
-use crate::liveness::{Liveness, Prober, RecordedProcess, pid_value};
-use crate::sql::{RUNNING_RUNS, RUNNING_RUNS_WITH_IDENTITY};
-use crate::statements::Statements;
+use crate::process::liveness::{Liveness, Prober, RecordedProcess, pid_value};
 
 /// `Running` runs of a sandbox, without and with the identity columns. No
 /// `ORDER BY` (and no join): SQLite marks such a plan as depending on the

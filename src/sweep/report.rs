@@ -6,8 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::cleanup::CleanupOutcome;
-use crate::liveness::DeadReason;
+use crate::process::liveness::DeadReason;
+use crate::sweep::cleanup::CleanupOutcome;
 
 /// What a sweep did.
 ///

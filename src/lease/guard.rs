@@ -8,11 +8,11 @@ use rusqlite::params;
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
+use crate::catalog::sql::RENEW_LEASE;
+use crate::catalog::stamp::{Stamp, format_stamp};
 use crate::clock::plus;
 use crate::error::Result;
-use crate::lease::LeaseSpec;
-use crate::sql::RENEW_LEASE;
-use crate::stamp::{Stamp, format_stamp};
+use crate::lease::spec::LeaseSpec;
 
 /// A held lease: a guard like rusqlite's `Transaction`.
 ///

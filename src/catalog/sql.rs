@@ -162,7 +162,7 @@ mod tests {
     fn steps_to_delete_a_sandbox(attachments: usize, migrated: bool) -> Result<i32> {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = crate::open(dir.path().join("catalog.db"))?;
-        conn.execute_batch(include_str!("../tests/data/schema.sql"))?;
+        conn.execute_batch(include_str!("../../tests/data/schema.sql"))?;
         if migrated {
             crate::migrate(&conn)?;
         }
