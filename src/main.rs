@@ -133,11 +133,12 @@ fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
     }
     match outcome {
         SweepOutcome::Failed(err) => Err(err.into()),
-        SweepOutcome::Swept(report) => match report.sandboxes_dir_error {
-            Some(err) => Err(CliError::Other(format!(
+        SweepOutcome::Swept(report) => match (report.run_dir_error, report.sandboxes_dir_error) {
+            (Some(err), _) => Err(CliError::Other(format!("nothing swept: {err}"))),
+            (None, Some(err)) => Err(CliError::Other(format!(
                 "ephemeral sandboxes not cleaned: {err}"
             ))),
-            None => Ok(ExitCode::SUCCESS),
+            (None, None) => Ok(ExitCode::SUCCESS),
         },
         SweepOutcome::Skipped(_) => Ok(ExitCode::SUCCESS),
     }

@@ -461,3 +461,33 @@ fn the_default_budget_stops_a_long_sweep_in_time() -> TestResult {
     );
     Ok(())
 }
+
+/// A run directory that cannot be opened is one error, said once: no row
+/// is touched (each would need its locks), the exit status is 1, and the
+/// window is not recorded as swept, so the next start tries again.
+#[test]
+fn a_missing_run_directory_is_one_error_and_sweeps_nothing() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    let (dead, eph) = add_dead_and_finished(&env, &conn);
+    let missing = env.dir.path().join("no-such-run");
+    let run_dir = missing.to_str().ok_or("utf8")?;
+    let out = cli(&env.sweep_args(&["--run-dir", run_dir, "--json"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let line = json_line(&out);
+    assert_eq!(json_field(&line, "outcome"), "\"swept\"", "{line}");
+    assert_eq!(json_field(&line, "errors"), "1", "{line}");
+    assert_eq!(json_field(&line, "reconciled"), "0", "{line}");
+    assert!(json_field(&line, "error").contains("no-such-run"), "{line}");
+    assert!(stderr(&out).contains("nothing swept"), "{}", stderr(&out));
+    assert_eq!(status_of(&conn, dead).as_deref(), Some("Running"));
+    assert_eq!(status_of(&conn, eph).as_deref(), Some("Stopped"));
+    assert!(env.sandboxes.join("eph").is_dir());
+    assert!(!missing.exists(), "the run directory is never created");
+    // Not recorded as swept: a sweep without --force runs at once.
+    let out = cli(&env.sweep_args(&["--json"]));
+    let line = json_line(&out);
+    assert_eq!(json_field(&line, "outcome"), "\"swept\"", "{line}");
+    assert_eq!(json_field(&line, "reconciled"), "1", "{line}");
+    Ok(())
+}

@@ -60,7 +60,15 @@ fn outcome_counts(report: &Report) -> String {
 pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<()> {
     let empty = Report::default();
     let (kind, skip, report, error) = match outcome {
-        SweepOutcome::Swept(report) => ("swept", None, report, report.sandboxes_dir_error.clone()),
+        SweepOutcome::Swept(report) => (
+            "swept",
+            None,
+            report,
+            report
+                .run_dir_error
+                .clone()
+                .or_else(|| report.sandboxes_dir_error.clone()),
+        ),
         SweepOutcome::Skipped(reason) => ("skipped", Some(reason.as_str()), &empty, None),
         SweepOutcome::Failed(err) => ("failed", None, &empty, Some(err.to_string())),
     };
@@ -173,7 +181,10 @@ pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
     if let Some(err) = &report.sandboxes_dir_error {
         writeln!(out, "  ephemeral sandboxes not cleaned: {err}")?;
     }
-    let left = if report.lease_lost {
+    let left = if let Some(err) = &report.run_dir_error {
+        writeln!(out, "  nothing swept: {err}")?;
+        "fix the run directory (--run-dir, or <home>/run)"
+    } else if report.lease_lost {
         "stopped: the lease was taken by another process"
     } else if report.installing {
         "stopped: an installer took the catalog; nothing written after"

@@ -111,6 +111,11 @@ impl<'p> RowLocks<'p> {
         None
     }
 
+    /// Whether the run directory can be opened (it is, once, for the sweep).
+    pub(crate) fn check(&self) -> Result<()> {
+        self.run.fd().map(|_| ())
+    }
+
     fn socket_dirs(&self) -> Result<&SocketDirs> {
         if let Some(dirs) = self.sockets.get() {
             return Ok(dirs);

@@ -113,6 +113,17 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     }
 
     pub(crate) fn run(mut self) -> Result<Report> {
+        // Beside a run directory every row needs its locks: one that cannot
+        // be opened (a typo, a home not made yet) would turn each candidate
+        // into the same error. Said once; nothing is done, and the window
+        // is not recorded as swept.
+        if let Some(Err(err)) = self.locks.as_ref().map(RowLocks::check) {
+            log::warn!("nothing swept: {err}");
+            self.report.errors += 1;
+            self.report.run_dir_error = Some(err.to_string());
+            self.report.elapsed = self.started.elapsed();
+            return Ok(self.report);
+        }
         let limits = self.settings.limits;
         let mut end = self.phase(Phase::Active, limits.max_active)?;
         let active_done = end == End::Complete;

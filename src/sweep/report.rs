@@ -58,6 +58,10 @@ pub struct Report {
     /// ran, and the window is recorded as done, so runtime starts do not
     /// retry it before the interval.
     pub sandboxes_dir_error: Option<String>,
+    /// Why nothing was swept: the run directory given could not be opened
+    /// (the message names it). Counted in `errors`; no row was examined,
+    /// and the window is not recorded as swept.
+    pub run_dir_error: Option<String>,
     /// Nothing was written: the counts say what a sweep would have done.
     pub dry_run: bool,
     /// Removed sandboxes' directories left in the trash because the budget
@@ -173,7 +177,12 @@ impl fmt::Display for Report {
         if let Some(err) = &self.sandboxes_dir_error {
             write!(f, "; ephemeral phase skipped: {err}")?;
         }
-        let end = if self.lease_lost {
+        if let Some(err) = &self.run_dir_error {
+            write!(f, "; nothing swept: {err}")?;
+        }
+        let end = if self.run_dir_error.is_some() {
+            ""
+        } else if self.lease_lost {
             "; stopped early: lease lost"
         } else if self.installing {
             "; stopped early: an installer holds the catalog"
