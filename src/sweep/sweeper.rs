@@ -27,6 +27,9 @@ use crate::sweep::settings::{Limits, Settings};
 /// [`SkipReason`] and [`Report`] are `#[non_exhaustive]`.
 #[derive(Debug)]
 #[must_use = "a failed sweep is only reported here"]
+// One outcome per sweep, returned once and matched at once: boxing the
+// report would cost an allocation per runtime start for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum SweepOutcome {
     /// No sweep: the lease was held, a sweep was recent, or the catalog busy.
     Skipped(SkipReason),
