@@ -181,21 +181,17 @@ pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
     if let Some(err) = &report.sandboxes_dir_error {
         writeln!(out, "  ephemeral sandboxes not cleaned: {err}")?;
     }
-    let left = if let Some(err) = &report.run_dir_error {
+    if let Some(err) = &report.run_dir_error {
         writeln!(out, "  nothing swept: {err}")?;
-        "fix the run directory (--run-dir, or <home>/run)"
-    } else if report.lease_lost {
-        "stopped: the lease was taken by another process"
-    } else if report.installing {
-        "stopped: an installer took the catalog; nothing written after"
-    } else if report.timed_out {
-        "time budget ran out; the next sweep continues"
-    } else if report.sandboxes_dir_error.is_some() {
-        "reconcile done; fix the sandboxes directory for cleanup"
-    } else if !report.complete {
-        "row limit reached; the next sweep continues"
-    } else {
-        "nothing left behind"
+    }
+    let left = match report.end() {
+        "run_dir" => "fix the run directory (--run-dir, or <home>/run)",
+        "lease_lost" => "stopped: the lease was taken by another process",
+        "installing" => "stopped: an installer took the catalog; nothing written after",
+        "timed_out" => "time budget ran out; the next sweep continues",
+        "sandboxes_dir" => "reconcile done; fix the sandboxes directory for cleanup",
+        "row_limit" => "row limit reached; the next sweep continues",
+        _ => "nothing left behind",
     };
     writeln!(out, "  {left}")
 }

@@ -101,6 +101,36 @@ impl Report {
         self.outcomes[outcome.index()]
     }
 
+    /// How the sweep ended, as one stable word, the first that applies:
+    /// `run_dir` (nothing swept, see [`Report::run_dir_error`]),
+    /// `lease_lost`, `installing`, `timed_out`, `sandboxes_dir` (cleanup
+    /// skipped, see [`Report::sandboxes_dir_error`]), `row_limit`, or
+    /// `complete`. Every printer of a report words these, so none works
+    /// the order out again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(sandbox_sweep::Report::default().end(), "row_limit");
+    /// ```
+    pub fn end(&self) -> &'static str {
+        if self.run_dir_error.is_some() {
+            "run_dir"
+        } else if self.lease_lost {
+            "lease_lost"
+        } else if self.installing {
+            "installing"
+        } else if self.timed_out {
+            "timed_out"
+        } else if self.sandboxes_dir_error.is_some() {
+            "sandboxes_dir"
+        } else if !self.complete {
+            "row_limit"
+        } else {
+            "complete"
+        }
+    }
+
     pub(crate) fn count_outcome(&mut self, outcome: CleanupOutcome) {
         self.outcomes[outcome.index()] += 1;
         if outcome == CleanupOutcome::Removed {
@@ -180,20 +210,13 @@ impl fmt::Display for Report {
         if let Some(err) = &self.run_dir_error {
             write!(f, "; nothing swept: {err}")?;
         }
-        let end = if self.run_dir_error.is_some() {
-            ""
-        } else if self.lease_lost {
-            "; stopped early: lease lost"
-        } else if self.installing {
-            "; stopped early: an installer holds the catalog"
-        } else if self.timed_out {
-            "; stopped early: time budget"
-        } else if self.sandboxes_dir_error.is_some() {
-            ""
-        } else if !self.complete {
-            "; stopped early: row limit"
-        } else {
-            "; complete"
+        let end = match self.end() {
+            "run_dir" | "sandboxes_dir" => "",
+            "lease_lost" => "; stopped early: lease lost",
+            "installing" => "; stopped early: an installer holds the catalog",
+            "timed_out" => "; stopped early: time budget",
+            "row_limit" => "; stopped early: row limit",
+            _ => "; complete",
         };
         write!(f, "{end}; {} ms", self.elapsed.as_millis())
     }
