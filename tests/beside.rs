@@ -35,6 +35,18 @@ impl Beside {
         }
     }
 
+    /// `sandbox-sweep status --db DB --run-dir RUN` and `extra`, which must
+    /// exit 0; its whole stdout (the JSON object with `--json`).
+    fn status(&self, extra: &[&str]) -> String {
+        let (db, run) = (self.f.db_path(), self.run.clone());
+        let mut args = vec!["status", "--db", db.to_str().expect("utf8")];
+        args.extend(["--run-dir", run.to_str().expect("utf8")]);
+        args.extend_from_slice(extra);
+        let out = cli(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    }
+
     /// Real bound Unix sockets at every path microsandbox may leave for
     /// sandbox `name`; the paths.
     fn sockets(&self, name: &str) -> Vec<PathBuf> {
@@ -90,16 +102,7 @@ fn a_lock_held_by_another_process_stops_both_phases_until_it_is_released() -> Re
     assert_eq!(b.f.status(free)?.as_deref(), Some("Crashed"));
     // `status` beside the run dir tells a held lock from a dead runtime,
     // reading /proc/locks: it takes no lock, so the holders keep theirs.
-    let out = cli(&[
-        "status",
-        "--db",
-        b.f.db_path().to_str().expect("utf8"),
-        "--run-dir",
-        b.run.to_str().expect("utf8"),
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let line = json_line(&out);
+    let line = b.status(&["--json"]);
     assert_eq!(json_field(&line, "dead_active_count"), "0", "{line}");
     assert_eq!(json_field(&line, "lifecycle_owned_count"), "1", "{line}");
     assert!(line.contains("\"name\":\"held-running\""), "{line}");
@@ -386,18 +389,8 @@ fn starting_rows_are_reconciled_as_microsandbox_0_7_11_does() -> Result<()> {
     assert_eq!((report.reconciled, report.abandoned), (6, 2), "{report}");
 
     // `status` sorts them the way the sweep will act, taking no lock.
-    let out = cli(&[
-        "status",
-        "--db",
-        b.f.db_path().to_str().expect("utf8"),
-        "--run-dir",
-        b.run.to_str().expect("utf8"),
-        "--sandboxes-dir",
-        b.f.sandboxes.to_str().expect("utf8"),
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let line = json_line(&out);
+    let sandboxes = b.f.sandboxes.to_str().expect("utf8");
+    let line = b.status(&["--sandboxes-dir", sandboxes, "--json"]);
     assert_eq!(json_field(&line, "dead_active_count"), "3", "{line}");
     assert_eq!(json_field(&line, "lifecycle_owned_count"), "2", "{line}");
     assert_eq!(json_field(&line, "abandoned_starts_count"), "1", "{line}");
@@ -405,13 +398,7 @@ fn starting_rows_are_reconciled_as_microsandbox_0_7_11_does() -> Result<()> {
         "\"abandoned_starts\":[{{\"id\":{abandoned},\"name\":\"abandoned\",\"status\":\"Starting\",\"reason\":\"no_running_run\"}}]"
     );
     assert!(line.contains(&entry), "{line}");
-    let text = stdout(&cli(&[
-        "status",
-        "--db",
-        b.f.db_path().to_str().expect("utf8"),
-        "--run-dir",
-        b.run.to_str().expect("utf8"),
-    ]));
+    let text = b.status(&[]);
     let heading = "abandoned starts (Starting, no run, no lock held, no endpoint answering): 1";
     assert!(text.contains(heading), "{text}");
     assert!(
