@@ -61,6 +61,15 @@ pub enum Error {
         /// The rejected name, as stored in the catalog.
         name: String,
     },
+    /// Text that is not one of a catalog column's known strings (parsing a
+    /// [`SandboxStatus`](crate::SandboxStatus) or a
+    /// [`TerminationReason`](crate::TerminationReason)).
+    UnknownString {
+        /// The column whose strings were expected (`sandbox.status`, say).
+        column: &'static str,
+        /// The text given.
+        text: String,
+    },
     /// A sandbox of this name is already in the catalog (names are unique).
     DuplicateName {
         /// The name asked for.
@@ -125,6 +134,9 @@ impl fmt::Display for Error {
                 f,
                 "sandbox name {name:?} is not a single normal path component"
             ),
+            Error::UnknownString { column, text } => {
+                write!(f, "{text:?} is not a known `{column}` value")
+            }
             Error::DuplicateName { name } => {
                 write!(f, "a sandbox named {name:?} is already in the catalog")
             }
@@ -145,6 +157,7 @@ impl std::error::Error for Error {
             Error::MissingColumn { .. } => None,
             Error::InvalidName { .. } => None,
             Error::DuplicateName { .. } => None,
+            Error::UnknownString { .. } => None,
             Error::Install(_) => None,
             Error::Process { .. } => None,
         }

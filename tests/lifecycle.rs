@@ -135,5 +135,22 @@ fn status_and_reason_strings_are_microsandboxs() {
             "Signal",
             "InternalError"
         ]
+    ); // Each string parses back to its variant, and nothing else parses.
+    for &status in SandboxStatus::ALL {
+        assert_eq!(status.as_str().parse::<SandboxStatus>().ok(), Some(status));
+    }
+    for &reason in TerminationReason::ALL {
+        assert_eq!(
+            reason.to_string().parse::<TerminationReason>().ok(),
+            Some(reason)
+        );
+    }
+    let err = "running"
+        .parse::<SandboxStatus>()
+        .err()
+        .map(|e| e.to_string());
+    assert_eq!(
+        err.as_deref(),
+        Some("\"running\" is not a known `sandbox.status` value")
     );
 }

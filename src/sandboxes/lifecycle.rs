@@ -54,7 +54,7 @@ fn end_sandbox(active_config: bool, network_slot: bool) -> &'static str {
 
 /// Defines a catalog string enum: variants, their text, `as_str`, `ALL`, `Display`.
 macro_rules! catalog_strings {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident ($column:literal) { $($(#[$vdoc:meta])* $variant:ident),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
@@ -74,6 +74,22 @@ macro_rules! catalog_strings {
             }
         }
 
+        impl std::str::FromStr for $name {
+            type Err = Error;
+
+            /// The variant whose catalog text is exactly `text`.
+            fn from_str(text: &str) -> Result<$name> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == text)
+                    .ok_or_else(|| Error::UnknownString {
+                        column: $column,
+                        text: text.to_owned(),
+                    })
+            }
+        }
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(self.as_str())
@@ -85,9 +101,10 @@ macro_rules! catalog_strings {
 catalog_strings! {
     /// `sandbox.status`: where a sandbox is in its life.
     ///
-    /// The sweep reconciles `Running` and `Draining` sandboxes whose runtime
-    /// died, and cleans ephemeral `Stopped` and `Crashed` ones; it leaves
-    /// every other status (and any string it does not know) alone.
+    /// The sweep reconciles `Starting`, `Running` and `Draining` sandboxes
+    /// whose runtime died (and abandoned starts), and cleans ephemeral
+    /// `Stopped` and `Crashed` ones; it leaves every other status (and any
+    /// string it does not know) alone.
     ///
     /// # Examples
     ///
@@ -96,8 +113,11 @@ catalog_strings! {
     ///
     /// assert_eq!(SandboxStatus::Crashed.as_str(), "Crashed");
     /// assert_eq!(SandboxStatus::ALL.len(), 7);
+    /// assert_eq!("Starting".parse::<SandboxStatus>()?, SandboxStatus::Starting);
+    /// assert!("starting".parse::<SandboxStatus>().is_err());
+    /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
-    SandboxStatus {
+    SandboxStatus ("sandbox.status") {
         /// Recorded, never started.
         Created,
         /// Its runtime is starting it.
@@ -118,15 +138,16 @@ catalog_strings! {
 catalog_strings! {
     /// `run.termination_reason`: why a run ended, as microsandbox records it.
     ///
-    /// The sweep writes `InternalError` for a `Running` sandbox whose runtime
-    /// died and `ShutdownRequested` for a `Draining` one.
+    /// The sweep writes `InternalError` for a `Starting` or `Running`
+    /// sandbox whose runtime died and `ShutdownRequested` for a `Draining`
+    /// one.
     ///
     /// # Examples
     ///
     /// ```
     /// assert_eq!(sandbox_sweep::TerminationReason::IdleTimeout.to_string(), "IdleTimeout");
     /// ```
-    TerminationReason {
+    TerminationReason ("run.termination_reason") {
         /// The sandbox exited cleanly (exit code 0).
         Completed,
         /// The sandbox exited with a non-zero code or was killed by a signal.
