@@ -1,4 +1,7 @@
-//! The SQL a sweep runs per page and per row, each statement named once.
+//! Every statement the library runs on the catalog's tables, each named
+//! once: a sweep's per-page and per-row statements, the leases' reads and
+//! compare-and-sets, and a runtime's own writes. (Opening and migrating,
+//! which read SQLite's own tables, keep theirs in `catalog/mod.rs`.)
 //!
 //! The code that runs a statement and the tests that check its plan and its
 //! re-prepare counters both use these constants, so rewording a query cannot
@@ -102,6 +105,86 @@ pub(crate) const READ_LEASE: &str = "SELECT name, holder_pid, lease_expires_at, 
 pub(crate) const RENEW_LEASE: &str = "UPDATE maintenance_lease SET lease_expires_at = ?4
                  WHERE name = ?1 AND holder_pid = ?2 AND lease_expires_at = ?3";
 
+/// Claims lease `?1` for pid `?2` until `?3` (the caller re-checked it
+/// under the write lock), creating its row on first use.
+pub(crate) const CLAIM_LEASE: &str =
+    "INSERT INTO maintenance_lease (name, holder_pid, lease_expires_at, last_completed_at)
+     VALUES (?1, ?2, ?3, NULL)
+     ON CONFLICT(name) DO UPDATE SET
+         holder_pid = excluded.holder_pid,
+         lease_expires_at = excluded.lease_expires_at";
+
+/// Releases lease `?1` (expiry `?4`, completion `?5` when given) if holder
+/// `?2` still holds it until exactly `?3`.
+pub(crate) const RELEASE_LEASE: &str = "UPDATE maintenance_lease
+     SET holder_pid = NULL, lease_expires_at = ?4,
+         last_completed_at = coalesce(?5, last_completed_at)
+     WHERE name = ?1 AND holder_pid = ?2 AND lease_expires_at = ?3";
+
+/// Makes install lease `?1` exist, expired at `?2`, if it does not.
+pub(crate) const INSTALL_SEED: &str =
+    "INSERT INTO maintenance_lease (name, holder_pid, lease_expires_at, last_completed_at)
+     VALUES (?1, NULL, ?2, NULL) ON CONFLICT(name) DO NOTHING";
+/// Install lease `?1`: holder and expiry.
+pub(crate) const INSTALL_READ: &str =
+    "SELECT holder_pid, lease_expires_at FROM maintenance_lease WHERE name = ?1";
+/// Claims install lease `?1` for pid `?2` until `?3` (the caller checked it is expired).
+pub(crate) const INSTALL_CLAIM: &str =
+    "UPDATE maintenance_lease SET holder_pid = ?2, lease_expires_at = ?3, last_completed_at = NULL
+     WHERE name = ?1";
+/// Renews install lease `?1` to `?4` if holder `?2` still holds it until exactly `?3`.
+pub(crate) const INSTALL_RENEW: &str =
+    "UPDATE maintenance_lease SET lease_expires_at = ?4, last_completed_at = NULL
+     WHERE name = ?1 AND holder_pid = ?2 AND lease_expires_at = ?3";
+/// Clears install lease `?1` at `?4` if holder `?2` still holds it until exactly `?3`.
+pub(crate) const INSTALL_CLEAR: &str =
+    "UPDATE maintenance_lease SET holder_pid = NULL, lease_expires_at = ?4, last_completed_at = ?4
+     WHERE name = ?1 AND holder_pid = ?2 AND lease_expires_at = ?3";
+
+/// A runtime inserts sandbox `?1` in status `?2`, ephemeral `?3`, at `?4`.
+pub(crate) const INSERT_SANDBOX: &str =
+    "INSERT INTO sandbox (name, config, status, ephemeral, created_at, updated_at)
+     VALUES (?1, '{}', ?2, ?3, ?4, ?4)";
+/// A runtime records its `Running` run of sandbox `?1`: pid `?2`, started `?3`.
+pub(crate) const INSERT_RUN: &str =
+    "INSERT INTO run (sandbox_id, pid, status, started_at) VALUES (?1, ?2, 'Running', ?3)";
+/// [`INSERT_RUN`] with the process's start time `?4` and boot id `?5`.
+pub(crate) const INSERT_RUN_WITH_IDENTITY: &str =
+    "INSERT INTO run (sandbox_id, pid, status, started_at, pid_start_time, boot_id)
+     VALUES (?1, ?2, 'Running', ?3, ?4, ?5)";
+/// Ends run `?1` with reason `?2`, exit code `?3` or signal `?4`, at `?5`,
+/// if it is still `Running`.
+pub(crate) const END_RUN: &str = "UPDATE run SET status = 'Terminated', termination_reason = ?2,
+         exit_code = ?3, exit_signal = ?4, terminated_at = ?5
+     WHERE id = ?1 AND status = 'Running'";
+/// Ends the sandbox of run `?1` as `?2` at `?3`, clearing whichever of
+/// its runtime fields (`active_config`, `network_slot`) the catalog has, as
+/// microsandbox does when a run ends.
+pub(crate) fn end_sandbox(active_config: bool, network_slot: bool) -> &'static str {
+    match (active_config, network_slot) {
+        (true, true) => {
+            "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL, network_slot = NULL
+             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
+        }
+        (true, false) => {
+            "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL
+             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
+        }
+        (false, true) => {
+            "UPDATE sandbox SET status = ?2, updated_at = ?3, network_slot = NULL
+             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
+        }
+        (false, false) => {
+            "UPDATE sandbox SET status = ?2, updated_at = ?3
+             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
+        }
+    }
+}
+
+/// Stores run `?1`'s process identity: pid `?2`, start time `?3`, boot id `?4`.
+pub(crate) const RECORD_IDENTITY: &str =
+    "UPDATE run SET pid = ?2, pid_start_time = ?3, boot_id = ?4 WHERE id = ?1";
+
 /// Every statement above that a sweep of both phases runs per page or per
 /// row, for the re-prepare and plan tests.
 #[cfg(test)]
@@ -124,7 +207,15 @@ pub(crate) const PER_ROW: [&str; 14] = [
 
 /// Every statement above that reads or searches a table, for the plan test.
 #[cfg(test)]
-pub(crate) const LOOKUPS: [&str; 13] = [
+pub(crate) const LOOKUPS: [&str; 21] = [
+    RELEASE_LEASE,
+    INSTALL_READ,
+    INSTALL_CLAIM,
+    INSTALL_RENEW,
+    INSTALL_CLEAR,
+    END_RUN,
+    MARK_SANDBOX_CLEARING_SLOT,
+    RECORD_IDENTITY,
     ACTIVE_PAGE,
     EPHEMERAL_PAGE,
     RUNNING_RUNS,

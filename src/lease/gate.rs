@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params};
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
-use crate::catalog::sql::READ_LEASE;
+use crate::catalog::sql::{CLAIM_LEASE, READ_LEASE};
 use crate::catalog::stamp::{format_stamp, parse_stamp_bytes};
 use crate::clock::{Clock, minus, plus};
 use crate::error::{Error, Result};
@@ -283,14 +283,8 @@ impl<'c> Catalog<'c> {
         let pid = i64::from(std::process::id());
         let acquired = format_stamp(now);
         let expires = format_stamp(plus(now, spec.duration));
-        tx.prepare_cached(
-            "INSERT INTO maintenance_lease (name, holder_pid, lease_expires_at, last_completed_at)
-             VALUES (?1, ?2, ?3, NULL)
-             ON CONFLICT(name) DO UPDATE SET
-                 holder_pid = excluded.holder_pid,
-                 lease_expires_at = excluded.lease_expires_at",
-        )?
-        .execute(params![spec.name, pid, expires])?;
+        tx.prepare_cached(CLAIM_LEASE)?
+            .execute(params![spec.name, pid, expires])?;
         tx.commit().map_err(Error::from_sqlite)?;
         log::debug!(
             "maintenance lease acquired by pid {pid} until {expires} ({})",

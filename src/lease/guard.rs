@@ -8,7 +8,7 @@ use rusqlite::params;
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
-use crate::catalog::sql::RENEW_LEASE;
+use crate::catalog::sql::{RELEASE_LEASE, RENEW_LEASE};
 use crate::catalog::stamp::{Stamp, format_stamp};
 use crate::clock::plus;
 use crate::error::Result;
@@ -126,12 +126,7 @@ impl<'a> Lease<'a> {
         let changed = self
             .catalog
             .conn
-            .prepare_cached(
-                "UPDATE maintenance_lease
-                 SET holder_pid = NULL, lease_expires_at = ?4,
-                     last_completed_at = coalesce(?5, last_completed_at)
-                 WHERE name = ?1 AND holder_pid = ?2 AND lease_expires_at = ?3",
-            )?
+            .prepare_cached(RELEASE_LEASE)?
             .execute(params![
                 self.spec.name,
                 self.pid,

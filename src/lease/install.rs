@@ -14,6 +14,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
+use crate::catalog::sql::{
+    INSTALL_CLAIM, INSTALL_CLEAR, INSTALL_READ, INSTALL_RENEW, INSTALL_SEED,
+};
 use crate::catalog::stamp::{Stamp, format_stamp, parse_stamp_bytes};
 use crate::clock::{Clock, plus};
 use crate::error::{Error, Result};
@@ -33,19 +36,6 @@ impl LeaseSpec {
         min_interval: Duration::ZERO,
     };
 }
-
-const SEED: &str =
-    "INSERT INTO maintenance_lease (name, holder_pid, lease_expires_at, last_completed_at)
-     VALUES (?1, NULL, ?2, NULL) ON CONFLICT(name) DO NOTHING";
-const READ: &str = "SELECT holder_pid, lease_expires_at FROM maintenance_lease WHERE name = ?1";
-const CLAIM: &str =
-    "UPDATE maintenance_lease SET holder_pid = ?2, lease_expires_at = ?3, last_completed_at = NULL
-     WHERE name = ?1";
-const RENEW: &str = "UPDATE maintenance_lease SET lease_expires_at = ?4, last_completed_at = NULL
-     WHERE name = ?1 AND holder_pid = ?2 AND lease_expires_at = ?3";
-const CLEAR: &str =
-    "UPDATE maintenance_lease SET holder_pid = NULL, lease_expires_at = ?4, last_completed_at = ?4
-     WHERE name = ?1 AND holder_pid = ?2 AND lease_expires_at = ?3";
 
 /// A held install-exclusive lease: who holds it and the exact expiry text
 /// it wrote. Unlike the sweep's [`Lease`](crate::Lease) it is plain data,
@@ -112,7 +102,7 @@ fn read(catalog: &Catalog<'_>) -> Result<Option<(Option<u32>, Option<String>)>> 
 
 fn read_on(conn: &Connection) -> Result<Option<(Option<u32>, Option<String>)>> {
     let row = conn
-        .prepare_cached(READ)?
+        .prepare_cached(INSTALL_READ)?
         .query_row([INSTALL_LEASE_NAME], |row| {
             let holder = row.get::<_, Option<i64>>(0).ok().flatten();
             let until = match row.get_ref(1)? {
@@ -157,7 +147,7 @@ impl InstallLease {
     pub fn acquire(catalog: &Catalog<'_>, clock: &dyn Clock) -> Result<InstallLease> {
         let tx = catalog.immediate()?;
         let now = clock.now();
-        tx.prepare_cached(SEED)?
+        tx.prepare_cached(INSTALL_SEED)?
             .execute(params![INSTALL_LEASE_NAME, &*format_stamp(now)])?;
         if let Some((holder_pid, Some(until))) = read(catalog)?
             && held_at(Some(&until), now)
@@ -166,8 +156,11 @@ impl InstallLease {
         }
         let holder_pid = std::process::id();
         let expires = format_stamp(plus(now, INSTALL_LEASE_DURATION));
-        tx.prepare_cached(CLAIM)?
-            .execute(params![INSTALL_LEASE_NAME, holder_pid, &*expires])?;
+        tx.prepare_cached(INSTALL_CLAIM)?.execute(params![
+            INSTALL_LEASE_NAME,
+            holder_pid,
+            &*expires
+        ])?;
         tx.commit().map_err(Error::from_sqlite)?;
         log::info!("install-exclusive lease acquired by pid {holder_pid} until {expires}");
         Ok(InstallLease {
@@ -195,7 +188,7 @@ impl InstallLease {
     /// not; any SQLite error.
     pub fn renew(&mut self, catalog: &Catalog<'_>, clock: &dyn Clock) -> Result<()> {
         let renewed = format_stamp(plus(clock.now(), INSTALL_LEASE_DURATION));
-        self.compare_and_set(catalog, RENEW, renewed)?;
+        self.compare_and_set(catalog, INSTALL_RENEW, renewed)?;
         self.expires = renewed;
         Ok(())
     }
@@ -207,7 +200,7 @@ impl InstallLease {
     /// [`Error::Install`] with [`InstallRefusal::NotHolder`] when this
     /// holder no longer holds the row; any SQLite error.
     pub fn clear(&self, catalog: &Catalog<'_>, clock: &dyn Clock) -> Result<()> {
-        self.compare_and_set(catalog, CLEAR, format_stamp(clock.now()))
+        self.compare_and_set(catalog, INSTALL_CLEAR, format_stamp(clock.now()))
     }
 
     /// [`InstallLease::clear`], where a row already released or expired is

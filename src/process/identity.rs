@@ -7,6 +7,7 @@
 use rusqlite::params;
 
 use crate::catalog::Catalog;
+use crate::catalog::sql::RECORD_IDENTITY;
 use crate::error::{Error, Result};
 use crate::sys::procfs::{self, StatRead};
 
@@ -132,7 +133,7 @@ pub fn record_identity(
     }
     let changed = catalog
         .conn
-        .prepare_cached("UPDATE run SET pid = ?2, pid_start_time = ?3, boot_id = ?4 WHERE id = ?1")?
+        .prepare_cached(RECORD_IDENTITY)?
         .execute(params![
             run_id,
             identity.pid,

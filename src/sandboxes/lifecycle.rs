@@ -12,45 +12,13 @@ use rusqlite::params;
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
+use crate::catalog::sql::{
+    END_RUN, INSERT_RUN, INSERT_RUN_WITH_IDENTITY, INSERT_SANDBOX, end_sandbox,
+};
 use crate::catalog::stamp::format_stamp;
 use crate::error::{Error, Result};
 use crate::process::identity::ProcessIdentity;
 use crate::sandboxes::names::validate_name;
-
-const INSERT_SANDBOX: &str =
-    "INSERT INTO sandbox (name, config, status, ephemeral, created_at, updated_at)
-     VALUES (?1, '{}', ?2, ?3, ?4, ?4)";
-const INSERT_RUN: &str =
-    "INSERT INTO run (sandbox_id, pid, status, started_at) VALUES (?1, ?2, 'Running', ?3)";
-const INSERT_RUN_WITH_IDENTITY: &str =
-    "INSERT INTO run (sandbox_id, pid, status, started_at, pid_start_time, boot_id)
-     VALUES (?1, ?2, 'Running', ?3, ?4, ?5)";
-const END_RUN: &str = "UPDATE run SET status = 'Terminated', termination_reason = ?2,
-         exit_code = ?3, exit_signal = ?4, terminated_at = ?5
-     WHERE id = ?1 AND status = 'Running'";
-/// Ends the sandbox of run `?1` as `?2` at `?3`, clearing whichever of
-/// its runtime fields (`active_config`, `network_slot`) the catalog has, as
-/// microsandbox does when a run ends.
-fn end_sandbox(active_config: bool, network_slot: bool) -> &'static str {
-    match (active_config, network_slot) {
-        (true, true) => {
-            "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL, network_slot = NULL
-             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
-        }
-        (true, false) => {
-            "UPDATE sandbox SET status = ?2, updated_at = ?3, active_config = NULL
-             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
-        }
-        (false, true) => {
-            "UPDATE sandbox SET status = ?2, updated_at = ?3, network_slot = NULL
-             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
-        }
-        (false, false) => {
-            "UPDATE sandbox SET status = ?2, updated_at = ?3
-             WHERE id = (SELECT sandbox_id FROM run WHERE id = ?1)"
-        }
-    }
-}
 
 /// Defines a catalog string enum: variants, their text, `as_str`, `ALL`, `Display`.
 macro_rules! catalog_strings {
