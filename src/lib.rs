@@ -45,8 +45,8 @@
 //! | [`Catalog`] | a connection whose catalog shape was checked: what every call takes |
 //! | [`Sweeper`], [`Limits`], [`SweepOutcome`], [`run_startup_maintenance`] | configure and run the startup sweep |
 //! | [`Report`] | what a sweep did (`Display` for logs) |
-//! | [`insert_sandbox`], [`insert_running_run`], [`finish_run`], [`RunEnd`] | a runtime's writes around the sweep, no SQL needed |
-//! | [`SandboxStatus`], [`TerminationReason`] | the catalog's status and termination-reason strings |
+//! | [`insert_sandbox`], [`insert_running_run`], [`finish_run`], [`RunEnd`], [`Catalog::sandbox_status`] | a runtime's writes around the sweep, and reading a status back, no SQL needed |
+//! | [`SandboxStatus`], [`TerminationReason`] | the catalog's status and termination-reason strings (`Display`, `FromStr`) |
 //! | [`clean_ephemeral`], [`Cleanup`], [`CleanupOutcome`], [`validate_name`], [`RESERVED_PREFIX`] | remove one finished ephemeral sandbox, and the name rules |
 //! | [`lifecycle_lock_path`], [`try_lock_lifecycle`], [`LifecycleLock`] | microsandbox's per-sandbox lifecycle lock, for a runtime sharing the protocol |
 //! | [`ProcessIdentity`], [`record_identity`] | who a process is (pid, start time, boot id), stored with its run |

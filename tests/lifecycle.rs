@@ -154,3 +154,29 @@ fn status_and_reason_strings_are_microsandboxs() {
         Some("\"running\" is not a known `sandbox.status` value")
     );
 }
+
+#[test]
+fn a_status_reads_back_typed_and_odd_ones_are_errors() -> Result<()> {
+    let f = Fixture::new()?;
+    let catalog = Catalog::new(&f.conn)?;
+    let web = insert_sandbox(&catalog, "web", SandboxStatus::Draining, false, now())?;
+    assert_eq!(catalog.sandbox_status(web)?, Some(SandboxStatus::Draining));
+    assert_eq!(catalog.sandbox_status(web + 100)?, None);
+    // Another program's rows: a status microsandbox does not know, and one
+    // stored as a BLOB. Errors that name what was found; nothing changes.
+    let odd = f.sandbox("odd", "Hibernating", false)?;
+    let blob = f.sandbox("blob", "Running", false)?;
+    f.conn.execute(
+        "UPDATE sandbox SET status = CAST('Running' AS BLOB) WHERE id = ?1",
+        [blob],
+    )?;
+    for (id, text) in [(odd, "Hibernating"), (blob, "(Blob)")] {
+        match catalog.sandbox_status(id) {
+            Err(sandbox_sweep::Error::UnknownString { column, text: got }) => {
+                assert_eq!((column, got.as_str()), ("sandbox.status", text));
+            }
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    Ok(())
+}

@@ -181,6 +181,9 @@ pub(crate) fn end_sandbox(active_config: bool, network_slot: bool) -> &'static s
     }
 }
 
+/// The status of sandbox `?1`, for a host that reads it.
+pub(crate) const SANDBOX_STATUS: &str = "SELECT status FROM sandbox WHERE id = ?1";
+
 /// Stores run `?1`'s process identity: pid `?2`, start time `?3`, boot id `?4`.
 pub(crate) const RECORD_IDENTITY: &str =
     "UPDATE run SET pid = ?2, pid_start_time = ?3, boot_id = ?4 WHERE id = ?1";
@@ -207,7 +210,8 @@ pub(crate) const PER_ROW: [&str; 14] = [
 
 /// Every statement above that reads or searches a table, for the plan test.
 #[cfg(test)]
-pub(crate) const LOOKUPS: [&str; 21] = [
+pub(crate) const LOOKUPS: [&str; 22] = [
+    SANDBOX_STATUS,
     RELEASE_LEASE,
     INSTALL_READ,
     INSTALL_CLAIM,

@@ -268,7 +268,7 @@ fn stale_list(out: &mut impl Write, stale: &[StaleSandbox], shown: usize) -> io:
             "  #{:<6} {:<24} {:<9} {reason}",
             dead.id,
             format!("{:?}", dead.name),
-            dead.status
+            dead.status.as_str()
         )?;
     }
     let hidden = stale.len().saturating_sub(shown);
@@ -287,7 +287,7 @@ fn stale_json(stale: &[StaleSandbox]) -> String {
                 "{{\"id\":{},\"name\":{},\"status\":{},\"reason\":{}}}",
                 d.id,
                 quote(&d.name),
-                quote(&d.status),
+                quote(d.status.as_str()),
                 quote(d.reason.map_or("no_running_run", DeadReason::as_str))
             )
         })
@@ -314,7 +314,7 @@ pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
             .map(|a| format!(
                 "{{\"name\":{},\"status\":{},\"pid\":{}}}",
                 quote(&a.name),
-                quote(&a.status),
+                quote(a.status.as_str()),
                 a.pid.map_or_else(|| "null".to_owned(), |p| p.to_string())
             ))
             .collect::<Vec<_>>()

@@ -13,7 +13,7 @@ use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
 use crate::catalog::sql::{
-    END_RUN, INSERT_RUN, INSERT_RUN_WITH_IDENTITY, INSERT_SANDBOX, end_sandbox,
+    END_RUN, INSERT_RUN, INSERT_RUN_WITH_IDENTITY, INSERT_SANDBOX, SANDBOX_STATUS, end_sandbox,
 };
 use crate::catalog::stamp::format_stamp;
 use crate::error::{Error, Result};
@@ -354,4 +354,41 @@ pub fn finish_run(
     }
     tx.commit().map_err(Error::from_sqlite)?;
     Ok(ended == 1)
+}
+
+impl Catalog<'_> {
+    /// Sandbox `sandbox_id`'s status, with no SQL of the caller's: `None`
+    /// when there is no such sandbox.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownString`] when the stored status is not one of
+    /// microsandbox's (another program's row, or not text at all); any
+    /// SQLite error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, insert_sandbox};
+    ///
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// let catalog = Catalog::new(&conn)?;
+    /// let id = insert_sandbox(&catalog, "web", SandboxStatus::Starting, false, SystemClock::now())?;
+    /// assert_eq!(catalog.sandbox_status(id)?, Some(SandboxStatus::Starting));
+    /// assert_eq!(catalog.sandbox_status(id + 1)?, None);
+    /// # Ok::<(), sandbox_sweep::Error>(())
+    /// ```
+    pub fn sandbox_status(&self, sandbox_id: i64) -> Result<Option<SandboxStatus>> {
+        let mut stmt = self.conn.prepare_cached(SANDBOX_STATUS)?;
+        let mut rows = stmt.query([sandbox_id])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let text = match row.get_ref(0)? {
+            rusqlite::types::ValueRef::Text(text) => String::from_utf8_lossy(text).into_owned(),
+            other => format!("({:?})", other.data_type()),
+        };
+        text.parse().map(Some)
+    }
 }

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use rusqlite::OptionalExtension;
+use rusqlite::types::ValueRef;
 
 use crate::catalog::Catalog;
 use crate::catalog::statements::Statements;
@@ -17,6 +18,7 @@ use crate::process::liveness::{DeadReason, Liveness, Prober};
 use crate::process::runs::{latest_running, newest_running_pid};
 use crate::rundir::locks::HeldLocks;
 use crate::rundir::sockets::may_be_live;
+use crate::sandboxes::lifecycle::SandboxStatus;
 
 /// An active sandbox whose runtime is dead: the next sweep reconciles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,7 @@ pub struct StaleSandbox {
     /// `sandbox.name` (lossily decoded when not UTF-8).
     pub name: String,
     /// `Starting`, `Running` or `Draining`.
-    pub status: String,
+    pub status: SandboxStatus,
     /// Why its latest `Running` run is dead; `None` for a `Draining`
     /// sandbox with no `Running` run at all, or an abandoned start.
     pub reason: Option<DeadReason>,
@@ -55,7 +57,7 @@ pub struct ActiveSandbox {
     /// `sandbox.name` (lossily decoded when not UTF-8).
     pub name: String,
     /// `Created`, `Starting`, `Running`, `Draining` or `Paused`.
-    pub status: String,
+    pub status: SandboxStatus,
     /// The pid of its newest `Running` run, as stored; `None` without one.
     pub pid: Option<i64>,
 }
@@ -95,9 +97,12 @@ pub fn active_sandboxes(catalog: &Catalog<'_>) -> Result<Vec<ActiveSandbox>> {
     let mut active = Vec::new();
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
+        let Some(status) = known_status(row.get_ref(2)?) else {
+            continue;
+        };
         active.push(ActiveSandbox {
             name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
-            status: row.get(2)?,
+            status,
             pid: newest_running_pid(catalog, &mut stmts, id)?,
         });
     }
@@ -132,6 +137,15 @@ pub struct Summary {
     pub install: Option<LeaseRecord>,
     /// Every active sandbox, as [`active_sandboxes`] lists them.
     pub active: Vec<ActiveSandbox>,
+}
+
+/// A status column's value as a known status; `None` for anything else
+/// (the queries here select known text only, so that is never expected).
+fn known_status(value: ValueRef<'_>) -> Option<SandboxStatus> {
+    match value {
+        ValueRef::Text(text) => std::str::from_utf8(text).ok()?.parse().ok(),
+        _ => None,
+    }
 }
 
 /// The active sandboxes a summary sorts apart.
@@ -257,15 +271,17 @@ impl Catalog<'_> {
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
-            let status: String = row.get(2)?;
+            let Some(status) = known_status(row.get_ref(2)?) else {
+                continue;
+            };
             let name = row.get::<_, Option<String>>(1)?.unwrap_or_default();
             let (reason, start) = match latest_running(self, &mut stmts, &prober, id)? {
                 Some(run) => match run.liveness {
                     Liveness::Dead(reason) => (Some(reason), false),
                     Liveness::Alive => continue,
                 },
-                None if status == "Draining" => (None, false),
-                None if status == "Starting" && run_dir.is_some() => (None, true),
+                None if status == SandboxStatus::Draining => (None, false),
+                None if status == SandboxStatus::Starting && run_dir.is_some() => (None, true),
                 None => continue,
             };
             let owned = held.as_ref().is_some_and(|held| held.is_held(&name));
