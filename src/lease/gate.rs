@@ -104,16 +104,14 @@ impl LeaseRow {
         now: PrimitiveDateTime,
         force: bool,
     ) -> Option<SkipReason> {
-        let horizon = plus(now, spec.duration);
-        let believable = |t: PrimitiveDateTime| t <= horizon;
-        if self.expires_at.is_some_and(|t| t > now && believable(t)) {
+        if spec.held_until(self.expires_at, now) {
             return Some(SkipReason::Held);
         }
         let cutoff = minus(now, spec.min_interval);
         if !force
             && self
                 .last_completed_at
-                .is_some_and(|t| t > cutoff && believable(t))
+                .is_some_and(|t| t > cutoff && spec.believable(t, now))
         {
             return Some(SkipReason::Recent);
         }

@@ -119,13 +119,7 @@ fn read_on(conn: &Connection) -> Result<Option<(Option<u32>, Option<String>)>> {
 /// but not further than one lease duration (a clock that jumped forward and
 /// back cannot lock the catalog for years).
 fn held_at(until: Option<&str>, now: PrimitiveDateTime) -> bool {
-    held_until(until.and_then(|t| parse_stamp_bytes(t.as_bytes())), now)
-}
-
-/// [`held_at`] on a parsed expiry.
-fn held_until(until: Option<PrimitiveDateTime>, now: PrimitiveDateTime) -> bool {
-    let horizon = plus(now, INSTALL_LEASE_DURATION);
-    until.is_some_and(|t| t > now && t <= horizon)
+    LeaseSpec::INSTALL.held_until(until.and_then(|t| parse_stamp_bytes(t.as_bytes())), now)
 }
 
 /// Whether an installer holds the catalog at `now`; a catalog without the

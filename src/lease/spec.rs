@@ -2,9 +2,13 @@
 //! least time between two completed runs of the work it guards.
 //!
 //! A leaf: the gate, the held claim and the install lease all build on it,
-//! and it imports none of them. Data only, no SQL.
+//! and it imports none of them. Data and the horizon rule, no SQL.
 
 use std::time::Duration;
+
+use time::PrimitiveDateTime;
+
+use crate::clock::plus;
 
 /// The `maintenance_lease.name` of the sandbox lifecycle sweep:
 /// `"sandbox_lifecycle_maintenance"`.
@@ -47,4 +51,22 @@ impl LeaseSpec {
         duration: LEASE_DURATION,
         min_interval: MIN_SWEEP_INTERVAL,
     };
+
+    /// The horizon rule every lease shares: a stored time counts only when
+    /// it is no further ahead of `now` than one lease duration, so a clock
+    /// that jumped forward and back cannot hold a lease (or suppress a
+    /// sweep) for years.
+    pub(crate) fn believable(&self, t: PrimitiveDateTime, now: PrimitiveDateTime) -> bool {
+        t <= plus(now, self.duration)
+    }
+
+    /// Whether a claim expiring at `until` holds the lease at `now`: in the
+    /// future, and believable.
+    pub(crate) fn held_until(
+        &self,
+        until: Option<PrimitiveDateTime>,
+        now: PrimitiveDateTime,
+    ) -> bool {
+        until.is_some_and(|t| t > now && self.believable(t, now))
+    }
 }
