@@ -177,3 +177,11 @@ impl<T> IoContext<T> for io::Result<T> {
         })
     }
 }
+
+/// A failed system call from `nix` is an I/O error about `path`, like any
+/// other: the one place an `Errno` becomes an [`Error`].
+impl<T> IoContext<T> for nix::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(io::Error::from).at(path)
+    }
+}

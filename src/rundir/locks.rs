@@ -223,9 +223,7 @@ impl<'p> RunDir<'p> {
         if let Some(fd) = self.run.get() {
             return Ok(fd.as_fd());
         }
-        let fd = dir::open_dir(self.dir)
-            .map_err(io::Error::from)
-            .at(self.dir)?;
+        let fd = dir::open_dir(self.dir).at(self.dir)?;
         Ok(self.run.get_or_init(|| fd).as_fd())
     }
 
@@ -253,11 +251,9 @@ impl<'p> RunDir<'p> {
         };
         match dir::mkdirat(run, name, Mode::from_bits_truncate(0o755)) {
             Ok(()) | Err(Errno::EEXIST) => {}
-            Err(errno) => return Err(io::Error::from(errno)).at(&path),
+            Err(errno) => return Err(errno).at(&path),
         }
-        let fd = dir::open_dir_nofollow(run, name)
-            .map_err(io::Error::from)
-            .at(&path)?;
+        let fd = dir::open_dir_nofollow(run, name).at(&path)?;
         Ok(cell.get_or_init(|| fd).as_fd())
     }
 
@@ -299,7 +295,7 @@ impl<'p> RunDir<'p> {
                 "lock path is a symlink or not a regular file",
             ))
             .at(&path()),
-            Err(errno) => Err(io::Error::from(errno)).at(&path()),
+            Err(errno) => Err(errno).at(&path()),
         }
     }
 }

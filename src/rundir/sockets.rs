@@ -53,7 +53,7 @@ fn subdir(parent: BorrowedFd<'_>, name: &str, at: &Path) -> Result<Option<OwnedF
     match open_dir_nofollow(parent, &c(name, at)?) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => Ok(None),
-        Err(errno) => Err(io::Error::from(errno)).at(at),
+        Err(errno) => Err(errno).at(at),
     }
 }
 
@@ -61,9 +61,7 @@ fn subdir(parent: BorrowedFd<'_>, name: &str, at: &Path) -> Result<Option<OwnedF
 fn unlink_all(dir: BorrowedFd<'_>, names: &[&str], at: &Path) -> Result<()> {
     for name in names {
         let path = at.join(name);
-        unlink_entry(dir, &c(name, &path)?)
-            .map_err(io::Error::from)
-            .at(&path)?;
+        unlink_entry(dir, &c(name, &path)?).at(&path)?;
     }
     Ok(())
 }
@@ -135,7 +133,7 @@ pub(crate) fn may_be_live(run: &Path, sandboxes: Option<&Path>, name: &str) -> R
                     }
                     std::thread::sleep(BUSY_RETRY.min(deadline - now));
                 }
-                Err(errno) => return Err(io::Error::from(errno)).at(&path),
+                Err(errno) => return Err(errno).at(&path),
             }
         }
         if Instant::now() >= deadline {
@@ -178,15 +176,13 @@ pub(crate) fn remove_runtime_files(
                 drop(fd);
                 match remove_empty_dir(dir.as_fd(), &c_h12) {
                     Ok(()) | Err(Errno::ENOENT | Errno::ENOTEMPTY | Errno::EEXIST) => {}
-                    Err(errno) => return Err(io::Error::from(errno)).at(&at),
+                    Err(errno) => return Err(errno).at(&at),
                 }
             }
             Err(Errno::ENOENT) => {}
             // Not a directory: the entry itself goes, never followed.
-            Err(Errno::ELOOP | Errno::ENOTDIR) => unlink_entry(dir.as_fd(), &c_h12)
-                .map_err(io::Error::from)
-                .at(&at)?,
-            Err(errno) => return Err(io::Error::from(errno)).at(&at),
+            Err(Errno::ELOOP | Errno::ENOTDIR) => unlink_entry(dir.as_fd(), &c_h12).at(&at)?,
+            Err(errno) => return Err(errno).at(&at),
         }
     }
     if let Some(dir) = &dirs.legacy {

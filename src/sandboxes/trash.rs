@@ -50,7 +50,7 @@ fn c_name(name: &OsStr, at: impl FnOnce() -> PathBuf) -> Result<CString> {
 
 /// The errno of a failed call, as an error about `path`.
 fn failed<T>(errno: Errno, path: &Path) -> Result<T> {
-    Err(io::Error::from(errno)).at(path)
+    Err(errno).at(path)
 }
 
 /// The sandboxes directory and its trash, both held open: every rename,
@@ -183,7 +183,7 @@ impl<'p> Trash<'p> {
             Err(errno) => return failed(errno, &source()),
         };
         if retry {
-            rename()?.map_err(io::Error::from).at(&source())?;
+            rename()?.at(&source())?;
         }
         Ok(Some(Moved {
             name: name.to_owned(),
@@ -205,7 +205,6 @@ impl<'p> Trash<'p> {
                 root,
                 moved.name.as_str(),
             )
-            .map_err(io::Error::from)
             .at(&self.bin_path().join(&moved.entry))
         });
         if let Err(err) = back {
@@ -278,9 +277,7 @@ impl<'p> Trash<'p> {
         let entries = match self.bin() {
             // Never list (and so never delete from) anything but a real
             // directory: a symlink here would lead outside the sandboxes dir.
-            Ok(Some(bin)) => dir::list_all(bin.as_fd())
-                .map_err(io::Error::from)
-                .at(&self.bin_path())?,
+            Ok(Some(bin)) => dir::list_all(bin.as_fd()).at(&self.bin_path())?,
             Ok(None) => return Ok(Vec::new()),
             Err(err) => {
                 log::warn!(
