@@ -50,19 +50,7 @@ impl Beside {
     /// Real bound Unix sockets at every path microsandbox may leave for
     /// sandbox `name`; the paths.
     fn sockets(&self, name: &str) -> Vec<PathBuf> {
-        let h12 = &lock_hash(name)[..24];
-        let h16 = lock_hash(name);
-        let paths = vec![
-            self.run.join("sandboxes").join(h12).join("agent.sock"),
-            self.run.join("sandboxes").join(h12).join("control.sock"),
-            self.run.join("agent").join(format!("{h16}.sock")),
-            self.run.join("agent").join(format!("{h16}.control.sock")),
-            self.f.sandboxes.join(name).join("runtime/agent.sock"),
-            self.f
-                .sandboxes
-                .join(name)
-                .join("runtime/agent.control.sock"),
-        ];
+        let paths = socket_paths(&self.run, &self.f.sandboxes, name);
         for path in &paths {
             std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
             // Bound, then dropped: the socket file stays, as a dead runtime's does.
@@ -71,13 +59,6 @@ impl Beside {
         }
         paths
     }
-}
-
-/// `H16` of a name, from the lock path the crate computes.
-fn lock_hash(name: &str) -> String {
-    let path = lifecycle_lock_path(Path::new("/"), name);
-    let file = path.file_name().and_then(|f| f.to_str()).expect("utf8");
-    file.trim_end_matches(".lock").to_owned()
 }
 
 #[test]
@@ -154,9 +135,7 @@ fn dead_runtimes_sockets_go_and_live_ones_stay() -> Result<()> {
         assert!(!exists(path), "{} remains", path.display());
     }
     // The canonical <H12> directory goes once empty.
-    assert!(!exists(
-        &b.run.join("sandboxes").join(&lock_hash("dead")[..24])
-    ));
+    assert!(!exists(&b.run.join("sandboxes").join(&h16("dead")[..24])));
     for path in &live_sockets {
         assert!(exists(path), "a live runtime lost {}", path.display());
     }
@@ -175,7 +154,7 @@ fn a_symlink_planted_at_a_socket_entry_is_unlinked_never_followed() -> Result<()
     std::fs::write(outside.join("control.sock"), b"keep").expect("write");
     let canonical = b.run.join("sandboxes");
     std::fs::create_dir(&canonical).expect("mkdir");
-    let h12 = canonical.join(&lock_hash("dead")[..24]);
+    let h12 = canonical.join(&h16("dead")[..24]);
     std::os::unix::fs::symlink(&outside, &h12).expect("symlink");
     let report = b.sweep()?;
     assert_eq!((report.reconciled, report.errors), (1, 0));
@@ -317,11 +296,6 @@ fn the_cli_finds_microsandbox_home_from_msb_home_or_home() -> TestResult {
     Ok(())
 }
 
-/// Lock `dir/<H16><suffix>` of sandbox `name` inside run directory `run`.
-fn lock_at(run: &Path, dir: &str, name: &str, suffix: &str) -> PathBuf {
-    run.join(dir).join(format!("{}{suffix}", lock_hash(name)))
-}
-
 /// The sandbox's `(status, active_config, network_slot)`.
 fn runtime_fields(f: &Fixture, id: i64) -> Result<(String, Option<String>, Option<i64>)> {
     Ok(f.conn.query_row(
@@ -366,11 +340,11 @@ fn starting_rows_are_reconciled_as_microsandbox_0_7_11_does() -> Result<()> {
     let dead_sockets = b.sockets("dead-start");
     let abandoned_sockets = b.sockets("abandoned");
     // A display socket beside the canonical pair goes with them.
-    let h12 = &lock_hash("dead-start")[..24];
+    let h12 = &h16("dead-start")[..24];
     let display = b.run.join("sandboxes").join(h12).join("display.sock");
     std::fs::write(&display, b"").expect("display.sock");
     // A runtime older than the locks answers on its endpoint.
-    let live_endpoint = b.run.join("sandboxes").join(&lock_hash("listening")[..24]);
+    let live_endpoint = b.run.join("sandboxes").join(&h16("listening")[..24]);
     std::fs::create_dir_all(&live_endpoint).expect("mkdir");
     let _listener = UnixListener::bind(live_endpoint.join("agent.sock")).expect("bind");
     let _launcher = Holder::at(&lock_at(&b.run, "creation-locks", "launching", ".lock"));

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::msb::{self, Home};
 use common::*;
 use rusqlite::{Connection, params};
-use sandbox_sweep::{ProcessIdentity, lifecycle_lock_path};
+use sandbox_sweep::ProcessIdentity;
 
 /// How long one `msb create` may take here (its VM fails at boot after
 /// about 20 s).
@@ -140,31 +140,14 @@ impl Drop for Sleeper {
     }
 }
 
-/// Socket paths of sandbox `name` in `home`: canonical, legacy, fallback.
-fn socket_paths(home: &Path, name: &str) -> Vec<PathBuf> {
-    let h16 = lifecycle_lock_path(Path::new("/"), name)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .expect("utf8")
-        .to_owned();
-    let run = home.join("run");
-    let canonical = run.join("sandboxes").join(&h16[..24]);
-    let fallback = home.join("sandboxes").join(name).join("runtime");
-    vec![
-        canonical.join("agent.sock"),
-        canonical.join("control.sock"),
-        run.join("agent").join(format!("{h16}.sock")),
-        run.join("agent").join(format!("{h16}.control.sock")),
-        fallback.join("agent.sock"),
-        fallback.join("agent.control.sock"),
-    ]
+/// Socket paths of sandbox `name` in msb home `home`.
+fn sockets_in(home: &Path, name: &str) -> Vec<PathBuf> {
+    socket_paths(&home.join("run"), &home.join("sandboxes"), name)
 }
 
-/// Lock `(dir, suffix)` of sandbox `name` in `home`.
+/// Lock `(dir, suffix)` of sandbox `name` in msb home `home`.
 fn lock_file(home: &Path, dir: &str, suffix: &str, name: &str) -> PathBuf {
-    let life = lifecycle_lock_path(&home.join("run"), name);
-    let h16 = life.file_stem().and_then(|s| s.to_str()).expect("utf8");
-    home.join("run").join(dir).join(format!("{h16}{suffix}"))
+    lock_at(&home.join("run"), dir, name, suffix)
 }
 
 /// Fills msb's catalog in `home` with every case.
@@ -221,13 +204,13 @@ fn build(home: &Path, live: u32) -> Result<(), Box<dyn std::error::Error>> {
             )?;
         }
         if matches!(case.extra, Extra::Sockets | Extra::Display) {
-            for path in socket_paths(home, case.name) {
+            for path in sockets_in(home, case.name) {
                 std::fs::create_dir_all(path.parent().expect("parent"))?;
                 drop(UnixListener::bind(&path)?);
             }
         }
         if case.extra == Extra::Display {
-            let canonical = &socket_paths(home, case.name)[0];
+            let canonical = &sockets_in(home, case.name)[0];
             drop(UnixListener::bind(
                 canonical.with_file_name("display.sock"),
             )?);
@@ -277,7 +260,7 @@ fn observe(home: &Path, name: &str) -> Result<Row, Box<dyn std::error::Error>> {
         None => Vec::new(),
     };
     let dir = home.join("sandboxes").join(name);
-    let sockets = socket_paths(home, name);
+    let sockets = sockets_in(home, name);
     Ok(Row {
         status: row.as_ref().map(|r| r.1.clone()),
         active_config: row.as_ref().is_some_and(|r| r.2),
@@ -309,7 +292,7 @@ fn hold(home: &Path) -> (Vec<Holder>, Vec<UnixListener>) {
                 holders.push(Holder::at(&lock_file(home, dir, suffix, case.name)));
             }
             Extra::Listening => {
-                let path = &socket_paths(home, case.name)[0];
+                let path = &sockets_in(home, case.name)[0];
                 std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
                 listeners.push(UnixListener::bind(path).expect("bind"));
             }

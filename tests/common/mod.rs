@@ -4,9 +4,11 @@
 pub mod fixture;
 pub mod holder;
 pub mod msb;
+pub mod rundir;
 
 pub use fixture::{DEAD_PID, Fixture, NOW, TRASH_DIR, exists, now, own_pid};
 pub use holder::Holder;
+pub use rundir::{h16, lock_at, socket_paths};
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
