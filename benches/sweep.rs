@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use rusqlite::{Connection, params};
+use rusqlite::params;
 use sandbox_sweep::__private::parse_stamp;
+use sandbox_sweep::lease::Acquire;
 use sandbox_sweep::time::PrimitiveDateTime;
-use sandbox_sweep::{Acquire, Catalog, Limits, SweepOutcome, Sweeper, SystemClock};
+use sandbox_sweep::{Catalog, Limits, SweepOutcome, Sweeper, SystemClock};
 
 #[path = "../tests/common/fixture.rs"]
 mod fixture;
@@ -99,7 +100,7 @@ impl Template {
         let conn = sandbox_sweep::open(&db).expect("open");
         Instance {
             _dir: dir,
-            conn,
+            catalog: Catalog::from_connection(conn).expect("catalog"),
             sandboxes,
         }
     }
@@ -127,7 +128,7 @@ impl Template {
             .chain((0..self.shape.ephemeral).map(|i| format!("eph-{i}")));
         names
             .flat_map(|name| {
-                let lifecycle = sandbox_sweep::lifecycle_lock_path(run, &name);
+                let lifecycle = sandbox_sweep::rundir::lifecycle_lock_path(run, &name);
                 let file = lifecycle.file_name().expect("file name").to_owned();
                 [run.join("creation-locks").join(file), lifecycle]
             })
@@ -137,13 +138,12 @@ impl Template {
 
 struct Instance {
     _dir: tempfile::TempDir,
-    conn: Connection,
+    catalog: Catalog,
     sandboxes: PathBuf,
 }
 
 fn sweep(instance: &Instance, sweeper: Sweeper) -> sandbox_sweep::Report {
-    let catalog = Catalog::new(&instance.conn).expect("catalog");
-    match sweeper.force(true).run_with(&catalog, &now) {
+    match sweeper.force(true).run_with(&instance.catalog, &now) {
         SweepOutcome::Swept(report) => report,
         other => panic!("expected a sweep, got {other:?}"),
     }
@@ -156,7 +156,7 @@ fn unlimited(sandboxes: &Path) -> Sweeper {
 fn gate(c: &mut Criterion) {
     let template = Template::new(Shape::default());
     let held = template.instance();
-    let catalog = Catalog::new(&held.conn).expect("catalog");
+    let catalog = &held.catalog;
     let Acquire::Acquired(lease) = catalog.try_acquire(&now, false).expect("acquire") else {
         panic!("free");
     };
@@ -169,25 +169,21 @@ fn gate(c: &mut Criterion) {
             ))
         })
     });
-    // What a runtime pays per start through the one-call entry point on
-    // the real clock (schema detection included), after a recent sweep.
+    // What a runtime pays per start through `Sweeper::run` on the catalog
+    // it keeps, on the real clock, after a recent sweep.
     let entry = template.instance();
-    let catalog = Catalog::new(&entry.conn).expect("catalog");
+    let catalog = &entry.catalog;
+    let sweeper = Sweeper::new(&entry.sandboxes);
     let Acquire::Acquired(lease) = catalog.try_acquire(&SystemClock, false).expect("acquire")
     else {
         panic!("free");
     };
     lease.complete(SystemClock::now()).expect("complete");
     c.bench_function("gate/startup_entry", |b| {
-        b.iter(|| {
-            assert!(matches!(
-                sandbox_sweep::run_startup_maintenance(&entry.conn, &entry.sandboxes),
-                SweepOutcome::Skipped(_)
-            ))
-        })
+        b.iter(|| assert!(matches!(sweeper.run(catalog), SweepOutcome::Skipped(_))))
     });
     let recent = template.instance();
-    let catalog = Catalog::new(&recent.conn).expect("catalog");
+    let catalog = &recent.catalog;
     let Acquire::Acquired(lease) = catalog.try_acquire(&now, false).expect("acquire") else {
         panic!("free");
     };
@@ -201,7 +197,7 @@ fn gate(c: &mut Criterion) {
         })
     });
     let free = template.instance();
-    let catalog = Catalog::new(&free.conn).expect("catalog");
+    let catalog = &free.catalog;
     c.bench_function("acquire_release", |b| {
         b.iter(|| match catalog.try_acquire(&now, false) {
             Ok(Acquire::Acquired(lease)) => lease.release().expect("release"),

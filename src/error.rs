@@ -19,9 +19,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// ```
 /// use sandbox_sweep::{Catalog, Error};
 ///
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// // No tables yet: the catalog must be initialised first.
-/// match Catalog::new(&conn) {
+/// match Catalog::from_connection(conn) {
 ///     Err(Error::MissingTable { table }) => assert_eq!(table, "sandbox"),
 ///     other => panic!("unexpected: {other:?}"),
 /// }
@@ -77,11 +77,11 @@ pub enum Error {
     },
     /// The install-exclusive lease said no: another installer holds it, or
     /// this holder lost it.
-    Install(crate::InstallRefusal),
+    Install(crate::lease::InstallRefusal),
     /// A `/proc` record (or another process fact) could not be read or parsed.
     Process {
         /// The process id concerned.
-        pid: u32,
+        pid: i64,
         /// What went wrong.
         detail: String,
     },

@@ -19,14 +19,16 @@
 //!
 //! # Which entry point
 //!
-//! - A runtime starting up: [`Sweeper::run`] on a [`Catalog`] it keeps, or
-//!   [`run_startup_maintenance`] from a bare connection (it checks the
-//!   catalog's shape on every call, about 1.2 µs). Both return a
-//!   [`SweepOutcome`] and never panic.
+//! - A runtime starting up: [`Sweeper::run`] on the [`Catalog`] it keeps
+//!   (it owns its connection, so a host struct holds it). It returns a
+//!   [`SweepOutcome`] and never panics; a sweep skipped by the gate costs
+//!   one indexed read.
 //! - A runtime living a sandbox's life: [`insert_sandbox`],
 //!   [`insert_running_run`] (which records its process identity, so a reused
 //!   pid or a reboot is recognised later), [`finish_run`], and
-//!   [`clean_ephemeral`] for its own finished ephemeral sandbox.
+//!   [`clean_ephemeral`] for its own finished ephemeral sandbox; reading
+//!   back needs no SQL ([`Catalog::sandbox_status`],
+//!   [`Catalog::newest_running_run`]).
 //! - Tools and tests that drive the steps: [`Catalog::try_acquire`],
 //!   [`Sweeper::sweep`], [`Sweeper::dry_run`], [`Catalog::summary`], with a
 //!   [`Clock`] of their own.
@@ -39,26 +41,28 @@
 //!
 //! # The public API
 //!
+//! At the root, what a runtime host needs:
+//!
 //! | item | what it is for |
 //! |---|---|
-//! | [`open`], [`OpenOptions`], [`migrate`] | open a catalog with the right PRAGMAs; add this crate's indexes and columns |
-//! | [`Catalog`] | a connection whose catalog shape was checked: what every call takes |
-//! | [`Sweeper`], [`Limits`], [`SweepOutcome`], [`run_startup_maintenance`] | configure and run the startup sweep |
-//! | [`Report`] | what a sweep did (`Display` for logs) |
-//! | [`insert_sandbox`], [`insert_running_run`], [`finish_run`], [`RunEnd`], [`Catalog::sandbox_status`] | a runtime's writes around the sweep, and reading a status back, no SQL needed |
+//! | [`Catalog`], [`open`], [`OpenOptions`], [`migrate`] | the catalog a host keeps; opening a file with the right PRAGMAs; this crate's indexes and columns |
+//! | [`Sweeper`], [`Limits`], [`SweepOutcome`], [`SkipReason`], [`Report`] | configure and run the startup sweep, and what it did (`Display` for logs) |
+//! | [`insert_sandbox`], [`insert_running_run`], [`finish_run`], [`RunEnd`] | a runtime's writes around the sweep |
 //! | [`SandboxStatus`], [`TerminationReason`] | the catalog's status and termination-reason strings (`Display`, `FromStr`) |
-//! | [`clean_ephemeral`], [`Cleanup`], [`CleanupOutcome`], [`validate_name`], [`RESERVED_PREFIX`] | remove one finished ephemeral sandbox, and the name rules |
-//! | [`lifecycle_lock_path`], [`try_lock_lifecycle`], [`LifecycleLock`] | microsandbox's per-sandbox lifecycle lock, for a runtime sharing the protocol |
-//! | [`ProcessIdentity`], [`record_identity`] | who a process is (pid, start time, boot id), stored with its run |
-//! | [`Prober`], [`RecordedProcess`], [`Liveness`], [`DeadReason`], [`Catalog::newest_running_run`], [`RunningRun`] | is a recorded runtime alive, and if not, why |
-//! | [`Catalog::summary`], [`Summary`], [`StaleSandbox`], [`LeaseRecord`] | what `sandbox-sweep status` shows |
-//! | [`active_sandboxes`], [`ActiveSandbox`] | what blocks a schema rollback: every active sandbox and its runtime's pid |
-//! | [`Catalog::try_acquire`], [`Catalog::gate`], [`Acquire`], [`Lease`], [`LeaseRow`], [`LeaseSpec`], [`SkipReason`] | the lease, for tools that drive a sweep themselves |
-//! | [`LEASE_NAME`], [`LEASE_DURATION`] (10 s), [`MIN_SWEEP_INTERVAL`] (30 s) | the sweep lease's row and timings |
-//! | [`InstallLease`], [`InstallRefusal`], [`INSTALL_LEASE_NAME`], [`INSTALL_LEASE_DURATION`] (30 min) | the install-exclusive lease an installer takes; a sweep skips (`installing`) while it is held |
+//! | [`clean_ephemeral`], [`CleanupOutcome`] | remove one finished ephemeral sandbox |
 //! | [`Clock`], [`SystemClock`] | where "now" comes from, so tests can move it |
 //! | [`Error`], [`Result`] | the one error type |
 //! | [`rusqlite`], [`time`] | the versions this crate's API speaks |
+//!
+//! In areas, what tools and runtimes sharing a protocol need:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`lease`] | the sweep lease for tools that drive a sweep themselves, and the install-exclusive lease |
+//! | [`process`] | who a process is, whether a recorded one is alive, and why not; why pids are `i64` |
+//! | [`rundir`] | microsandbox's per-sandbox lifecycle lock, for a runtime sharing the protocol |
+//! | [`sandboxes`] | the name rules, and [`Cleanup`](sandboxes::Cleanup) with options |
+//! | [`status`] | what `sandbox-sweep status` shows, and what blocks a schema rollback |
 //!
 //! # The catalog
 //!
@@ -79,7 +83,7 @@
 //! still names its holder with the exact expiry it wrote (fencing), so a
 //! sweeper that stalled past its expiry stops without writing. A holder that
 //! dies never releases its lease: `Drop` does not run on `SIGKILL`; the lease
-//! simply expires after [`LEASE_DURATION`] (10 s). The lease is not what keeps a
+//! simply expires after [`LEASE_DURATION`](lease::LEASE_DURATION) (10 s). The lease is not what keeps a
 //! live sandbox safe: each row is re-checked and acted on in one
 //! `BEGIN IMMEDIATE` transaction, which also serialises the sweep with
 //! runtimes restarting sandboxes and with [`clean_ephemeral`].
@@ -89,18 +93,21 @@
 //! ```
 //! use sandbox_sweep::{Catalog, SandboxStatus, SweepOutcome, Sweeper, SystemClock};
 //!
-//! let dir = tempfile::tempdir()?;
-//! let conn = sandbox_sweep::open(dir.path().join("catalog.db"))?;
+//! let dir = std::env::temp_dir().join("sandbox-sweep-doc-lib-91");
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! std::fs::create_dir_all(&dir)?;
+//! let conn = sandbox_sweep::open(dir.join("catalog.db"))?;
 //! sandbox_sweep::migrate(&conn)?;
-//! let catalog = Catalog::new(&conn)?;
+//! let catalog = Catalog::from_connection(conn)?;
 //! sandbox_sweep::insert_sandbox(&catalog, "job", SandboxStatus::Stopped, true, SystemClock::now())?;
-//! std::fs::create_dir(dir.path().join("job"))?;
+//! std::fs::create_dir(dir.join("job"))?;
 //!
-//! match Sweeper::new(dir.path()).run(&catalog) {
+//! match Sweeper::new(&dir).run(&catalog) {
 //!     SweepOutcome::Swept(report) => assert_eq!(report.removed, 1),
 //!     other => panic!("expected a sweep, got {other:?}"),
 //! }
-//! assert!(!dir.path().join("job").exists());
+//! assert!(!dir.join("job").exists());
+//! # std::fs::remove_dir_all(&dir)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
@@ -119,10 +126,10 @@ extern crate self as sandbox_sweep;
 mod catalog;
 mod clock;
 mod error;
-mod lease;
-mod process;
-mod rundir;
-mod sandboxes;
+pub mod lease;
+pub mod process;
+pub mod rundir;
+pub mod sandboxes;
 mod sweep;
 mod sys;
 
@@ -133,25 +140,23 @@ mod fixture;
 pub use catalog::{Catalog, OpenOptions, migrate, open};
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
-pub use lease::gate::{Acquire, LeaseRow, SkipReason};
-pub use lease::guard::Lease;
-pub use lease::install::{
-    INSTALL_LEASE_DURATION, INSTALL_LEASE_NAME, InstallLease, InstallRefusal,
-};
-pub use lease::spec::{LEASE_DURATION, LEASE_NAME, LeaseSpec, MIN_SWEEP_INTERVAL};
-pub use process::identity::{ProcessIdentity, record_identity};
-pub use process::liveness::{DeadReason, Liveness, Prober, RecordedProcess};
-pub use process::runs::RunningRun;
-pub use rundir::locks::{LifecycleLock, lifecycle_lock_path, try_lock_lifecycle};
+pub use lease::gate::SkipReason;
 pub use sandboxes::lifecycle::{
     RunEnd, SandboxStatus, TerminationReason, finish_run, insert_running_run, insert_sandbox,
 };
-pub use sandboxes::names::{RESERVED_PREFIX, validate_name};
-pub use sweep::cleanup::{Cleanup, CleanupOutcome, clean_ephemeral};
+pub use sweep::cleanup::{CleanupOutcome, clean_ephemeral};
 pub use sweep::report::Report;
 pub use sweep::settings::Limits;
-pub use sweep::status::{ActiveSandbox, LeaseRecord, StaleSandbox, Summary, active_sandboxes};
-pub use sweep::sweeper::{SweepOutcome, Sweeper, run_startup_maintenance};
+pub use sweep::sweeper::{SweepOutcome, Sweeper};
+
+/// What `sandbox-sweep status` reads: a [`Summary`](status::Summary) of the
+/// catalog ([`Catalog::summary`]) and the active sandboxes that block a
+/// schema rollback ([`active_sandboxes`](status::active_sandboxes)).
+pub mod status {
+    pub use crate::sweep::status::{
+        ActiveSandbox, LeaseRecord, StaleSandbox, Summary, active_sandboxes,
+    };
+}
 
 pub use rusqlite;
 pub use time;

@@ -7,6 +7,7 @@
 //!                      [--budget-ms MS] [--json] [-v]
 //! sandbox-sweep status [--home DIR | --db PATH] [--run-dir DIR] [--all] [--json]
 //! sandbox-sweep demo   [--keep DIR]
+//! sandbox-sweep help   [COMMAND]
 //! ```
 //!
 //! Exit status: 0 when a sweep ran or was skipped, 1 on any error, 2 on a
@@ -28,6 +29,14 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(CliError::Io(err)) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(CliError::Usage(msg)) => {
+            // A script that asked for JSON parses stdout whatever happened.
+            if std::env::args_os().any(|a| a == "--json") {
+                let line = format!(
+                    "{{\"error\":\"usage\",\"message\":{}}}\n",
+                    print::quote(&msg)
+                );
+                let _ = io::stdout().lock().write_all(line.as_bytes());
+            }
             complain(format_args!("{msg} (see `sandbox-sweep --help`)"));
             ExitCode::from(2)
         }
@@ -61,8 +70,8 @@ fn try_main() -> Result<ExitCode, CliError> {
 /// Maps a parsed command onto library calls.
 fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
     match command {
-        Command::Help => {
-            out.write_all(cli::args::USAGE.as_bytes())?;
+        Command::Help(topic) => {
+            out.write_all(cli::args::help(topic).as_bytes())?;
         }
         Command::Version => {
             writeln!(out, "sandbox-sweep {}", env!("CARGO_PKG_VERSION"))?;
@@ -84,7 +93,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             all,
         } => {
             let conn = cli::open_existing(&db)?;
-            let catalog = Catalog::new(&conn)?;
+            let catalog = Catalog::from_connection(conn)?;
             let summary = match run_dir {
                 Some(run_dir) => catalog.summary_beside(&run_dir, sandboxes_dir.as_deref())?,
                 None => catalog.summary()?,
@@ -92,7 +101,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             if json {
                 print::status_json(out, &summary)?;
             } else {
-                let shown = if all { usize::MAX } else { print::STATUS_LIST };
+                let shown = (!all).then_some(print::STATUS_LIST);
                 print::status(out, &db, &summary, shown)?;
             }
         }
@@ -104,7 +113,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
 
 fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
     let conn = cli::open_existing(&args.db)?;
-    let catalog = Catalog::new(&conn)?;
+    let catalog = Catalog::from_connection(conn)?;
     let mut sweeper = Sweeper::new(&args.sandboxes_dir).force(args.force);
     if let Some(run_dir) = &args.run_dir {
         sweeper = sweeper.run_dir(run_dir);

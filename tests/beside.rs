@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
+use sandbox_sweep::rundir::*;
+use sandbox_sweep::sandboxes::*;
 use sandbox_sweep::*;
 
 struct Beside {
@@ -24,11 +26,11 @@ impl Beside {
     }
 
     fn sweep(&self) -> Result<Report> {
-        let catalog = Catalog::new(&self.f.conn)?;
+        let catalog = &self.f.catalog;
         let sweeper = Sweeper::new(&self.f.sandboxes)
             .run_dir(&self.run)
             .force(true);
-        match sweeper.run_with(&catalog, &now) {
+        match sweeper.run_with(catalog, &now) {
             SweepOutcome::Swept(report) => Ok(report),
             SweepOutcome::Failed(err) => Err(err),
             SweepOutcome::Skipped(reason) => panic!("skipped: {reason}"),
@@ -89,12 +91,9 @@ fn a_lock_held_by_another_process_stops_both_phases_until_it_is_released() -> Re
     assert!(line.contains("\"name\":\"held-running\""), "{line}");
     assert!(try_lock_lifecycle(&b.run, "held-running")?.is_none());
     // `clean_ephemeral` beside the run dir respects it too.
-    let catalog = Catalog::new(&b.f.conn)?;
+    let catalog = &b.f.catalog;
     let cleanup = Cleanup::new(&b.f.sandboxes).run_dir(&b.run);
-    assert_eq!(
-        cleanup.clean(&catalog, eph)?,
-        CleanupOutcome::LifecycleOwned
-    );
+    assert_eq!(cleanup.clean(catalog, eph)?, CleanupOutcome::LifecycleOwned);
     // A holder killed with SIGKILL frees its lock; the next sweep acts.
     runtime.kill();
     cleaner.kill();
@@ -298,7 +297,7 @@ fn the_cli_finds_microsandbox_home_from_msb_home_or_home() -> TestResult {
 
 /// The sandbox's `(status, active_config, network_slot)`.
 fn runtime_fields(f: &Fixture, id: i64) -> Result<(String, Option<String>, Option<i64>)> {
-    Ok(f.conn.query_row(
+    Ok(f.conn().query_row(
         "SELECT status, active_config, network_slot FROM sandbox WHERE id = ?1",
         [id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -309,7 +308,7 @@ fn runtime_fields(f: &Fixture, id: i64) -> Result<(String, Option<String>, Optio
 fn starting_rows_are_reconciled_as_microsandbox_0_7_11_does() -> Result<()> {
     let b = Beside::new()?;
     // As microsandbox's migration m20260818 adds it.
-    b.f.conn.execute_batch(
+    b.f.conn().execute_batch(
         "ALTER TABLE sandbox ADD COLUMN network_slot INTEGER
              CHECK (network_slot IS NULL OR (typeof(network_slot) = 'integer' AND network_slot BETWEEN 1 AND 65535));
          CREATE UNIQUE INDEX idx_sandbox_network_slot_unique ON sandbox (network_slot) WHERE network_slot IS NOT NULL;",
@@ -318,7 +317,7 @@ fn starting_rows_are_reconciled_as_microsandbox_0_7_11_does() -> Result<()> {
     let mut sandbox = |name: &str, status: &str| -> Result<i64> {
         let id = b.f.sandbox(name, status, false)?;
         slot += 1;
-        b.f.conn.execute(
+        b.f.conn().execute(
             "UPDATE sandbox SET network_slot = ?2 WHERE id = ?1",
             [id, slot],
         )?;
@@ -353,13 +352,13 @@ fn starting_rows_are_reconciled_as_microsandbox_0_7_11_does() -> Result<()> {
     // Without a run directory there is no evidence about a start with no
     // run: it stays. A dead run is evidence enough (and a dry run takes no
     // lock, so the held creation lock is not seen).
-    let catalog = Catalog::new(&b.f.conn)?;
-    let report = Sweeper::new(&b.f.sandboxes).dry_run(&catalog, &now)?;
+    let catalog = &b.f.catalog;
+    let report = Sweeper::new(&b.f.sandboxes).dry_run(catalog, &now)?;
     assert_eq!((report.reconciled, report.abandoned), (4, 0), "{report}");
     // Beside it, a dry run probes the endpoints (the listening start is
     // live) but takes no lock, so the launching start counts too.
     let beside = Sweeper::new(&b.f.sandboxes).run_dir(&b.run);
-    let report = beside.dry_run(&catalog, &now)?;
+    let report = beside.dry_run(catalog, &now)?;
     assert_eq!((report.reconciled, report.abandoned), (6, 2), "{report}");
 
     // `status` sorts them the way the sweep will act, taking no lock.
@@ -460,10 +459,10 @@ fn a_snapshot_capture_keeps_its_sandbox_until_it_is_published() -> Result<()> {
     assert_eq!((report.removed, report.errors), (0, 0), "{report}");
     assert_eq!(report.outcome(CleanupOutcome::SnapshotInProgress), 1);
     assert!(exists(&dir.join("rootfs/data")));
-    let catalog = Catalog::new(&b.f.conn)?;
+    let catalog = &b.f.catalog;
     let cleanup = Cleanup::new(&b.f.sandboxes).run_dir(&b.run);
     assert_eq!(
-        cleanup.clean(&catalog, eph)?,
+        cleanup.clean(catalog, eph)?,
         CleanupOutcome::SnapshotInProgress
     );
     capture.kill();

@@ -8,7 +8,7 @@ use common::*;
 use sandbox_sweep::*;
 
 fn clean(f: &Fixture, id: i64) -> Result<CleanupOutcome> {
-    clean_ephemeral(&Catalog::new(&f.conn)?, &f.sandboxes, id)
+    clean_ephemeral(&f.catalog, &f.sandboxes, id)
 }
 
 #[test]
@@ -85,7 +85,7 @@ fn cleanup_rejects_invalid_names_without_touching_disk() -> Result<()> {
 #[test]
 fn cleanup_deletes_runs_even_without_foreign_keys() -> Result<()> {
     let f = Fixture::new()?;
-    f.conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    f.conn().execute_batch("PRAGMA foreign_keys = OFF")?;
     let id = f.sandbox("eph", "Crashed", true)?;
     f.run(id, Some(DEAD_PID), "Terminated")?;
     f.run(id, None, "Running")?;

@@ -20,7 +20,7 @@ fn init_creates_and_migrates_idempotently() -> TestResult {
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
     let conn = rusqlite::Connection::open(&db)?;
-    let catalog = sandbox_sweep::Catalog::new(&conn)?;
+    let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
     assert!(catalog.has_identity_columns());
     Ok(())
 }
@@ -71,7 +71,7 @@ fn held_lease_is_a_skip_with_exit_zero() -> TestResult {
     let conn = env.conn();
     conn.execute(
         "INSERT INTO maintenance_lease VALUES (?1, 1, strftime('%Y-%m-%d %H:%M:%S', 'now', '+8 seconds'), NULL)",
-        [sandbox_sweep::LEASE_NAME],
+        [sandbox_sweep::lease::LEASE_NAME],
     )?;
     let out = cli(&env.sweep_args(&["--force", "--json"]));
     assert_eq!(out.status.code(), Some(0));
@@ -218,12 +218,53 @@ fn usage_errors_exit_two_with_one_line() {
         ],
         &["sweep", "--db", "x.db"],
         &["init", "--db"],
+        &["help", "frobnicate"],
+        &["help", "sweep", "status"],
     ] {
         let out = cli(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert_one_error_line(&out);
+        assert!(out.stdout.is_empty(), "{args:?}");
         assert!(!std::path::Path::new("x.db").exists());
     }
+}
+
+#[test]
+fn usage_errors_with_json_also_print_one_json_object() {
+    let out = cli(&["status", "--json", "--db", "x.db", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_one_error_line(&out);
+    assert_eq!(
+        stdout(&out),
+        "{\"error\":\"usage\",\"message\":\"unknown argument `--bogus` for `status`\"}\n"
+    );
+}
+
+#[test]
+fn each_command_has_its_own_help() {
+    for (args, has, lacks) in [
+        (&["sweep", "--help"][..], "--max-active N", "--keep DIR"),
+        (&["help", "sweep"], "--dry-run", "--all "),
+        (&["status", "-h"], "--all ", "--dry-run"),
+        (&["demo", "--help"], "--keep DIR", "--db PATH"),
+        (&["init", "--db", "x.db", "--help"], "--db PATH", "--json"),
+        (&["help"], "Commands:", "\0"),
+    ] {
+        let out = cli(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(
+            text.starts_with("Usage:") || args == ["help"],
+            "{args:?}: {text}"
+        );
+        assert!(text.contains(has), "{args:?} should show {has}: {text}");
+        assert!(
+            !text.contains(lacks),
+            "{args:?} should not show {lacks}: {text}"
+        );
+    }
+    assert_eq!(stdout(&cli(&["help"])), stdout(&cli(&["--help"])));
+    assert!(!std::path::Path::new("x.db").exists());
 }
 
 #[test]

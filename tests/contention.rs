@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use sandbox_sweep::__private::parse_stamp;
-use sandbox_sweep::{Acquire, Catalog, OpenOptions, SkipReason, SweepOutcome, Sweeper};
+use sandbox_sweep::lease::Acquire;
+use sandbox_sweep::{Catalog, OpenOptions, SkipReason, SweepOutcome, Sweeper};
 
 fn noon() -> sandbox_sweep::time::PrimitiveDateTime {
     parse_stamp("2026-06-04 12:00:00").expect("valid")
@@ -29,7 +30,7 @@ fn two_connections_racing_acquire_exactly_one_wins() -> TestResult {
                     barrier.wait();
                     let conn = opened?;
                     conn.busy_timeout(Duration::ZERO)?;
-                    let catalog = Catalog::new(&conn)?;
+                    let catalog = Catalog::from_connection(conn)?;
                     match catalog.try_acquire(&noon, false)? {
                         Acquire::Acquired(lease) => {
                             std::mem::forget(lease); // keep it held: the other must not win later
@@ -60,7 +61,7 @@ fn write_lock_held_past_busy_timeout_is_a_busy_skip() -> TestResult {
     let conn = OpenOptions::new()
         .busy_timeout(Duration::ZERO)
         .open(&env.db)?;
-    let catalog = Catalog::new(&conn)?;
+    let catalog = Catalog::from_connection(conn)?;
     let outcome = Sweeper::new(&env.sandboxes).run_with(&catalog, &noon);
     assert!(
         matches!(outcome, SweepOutcome::Skipped(SkipReason::Busy)),
@@ -82,11 +83,12 @@ fn busy_single_cleanup_is_a_clean_error_that_changes_nothing() -> TestResult {
     std::fs::create_dir(env.sandboxes.join("eph"))?;
     let blocker = env.conn();
     blocker.execute_batch("BEGIN IMMEDIATE")?;
-    let catalog = Catalog::new(&conn)?;
+    let catalog = Catalog::from_connection(conn)?;
+    let conn = catalog.connection();
     let err = sandbox_sweep::clean_ephemeral(&catalog, &env.sandboxes, eph).expect_err("busy");
     assert!(err.is_busy(), "{err}");
     blocker.execute_batch("ROLLBACK")?;
-    assert_eq!(status_of(&conn, eph).as_deref(), Some("Stopped"));
+    assert_eq!(status_of(conn, eph).as_deref(), Some("Stopped"));
     assert!(env.sandboxes.join("eph").is_dir());
     Ok(())
 }

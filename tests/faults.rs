@@ -13,7 +13,7 @@ fn read_only_catalog_is_a_clear_error_and_changes_nothing() -> TestResult {
     let (dead, eph) = add_dead_and_finished(&env, &conn);
     drop(conn);
     let ro = rusqlite::Connection::open_with_flags(&env.db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let outcome = sandbox_sweep::run_startup_maintenance(&ro, &env.sandboxes);
+    let outcome = Sweeper::new(&env.sandboxes).run(&Catalog::from_connection(ro)?);
     let SweepOutcome::Failed(err) = outcome else {
         panic!("expected a failure, got {outcome:?}");
     };
@@ -32,7 +32,7 @@ fn missing_table_error_names_init() -> TestResult {
     conn.execute_batch(
         "CREATE TABLE sandbox (id INTEGER PRIMARY KEY); CREATE TABLE run (id INTEGER PRIMARY KEY);",
     )?;
-    let err = Catalog::new(&conn).expect_err("no lease table");
+    let err = Catalog::from_connection(conn).expect_err("no lease table");
     assert!(
         matches!(
             err,
@@ -45,11 +45,6 @@ fn missing_table_error_names_init() -> TestResult {
     assert_eq!(
         err.to_string(),
         "catalog has no `maintenance_lease` table; `migrate` creates it"
-    );
-    let outcome = sandbox_sweep::run_startup_maintenance(&conn, dir.path());
-    assert!(
-        matches!(outcome, SweepOutcome::Failed(Error::MissingTable { .. })),
-        "{outcome:?}"
     );
     Ok(())
 }
@@ -65,7 +60,8 @@ fn symlinked_trash_is_never_purged_through() -> TestResult {
     let conn = env.conn();
     let eph = add_sandbox(&conn, "eph", "Stopped", true);
     std::fs::create_dir(env.sandboxes.join("eph"))?;
-    let SweepOutcome::Swept(report) = sandbox_sweep::run_startup_maintenance(&conn, &env.sandboxes)
+    let SweepOutcome::Swept(report) =
+        Sweeper::new(&env.sandboxes).run(&Catalog::from_connection(env.conn())?)
     else {
         panic!("expected a sweep");
     };
@@ -93,7 +89,7 @@ fn blocked_trash_keeps_every_row_and_counts_errors() -> TestResult {
     )?;
     let outcome = Sweeper::new(&env.sandboxes)
         .limits(Limits::unlimited())
-        .run(&Catalog::new(&conn)?);
+        .run(&Catalog::from_connection(env.conn())?);
     let SweepOutcome::Swept(report) = outcome else {
         panic!("expected a sweep, got {outcome:?}");
     };
@@ -149,7 +145,8 @@ fn sandbox_dir_that_is_a_mount_point_keeps_its_row() -> TestResult {
         return Ok(());
     };
     std::fs::write(dir.join("inside"), b"data")?;
-    let SweepOutcome::Swept(report) = sandbox_sweep::run_startup_maintenance(&conn, &env.sandboxes)
+    let SweepOutcome::Swept(report) =
+        Sweeper::new(&env.sandboxes).run(&Catalog::from_connection(env.conn())?)
     else {
         panic!("expected a sweep");
     };

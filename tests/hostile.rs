@@ -327,7 +327,7 @@ fn model(spec: &CatalogSpec, names: &[String]) -> Expected {
         let finished = status == "Stopped" || status == "Crashed";
         let live_run = runs.iter().any(|(running, pid)| *running && alive(*pid));
         if sb.ephemeral && finished && !live_run {
-            if sandbox_sweep::validate_name(name).is_ok() {
+            if sandbox_sweep::sandboxes::validate_name(name).is_ok() {
                 statuses.push(None);
                 runs_out.push(vec![None; runs.len()]);
                 continue;
@@ -413,13 +413,14 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
     if let Some((expires, completed)) = effective.lease {
         conn.execute(
             "INSERT INTO maintenance_lease VALUES (?1, 4242, ?2, ?3)",
-            params![sandbox_sweep::LEASE_NAME, expires, completed],
+            params![sandbox_sweep::lease::LEASE_NAME, expires, completed],
         )
         .map_err(fail)?;
     }
     let canary_before = snapshot(&canary);
 
-    let catalog = Catalog::new(&conn).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let catalog = Catalog::from_connection(conn).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let conn = catalog.connection();
     let now = || parse_stamp("2026-06-04 12:00:00").expect("valid");
     let report = match Sweeper::new(&sandboxes)
         .limits(Limits::unlimited())

@@ -5,14 +5,15 @@
 mod common;
 
 use common::*;
+use sandbox_sweep::process::*;
 use sandbox_sweep::*;
 
 fn sweep(f: &Fixture) -> Result<sandbox_sweep::Report> {
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     match Sweeper::new(&f.sandboxes)
         .limits(Limits::unlimited())
         .force(true)
-        .run_with(&catalog, &now)
+        .run_with(catalog, &now)
     {
         SweepOutcome::Swept(report) => Ok(report),
         other => panic!("expected a sweep, got {other:?}"),
@@ -23,10 +24,10 @@ fn sweep(f: &Fixture) -> Result<sandbox_sweep::Report> {
 fn inserted_run_carries_identity_and_stays_alive() -> Result<()> {
     let f = Fixture::new()?;
     let id = f.sandbox("web", "Running", false)?;
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     let me = ProcessIdentity::current()?;
-    let run = insert_running_run(&catalog, id, &me, now())?;
-    let (pid, start, boot): (i64, Option<i64>, Option<String>) = f.conn.query_row(
+    let run = insert_running_run(catalog, id, &me, now())?;
+    let (pid, start, boot): (i64, Option<i64>, Option<String>) = f.conn().query_row(
         "SELECT pid, pid_start_time, boot_id FROM run WHERE id = ?1",
         [run],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -43,21 +44,21 @@ fn inserted_run_carries_identity_and_stays_alive() -> Result<()> {
 #[test]
 fn reused_pid_and_pre_reboot_runs_are_reconciled() -> Result<()> {
     let f = Fixture::new()?;
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     let me = ProcessIdentity::current()?;
     let reused = f.sandbox("reused", "Running", false)?;
-    let run = insert_running_run(&catalog, reused, &me, now())?;
+    let run = insert_running_run(catalog, reused, &me, now())?;
     let wrong_start = ProcessIdentity {
         start_time: me.start_time.map(|t| t + 1),
         ..me.clone()
     };
-    assert!(record_identity(&catalog, run, &wrong_start)?);
+    assert!(record_identity(catalog, run, &wrong_start)?);
     let rebooted = f.sandbox("rebooted", "Draining", false)?;
     let other_boot = ProcessIdentity {
         boot_id: Some("11111111-2222-3333-4444-555555555555".into()),
         ..me.clone()
     };
-    insert_running_run(&catalog, rebooted, &other_boot, now())?;
+    insert_running_run(catalog, rebooted, &other_boot, now())?;
     let report = sweep(&f)?;
     assert_eq!(report.dead(DeadReason::PidReused), 1);
     assert_eq!(report.dead(DeadReason::Rebooted), 1);
@@ -70,7 +71,7 @@ fn reused_pid_and_pre_reboot_runs_are_reconciled() -> Result<()> {
 #[test]
 fn cleanup_treats_a_reused_pid_as_dead() -> Result<()> {
     let f = Fixture::new()?;
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     let me = ProcessIdentity::current()?;
     let eph = f.sandbox("eph", "Stopped", true)?;
     let dir = f.mkdir("eph");
@@ -78,15 +79,15 @@ fn cleanup_treats_a_reused_pid_as_dead() -> Result<()> {
         start_time: me.start_time.map(|t| t + 7),
         ..me.clone()
     };
-    insert_running_run(&catalog, eph, &wrong_start, now())?;
+    insert_running_run(catalog, eph, &wrong_start, now())?;
     let kept = f.sandbox("kept", "Stopped", true)?;
-    insert_running_run(&catalog, kept, &me, now())?;
+    insert_running_run(catalog, kept, &me, now())?;
     assert_eq!(
-        sandbox_sweep::clean_ephemeral(&catalog, &f.sandboxes, eph)?,
+        sandbox_sweep::clean_ephemeral(catalog, &f.sandboxes, eph)?,
         sandbox_sweep::CleanupOutcome::Removed
     );
     assert_eq!(
-        sandbox_sweep::clean_ephemeral(&catalog, &f.sandboxes, kept)?,
+        sandbox_sweep::clean_ephemeral(catalog, &f.sandboxes, kept)?,
         sandbox_sweep::CleanupOutcome::SkippedLivePid
     );
     assert!(!dir.exists());
@@ -109,7 +110,8 @@ fn recording_needs_the_identity_columns() -> Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
     let conn = rusqlite::Connection::open(dir.path().join("c.db"))?;
     conn.execute_batch(include_str!("data/schema.sql"))?;
-    let catalog = Catalog::new(&conn)?;
+    let catalog = Catalog::from_connection(conn)?;
+    let conn = catalog.connection();
     conn.execute(
         "INSERT INTO sandbox (name, config, status) VALUES ('w', '{}', 'Running')",
         [],

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use sandbox_sweep::process::*;
 use sandbox_sweep::*;
 
 /// `(status, termination_reason, exit_code, exit_signal, terminated_at)` of a run.
@@ -16,7 +17,7 @@ type RunEndRow = (
 );
 
 fn run_end(f: &Fixture, run: i64) -> Result<RunEndRow> {
-    Ok(f.conn.query_row(
+    Ok(f.conn().query_row(
         "SELECT status, termination_reason, exit_code, exit_signal, terminated_at FROM run WHERE id = ?1",
         [run],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
@@ -27,21 +28,21 @@ fn run_end(f: &Fixture, run: i64) -> Result<RunEndRow> {
 fn finishing_a_run_ends_it_and_its_sandbox_in_one_transaction() -> Result<()> {
     let f = Fixture::new()?;
     // As microsandbox's migration m20260818 adds it.
-    f.conn
+    f.conn()
         .execute_batch("ALTER TABLE sandbox ADD COLUMN network_slot INTEGER")?;
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     let me = ProcessIdentity::current()?;
-    let ok = insert_sandbox(&catalog, "ok", SandboxStatus::Running, true, now())?;
-    let ok_run = insert_running_run(&catalog, ok, &me, now())?;
-    let killed = insert_sandbox(&catalog, "killed", SandboxStatus::Running, false, now())?;
-    let killed_run = insert_running_run(&catalog, killed, &me, now())?;
-    f.conn.execute(
+    let ok = insert_sandbox(catalog, "ok", SandboxStatus::Running, true, now())?;
+    let ok_run = insert_running_run(catalog, ok, &me, now())?;
+    let killed = insert_sandbox(catalog, "killed", SandboxStatus::Running, false, now())?;
+    let killed_run = insert_running_run(catalog, killed, &me, now())?;
+    f.conn().execute(
         "UPDATE sandbox SET active_config = '{\"cpus\":2}', network_slot = id",
         [],
     )?;
 
     let done = RunEnd::stopped(TerminationReason::Completed).exit_code(0);
-    assert!(finish_run(&catalog, ok_run, done, now())?);
+    assert!(finish_run(catalog, ok_run, done, now())?);
     assert_eq!(
         run_end(&f, ok_run)?,
         (
@@ -55,7 +56,7 @@ fn finishing_a_run_ends_it_and_its_sandbox_in_one_transaction() -> Result<()> {
     assert_eq!(f.status(ok)?.as_deref(), Some("Stopped"));
 
     let end = RunEnd::crashed(TerminationReason::Signal).exit_signal(9);
-    assert!(finish_run(&catalog, killed_run, end, now())?);
+    assert!(finish_run(catalog, killed_run, end, now())?);
     assert_eq!(
         run_end(&f, killed_run)?,
         (
@@ -74,14 +75,14 @@ fn finishing_a_run_ends_it_and_its_sandbox_in_one_transaction() -> Result<()> {
 
     // Already finished, or no such run: nothing changes.
     let again = RunEnd::crashed(TerminationReason::InternalError);
-    assert!(!finish_run(&catalog, ok_run, again, now())?);
-    assert!(!finish_run(&catalog, 999, again, now())?);
+    assert!(!finish_run(catalog, ok_run, again, now())?);
+    assert!(!finish_run(catalog, 999, again, now())?);
     assert_eq!(f.status(ok)?.as_deref(), Some("Stopped"));
 
     // The finished ephemeral sandbox is now the runtime's to clean.
     f.mkdir("ok");
     assert_eq!(
-        clean_ephemeral(&catalog, &f.sandboxes, ok)?,
+        clean_ephemeral(catalog, &f.sandboxes, ok)?,
         CleanupOutcome::Removed
     );
     assert!(!exists(&f.sandboxes.join("ok")));
@@ -91,19 +92,19 @@ fn finishing_a_run_ends_it_and_its_sandbox_in_one_transaction() -> Result<()> {
 #[test]
 fn a_sandbox_the_sweep_could_never_clean_cannot_be_inserted() -> Result<()> {
     let f = Fixture::new()?;
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     for bad in ["", "..", "a/b", ".sandbox-sweep-x"] {
         assert!(
             matches!(
-                insert_sandbox(&catalog, bad, SandboxStatus::Created, true, now()),
+                insert_sandbox(catalog, bad, SandboxStatus::Created, true, now()),
                 Err(Error::InvalidName { .. })
             ),
             "{bad:?}"
         );
     }
-    let id = insert_sandbox(&catalog, "web", SandboxStatus::Created, false, now())?;
-    assert!(insert_sandbox(&catalog, "web", SandboxStatus::Created, false, now()).is_err());
-    let row: (String, String, bool, String) = f.conn.query_row(
+    let id = insert_sandbox(catalog, "web", SandboxStatus::Created, false, now())?;
+    assert!(insert_sandbox(catalog, "web", SandboxStatus::Created, false, now()).is_err());
+    let row: (String, String, bool, String) = f.conn().query_row(
         "SELECT name, status, ephemeral, created_at FROM sandbox WHERE id = ?1",
         [id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
@@ -158,15 +159,15 @@ fn status_and_reason_strings_are_microsandboxs() {
 #[test]
 fn a_status_reads_back_typed_and_odd_ones_are_errors() -> Result<()> {
     let f = Fixture::new()?;
-    let catalog = Catalog::new(&f.conn)?;
-    let web = insert_sandbox(&catalog, "web", SandboxStatus::Draining, false, now())?;
+    let catalog = &f.catalog;
+    let web = insert_sandbox(catalog, "web", SandboxStatus::Draining, false, now())?;
     assert_eq!(catalog.sandbox_status(web)?, Some(SandboxStatus::Draining));
     assert_eq!(catalog.sandbox_status(web + 100)?, None);
     // Another program's rows: a status microsandbox does not know, and one
     // stored as a BLOB. Errors that name what was found; nothing changes.
     let odd = f.sandbox("odd", "Hibernating", false)?;
     let blob = f.sandbox("blob", "Running", false)?;
-    f.conn.execute(
+    f.conn().execute(
         "UPDATE sandbox SET status = CAST('Running' AS BLOB) WHERE id = ?1",
         [blob],
     )?;

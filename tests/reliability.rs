@@ -18,9 +18,9 @@ use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rusqlite::{Connection, OptionalExtension, params};
-use sandbox_sweep::{
-    Acquire, Catalog, Limits, OpenOptions, ProcessIdentity, SweepOutcome, Sweeper, SystemClock,
-};
+use sandbox_sweep::lease::Acquire;
+use sandbox_sweep::process::ProcessIdentity;
+use sandbox_sweep::{Catalog, Limits, OpenOptions, SweepOutcome, Sweeper, SystemClock};
 
 type Test = fn() -> TestResult;
 
@@ -187,9 +187,10 @@ struct Counts {
 }
 
 /// Fills a migrated catalog; directories are made by [`make_dirs`].
-fn populate(conn: &Connection, n: &Counts) -> Result<Population, Box<dyn std::error::Error>> {
+fn populate(db: &Path, n: &Counts) -> Result<Population, Box<dyn std::error::Error>> {
     let me = ProcessIdentity::current()?;
-    let catalog = Catalog::new(conn)?;
+    let catalog = Catalog::open(db)?;
+    let conn = catalog.connection();
     let now = sandbox_sweep::Clock::now(&SystemClock);
     let tx = conn.unchecked_transaction()?;
     let mut p = Population {
@@ -394,10 +395,10 @@ fn full_sweep(
     sandboxes: &Path,
 ) -> Result<sandbox_sweep::Report, Box<dyn std::error::Error>> {
     let conn = sandbox_sweep::open(db)?;
-    let catalog = Catalog::new(&conn)?;
+    let catalog = Catalog::from_connection(conn)?;
     let later = || {
         sandbox_sweep::Clock::now(&SystemClock)
-            + sandbox_sweep::LEASE_DURATION
+            + sandbox_sweep::lease::LEASE_DURATION
             + Duration::from_secs(1)
     };
     match Sweeper::new(sandboxes)
@@ -441,11 +442,12 @@ fn stampede_worker(db: &Path, sandboxes: &Path) -> TestResult {
     let file = std::fs::OpenOptions::new().append(true).open(log_path)?;
     log::set_logger(Box::leak(Box::new(LeaseLog(file)))).map_err(|e| e.to_string())?;
     log::set_max_level(log::LevelFilter::Debug);
-    let conn = OpenOptions::new().open(db)?;
+    let catalog = Catalog::from_connection(OpenOptions::new().open(db)?)?;
+    let sweeper = Sweeper::new(sandboxes);
     let (mut swept, mut skipped, mut slowest) = (0, 0, Duration::ZERO);
     for _ in 0..5 {
         let started = Instant::now();
-        match sandbox_sweep::run_startup_maintenance(&conn, sandboxes) {
+        match sweeper.run(&catalog) {
             SweepOutcome::Swept(_) => swept += 1,
             SweepOutcome::Skipped(_) => skipped += 1,
             SweepOutcome::Failed(err) => {
@@ -478,7 +480,7 @@ fn stampede() -> TestResult {
         live_ephemeral: 20,
         bad_names: 20,
     };
-    let p = populate(&conn, &counts)?;
+    let p = populate(&env.db, &counts)?;
     make_dirs(&env.sandboxes, &p)?;
     let log_path = env.dir.path().join("lease.log");
     std::fs::write(&log_path, b"")?;
@@ -532,7 +534,7 @@ fn stampede() -> TestResult {
     ensure(slowest_us < 8_000_000, || {
         format!("a call took {slowest_us} µs")
     })?;
-    let completed = Catalog::new(&conn)?
+    let completed = Catalog::from_connection(env.conn())?
         .lease_row()?
         .and_then(|r| r.last_completed_at);
     check_converged(&conn, &env.sandboxes, &p)
@@ -563,7 +565,7 @@ fn crash_injection() -> TestResult {
         live_ephemeral: 10,
         bad_names: 10,
     };
-    let p = populate(&conn, &counts)?;
+    let p = populate(&template_env.db, &counts)?;
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     drop(conn);
     let (mut killed_mid_sweep, mut restored_or_purged) = (0, 0);
@@ -649,7 +651,7 @@ fn crash_injection() -> TestResult {
 
 fn sweep_loop_worker(db: &Path, sandboxes: &Path) -> TestResult {
     let stop = PathBuf::from(std::env::var("SWEEP_TEST_STOP")?);
-    let conn = OpenOptions::new().open(db)?;
+    let catalog = Catalog::from_connection(OpenOptions::new().open(db)?)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut sweeps = 0;
     let mut rng = Rng::new();
@@ -662,7 +664,7 @@ fn sweep_loop_worker(db: &Path, sandboxes: &Path) -> TestResult {
             .force(true)
             .batch_size(8)
             .max_ephemeral(40)
-            .run(&Catalog::new(&conn)?)
+            .run(&catalog)
         {
             SweepOutcome::Failed(err) => return Err(format!("sweep failed: {err}").into()),
             SweepOutcome::Swept(_) => sweeps += 1,
@@ -678,7 +680,8 @@ fn sweep_loop_worker(db: &Path, sandboxes: &Path) -> TestResult {
 fn racing_restarter() -> TestResult {
     let env = Env::new();
     let conn = OpenOptions::new().open(&env.db)?;
-    let catalog = Catalog::new(&conn)?;
+    let catalog = Catalog::from_connection(conn)?;
+    let conn = catalog.connection();
     let me = ProcessIdentity::current()?;
     let mut rng = Rng::new();
     // Candidates the sweeper wants: finished ephemeral sandboxes (removed)
@@ -695,11 +698,11 @@ fn racing_restarter() -> TestResult {
             Ok(())
         };
     for i in 0..300 {
-        create(&conn, &mut pool, i % 4 != 0)?;
+        create(conn, &mut pool, i % 4 != 0)?;
     }
     for i in 0..200 {
-        let id = add_sandbox(&conn, &format!("stale-{i}"), "Running", false);
-        add_run(&conn, id, Some(DEAD_PID));
+        let id = add_sandbox(conn, &format!("stale-{i}"), "Running", false);
+        add_run(conn, id, Some(DEAD_PID));
     }
     let stop = env.dir.path().join("stop");
     let child = spawn_worker(
@@ -717,12 +720,12 @@ fn racing_restarter() -> TestResult {
     while Instant::now() < deadline && steps < 20_000 {
         steps += 1;
         if rng.below(4) == 0 || pool.is_empty() {
-            create(&conn, &mut pool, rng.below(4) != 0)?;
+            create(conn, &mut pool, rng.below(4) != 0)?;
         }
         let pick = rng.below(pool.len() as u64) as usize;
         let (id, name) = pool[pick].clone();
         let tx =
-            rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
         if running.contains_key(&id) {
             // The runtime stops it again: finished, so fair game for the sweep.
             tx.execute(
@@ -761,7 +764,7 @@ fn racing_restarter() -> TestResult {
         // Check every live restart still holds, while sweeps go on.
         if steps % 50 == 0 {
             for (id, (name, file)) in &running {
-                ensure(status(&conn, *id)?.as_deref() == Some("Running"), || {
+                ensure(status(conn, *id)?.as_deref() == Some("Running"), || {
                     format!("restarted {name} was changed")
                 })?;
                 ensure(file.exists(), || {
@@ -777,7 +780,7 @@ fn racing_restarter() -> TestResult {
         format!("sweeper failed: {}", stderr(&out))
     })?;
     for (id, (name, file)) in &running {
-        ensure(status(&conn, *id)?.as_deref() == Some("Running"), || {
+        ensure(status(conn, *id)?.as_deref() == Some("Running"), || {
             format!("restarted {name} was changed")
         })?;
         ensure(file.exists(), || {
@@ -837,13 +840,14 @@ fn fencing() -> TestResult {
     let probe = OpenOptions::new()
         .busy_timeout(Duration::ZERO)
         .open(&env.db)?;
-    let probe_catalog = Catalog::new(&probe)?;
+    let probe_catalog = Catalog::from_connection(probe)?;
+    let probe = probe_catalog.connection();
     let mut stopped = false;
     for _ in 0..400 {
         std::thread::sleep(Duration::from_millis(3));
         let held = probe_catalog
             .lease_row()?
-            .is_some_and(|r| r.holder_pid.map(i64::from) == Some(i64::from(pid.as_raw())));
+            .is_some_and(|r| r.holder_pid == Some(i64::from(pid.as_raw())));
         if !held {
             continue;
         }
@@ -864,7 +868,8 @@ fn fencing() -> TestResult {
         .and_then(|r| r.expires_at)
         .ok_or("no lease expiry")?;
     let takeover_deadline = Instant::now() + Duration::from_secs(15);
-    let catalog = Catalog::new(&conn)?;
+    let catalog = Catalog::from_connection(conn)?;
+    let conn = catalog.connection();
     let mut lease = loop {
         let now = sandbox_sweep::Clock::now(&SystemClock);
         if now > expires
@@ -889,7 +894,7 @@ fn fencing() -> TestResult {
     let mut fresh = Vec::new();
     for i in 0..5 {
         let name = format!("late-{i}");
-        fresh.push(add_sandbox(&conn, &name, "Stopped", true));
+        fresh.push(add_sandbox(conn, &name, "Stopped", true));
         std::fs::create_dir(env.sandboxes.join(&name))?;
     }
     kill(pid, Signal::SIGCONT)?;
@@ -902,7 +907,7 @@ fn fencing() -> TestResult {
         format!("stalled sweeper did not report lease_lost: {line}")
     })?;
     for (i, id) in fresh.iter().enumerate() {
-        ensure(status(&conn, *id)?.as_deref() == Some("Stopped"), || {
+        ensure(status(conn, *id)?.as_deref() == Some("Stopped"), || {
             format!("late-{i} was touched")
         })?;
         ensure(env.sandboxes.join(format!("late-{i}")).is_dir(), || {
@@ -910,9 +915,10 @@ fn fencing() -> TestResult {
         })?;
     }
     let row = catalog.lease_row()?.ok_or("no lease row")?;
-    ensure(row.holder_pid == Some(std::process::id()), || {
-        "the takeover lease was overwritten".into()
-    })?;
+    ensure(
+        row.holder_pid == Some(i64::from(std::process::id())),
+        || "the takeover lease was overwritten".into(),
+    )?;
     lease.release()?;
     println!("  stalled sweeper resumed after takeover: lease_lost reported, nothing written");
     Ok(())

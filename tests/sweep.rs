@@ -7,6 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use sandbox_sweep::lease::*;
+use sandbox_sweep::process::*;
 use sandbox_sweep::*;
 
 fn sweep_all(f: &Fixture) -> Result<Report> {
@@ -14,8 +16,8 @@ fn sweep_all(f: &Fixture) -> Result<Report> {
 }
 
 fn sweep_with(f: &Fixture, sweeper: Sweeper) -> Result<Report> {
-    let catalog = Catalog::new(&f.conn)?;
-    match sweeper.force(true).run_with(&catalog, &now) {
+    let catalog = &f.catalog;
+    match sweeper.force(true).run_with(catalog, &now) {
         SweepOutcome::Swept(report) => Ok(report),
         SweepOutcome::Failed(err) => Err(err),
         SweepOutcome::Skipped(reason) => panic!("unexpected skip: {reason}"),
@@ -58,7 +60,7 @@ fn running_with_dead_runtime_becomes_crashed() -> Result<()> {
             Some(NOW.into())
         ))
     );
-    let (updated, config): (String, Option<String>) = f.conn.query_row(
+    let (updated, config): (String, Option<String>) = f.conn().query_row(
         "SELECT updated_at, active_config FROM sandbox WHERE id = ?1",
         [id],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -251,7 +253,7 @@ fn invalid_names_are_counted_and_nothing_outside_is_touched() -> Result<()> {
 fn lost_lease_stops_the_sweep_without_writing() -> Result<()> {
     let f = Fixture::new()?;
     f.stale(4)?;
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
         panic!("lease should be free");
     };
@@ -272,7 +274,7 @@ fn lost_lease_stops_the_sweep_without_writing() -> Result<()> {
     assert_eq!(running, 3);
     lease.release()?;
     let holder: i64 = f
-        .conn
+        .conn()
         .query_row("SELECT holder_pid FROM maintenance_lease", [], |r| r.get(0))?;
     assert_eq!(holder, 1, "the new holder keeps its lease");
     Ok(())
@@ -281,12 +283,12 @@ fn lost_lease_stops_the_sweep_without_writing() -> Result<()> {
 #[test]
 fn year_9999_lease_does_not_block_a_sweep() -> Result<()> {
     let f = Fixture::new()?;
-    f.conn.execute(
+    f.conn().execute(
         "INSERT INTO maintenance_lease VALUES (?1, 1, '9999-12-31 23:59:59', '9999-12-31 23:59:59')",
-        [sandbox_sweep::LEASE_NAME],
+        [sandbox_sweep::lease::LEASE_NAME],
     )?;
-    let catalog = Catalog::new(&f.conn)?;
-    let outcome = Sweeper::new(&f.sandboxes).run_with(&catalog, &now);
+    let catalog = &f.catalog;
+    let outcome = Sweeper::new(&f.sandboxes).run_with(catalog, &now);
     assert!(
         matches!(outcome, SweepOutcome::Swept(ref r) if r.complete),
         "{outcome:?}"
@@ -302,20 +304,20 @@ fn garbage_timestamps_and_odd_pids_are_handled() -> Result<()> {
     let a = f.sandbox("a", "Running", false)?;
     f.run_at(a, Some(-1), "Running", "not a time")?;
     let b = f.sandbox("b", "Running", false)?;
-    f.conn.execute(
+    f.conn().execute(
         "INSERT INTO run (sandbox_id, pid, status, started_at) VALUES (?1, 'abc', 'Running', x'00ff')",
         [b],
     )?;
     let c = f.sandbox("c", "Running", false)?;
     f.run(c, Some(i64::MAX), "Running")?;
-    f.conn.execute(
+    f.conn().execute(
         "UPDATE sandbox SET updated_at = 'garbage', created_at = NULL",
         [],
     )?;
     // An orphan run (no such sandbox) is simply not a candidate.
-    f.conn.execute_batch("PRAGMA foreign_keys = OFF")?;
+    f.conn().execute_batch("PRAGMA foreign_keys = OFF")?;
     let orphan = f.run(999, Some(DEAD_PID), "Running")?;
-    f.conn.execute_batch("PRAGMA foreign_keys = ON")?;
+    f.conn().execute_batch("PRAGMA foreign_keys = ON")?;
     let report = sweep_all(&f)?;
     assert_eq!(report.crashed, 3);
     assert_eq!(report.dead(DeadReason::InvalidPid), 3);
@@ -329,9 +331,9 @@ fn budget_exhaustion_reports_timed_out_and_does_not_record_completion() -> Resul
     let f = Fixture::new()?;
     let id = f.sandbox("web", "Running", false)?;
     f.run(id, Some(DEAD_PID), "Running")?;
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     let sweeper = Sweeper::new(&f.sandboxes).budget(Duration::ZERO);
-    let SweepOutcome::Swept(report) = sweeper.run_with(&catalog, &now) else {
+    let SweepOutcome::Swept(report) = sweeper.run_with(catalog, &now) else {
         panic!("expected a sweep");
     };
     assert!(report.timed_out && !report.complete);
@@ -340,7 +342,7 @@ fn budget_exhaustion_reports_timed_out_and_does_not_record_completion() -> Resul
     let row = catalog.lease_row()?.expect("row");
     assert_eq!((row.holder_pid, row.last_completed_at), (None, None));
     // The next start sweeps at once instead of waiting out the interval.
-    let SweepOutcome::Swept(report) = Sweeper::new(&f.sandboxes).run_with(&catalog, &now) else {
+    let SweepOutcome::Swept(report) = Sweeper::new(&f.sandboxes).run_with(catalog, &now) else {
         panic!("expected a sweep");
     };
     assert_eq!(report.reconciled, 1);
@@ -355,9 +357,9 @@ fn row_limits_leave_the_rest_for_the_next_sweep() -> Result<()> {
         f.run(id, Some(DEAD_PID), "Running")?;
         f.sandbox(&format!("e{i}"), "Stopped", true)?;
     }
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     let sweeper = Sweeper::new(&f.sandboxes).max_active(2).max_ephemeral(3);
-    let SweepOutcome::Swept(first) = sweeper.run_with(&catalog, &now) else {
+    let SweepOutcome::Swept(first) = sweeper.run_with(catalog, &now) else {
         panic!("expected a sweep");
     };
     assert_eq!(
@@ -365,14 +367,14 @@ fn row_limits_leave_the_rest_for_the_next_sweep() -> Result<()> {
         (2, 3, false)
     );
     assert_eq!(catalog.lease_row()?.and_then(|r| r.last_completed_at), None);
-    let SweepOutcome::Swept(second) = sweeper.run_with(&catalog, &now) else {
+    let SweepOutcome::Swept(second) = sweeper.run_with(catalog, &now) else {
         panic!("expected a sweep");
     };
     assert_eq!(
         (second.reconciled, second.removed, second.complete),
         (2, 2, false)
     );
-    let SweepOutcome::Swept(third) = sweeper.run_with(&catalog, &now) else {
+    let SweepOutcome::Swept(third) = sweeper.run_with(catalog, &now) else {
         panic!("expected a sweep");
     };
     assert_eq!(
@@ -401,13 +403,13 @@ fn ineligible_rows_ahead_do_not_starve_later_candidates() -> Result<()> {
     let dead = f.sandbox("dead", "Running", false)?;
     f.run(dead, Some(DEAD_PID), "Running")?;
     let eph = f.sandbox("eph", "Crashed", true)?;
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     let sweeper = Sweeper::new(&f.sandboxes).budget(Duration::from_secs(60));
-    let SweepOutcome::Swept(first) = sweeper.run_with(&catalog, &now) else {
+    let SweepOutcome::Swept(first) = sweeper.run_with(catalog, &now) else {
         panic!("expected a sweep");
     };
     assert_eq!((first.reconciled, first.removed, first.errors), (0, 0, 250));
-    let SweepOutcome::Swept(second) = sweeper.run_with(&catalog, &now) else {
+    let SweepOutcome::Swept(second) = sweeper.run_with(catalog, &now) else {
         panic!("expected a sweep");
     };
     assert_eq!((second.reconciled, second.removed), (1, 1));
@@ -428,8 +430,8 @@ fn dry_run_reports_without_writing() -> Result<()> {
     let eph = f.sandbox("eph", "Stopped", true)?;
     let dir = f.mkdir("eph");
     f.sandbox("..", "Stopped", true)?;
-    let catalog = Catalog::new(&f.conn)?;
-    let report = Sweeper::new(&f.sandboxes).dry_run(&catalog, &now)?;
+    let catalog = &f.catalog;
+    let report = Sweeper::new(&f.sandboxes).dry_run(catalog, &now)?;
     assert!(report.dry_run && report.complete);
     assert_eq!(
         (report.reconciled, report.crashed, report.stopped),
@@ -461,7 +463,7 @@ fn reference_schema_without_migration_is_swept() -> Result<()> {
     let run = f.run(web, Some(DEAD_PID), "Running")?;
     let eph = f.sandbox("eph", "Crashed", true)?;
     let eph_dir = f.mkdir("eph");
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     assert!(!catalog.has_identity_columns());
     let report = sweep_all(&f)?;
     assert_eq!(
@@ -480,9 +482,9 @@ fn missing_sandboxes_dir_skips_cleanup_reports_it_and_records_completion() -> Re
     let web = f.sandbox("web", "Running", false)?;
     f.run(web, Some(DEAD_PID), "Running")?;
     let eph = f.sandbox("eph", "Stopped", true)?;
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     let typo = f.dir.path().join("sandboxs");
-    let outcome = Sweeper::new(&typo).force(true).run_with(&catalog, &now);
+    let outcome = Sweeper::new(&typo).force(true).run_with(catalog, &now);
     let SweepOutcome::Swept(report) = outcome else {
         panic!("expected a sweep, got {outcome:?}");
     };
@@ -501,7 +503,7 @@ fn missing_sandboxes_dir_skips_cleanup_reports_it_and_records_completion() -> Re
     // taking the lease to fail the same way.
     let row = catalog.lease_row()?.expect("row");
     assert_eq!((row.holder_pid, row.last_completed_at), (None, Some(now())));
-    let next = Sweeper::new(&typo).run_with(&catalog, &now);
+    let next = Sweeper::new(&typo).run_with(catalog, &now);
     assert!(
         matches!(next, SweepOutcome::Skipped(SkipReason::Recent)),
         "{next:?}"
@@ -514,7 +516,7 @@ fn catalog_without_active_config_is_swept() -> Result<()> {
     let f = Fixture::new()?;
     let web = f.sandbox("web", "Running", false)?;
     f.run(web, Some(DEAD_PID), "Running")?;
-    f.conn
+    f.conn()
         .execute_batch("ALTER TABLE sandbox DROP COLUMN active_config")?;
     let report = sweep_all(&f)?;
     assert_eq!(report.crashed, 1);
@@ -551,11 +553,11 @@ fn trash_that_does_not_fit_the_budget_waits_for_the_next_sweep() -> Result<()> {
     }
     let small = f.sandbox("small", "Stopped", true)?;
     f.mkdir("small");
-    let catalog = Catalog::new(&f.conn)?;
+    let catalog = &f.catalog;
     let sweeper = Sweeper::new(&f.sandboxes)
         .force(true)
         .budget(Duration::from_millis(15));
-    let SweepOutcome::Swept(report) = sweeper.run_with(&catalog, &now) else {
+    let SweepOutcome::Swept(report) = sweeper.run_with(catalog, &now) else {
         panic!("expected a sweep");
     };
     let trash = f.sandboxes.join(TRASH_DIR);

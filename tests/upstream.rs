@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::msb::{self, Home};
 use common::*;
 use rusqlite::{Connection, params};
-use sandbox_sweep::ProcessIdentity;
+use sandbox_sweep::process::ProcessIdentity;
 
 /// How long one `msb create` may take here (its VM fails at boot after
 /// about 20 s).
@@ -157,7 +157,7 @@ fn build(home: &Path, live: u32) -> Result<(), Box<dyn std::error::Error>> {
         conn.query_row("SELECT config FROM sandbox WHERE name = 'seed'", [], |r| {
             r.get(0)
         })?;
-    let me = ProcessIdentity::of(live)?;
+    let me = ProcessIdentity::of(i64::from(live))?;
     let mut slot = 100;
     for case in CASES {
         let config = msb::config_for(&seed, case.name, case.ephemeral);

@@ -8,8 +8,8 @@ pub(crate) mod sql;
 pub(crate) mod stamp;
 pub(crate) mod statements;
 
+use std::cell::Cell;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 /// The busy timeout [`OpenOptions`] uses unless told otherwise: 5 s.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The prepared-statement cache size [`Catalog::new`] gives its connection: 64.
+/// The prepared-statement cache size [`Catalog::from_connection`] gives its connection: 64.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 /// The catalog tables as the microsandbox migrations create them (see
@@ -55,13 +55,16 @@ CREATE TABLE IF NOT EXISTS "sandbox_sweep_cursor" ( "phase" text NOT NULL PRIMAR
 /// use std::time::Duration;
 /// use sandbox_sweep::OpenOptions;
 ///
-/// let dir = tempfile::tempdir()?;
-/// let path = dir.path().join("catalog.db");
+/// let dir = std::env::temp_dir().join("sandbox-sweep-doc-mod-57");
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("catalog.db");
 /// let conn = OpenOptions::new()
 ///     .busy_timeout(Duration::from_millis(500))
 ///     .create(true)
 ///     .open(&path)?;
 /// sandbox_sweep::migrate(&conn)?;
+/// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -122,7 +125,7 @@ impl OpenOptions {
             // Reads only: a file that is not a database, or a database that
             // is not a catalog, fails here before anything could write to it
             // (switching to WAL rewrites the header).
-            Catalog::new(&conn)?;
+            Schema::detect(&conn)?;
         }
         let _mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
@@ -139,9 +142,12 @@ impl OpenOptions {
 /// # Examples
 ///
 /// ```
-/// let dir = tempfile::tempdir()?;
-/// let conn = sandbox_sweep::open(dir.path().join("catalog.db"))?;
+/// let dir = std::env::temp_dir().join("sandbox-sweep-doc-mod-141");
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// std::fs::create_dir_all(&dir)?;
+/// let conn = sandbox_sweep::open(dir.join("catalog.db"))?;
 /// sandbox_sweep::migrate(&conn)?;
+/// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn open(path: impl AsRef<Path>) -> Result<Connection> {
@@ -165,10 +171,10 @@ pub fn open(path: impl AsRef<Path>) -> Result<Connection> {
 /// # Examples
 ///
 /// ```
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
 /// sandbox_sweep::migrate(&conn)?; // a second run changes nothing
-/// let catalog = sandbox_sweep::Catalog::new(&conn)?;
+/// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
 /// assert!(catalog.has_identity_columns());
 /// # Ok::<(), sandbox_sweep::Error>(())
 /// ```
@@ -236,11 +242,6 @@ fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// Schemas already detected, by database file and `schema_version`: the
-/// startup entry point runs once per runtime start, and reading three
-/// tables' columns costs ten times the lease gate itself.
-static DETECTED: Mutex<Vec<(String, i64, Schema)>> = Mutex::new(Vec::new());
-
 /// Which optional parts a catalog has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Schema {
@@ -256,36 +257,6 @@ pub(crate) struct Schema {
 }
 
 impl Schema {
-    /// Detects the schema, or reuses what was detected for the same file at
-    /// the same `schema_version` (which SQLite bumps on every schema change,
-    /// whichever process makes it).
-    fn of(conn: &Connection) -> Result<Schema> {
-        let version: i64 = conn
-            .prepare_cached("PRAGMA schema_version")?
-            .query_row([], |r| r.get(0))?;
-        let file = conn.path().filter(|p| !p.is_empty());
-        let cache = || DETECTED.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(file) = file {
-            let hit = cache()
-                .iter()
-                .find(|(f, v, _)| f == file && *v == version)
-                .map(|e| e.2);
-            if let Some(schema) = hit {
-                return Ok(schema);
-            }
-        }
-        let schema = Schema::detect(conn)?;
-        if let Some(file) = file {
-            let mut cache = cache();
-            cache.retain(|(f, _, _)| f != file);
-            if cache.len() >= 16 {
-                cache.remove(0);
-            }
-            cache.push((file.to_owned(), version, schema));
-        }
-        Ok(schema)
-    }
-
     fn detect(conn: &Connection) -> Result<Schema> {
         let sandbox = columns(conn, "sandbox")?;
         let run = columns(conn, "run")?;
@@ -314,36 +285,69 @@ impl Schema {
     }
 }
 
-/// A connection to a catalog whose shape has been checked.
+/// A catalog: the connection, and what its shape was found to be.
 ///
-/// Detecting the optional columns costs a few PRAGMA reads, so build one
-/// `Catalog` and reuse it for the gate, the lease and the sweep.
+/// Owns its [`Connection`], so a host keeps it in a struct beside the rest
+/// of its state and reuses it for every sweep and every runtime write.
+/// The optional columns are detected when it is built and again whenever
+/// the file's `schema_version` changes under it (another program's
+/// migration), checked once per sweep and per runtime write.
 ///
 /// # Examples
 ///
 /// ```
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// use sandbox_sweep::{Catalog, Sweeper};
+///
+/// // What a host keeps: no borrow ties the catalog to anything else.
+/// struct Host {
+///     catalog: Catalog,
+///     sweeper: Sweeper,
+/// }
+///
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
-/// let catalog = sandbox_sweep::Catalog::new(&conn)?;
-/// assert!(catalog.has_active_config());
+/// let host = Host {
+///     catalog: Catalog::from_connection(conn)?,
+///     sweeper: Sweeper::new("/var/lib/sandboxes"),
+/// };
+/// assert!(host.catalog.has_active_config());
 /// # Ok::<(), sandbox_sweep::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct Catalog<'c> {
-    pub(crate) conn: &'c Connection,
-    pub(crate) schema: Schema,
+pub struct Catalog {
+    pub(crate) conn: Connection,
+    /// The shape, and the `schema_version` it was read at.
+    shape: Cell<(Schema, i64)>,
 }
 
-impl<'c> Catalog<'c> {
+impl Catalog {
+    /// Opens an existing catalog file with [`OpenOptions::new`]'s settings,
+    /// creating nothing: a missing file, a file that is not a database and
+    /// a database without the catalog tables are errors, and such a file is
+    /// left byte-for-byte unchanged. To make a new catalog, [`open`] and
+    /// [`migrate`] a connection, then [`Catalog::from_connection`].
+    ///
+    /// # Errors
+    ///
+    /// See [`OpenOptions::open`] with `create(false)`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let catalog = sandbox_sweep::Catalog::open("/root/.microsandbox/db/msb.db")?;
+    /// println!("{}", catalog.summary()?);
+    /// # Ok::<(), sandbox_sweep::Error>(())
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Catalog> {
+        Catalog::from_connection(OpenOptions::new().create(false).open(path)?)
+    }
+
     /// Checks that `conn` holds a catalog and detects its optional columns.
     ///
     /// Reads only: never creates or changes anything in the file. It does
     /// raise the connection's prepared-statement cache to 64 statements
     /// (the sweep cycles through about twenty; a smaller cache would
     /// re-parse them on every row).
-    ///
-    /// The shape is detected once per file and `schema_version`, then
-    /// remembered: building a `Catalog` again costs about 1.2 µs.
     ///
     /// # Errors
     ///
@@ -354,53 +358,91 @@ impl<'c> Catalog<'c> {
     /// # Examples
     ///
     /// ```
-    /// let conn = rusqlite::Connection::open_in_memory()?;
-    /// assert!(sandbox_sweep::Catalog::new(&conn).is_err());
+    /// use sandbox_sweep::{Catalog, Error};
+    /// use sandbox_sweep::rusqlite::Connection;
+    ///
+    /// let empty = Catalog::from_connection(Connection::open_in_memory()?);
+    /// assert!(matches!(empty, Err(Error::MissingTable { table: "sandbox" })));
+    /// let conn = Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
-    /// assert!(sandbox_sweep::Catalog::new(&conn).is_ok());
+    /// assert!(Catalog::from_connection(conn).is_ok());
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
-    pub fn new(conn: &'c Connection) -> Result<Catalog<'c>> {
+    pub fn from_connection(conn: Connection) -> Result<Catalog> {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        let version = schema_version(&conn)?;
+        let schema = Schema::detect(&conn)?;
         Ok(Catalog {
             conn,
-            schema: Schema::of(conn)?,
+            shape: Cell::new((schema, version)),
         })
     }
 
-    /// The connection this catalog reads and writes through.
+    /// The connection this catalog reads and writes through, for a host's
+    /// own statements.
     ///
     /// # Examples
     ///
     /// ```
-    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
+    /// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
     /// let n: i64 = catalog.connection().query_row("SELECT count(*) FROM sandbox", [], |r| r.get(0))?;
     /// assert_eq!(n, 0);
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
-    pub fn connection(&self) -> &'c Connection {
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Gives the connection back.
+    pub fn into_connection(self) -> Connection {
         self.conn
     }
 
     /// Whether `sandbox.active_config` exists (it is cleared on reconcile).
     pub fn has_active_config(&self) -> bool {
-        self.schema.active_config
+        self.schema().active_config
     }
 
     /// Whether `run.pid_start_time` and `run.boot_id` exist, so recorded
     /// process identities are checked.
     pub fn has_identity_columns(&self) -> bool {
-        self.schema.identity
+        self.schema().identity
+    }
+
+    /// The shape as last detected: per-row code reads this, never the file.
+    pub(crate) fn schema(&self) -> Schema {
+        self.shape.get().0
+    }
+
+    /// Detects the shape again when another connection changed the schema
+    /// since (one `PRAGMA schema_version` read, about a microsecond);
+    /// called once per sweep and per runtime write, never per row.
+    pub(crate) fn refresh(&self) -> Result<Schema> {
+        let (schema, seen) = self.shape.get();
+        let version = schema_version(&self.conn)?;
+        if version == seen {
+            return Ok(schema);
+        }
+        let schema = Schema::detect(&self.conn)?;
+        self.shape.set((schema, version));
+        Ok(schema)
     }
 
     /// Starts a `BEGIN IMMEDIATE` transaction (the write lock, taken up front
     /// so that every check inside sees what the write will act on).
-    pub(crate) fn immediate(&self) -> Result<rusqlite::Transaction<'c>> {
-        rusqlite::Transaction::new_unchecked(self.conn, rusqlite::TransactionBehavior::Immediate)
+    pub(crate) fn immediate(&self) -> Result<rusqlite::Transaction<'_>> {
+        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
             .map_err(Error::from_sqlite)
     }
+}
+
+/// SQLite bumps it on every schema change, whichever process makes it.
+fn schema_version(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("PRAGMA schema_version")?
+        .query_row([], |r| r.get(0))?)
 }
 
 #[cfg(test)]
@@ -443,14 +485,16 @@ mod tests {
             "INSERT INTO sandbox (name, config, status, ephemeral) VALUES ('a', '{}', 'Running', 0)",
             [],
         )?;
-        let before = Catalog::new(&conn)?;
+        let before = Catalog::from_connection(conn)?;
         assert!(before.has_active_config());
         assert!(!before.has_identity_columns());
-        assert!(!before.schema.cursor);
+        assert!(!before.schema().cursor);
+        let conn = before.into_connection();
         migrate(&conn)?;
-        let after = Catalog::new(&conn)?;
+        let after = Catalog::from_connection(conn)?;
+        let conn = after.connection();
         assert!(after.has_identity_columns());
-        assert!(after.schema.cursor);
+        assert!(after.schema().cursor);
         let n: i64 = conn.query_row("SELECT count(*) FROM sandbox", [], |r| r.get(0))?;
         assert_eq!(n, 1);
         Ok(())
@@ -498,14 +542,17 @@ mod tests {
         let path = dir.path().join("c.db");
         let conn = Connection::open(&path)?;
         conn.execute_batch(include_str!("../../tests/data/schema.sql"))?;
-        assert!(!Catalog::new(&conn)?.has_identity_columns());
-        // Cached now; another connection migrates the file.
-        assert!(!Catalog::new(&conn)?.has_identity_columns());
+        let catalog = Catalog::from_connection(conn)?;
+        assert!(!catalog.has_identity_columns());
+        // Another connection migrates the file: seen at the next refresh.
         migrate(&Connection::open(&path)?)?;
-        let catalog = Catalog::new(&conn)?;
-        assert!(catalog.has_identity_columns() && catalog.schema.cursor);
+        assert!(!catalog.has_identity_columns());
+        catalog.refresh()?;
+        assert!(catalog.has_identity_columns() && catalog.schema().cursor);
         Connection::open(&path)?.execute_batch("ALTER TABLE sandbox DROP COLUMN active_config")?;
-        assert!(!Catalog::new(&conn)?.has_active_config());
+        assert!(catalog.has_active_config());
+        catalog.refresh()?;
+        assert!(!catalog.has_active_config());
         Ok(())
     }
 
@@ -514,7 +561,7 @@ mod tests {
         let conn = Connection::open_in_memory()?;
         conn.execute_batch(BASE_SCHEMA)?;
         conn.execute_batch("DROP TABLE maintenance_lease")?;
-        match Catalog::new(&conn) {
+        match Catalog::from_connection(conn) {
             Err(Error::MissingTable { table }) => assert_eq!(table, "maintenance_lease"),
             other => panic!("expected MissingTable, got {other:?}"),
         }

@@ -239,12 +239,12 @@ pub(crate) const LOOKUPS: [&str; 22] = [
 mod tests {
     use super::*;
     use crate::fixture::{DEAD_PID, Fixture, now};
-    use crate::{Catalog, Limits, Report, Result, SweepOutcome, Sweeper};
+    use crate::{Limits, Report, Result, SweepOutcome, Sweeper};
 
     fn sweep_all(f: &Fixture) -> Result<Report> {
-        let catalog = Catalog::new(&f.conn)?;
+        let catalog = &f.catalog;
         let sweeper = Sweeper::new(&f.sandboxes).limits(Limits::unlimited());
-        match sweeper.force(true).run_with(&catalog, &now) {
+        match sweeper.force(true).run_with(catalog, &now) {
             SweepOutcome::Swept(report) => Ok(report),
             SweepOutcome::Failed(err) => Err(err),
             SweepOutcome::Skipped(reason) => panic!("unexpected skip: {reason}"),
@@ -277,7 +277,7 @@ mod tests {
         f.sandbox("eph", "Stopped", true)?;
         f.mkdir("eph");
         assert_eq!(sweep_all(&f)?.removed, 1);
-        let stmt = f.conn.prepare_cached(DELETE_SANDBOX)?;
+        let stmt = f.conn().prepare_cached(DELETE_SANDBOX)?;
         Ok(stmt.get_status(rusqlite::StatementStatus::VmStep))
     }
 
@@ -310,7 +310,7 @@ mod tests {
         // join here) is re-prepared each time the statement cache clears
         // the bindings, that is on every reuse: a silent 2-3x slowdown.
         // The other variant of each schema-dependent pair did not run.
-        let schema = Catalog::new(&f.conn)?.schema;
+        let schema = f.catalog.schema();
         let unused_runs = if schema.identity {
             RUNNING_RUNS
         } else {
@@ -321,7 +321,7 @@ mod tests {
             *sql == unused_runs || (sql.starts_with("UPDATE sandbox SET status") && *sql != mark)
         };
         for sql in PER_ROW.into_iter().filter(|sql| !not_run(sql)) {
-            let stmt = f.conn.prepare_cached(sql)?;
+            let stmt = f.conn().prepare_cached(sql)?;
             // Ran during the sweep, so this is the cached statement.
             assert!(stmt.get_status(StatementStatus::VmStep) > 0, "{sql}");
             assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "{sql}");
@@ -333,10 +333,10 @@ mod tests {
     fn candidate_queries_use_indexes() -> Result<()> {
         let f = Fixture::new()?;
         // As microsandbox's migration m20260818 adds it.
-        f.conn
+        f.conn()
             .execute_batch("ALTER TABLE sandbox ADD COLUMN network_slot INTEGER")?;
         for sql in LOOKUPS {
-            let mut stmt = f.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let mut stmt = f.conn().prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
             let n = stmt.parameter_count();
             let params: Vec<i64> = vec![1; n];
             let details: Vec<String> = stmt

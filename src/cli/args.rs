@@ -17,12 +17,14 @@ Usage:
   sandbox-sweep status [--home DIR | --db PATH] [--run-dir DIR] [--sandboxes-dir DIR]
                        [--all] [--json]
   sandbox-sweep demo   [--keep DIR]
+  sandbox-sweep help   [COMMAND]
 
 Commands:
   init     create the catalog file if needed and add this tool's tables, columns and indexes
   sweep    take the lease, reconcile dead runtimes, clean finished ephemeral sandboxes
   status   sandbox counts, cleanable sandboxes, dead runtimes and abandoned starts now, the lease
   demo     build a sample catalog in a temporary directory and sweep it
+  help     this text, or one command's (as `COMMAND --help` does)
 
 Where things are:
   With neither --db nor --home, microsandbox's home is $MSB_HOME (verbatim),
@@ -48,11 +50,69 @@ Options:
   --json               one JSON object on the last line of stdout (status: the full list)
   --keep DIR           build the demo in DIR and keep it
   -v, --verbose        log to stderr
-  -h, --help           this text
+  -h, --help           this text, or after a command, that command's
   -V, --version        the version
 
-Exit status: 0 swept or skipped, 1 error, 2 usage error.
+Exit status: 0 swept or skipped, 1 error, 2 usage error (with --json, also
+one JSON object on stdout: {\"error\":\"usage\",\"message\":\"...\"}).
 ";
+
+/// The lines of [`USAGE`] under `heading`, up to the next blank line.
+fn section(heading: &str) -> impl Iterator<Item = &'static str> {
+    USAGE
+        .lines()
+        .skip_while(move |l| *l != heading)
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+}
+
+/// Lines of `section` that belong to entries whose first line `keep`
+/// accepts (an entry's continuation lines are indented deeper).
+fn entries(
+    lines: impl Iterator<Item = &'static str>,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<&'static str> {
+    let mut kept = Vec::new();
+    let mut keeping = false;
+    for line in lines {
+        if !line.starts_with("    ") || line.trim_start().starts_with('-') {
+            keeping = keep(line.trim_start());
+        }
+        if keeping {
+            kept.push(line);
+        }
+    }
+    kept
+}
+
+/// The help for one command: its usage, what it does, and only its
+/// options, cut from [`USAGE`] so the two never disagree.
+pub fn help(command: Option<&str>) -> String {
+    let Some(command) = command else {
+        return USAGE.to_owned();
+    };
+    let usage = entries(section("Usage:"), |l| {
+        l.strip_prefix("sandbox-sweep ")
+            .is_some_and(|rest| rest.split_whitespace().next() == Some(command))
+    });
+    let what = entries(section("Commands:"), |l| {
+        l.split_whitespace().next() == Some(command)
+    });
+    let ours = flags(command);
+    let options = entries(section("Options:"), |l| {
+        let flag = l.trim_start_matches("-v, ").trim_start_matches("-h, ");
+        let flag = flag.split_whitespace().next().unwrap_or("");
+        matches!(flag, "--verbose" | "--help") || ours.iter().any(|(f, _)| *f == flag)
+    });
+    let mut text = format!("Usage:\n{}\n\n", usage.join("\n"));
+    text.push_str(&format!("{}\n\n", what.join("\n").trim_start()));
+    if matches!(command, "init" | "sweep" | "status") {
+        let place: Vec<_> = section("Where things are:").collect();
+        text.push_str(&format!("Where things are:\n{}\n\n", place.join("\n")));
+    }
+    text.push_str(&format!("Options:\n{}\n", options.join("\n")));
+    text
+}
 
 /// A sweep's options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +145,8 @@ pub enum Command {
     Demo {
         keep: Option<PathBuf>,
     },
-    Help,
+    /// The help: everything, or one command's.
+    Help(Option<&'static str>),
     Version,
 }
 
@@ -321,11 +382,28 @@ impl Args {
                     verbose = true;
                     continue;
                 }
-                "-h" | "--help" => Command::Help,
+                "-h" | "--help" => Command::Help(given.as_ref().map(|g| g.command)),
                 "-V" | "--version" => Command::Version,
                 _ => {
                     match &mut given {
                         Some(given) => given.take(text, &mut args)?,
+                        None if text == "help" => {
+                            let topic = args.next();
+                            let topic = match topic.as_ref().map(|t| t.to_str()) {
+                                None => None,
+                                Some(Some(word)) => Some(command_named(word)?),
+                                Some(None) => {
+                                    return Err(usage(format!("unknown command {topic:?}")));
+                                }
+                            };
+                            if let Some(extra) = args.next() {
+                                return Err(usage(format!("unexpected argument {extra:?}")));
+                            }
+                            return Ok(Args {
+                                command: Command::Help(topic),
+                                verbose,
+                            });
+                        }
                         None if !text.starts_with('-') => {
                             given = Some(Given {
                                 command: command_named(text)?,

@@ -10,27 +10,29 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::net::UnixListener;
 
+use sandbox_sweep::lease::InstallLease;
+use sandbox_sweep::process::{Liveness, ProcessIdentity};
+use sandbox_sweep::rundir::lifecycle_lock_path;
 use sandbox_sweep::{
-    Catalog, InstallLease, Liveness, ProcessIdentity, SweepOutcome, Sweeper, SystemClock,
-    insert_running_run, insert_sandbox, lifecycle_lock_path,
+    Catalog, SweepOutcome, Sweeper, SystemClock, insert_running_run, insert_sandbox,
 };
 
 use super::demo_cases::{CASES, Case, Runtime};
 use super::{CliError, print};
 
 /// A pid no kernel hands out (above every `pid_max`), for when no child can be spawned.
-const NEVER_A_PID: u32 = 2_000_000_000;
+const NEVER_A_PID: i64 = 2_000_000_000;
 
 /// Children spawned for the demo, reaped when it ends.
 struct Children {
-    exited: Option<u32>,
+    exited: Option<i64>,
     zombie: Option<Child>,
 }
 
 impl Children {
     fn spawn() -> Children {
         let exited = Command::new("true").spawn().ok().and_then(|mut child| {
-            let pid = child.id();
+            let pid = i64::from(child.id());
             child.wait().ok().map(|_| pid)
         });
         let zombie = Command::new("true").spawn().ok();
@@ -40,8 +42,10 @@ impl Children {
         Children { exited, zombie }
     }
 
-    fn zombie_pid(&self) -> u32 {
-        self.zombie.as_ref().map_or(NEVER_A_PID, Child::id)
+    fn zombie_pid(&self) -> i64 {
+        self.zombie
+            .as_ref()
+            .map_or(NEVER_A_PID, |c| i64::from(c.id()))
     }
 }
 
@@ -183,7 +187,7 @@ fn show(root: &Path, out: &mut impl Write) -> Result<(), CliError> {
     let layout = Layout::new(root)?;
     let conn = sandbox_sweep::open(&layout.db)?;
     sandbox_sweep::migrate(&conn)?;
-    let catalog = Catalog::new(&conn)?;
+    let catalog = Catalog::from_connection(conn)?;
     let children = Children::spawn();
     build(&catalog, &layout.sandboxes, &children)?;
     // The canary a naive sweeper would delete for the row named "../escape".
@@ -193,7 +197,7 @@ fn show(root: &Path, out: &mut impl Write) -> Result<(), CliError> {
     let sockets = layout.dead_runtime_sockets("api")?;
     // This process stands for a sandbox process that still holds the lock,
     // a launcher creating "launching", and a snapshot capture of "job-4".
-    let lock = sandbox_sweep::try_lock_lifecycle(&layout.run, "locked")?;
+    let lock = sandbox_sweep::rundir::try_lock_lifecycle(&layout.run, "locked")?;
     let launcher = layout.hold("creation-locks", "launching", ".lock")?;
     let capture = layout.hold("locks", "job-4", ".snapshot-lineage.lock")?;
 
@@ -244,11 +248,7 @@ fn show(root: &Path, out: &mut impl Write) -> Result<(), CliError> {
 }
 
 /// An installer holds the catalog: a sweep writes nothing until it is done.
-fn installing(
-    out: &mut impl Write,
-    catalog: &Catalog<'_>,
-    layout: &Layout,
-) -> Result<(), CliError> {
+fn installing(out: &mut impl Write, catalog: &Catalog, layout: &Layout) -> Result<(), CliError> {
     let install = InstallLease::acquire(catalog, &SystemClock)?;
     writeln!(
         out,
@@ -261,7 +261,7 @@ fn installing(
     Ok(())
 }
 
-fn build(catalog: &Catalog<'_>, sandboxes: &Path, children: &Children) -> Result<(), CliError> {
+fn build(catalog: &Catalog, sandboxes: &Path, children: &Children) -> Result<(), CliError> {
     let me = ProcessIdentity::current()?;
     let started = SystemClock::now();
     for case in CASES {
@@ -304,11 +304,11 @@ fn build(catalog: &Catalog<'_>, sandboxes: &Path, children: &Children) -> Result
 /// through the library, which refuses it: it stands for a row another
 /// program wrote, so it goes in by hand.
 fn insert_case(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     case: &Case,
     at: sandbox_sweep::time::PrimitiveDateTime,
 ) -> Result<i64, CliError> {
-    if sandbox_sweep::validate_name(case.name).is_ok() {
+    if sandbox_sweep::sandboxes::validate_name(case.name).is_ok() {
         return Ok(insert_sandbox(
             catalog,
             case.name,
@@ -326,7 +326,7 @@ fn insert_case(
 }
 
 /// What the table shows of a sandbox: status, kind, and its runtime.
-fn describe(catalog: &Catalog<'_>, name: &str) -> Result<Option<(String, bool, String)>, CliError> {
+fn describe(catalog: &Catalog, name: &str) -> Result<Option<(String, bool, String)>, CliError> {
     use sandbox_sweep::rusqlite::OptionalExtension;
     let row = catalog
         .connection()
@@ -357,7 +357,7 @@ fn describe(catalog: &Catalog<'_>, name: &str) -> Result<Option<(String, bool, S
 
 fn table(
     out: &mut impl Write,
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     sandboxes: &Path,
     notes: bool,
 ) -> Result<(), CliError> {

@@ -4,10 +4,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use sandbox_sweep::{
-    CleanupOutcome, DeadReason, LeaseRecord, Report, SkipReason, StaleSandbox, Summary,
-    SweepOutcome,
-};
+use sandbox_sweep::process::DeadReason;
+use sandbox_sweep::status::{LeaseRecord, StaleSandbox, Summary};
+use sandbox_sweep::{CleanupOutcome, Report, SweepOutcome};
 
 /// A JSON string literal.
 pub fn quote(s: &str) -> String {
@@ -98,184 +97,27 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
     )
 }
 
-/// Non-zero counters as `name n, name n`.
-fn nonzero<'a>(pairs: impl Iterator<Item = (&'a str, u64)>) -> String {
-    let parts: Vec<String> = pairs
-        .filter(|(_, n)| *n > 0)
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
-    if parts.is_empty() {
-        "none".into()
-    } else {
-        parts.join(", ")
-    }
-}
-
 /// The sweep's result for a person.
 pub fn outcome(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<()> {
-    match outcome {
-        SweepOutcome::Skipped(reason) => {
-            let why = match reason {
-                SkipReason::Held => "another process holds the maintenance lease",
-                SkipReason::Recent => "a sweep completed less than 30 s ago (use --force)",
-                SkipReason::Busy => "the catalog stayed locked past the busy timeout",
-                SkipReason::Installing => "an installer holds the catalog (install_exclusive)",
-                _ => "",
-            };
-            writeln!(out, "skipped ({reason}): {why}")
-        }
-        SweepOutcome::Failed(err) => writeln!(out, "sweep failed: {err}"),
-        SweepOutcome::Swept(report) => self::report(out, report),
-    }
-}
-
-/// A report for a person.
-pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
-    let verb = if report.dry_run {
-        "dry run (nothing written)"
-    } else {
-        "swept"
-    };
-    writeln!(
-        out,
-        "{verb} in {:.3} ms: reconciled {} (crashed {}, stopped {}), removed {}, errors {}",
-        report.elapsed.as_secs_f64() * 1000.0,
-        report.reconciled,
-        report.crashed,
-        report.stopped,
-        report.removed,
-        report.errors
-    )?;
-    if report.abandoned > 0 {
-        writeln!(
-            out,
-            "  abandoned starts crashed (Starting, no run, no owner, no endpoint): {}",
-            report.abandoned
-        )?;
-    }
-    if report.lifecycle_owned > 0 {
-        writeln!(
-            out,
-            "  left alone, creation or lifecycle lock held by a live owner: {}",
-            report.lifecycle_owned
-        )?;
-    }
-    writeln!(
-        out,
-        "  dead runtimes: {}",
-        nonzero(
-            DeadReason::ALL
-                .iter()
-                .map(|&r| (r.as_str(), report.dead(r)))
-        )
-    )?;
-    writeln!(
-        out,
-        "  ephemeral candidates: {}",
-        nonzero(
-            CleanupOutcome::ALL
-                .iter()
-                .map(|&o| (o.as_str(), report.outcome(o)))
-        )
-    )?;
-    if let Some(err) = &report.sandboxes_dir_error {
-        writeln!(out, "  ephemeral sandboxes not cleaned: {err}")?;
-    }
-    if let Some(err) = &report.run_dir_error {
-        writeln!(out, "  nothing swept: {err}")?;
-    }
-    let left = match report.end() {
-        "run_dir" => "fix the run directory (--run-dir, or <home>/run)",
-        "lease_lost" => "stopped: the lease was taken by another process",
-        "installing" => "stopped: an installer took the catalog; nothing written after",
-        "timed_out" => "time budget ran out; the next sweep continues",
-        "sandboxes_dir" => "reconcile done; fix the sandboxes directory for cleanup",
-        "row_limit" => "row limit reached; the next sweep continues",
-        _ => "nothing left behind",
-    };
-    writeln!(out, "  {left}")
+    writeln!(out, "{outcome:#}")
 }
 
 /// How many dead runtimes `status` lists without `--all`.
 pub const STATUS_LIST: usize = 20;
 
-/// `status` for a person, listing at most `shown` dead runtimes.
-pub fn status(out: &mut impl Write, db: &Path, summary: &Summary, shown: usize) -> io::Result<()> {
+/// `status` for a person, listing at most `shown` of each list (all with
+/// `None`).
+pub fn status(
+    out: &mut impl Write,
+    db: &Path,
+    summary: &Summary,
+    shown: Option<usize>,
+) -> io::Result<()> {
     writeln!(out, "catalog {}", db.display())?;
-    if summary.by_status.is_empty() {
-        writeln!(out, "  no sandboxes")?;
+    match shown {
+        Some(shown) => writeln!(out, "{summary:.shown$}"),
+        None => writeln!(out, "{summary}"),
     }
-    for (status, n) in &summary.by_status {
-        writeln!(out, "  {status:<12} {n:>6}")?;
-    }
-    writeln!(
-        out,
-        "finished ephemeral sandboxes (cleanup candidates): {}",
-        summary.ephemeral_terminal
-    )?;
-    writeln!(
-        out,
-        "active sandboxes with a dead runtime now: {}",
-        summary.dead_active.len()
-    )?;
-    stale_list(out, &summary.dead_active, shown)?;
-    if !summary.abandoned_starts.is_empty() {
-        writeln!(
-            out,
-            "abandoned starts (Starting, no run, no lock held, no endpoint answering): {}",
-            summary.abandoned_starts.len()
-        )?;
-        stale_list(out, &summary.abandoned_starts, shown)?;
-    }
-    if !summary.lifecycle_owned.is_empty() {
-        writeln!(
-            out,
-            "left alone, runtime dead or not started but a creation or lifecycle lock held (lifecycle_owned): {}",
-            summary.lifecycle_owned.len()
-        )?;
-        stale_list(out, &summary.lifecycle_owned, shown)?;
-    }
-    match &summary.install {
-        Some(install) if install.holder_pid.is_some() => writeln!(
-            out,
-            "install: held by pid {} until {}",
-            install.holder_pid.map_or(0, |p| p),
-            install.lease_expires_at.as_deref().unwrap_or("-"),
-        )?,
-        Some(_) => writeln!(out, "install: none in progress")?,
-        None => writeln!(out, "install: never taken")?,
-    }
-    match &summary.lease {
-        None => writeln!(out, "lease: never taken"),
-        Some(lease) => writeln!(
-            out,
-            "lease: holder {}, expires {}, last completed {}",
-            lease
-                .holder_pid
-                .map_or_else(|| "none".to_owned(), |p| format!("pid {p}")),
-            lease.lease_expires_at.as_deref().unwrap_or("-"),
-            lease.last_completed_at.as_deref().unwrap_or("never"),
-        ),
-    }
-}
-
-/// Up to `shown` stale sandboxes, one a line, then how many more.
-fn stale_list(out: &mut impl Write, stale: &[StaleSandbox], shown: usize) -> io::Result<()> {
-    for dead in stale.iter().take(shown) {
-        let reason = dead.reason.map_or("no running run", DeadReason::as_str);
-        writeln!(
-            out,
-            "  #{:<6} {:<24} {:<9} {reason}",
-            dead.id,
-            format!("{:?}", dead.name),
-            dead.status.as_str()
-        )?;
-    }
-    let hidden = stale.len().saturating_sub(shown);
-    if hidden > 0 {
-        writeln!(out, "  … and {hidden} more (`--all` lists them)")?;
-    }
-    Ok(())
 }
 
 /// Stale sandboxes as a JSON array.
@@ -352,7 +194,11 @@ mod tests {
     #[test]
     fn skipped_json_has_every_field() {
         let mut buf = Vec::new();
-        outcome_json(&mut buf, &SweepOutcome::Skipped(SkipReason::Held)).expect("write");
+        outcome_json(
+            &mut buf,
+            &SweepOutcome::Skipped(sandbox_sweep::SkipReason::Held),
+        )
+        .expect("write");
         let line = String::from_utf8(buf).expect("utf8");
         assert!(
             line.starts_with("{\"outcome\":\"skipped\",\"skip_reason\":\"held\",\"reconciled\":0,")

@@ -27,7 +27,7 @@ use crate::lease::spec::LeaseSpec;
 pub enum SkipReason {
     /// Another process holds a live, unexpired lease.
     Held,
-    /// A sweep completed less than [`MIN_SWEEP_INTERVAL`](crate::MIN_SWEEP_INTERVAL) (30 s) ago.
+    /// A sweep completed less than [`MIN_SWEEP_INTERVAL`](crate::lease::MIN_SWEEP_INTERVAL) (30 s) ago.
     Recent,
     /// The catalog stayed locked past the busy timeout.
     Busy,
@@ -65,8 +65,8 @@ impl fmt::Display for SkipReason {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LeaseRow {
     /// `holder_pid`: the process that last took the lease (NULL once
-    /// released, or a value that is not a process id).
-    pub holder_pid: Option<u32>,
+    /// released, or a value that is not an integer).
+    pub holder_pid: Option<i64>,
     /// `lease_expires_at`, parsed; `None` when unparseable.
     pub expires_at: Option<PrimitiveDateTime>,
     /// `last_completed_at`, parsed; `None` when NULL or unparseable.
@@ -131,7 +131,7 @@ fn stamp_value(value: rusqlite::types::ValueRef<'_>) -> Option<PrimitiveDateTime
 fn lease_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LeaseRow> {
     Ok(LeaseRow {
         holder_pid: match row.get_ref(1)? {
-            rusqlite::types::ValueRef::Integer(pid) => u32::try_from(pid).ok(),
+            rusqlite::types::ValueRef::Integer(pid) => Some(pid),
             _ => None,
         },
         expires_at: stamp_value(row.get_ref(2)?),
@@ -149,7 +149,7 @@ pub enum Acquire<'a> {
     Skipped(SkipReason),
 }
 
-impl<'c> Catalog<'c> {
+impl Catalog {
     /// Reads the sweep's lease row: one primary-key lookup on a cached statement.
     ///
     /// # Errors
@@ -159,9 +159,9 @@ impl<'c> Catalog<'c> {
     /// # Examples
     ///
     /// ```
-    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
+    /// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
     /// assert_eq!(catalog.lease_row()?, None);
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
@@ -180,9 +180,9 @@ impl<'c> Catalog<'c> {
     /// ```
     /// use sandbox_sweep::{Catalog, LeaseSpec, SystemClock};
     ///
-    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = Catalog::new(&conn)?;
+    /// let catalog = Catalog::from_connection(conn)?;
     /// let lease = catalog.try_acquire(&SystemClock, false)?;
     /// let row = catalog.lease_row_of(&LeaseSpec::SWEEP)?.expect("claimed");
     /// assert_eq!(row.holder_pid, Some(std::process::id()));
@@ -207,9 +207,9 @@ impl<'c> Catalog<'c> {
     /// # Examples
     ///
     /// ```
-    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
+    /// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
     /// assert_eq!(catalog.gate(sandbox_sweep::SystemClock::now(), false)?, None);
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
@@ -247,9 +247,9 @@ impl<'c> Catalog<'c> {
     /// ```
     /// use sandbox_sweep::{Acquire, SkipReason, SystemClock};
     ///
-    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
+    /// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
     /// let now = SystemClock::now();
     /// let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else { panic!("free") };
     /// assert!(matches!(catalog.try_acquire(&|| now, true)?, Acquire::Skipped(SkipReason::Held)));
@@ -326,7 +326,7 @@ mod tests {
     #[test]
     fn lease_is_read_gated_while_held() -> Result<()> {
         let conn = test_catalog()?;
-        let catalog = Catalog::new(&conn)?;
+        let catalog = Catalog::from_connection(conn)?;
         let now = at("2026-06-04 00:00:00");
         let first = catalog.try_acquire(&|| now, false)?;
         assert!(matches!(first, Acquire::Acquired(_)));
@@ -345,7 +345,7 @@ mod tests {
     #[test]
     fn lease_is_read_gated_after_recent_completion() -> Result<()> {
         let conn = test_catalog()?;
-        let catalog = Catalog::new(&conn)?;
+        let catalog = Catalog::from_connection(conn)?;
         let now = at("2026-06-04 00:00:00");
         let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else {
             panic!("lease should be free");
@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn lease_is_reacquirable_once_stale() -> Result<()> {
         let conn = test_catalog()?;
-        let catalog = Catalog::new(&conn)?;
+        let catalog = Catalog::from_connection(conn)?;
         let now = at("2026-06-04 00:00:00");
         let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else {
             panic!("lease should be free");
@@ -389,23 +389,24 @@ mod tests {
     #[test]
     fn far_future_and_garbage_times_do_not_block() -> Result<()> {
         let conn = test_catalog()?;
-        let catalog = Catalog::new(&conn)?;
+        let catalog = Catalog::from_connection(conn)?;
+        let conn = catalog.connection();
         let now = at("2026-06-04 00:00:00");
         set_row(
-            &conn,
+            conn,
             Some(1),
             "9999-12-31 23:59:59",
             Some("9999-12-31 23:59:59"),
         )?;
         assert_eq!(catalog.gate(now, false)?, None);
-        set_row(&conn, Some(1), "not a time", Some("tomorrow"))?;
+        set_row(conn, Some(1), "not a time", Some("tomorrow"))?;
         assert_eq!(catalog.gate(now, false)?, None);
         assert!(matches!(
             catalog.try_acquire(&|| now, false)?,
             Acquire::Acquired(_)
         ));
         // Just inside one lease duration ahead is believed.
-        set_row(&conn, Some(1), "2026-06-04 00:00:10", None)?;
+        set_row(conn, Some(1), "2026-06-04 00:00:10", None)?;
         assert_eq!(catalog.gate(now, false)?, Some(SkipReason::Held));
         Ok(())
     }
@@ -413,7 +414,7 @@ mod tests {
     #[test]
     fn release_frees_without_recording_completion() -> Result<()> {
         let conn = test_catalog()?;
-        let catalog = Catalog::new(&conn)?;
+        let catalog = Catalog::from_connection(conn)?;
         let now = at("2026-06-04 00:00:00");
         let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else {
             panic!("lease should be free");
@@ -434,7 +435,8 @@ mod tests {
     #[test]
     fn renewal_fails_once_another_holder_took_over() -> Result<()> {
         let conn = test_catalog()?;
-        let catalog = Catalog::new(&conn)?;
+        let catalog = Catalog::from_connection(conn)?;
+        let conn = catalog.connection();
         let now = at("2026-06-04 00:00:00");
         let Acquire::Acquired(mut lease) = catalog.try_acquire(&|| now, false)? else {
             panic!("lease should be free");
@@ -444,7 +446,7 @@ mod tests {
         assert_eq!(lease.expires_at(), "2026-06-04 00:00:11");
         tx.commit()?;
         // Another process takes over after our (pretend) stall.
-        set_row(&conn, Some(999_999), "2026-06-04 00:00:30", None)?;
+        set_row(conn, Some(999_999), "2026-06-04 00:00:30", None)?;
         let tx = catalog.immediate()?;
         assert!(!lease.renew(&tx, at("2026-06-04 00:00:21"))?);
         tx.commit()?;

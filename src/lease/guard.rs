@@ -20,11 +20,11 @@ use crate::lease::spec::LeaseSpec;
 /// are logged, never panicked on); [`Lease::complete`] records a finished
 /// sweep; [`Lease::release`] releases and reports errors. A holder that dies
 /// never runs `Drop`: its lease simply expires after its duration
-/// ([`LEASE_DURATION`](crate::LEASE_DURATION), 10 s, for the sweep).
+/// ([`LEASE_DURATION`](crate::lease::LEASE_DURATION), 10 s, for the sweep).
 #[derive(Debug)]
 #[must_use = "dropping a lease releases it at once: sweep with it first"]
 pub struct Lease<'a> {
-    catalog: &'a Catalog<'a>,
+    catalog: &'a Catalog,
     spec: LeaseSpec,
     pid: i64,
     acquired: Stamp,
@@ -37,7 +37,7 @@ impl<'a> Lease<'a> {
     /// The guard of a claim just written: holder `pid`, claimed at
     /// `acquired`, expiring at `expires` (both as written).
     pub(crate) fn new(
-        catalog: &'a Catalog<'a>,
+        catalog: &'a Catalog,
         spec: LeaseSpec,
         pid: i64,
         acquired: Stamp,
@@ -55,7 +55,7 @@ impl<'a> Lease<'a> {
     }
 
     /// The catalog this lease guards.
-    pub fn catalog(&self) -> &'a Catalog<'a> {
+    pub fn catalog(&self) -> &'a Catalog {
         self.catalog
     }
 
@@ -163,9 +163,9 @@ impl<'a> Lease<'a> {
     /// ```
     /// use sandbox_sweep::Acquire;
     ///
-    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = sandbox_sweep::Catalog::new(&conn)?;
+    /// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
     /// let now = sandbox_sweep::SystemClock::now();
     /// let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else { panic!("free") };
     /// lease.release()?;

@@ -38,7 +38,7 @@ impl LeaseSpec {
 }
 
 /// A held install-exclusive lease: who holds it and the exact expiry text
-/// it wrote. Unlike the sweep's [`Lease`](crate::Lease) it is plain data,
+/// it wrote. Unlike the sweep's [`Lease`](crate::lease::Lease) it is plain data,
 /// not a guard: an installer clears it explicitly when it is done (an
 /// installer that dies leaves it to expire after 30 minutes), and may keep
 /// it across processes.
@@ -48,9 +48,10 @@ impl LeaseSpec {
 /// ```
 /// use sandbox_sweep::{Catalog, InstallLease, SystemClock};
 ///
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::new(&conn)?;
+/// let catalog = Catalog::from_connection(conn)?;
+/// let conn = catalog.connection();
 /// let mut lease = InstallLease::acquire(&catalog, &SystemClock)?;
 /// assert!(InstallLease::refuse_if_held(&conn, SystemClock::now()).is_err());
 /// lease.renew(&catalog, &SystemClock)?;
@@ -62,7 +63,7 @@ impl LeaseSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "an unused install lease stays held until it expires (30 minutes): renew or clear it"]
 pub struct InstallLease {
-    holder_pid: u32,
+    holder_pid: i64,
     expires: Stamp,
 }
 
@@ -72,8 +73,8 @@ pub struct InstallLease {
 pub enum InstallRefusal {
     /// Another installer holds the lease until this time (stored text).
     Held {
-        /// `holder_pid`, when it is a process id.
-        holder_pid: Option<u32>,
+        /// `holder_pid`, when it is an integer.
+        holder_pid: Option<i64>,
         /// `lease_expires_at`, as stored.
         until: String,
     },
@@ -96,11 +97,11 @@ impl fmt::Display for InstallRefusal {
 }
 
 /// The install row's holder and expiry, as stored.
-fn read(catalog: &Catalog<'_>) -> Result<Option<(Option<u32>, Option<String>)>> {
-    read_on(catalog.conn)
+fn read(catalog: &Catalog) -> Result<Option<(Option<i64>, Option<String>)>> {
+    read_on(&catalog.conn)
 }
 
-fn read_on(conn: &Connection) -> Result<Option<(Option<u32>, Option<String>)>> {
+fn read_on(conn: &Connection) -> Result<Option<(Option<i64>, Option<String>)>> {
     let row = conn
         .prepare_cached(INSTALL_READ)?
         .query_row([INSTALL_LEASE_NAME], |row| {
@@ -109,7 +110,7 @@ fn read_on(conn: &Connection) -> Result<Option<(Option<u32>, Option<String>)>> {
                 rusqlite::types::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
                 _ => None,
             };
-            Ok((holder.and_then(|p| u32::try_from(p).ok()), until))
+            Ok((holder, until))
         })
         .optional()?;
     Ok(row)
@@ -125,7 +126,7 @@ fn held_at(until: Option<&str>, now: PrimitiveDateTime) -> bool {
 /// Whether an installer holds the catalog at `now`; a catalog without the
 /// table (or the row) has none. What the sweep checks at its gate and
 /// inside every write transaction.
-pub(crate) fn installing(catalog: &Catalog<'_>, now: PrimitiveDateTime) -> Result<bool> {
+pub(crate) fn installing(catalog: &Catalog, now: PrimitiveDateTime) -> Result<bool> {
     Ok(read(catalog)?.is_some_and(|(_, until)| held_at(until.as_deref(), now)))
 }
 
@@ -138,7 +139,7 @@ impl InstallLease {
     ///
     /// [`Error::Install`] with [`InstallRefusal::Held`] when another
     /// installer holds it; any SQLite error.
-    pub fn acquire(catalog: &Catalog<'_>, clock: &dyn Clock) -> Result<InstallLease> {
+    pub fn acquire(catalog: &Catalog, clock: &dyn Clock) -> Result<InstallLease> {
         let tx = catalog.immediate()?;
         let now = clock.now();
         tx.prepare_cached(INSTALL_SEED)?
@@ -148,7 +149,7 @@ impl InstallLease {
         {
             return Err(Error::Install(InstallRefusal::Held { holder_pid, until }));
         }
-        let holder_pid = std::process::id();
+        let holder_pid = i64::from(std::process::id());
         let expires = format_stamp(plus(now, INSTALL_LEASE_DURATION));
         tx.prepare_cached(INSTALL_CLAIM)?.execute(params![
             INSTALL_LEASE_NAME,
@@ -164,7 +165,7 @@ impl InstallLease {
     }
 
     /// The holder's pid.
-    pub fn holder_pid(&self) -> u32 {
+    pub fn holder_pid(&self) -> i64 {
         self.holder_pid
     }
 
@@ -180,7 +181,7 @@ impl InstallLease {
     ///
     /// [`Error::Install`] with [`InstallRefusal::NotHolder`] when it does
     /// not; any SQLite error.
-    pub fn renew(&mut self, catalog: &Catalog<'_>, clock: &dyn Clock) -> Result<()> {
+    pub fn renew(&mut self, catalog: &Catalog, clock: &dyn Clock) -> Result<()> {
         let renewed = format_stamp(plus(clock.now(), INSTALL_LEASE_DURATION));
         self.compare_and_set(catalog, INSTALL_RENEW, renewed)?;
         self.expires = renewed;
@@ -193,7 +194,7 @@ impl InstallLease {
     ///
     /// [`Error::Install`] with [`InstallRefusal::NotHolder`] when this
     /// holder no longer holds the row; any SQLite error.
-    pub fn clear(&self, catalog: &Catalog<'_>, clock: &dyn Clock) -> Result<()> {
+    pub fn clear(&self, catalog: &Catalog, clock: &dyn Clock) -> Result<()> {
         self.compare_and_set(catalog, INSTALL_CLEAR, format_stamp(clock.now()))
     }
 
@@ -205,7 +206,7 @@ impl InstallLease {
     ///
     /// [`Error::Install`] when another installer holds the row now; any
     /// SQLite error.
-    pub fn clear_idempotent(&self, catalog: &Catalog<'_>, clock: &dyn Clock) -> Result<()> {
+    pub fn clear_idempotent(&self, catalog: &Catalog, clock: &dyn Clock) -> Result<()> {
         match self.clear(catalog, clock) {
             Err(Error::Install(_)) => match read(catalog)? {
                 Some((Some(_), until)) if held_at(until.as_deref(), clock.now()) => {
@@ -240,7 +241,7 @@ impl InstallLease {
         }
     }
 
-    fn compare_and_set(&self, catalog: &Catalog<'_>, sql: &str, new: Stamp) -> Result<()> {
+    fn compare_and_set(&self, catalog: &Catalog, sql: &str, new: Stamp) -> Result<()> {
         let changed = catalog.conn.prepare_cached(sql)?.execute(params![
             INSTALL_LEASE_NAME,
             self.holder_pid,

@@ -18,7 +18,7 @@ use crate::sys::procfs::{self, StatRead};
 ///
 /// ```
 /// let me = sandbox_sweep::ProcessIdentity::current()?;
-/// assert_eq!(me.pid, std::process::id());
+/// assert_eq!(me.pid, i64::from(std::process::id()));
 /// if cfg!(target_os = "linux") {
 ///     assert!(me.start_time.is_some() && me.boot_id.is_some());
 /// }
@@ -26,8 +26,8 @@ use crate::sys::procfs::{self, StatRead};
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessIdentity {
-    /// The process id, as `std::process::id()` and `Child::id()` give it.
-    pub pid: u32,
+    /// The process id (see [the module's note on pids](crate::process#pids)).
+    pub pid: i64,
     /// Field 22 of `/proc/<pid>/stat`: clock ticks after boot when the process
     /// started. `None` where `/proc` is absent.
     pub start_time: Option<u64>,
@@ -42,14 +42,14 @@ impl ProcessIdentity {
     ///
     /// See [`ProcessIdentity::of`].
     pub fn current() -> Result<ProcessIdentity> {
-        ProcessIdentity::of(std::process::id())
+        ProcessIdentity::of(i64::from(std::process::id()))
     }
 
     /// The identity of process `pid`, read now.
     ///
     /// # Errors
     ///
-    /// [`Error::Process`] when `pid` is 0 or above `i32::MAX` (no process
+    /// [`Error::Process`] when `pid` is not in `1..=i32::MAX` (no process
     /// has it) or, on Linux, when the process does not exist or its `/proc`
     /// record cannot be read.
     ///
@@ -58,7 +58,7 @@ impl ProcessIdentity {
     /// ```
     /// assert!(sandbox_sweep::ProcessIdentity::of(0).is_err());
     /// ```
-    pub fn of(pid: u32) -> Result<ProcessIdentity> {
+    pub fn of(pid: i64) -> Result<ProcessIdentity> {
         let raw = match i32::try_from(pid) {
             Ok(raw) if raw > 0 => raw,
             _ => {
@@ -111,21 +111,17 @@ impl ProcessIdentity {
 /// ```
 /// use sandbox_sweep::{Catalog, ProcessIdentity, record_identity};
 ///
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
 /// conn.execute("INSERT INTO sandbox (name, config, status) VALUES ('web', '{}', 'Running')", [])?;
 /// conn.execute("INSERT INTO run (sandbox_id, pid, status) VALUES (1, NULL, 'Running')", [])?;
-/// let catalog = Catalog::new(&conn)?;
+/// let catalog = Catalog::from_connection(conn)?;
 /// assert!(record_identity(&catalog, 1, &ProcessIdentity::current()?)?);
 /// assert!(!record_identity(&catalog, 99, &ProcessIdentity::current()?)?);
 /// # Ok::<(), sandbox_sweep::Error>(())
 /// ```
-pub fn record_identity(
-    catalog: &Catalog<'_>,
-    run_id: i64,
-    identity: &ProcessIdentity,
-) -> Result<bool> {
-    if !catalog.schema.identity {
+pub fn record_identity(catalog: &Catalog, run_id: i64, identity: &ProcessIdentity) -> Result<bool> {
+    if !catalog.refresh()?.identity {
         return Err(Error::MissingColumn {
             table: "run",
             column: "pid_start_time",

@@ -99,8 +99,8 @@ impl Liveness {
 ///
 /// `pid` is the raw column value, SQLite's `i64`, since a catalog may hold
 /// anything there: `None` for NULL; a non-integer value should be passed as
-/// `Some(-1)` (it is invalid either way). Process ids elsewhere in this
-/// crate are `u32`, as `std::process::id()` returns them.
+/// `Some(-1)` (it is invalid either way). See [the module's
+/// note on pids](crate::process#pids).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecordedProcess<'a> {
     /// The `run.pid` column.
@@ -207,7 +207,7 @@ pub(crate) fn pid_value(value: rusqlite::types::ValueRef<'_>) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ProcessIdentity;
+    use crate::process::ProcessIdentity;
 
     fn own_pid() -> i64 {
         i64::from(std::process::id())
@@ -218,7 +218,7 @@ mod tests {
         let me = ProcessIdentity::current()?;
         let prober = Prober::new();
         let recorded = RecordedProcess {
-            pid: Some(i64::from(me.pid)),
+            pid: Some(me.pid),
             start_time: me.start_time.and_then(|t| i64::try_from(t).ok()),
             boot_id: me.boot_id.as_deref(),
         };

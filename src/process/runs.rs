@@ -62,9 +62,9 @@ fn verdict(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<L
 /// ```
 /// use sandbox_sweep::*;
 ///
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// migrate(&conn)?;
-/// let catalog = Catalog::new(&conn)?;
+/// let catalog = Catalog::from_connection(conn)?;
 /// let now = SystemClock::now();
 /// let web = insert_sandbox(&catalog, "web", SandboxStatus::Running, false, now)?;
 /// assert_eq!(catalog.newest_running_run(web)?, None);
@@ -89,12 +89,12 @@ pub struct RunningRun {
 /// `make` reads it; `None` when the sandbox has no `Running` run. `make`
 /// runs only on rows newer than every one before.
 fn newest<T>(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     stmts: &mut Statements<'_>,
     sandbox_id: i64,
     mut make: impl FnMut(&Row<'_>, bool) -> rusqlite::Result<T>,
 ) -> Result<Option<(i64, T)>> {
-    let identity = catalog.schema.identity;
+    let identity = catalog.schema().identity;
     let stmt = stmts.get(RUNNING[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;
     // Usually exactly one row: judge as we go and keep the newest.
@@ -114,7 +114,7 @@ fn newest<T>(
 
 /// The newest `Running` run of a sandbox and its process's verdict.
 pub(crate) fn latest_running(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     stmts: &mut Statements<'_>,
     prober: &Prober,
     sandbox_id: i64,
@@ -127,7 +127,7 @@ pub(crate) fn latest_running(
 
 /// The pid of a sandbox's newest `Running` run, as stored, probing nothing.
 pub(crate) fn newest_running_pid(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     stmts: &mut Statements<'_>,
     sandbox_id: i64,
 ) -> Result<Option<i64>> {
@@ -139,7 +139,7 @@ fn pid_value_of(row: &Row<'_>) -> rusqlite::Result<Option<i64>> {
     Ok(pid_value(row.get_ref(1)?))
 }
 
-impl Catalog<'_> {
+impl Catalog {
     /// The newest `Running` run of sandbox `sandbox_id` (by `started_at`,
     /// then id), with a verdict on its process taken now; `None` when the
     /// sandbox has no `Running` run. Reads only.
@@ -150,7 +150,7 @@ impl Catalog<'_> {
     pub fn newest_running_run(&self, sandbox_id: i64) -> Result<Option<RunningRun>> {
         latest_running(
             self,
-            &mut Statements::new(self.conn),
+            &mut Statements::new(&self.conn),
             &Prober::new(),
             sandbox_id,
         )
@@ -159,12 +159,12 @@ impl Catalog<'_> {
 
 /// Whether any `Running` run of the sandbox has a live process.
 pub(crate) fn any_live_running(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     stmts: &mut Statements<'_>,
     prober: &Prober,
     sandbox_id: i64,
 ) -> Result<bool> {
-    let identity = catalog.schema.identity;
+    let identity = catalog.schema().identity;
     let stmt = stmts.get(RUNNING[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;
     while let Some(row) = rows.next()? {

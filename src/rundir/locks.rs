@@ -162,9 +162,12 @@ impl LifecycleLock {
     /// # Examples
     ///
     /// ```
-    /// let run = tempfile::tempdir()?;
-    /// let lock = sandbox_sweep::try_lock_lifecycle(run.path(), "web")?.expect("free");
+    /// let run = std::env::temp_dir().join("sandbox-sweep-doc-locks-164");
+    /// # let _ = std::fs::remove_dir_all(&run);
+    /// std::fs::create_dir_all(&run)?;
+    /// let lock = sandbox_sweep::try_lock_lifecycle(&run, "web")?.expect("free");
     /// assert_eq!(lock.name(), "web");
+    /// # std::fs::remove_dir_all(&run)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -185,12 +188,15 @@ impl LifecycleLock {
 /// # Examples
 ///
 /// ```
-/// let run = tempfile::tempdir()?;
-/// let first = sandbox_sweep::try_lock_lifecycle(run.path(), "web")?;
+/// let run = std::env::temp_dir().join("sandbox-sweep-doc-locks-187");
+/// # let _ = std::fs::remove_dir_all(&run);
+/// std::fs::create_dir_all(&run)?;
+/// let first = sandbox_sweep::try_lock_lifecycle(&run, "web")?;
 /// assert!(first.is_some());
-/// assert!(sandbox_sweep::try_lock_lifecycle(run.path(), "web")?.is_none());
+/// assert!(sandbox_sweep::try_lock_lifecycle(&run, "web")?.is_none());
 /// drop(first);
-/// assert!(sandbox_sweep::try_lock_lifecycle(run.path(), "web")?.is_some());
+/// assert!(sandbox_sweep::try_lock_lifecycle(&run, "web")?.is_some());
+/// # std::fs::remove_dir_all(&run)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn try_lock_lifecycle(run_dir: &Path, name: &str) -> Result<Option<LifecycleLock>> {

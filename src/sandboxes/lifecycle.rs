@@ -206,7 +206,7 @@ impl RunEnd {
 /// # Errors
 ///
 /// [`Error::InvalidName`] for a name that cannot name a directory (see
-/// [`validate_name`](crate::validate_name)); [`Error::DuplicateName`] for
+/// [`validate_name`](crate::sandboxes::validate_name)); [`Error::DuplicateName`] for
 /// a name already taken (the column is `UNIQUE`); any other SQLite error.
 ///
 /// # Examples
@@ -214,9 +214,9 @@ impl RunEnd {
 /// ```
 /// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, insert_sandbox};
 ///
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::new(&conn)?;
+/// let catalog = Catalog::from_connection(conn)?;
 /// let id = insert_sandbox(&catalog, "job-1", SandboxStatus::Created, true, SystemClock::now())?;
 /// assert_eq!(id, 1);
 /// assert!(insert_sandbox(&catalog, "../x", SandboxStatus::Created, true, SystemClock::now()).is_err());
@@ -225,7 +225,7 @@ impl RunEnd {
 /// # Ok::<(), sandbox_sweep::Error>(())
 /// ```
 pub fn insert_sandbox(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     name: &str,
     status: SandboxStatus,
     ephemeral: bool,
@@ -270,9 +270,9 @@ pub fn insert_sandbox(
 /// ```
 /// use sandbox_sweep::{Catalog, ProcessIdentity, SandboxStatus, SystemClock};
 ///
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::new(&conn)?;
+/// let catalog = Catalog::from_connection(conn)?;
 /// let now = SystemClock::now();
 /// let web = sandbox_sweep::insert_sandbox(&catalog, "web", SandboxStatus::Running, false, now)?;
 /// let run = sandbox_sweep::insert_running_run(&catalog, web, &ProcessIdentity::current()?, now)?;
@@ -280,14 +280,14 @@ pub fn insert_sandbox(
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn insert_running_run(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     sandbox_id: i64,
     identity: &ProcessIdentity,
     started_at: PrimitiveDateTime,
 ) -> Result<i64> {
     let started_at = format_stamp(started_at);
-    let conn = catalog.conn;
-    if catalog.schema.identity {
+    let conn = &catalog.conn;
+    if catalog.refresh()?.identity {
         conn.prepare_cached(INSERT_RUN_WITH_IDENTITY)?
             .execute(params![
                 sandbox_id,
@@ -320,20 +320,23 @@ pub fn insert_running_run(
 /// ```
 /// use sandbox_sweep::*;
 ///
-/// let dir = tempfile::tempdir()?;
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// let dir = std::env::temp_dir().join("sandbox-sweep-doc-lifecycle-324");
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// std::fs::create_dir_all(&dir)?;
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// migrate(&conn)?;
-/// let catalog = Catalog::new(&conn)?;
+/// let catalog = Catalog::from_connection(conn)?;
 /// let now = SystemClock::now();
 /// let job = insert_sandbox(&catalog, "job", SandboxStatus::Running, true, now)?;
 /// let run = insert_running_run(&catalog, job, &ProcessIdentity::current()?, now)?;
 /// assert!(finish_run(&catalog, run, RunEnd::stopped(TerminationReason::Completed).exit_code(0), now)?);
 /// assert!(!finish_run(&catalog, run, RunEnd::crashed(TerminationReason::Failed), now)?);
-/// assert_eq!(clean_ephemeral(&catalog, dir.path(), job)?, CleanupOutcome::Removed);
+/// assert_eq!(clean_ephemeral(&catalog, &dir, job)?, CleanupOutcome::Removed);
+/// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn finish_run(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     run_id: i64,
     end: RunEnd,
     at: PrimitiveDateTime,
@@ -348,7 +351,8 @@ pub fn finish_run(
         &*at
     ])?;
     if ended == 1 {
-        let sql = end_sandbox(catalog.schema.active_config, catalog.schema.network_slot);
+        let schema = catalog.refresh()?;
+        let sql = end_sandbox(schema.active_config, schema.network_slot);
         tx.prepare_cached(sql)?
             .execute(params![run_id, end.sandbox.as_str(), &*at])?;
     }
@@ -356,7 +360,7 @@ pub fn finish_run(
     Ok(ended == 1)
 }
 
-impl Catalog<'_> {
+impl Catalog {
     /// Sandbox `sandbox_id`'s status, with no SQL of the caller's: `None`
     /// when there is no such sandbox.
     ///
@@ -373,7 +377,7 @@ impl Catalog<'_> {
     ///
     /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = Catalog::new(&conn)?;
+    /// let catalog = Catalog::from_connection(conn)?;
     /// let id = insert_sandbox(&catalog, "web", SandboxStatus::Starting, false, SystemClock::now())?;
     /// assert_eq!(catalog.sandbox_status(id)?, Some(SandboxStatus::Starting));
     /// assert_eq!(catalog.sandbox_status(id + 1)?, None);

@@ -1,8 +1,14 @@
-//! Sandboxes as a runtime records them and as they sit on disk: which
-//! names may reach the filesystem (`names`), a runtime's own writes and the
-//! catalog's status strings (`lifecycle`), and moving a directory aside
-//! and deleting it (`trash`).
+//! Sandboxes as they sit on disk: which names may reach the filesystem
+//! ([`validate_name`], [`RESERVED_PREFIX`]) and removing one finished
+//! ephemeral sandbox with options ([`Cleanup`]).
+//!
+//! Inside: the name rules (`names`), a runtime's own writes and the
+//! catalog's status strings (`lifecycle`, re-exported at the root), and
+//! moving a directory aside and deleting it (`trash`).
 
 pub(crate) mod lifecycle;
 pub(crate) mod names;
 pub(crate) mod trash;
+
+pub use crate::sweep::cleanup::Cleanup;
+pub use names::{RESERVED_PREFIX, validate_name};

@@ -133,7 +133,7 @@ impl fmt::Display for CleanupOutcome {
 /// Reads sandbox `id` and decides whether it may be removed: its name
 /// when it may, the outcome that stops it otherwise.
 fn candidate(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     stmts: &mut Statements<'_>,
     prober: &Prober,
     id: i64,
@@ -214,7 +214,7 @@ fn delete_rows(
 /// discarded after the commit or put back if it fails.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn clean_row(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     stmts: &mut Statements<'_>,
     prober: &Prober,
     trash: &Trash<'_>,
@@ -270,19 +270,22 @@ pub(crate) fn clean_row(
 /// ```
 /// use sandbox_sweep::{Catalog, CleanupOutcome, SandboxStatus, SystemClock, clean_ephemeral};
 ///
-/// let dir = tempfile::tempdir()?;
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-272");
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// std::fs::create_dir_all(&dir)?;
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::new(&conn)?;
+/// let catalog = Catalog::from_connection(conn)?;
 /// let id = sandbox_sweep::insert_sandbox(&catalog, "job-7", SandboxStatus::Stopped, true, SystemClock::now())?;
-/// std::fs::create_dir(dir.path().join("job-7"))?;
-/// assert_eq!(clean_ephemeral(&catalog, dir.path(), id)?, CleanupOutcome::Removed);
-/// assert!(!dir.path().join("job-7").exists());
-/// assert_eq!(clean_ephemeral(&catalog, dir.path(), id)?, CleanupOutcome::AlreadyGone);
+/// std::fs::create_dir(dir.join("job-7"))?;
+/// assert_eq!(clean_ephemeral(&catalog, &dir, id)?, CleanupOutcome::Removed);
+/// assert!(!dir.join("job-7").exists());
+/// assert_eq!(clean_ephemeral(&catalog, &dir, id)?, CleanupOutcome::AlreadyGone);
+/// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn clean_ephemeral(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     sandboxes_dir: &Path,
     sandbox_id: i64,
 ) -> Result<CleanupOutcome> {
@@ -301,19 +304,22 @@ pub fn clean_ephemeral(
 /// ```
 /// use sandbox_sweep::{Catalog, Cleanup, CleanupOutcome, SandboxStatus, SystemClock};
 ///
-/// let dir = tempfile::tempdir()?;
-/// let (sandboxes, run) = (dir.path().join("sandboxes"), dir.path().join("run"));
+/// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-304");
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// std::fs::create_dir_all(&dir)?;
+/// let (sandboxes, run) = (dir.join("sandboxes"), dir.join("run"));
 /// std::fs::create_dir_all(sandboxes.join("job"))?;
 /// std::fs::create_dir(&run)?;
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::new(&conn)?;
+/// let catalog = Catalog::from_connection(conn)?;
 /// let id = sandbox_sweep::insert_sandbox(&catalog, "job", SandboxStatus::Stopped, true, SystemClock::now())?;
 /// let cleanup = Cleanup::new(&sandboxes).run_dir(&run);
 /// // A runtime that holds the sandbox's lock itself says so.
 /// let lock = sandbox_sweep::try_lock_lifecycle(&run, "job")?.expect("free");
 /// assert_eq!(cleanup.clean(&catalog, id)?, CleanupOutcome::LifecycleOwned);
 /// assert_eq!(cleanup.clean_holding(&catalog, id, &lock)?, CleanupOutcome::Removed);
+/// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, Copy)]
@@ -344,7 +350,7 @@ impl<'p> Cleanup<'p> {
     /// # Errors
     ///
     /// As [`clean_ephemeral`].
-    pub fn clean(&self, catalog: &Catalog<'_>, sandbox_id: i64) -> Result<CleanupOutcome> {
+    pub fn clean(&self, catalog: &Catalog, sandbox_id: i64) -> Result<CleanupOutcome> {
         let locks = self.run_dir.map(RowLocks::new);
         self.clean_with(catalog, sandbox_id, locks)
     }
@@ -358,7 +364,7 @@ impl<'p> Cleanup<'p> {
     /// As [`clean_ephemeral`].
     pub fn clean_holding(
         &self,
-        catalog: &Catalog<'_>,
+        catalog: &Catalog,
         sandbox_id: i64,
         lock: &LifecycleLock,
     ) -> Result<CleanupOutcome> {
@@ -368,7 +374,7 @@ impl<'p> Cleanup<'p> {
 
     fn clean_with(
         &self,
-        catalog: &Catalog<'_>,
+        catalog: &Catalog,
         sandbox_id: i64,
         mut locks: Option<RowLocks<'_>>,
     ) -> Result<CleanupOutcome> {
@@ -376,7 +382,7 @@ impl<'p> Cleanup<'p> {
         trash.check()?;
         let prober = Prober::new();
         let tx = catalog.immediate()?;
-        let mut stmts = Statements::new(catalog.conn);
+        let mut stmts = Statements::new(&catalog.conn);
         let (outcome, moved) = clean_row(
             catalog,
             &mut stmts,

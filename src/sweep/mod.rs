@@ -10,3 +10,4 @@ pub(crate) mod report;
 pub(crate) mod settings;
 pub(crate) mod status;
 pub(crate) mod sweeper;
+mod text;

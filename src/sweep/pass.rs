@@ -69,7 +69,7 @@ pub(crate) enum End {
 /// One sweep in progress.
 pub(crate) struct Pass<'s, 'c, 'l> {
     settings: &'s Settings,
-    catalog: &'c Catalog<'c>,
+    catalog: &'c Catalog,
     clock: &'s dyn Clock,
     /// `None` for a dry run.
     lease: Option<&'s mut Lease<'l>>,
@@ -86,7 +86,7 @@ pub(crate) struct Pass<'s, 'c, 'l> {
 impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     pub(crate) fn new(
         settings: &'s Settings,
-        catalog: &'c Catalog<'c>,
+        catalog: &'c Catalog,
         clock: &'s dyn Clock,
         lease: Option<&'s mut Lease<'l>>,
     ) -> Self {
@@ -104,7 +104,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             locks: settings.run_dir.as_deref().map(RowLocks::new),
             started: Instant::now(),
             ids: Vec::with_capacity(settings.batch_size),
-            stmts: Statements::new(catalog.conn),
+            stmts: Statements::new(&catalog.conn),
         }
     }
 
@@ -113,6 +113,9 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     }
 
     pub(crate) fn run(mut self) -> Result<Report> {
+        // Another program may have migrated the file since the host built
+        // its catalog; the per-row statements are chosen by its shape.
+        self.catalog.refresh()?;
         // Beside a run directory every row needs its locks: one that cannot
         // be opened (a typo, a home not made yet) would turn each candidate
         // into the same error. Said once; nothing is done, and the window
@@ -224,7 +227,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     }
 
     fn load_cursor(&self, phase: Phase) -> Result<i64> {
-        if !self.catalog.schema.cursor {
+        if !self.catalog.schema().cursor {
             return Ok(0);
         }
         let after = self
@@ -237,7 +240,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     }
 
     fn save_cursor(&mut self, phase: Phase, after: i64) -> Result<()> {
-        if self.catalog.schema.cursor {
+        if self.catalog.schema().cursor {
             self.stmts
                 .get(SAVE_CURSOR)?
                 .execute(params![phase.key(), after])?;
@@ -408,8 +411,9 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CleanupOutcome;
     use crate::fixture::{DEAD_PID, Fixture, exists, now, own_pid};
-    use crate::{Acquire, CleanupOutcome};
+    use crate::lease::Acquire;
 
     #[test]
     fn restart_between_selection_and_action_survives() -> Result<()> {
@@ -419,12 +423,12 @@ mod tests {
         let web = f.sandbox("web", "Running", false)?;
         let old_run = f.run(web, Some(DEAD_PID), "Running")?;
         let other = rusqlite::Connection::open(f.db_path())?;
-        let catalog = Catalog::new(&f.conn)?;
+        let catalog = &f.catalog;
         let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
             panic!("lease should be free");
         };
         let settings = Settings::new(f.sandboxes.clone());
-        let mut pass = Pass::new(&settings, &catalog, &now, Some(&mut lease));
+        let mut pass = Pass::new(&settings, catalog, &now, Some(&mut lease));
         for (phase, id) in [(Phase::Ephemeral, eph), (Phase::Active, web)] {
             pass.page(phase, 0, i64::MAX, 64)?;
             assert_eq!(pass.ids, [id]);

@@ -141,7 +141,7 @@ fn refused(refusal: Refusal) -> Reconciled {
 /// it only checks, and takes no lock.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn reconcile_row(
-    catalog: &Catalog<'_>,
+    catalog: &Catalog,
     stmts: &mut Statements<'_>,
     prober: &Prober,
     beside: Option<(&mut RowLocks<'_>, &Trash<'_>)>,
@@ -214,14 +214,14 @@ pub(crate) fn reconcile_row(
 }
 
 /// The guarded status change, or its dry-run check.
-struct Mark<'a, 's, 'c> {
-    catalog: &'a Catalog<'c>,
+struct Mark<'a, 's> {
+    catalog: &'a Catalog,
     stmts: &'a mut Statements<'s>,
     now: &'a str,
     write: bool,
 }
 
-impl Mark<'_, '_, '_> {
+impl Mark<'_, '_> {
     /// Moves sandbox `id` from `from` to `to`; whether it was in `from`.
     fn apply(&mut self, id: i64, from: SandboxStatus, to: SandboxStatus) -> Result<bool> {
         if !self.write {
@@ -231,7 +231,7 @@ impl Mark<'_, '_, '_> {
                 .exists(params![id, from.as_str()])?;
             return Ok(found);
         }
-        let schema = &self.catalog.schema;
+        let schema = self.catalog.schema();
         let sql = mark_sandbox(schema.active_config, schema.network_slot);
         let changed =
             self.stmts

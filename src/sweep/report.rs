@@ -3,7 +3,6 @@
 //! Counters only: no SQL, no filesystem, no decisions. The pass fills it in
 //! through the `count_*` methods; everyone else reads it.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::process::liveness::DeadReason;
@@ -11,7 +10,8 @@ use crate::sweep::cleanup::CleanupOutcome;
 
 /// What a sweep did.
 ///
-/// `Display` writes one labelled line, for logs:
+/// `Display` writes one labelled line, for logs; `{:#}` writes the
+/// several lines `sandbox-sweep sweep` prints:
 ///
 /// ```
 /// let report = sandbox_sweep::Report::default();
@@ -156,69 +156,6 @@ impl Report {
         if let Some(reason) = reason {
             self.dead[reason.index()] += 1;
         }
-    }
-}
-
-/// `label n, label n` for the non-zero counters, or `None` when all are zero.
-fn nonzero<T: Copy + fmt::Display>(
-    f: &mut fmt::Formatter<'_>,
-    label: &str,
-    all: &[T],
-    count: impl Fn(T) -> u64,
-) -> fmt::Result {
-    let mut first = true;
-    for &item in all {
-        let n = count(item);
-        if n > 0 {
-            let sep = if first { "; " } else { ", " };
-            let head = if first { label } else { "" };
-            write!(f, "{sep}{head}{item} {n}")?;
-            first = false;
-        }
-    }
-    Ok(())
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.dry_run {
-            f.write_str("dry run: ")?;
-        }
-        write!(
-            f,
-            "reconciled {} (crashed {}, stopped {}), removed {}, errors {}",
-            self.reconciled, self.crashed, self.stopped, self.removed, self.errors
-        )?;
-        if self.abandoned > 0 {
-            write!(f, ", abandoned starts {}", self.abandoned)?;
-        }
-        if self.lifecycle_owned > 0 {
-            write!(f, ", lifecycle owned {}", self.lifecycle_owned)?;
-        }
-        if self.trash_deferred > 0 {
-            write!(f, ", trash deferred {}", self.trash_deferred)?;
-        }
-        nonzero(f, "dead: ", &DeadReason::ALL, |r| self.dead(r))?;
-        let not_removed: Vec<CleanupOutcome> = CleanupOutcome::ALL
-            .into_iter()
-            .filter(|&o| o != CleanupOutcome::Removed)
-            .collect();
-        nonzero(f, "kept: ", &not_removed, |o| self.outcome(o))?;
-        if let Some(err) = &self.sandboxes_dir_error {
-            write!(f, "; ephemeral phase skipped: {err}")?;
-        }
-        if let Some(err) = &self.run_dir_error {
-            write!(f, "; nothing swept: {err}")?;
-        }
-        let end = match self.end() {
-            "run_dir" | "sandboxes_dir" => "",
-            "lease_lost" => "; stopped early: lease lost",
-            "installing" => "; stopped early: an installer holds the catalog",
-            "timed_out" => "; stopped early: time budget",
-            "row_limit" => "; stopped early: row limit",
-            _ => "; complete",
-        };
-        write!(f, "{end}; {} ms", self.elapsed.as_millis())
     }
 }
 

@@ -38,12 +38,12 @@ pub struct StaleSandbox {
 /// The sweep's lease row verbatim, as stored (for display; [`LeaseRow`]
 /// is the parsed form).
 ///
-/// [`LeaseRow`]: crate::LeaseRow
+/// [`LeaseRow`]: crate::lease::LeaseRow
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeaseRecord {
-    /// `holder_pid` (NULL once released, or not a process id).
-    pub holder_pid: Option<u32>,
+    /// `holder_pid` (NULL once released, or not an integer).
+    pub holder_pid: Option<i64>,
     /// `lease_expires_at`, verbatim.
     pub lease_expires_at: Option<String>,
     /// `last_completed_at`, verbatim.
@@ -75,9 +75,9 @@ pub struct ActiveSandbox {
 /// ```
 /// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, active_sandboxes, insert_sandbox};
 ///
-/// let conn = rusqlite::Connection::open_in_memory()?;
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::new(&conn)?;
+/// let catalog = Catalog::from_connection(conn)?;
 /// for (name, status) in [("b", SandboxStatus::Paused), ("a", SandboxStatus::Created), ("c", SandboxStatus::Stopped)] {
 ///     insert_sandbox(&catalog, name, status, false, SystemClock::now())?;
 /// }
@@ -85,8 +85,8 @@ pub struct ActiveSandbox {
 /// assert_eq!(names, ["a", "b"]);
 /// # Ok::<(), sandbox_sweep::Error>(())
 /// ```
-pub fn active_sandboxes(catalog: &Catalog<'_>) -> Result<Vec<ActiveSandbox>> {
-    let conn = catalog.conn;
+pub fn active_sandboxes(catalog: &Catalog) -> Result<Vec<ActiveSandbox>> {
+    let conn = &catalog.conn;
     let mut stmt = conn.prepare(
         "SELECT id, CAST(name AS TEXT), status FROM sandbox
          WHERE status IN ('Created', 'Starting', 'Running', 'Draining', 'Paused')
@@ -161,7 +161,7 @@ fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-impl Catalog<'_> {
+impl Catalog {
     /// Summarises the catalog, probing every active sandbox's runtime. Reads only.
     ///
     /// # Errors
@@ -171,10 +171,10 @@ impl Catalog<'_> {
     /// # Examples
     ///
     /// ```
-    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// conn.execute("INSERT INTO sandbox (name, config, status) VALUES ('a', '{}', 'Draining')", [])?;
-    /// let summary = sandbox_sweep::Catalog::new(&conn)?.summary()?;
+    /// let summary = sandbox_sweep::Catalog::from_connection(conn)?.summary()?;
     /// assert_eq!(summary.by_status, [("Draining".to_string(), 1)]);
     /// assert_eq!(summary.dead_active.len(), 1);
     /// # Ok::<(), sandbox_sweep::Error>(())
@@ -204,18 +204,21 @@ impl Catalog<'_> {
     /// ```
     /// use sandbox_sweep::*;
     ///
-    /// let run = tempfile::tempdir()?;
-    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// let run = std::env::temp_dir().join("sandbox-sweep-doc-status-207");
+    /// # let _ = std::fs::remove_dir_all(&run);
+    /// std::fs::create_dir_all(&run)?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// migrate(&conn)?;
     /// conn.execute("INSERT INTO sandbox (name, config, status) VALUES ('a', '{}', 'Draining')", [])?;
-    /// let catalog = Catalog::new(&conn)?;
-    /// let lock = try_lock_lifecycle(run.path(), "a")?.expect("free");
-    /// let summary = catalog.summary_beside(run.path(), None)?;
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// let lock = try_lock_lifecycle(&run, "a")?.expect("free");
+    /// let summary = catalog.summary_beside(&run, None)?;
     /// if cfg!(target_os = "linux") {
     ///     assert_eq!((summary.dead_active.len(), summary.lifecycle_owned.len()), (0, 1));
     /// }
     /// drop(lock);
-    /// assert_eq!(catalog.summary_beside(run.path(), None)?.dead_active.len(), 1);
+    /// assert_eq!(catalog.summary_beside(&run, None)?.dead_active.len(), 1);
+    /// # std::fs::remove_dir_all(&run)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn summary_beside(&self, run_dir: &Path, sandboxes_dir: Option<&Path>) -> Result<Summary> {
@@ -223,7 +226,7 @@ impl Catalog<'_> {
     }
 
     fn summarise(&self, run_dir: Option<&Path>, sandboxes_dir: Option<&Path>) -> Result<Summary> {
-        let conn = self.conn;
+        let conn = &self.conn;
         let by_status = conn
             .prepare("SELECT CAST(status AS TEXT), count(*) FROM sandbox GROUP BY 1 ORDER BY 1")?
             .query_map([], |r| {
@@ -263,7 +266,7 @@ impl Catalog<'_> {
     fn stale(&self, run_dir: Option<&Path>, sandboxes_dir: Option<&Path>) -> Result<Stale> {
         let held = run_dir.and_then(HeldLocks::read);
         let prober = Prober::new();
-        let mut stmts = Statements::new(self.conn);
+        let mut stmts = Statements::new(&self.conn);
         let mut stale = Stale::default();
         let mut stmt = self.conn.prepare(
             "SELECT id, CAST(name AS TEXT), status FROM sandbox WHERE status IN ('Starting', 'Running', 'Draining') ORDER BY id",
@@ -317,7 +320,7 @@ impl Catalog<'_> {
                 [name],
                 |r| {
                     Ok(LeaseRecord {
-                        holder_pid: r.get::<_, i64>(0).ok().and_then(|p| u32::try_from(p).ok()),
+                        holder_pid: r.get::<_, i64>(0).ok(),
                         lease_expires_at: r.get(1)?,
                         last_completed_at: r.get(2)?,
                     })

@@ -6,10 +6,8 @@
 //! left behind). The work itself is the pass's; no SQL and no filesystem
 //! here.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
-
-use rusqlite::Connection;
 
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
@@ -51,15 +49,18 @@ pub enum SweepOutcome {
 /// use std::time::Duration;
 /// use sandbox_sweep::{SweepOutcome, Sweeper};
 ///
-/// let dir = tempfile::tempdir()?;
-/// let conn = sandbox_sweep::open(dir.path().join("catalog.db"))?;
+/// let dir = std::env::temp_dir().join("sandbox-sweep-doc-sweeper-51");
+/// # let _ = std::fs::remove_dir_all(&dir);
+/// std::fs::create_dir_all(&dir)?;
+/// let conn = sandbox_sweep::open(dir.join("catalog.db"))?;
 /// sandbox_sweep::migrate(&conn)?;
-/// let catalog = sandbox_sweep::Catalog::new(&conn)?;
-/// let outcome = Sweeper::new(dir.path())
+/// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
+/// let outcome = Sweeper::new(&dir)
 ///     .max_active(100)
 ///     .budget(Duration::from_millis(50))
 ///     .run(&catalog);
 /// assert!(matches!(outcome, SweepOutcome::Swept(ref r) if r.complete && r.reconciled == 0));
+/// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -140,28 +141,30 @@ impl Sweeper {
     /// The startup entry point: gate, acquire, sweep, release, on the real
     /// clock. Records completion only when nothing was left behind.
     ///
-    /// Takes a [`Catalog`], built once per connection; [`run_startup_maintenance`]
-    /// is the convenience that builds it from a connection on every call
-    /// (a schema check that costs about 1.2 µs on a catalog it has seen).
+    /// Takes the [`Catalog`] the host keeps: a sweep skipped by the gate
+    /// costs one indexed read of the lease row, nothing else.
     ///
     /// # Examples
     ///
     /// ```
     /// use sandbox_sweep::{Catalog, SweepOutcome, Sweeper};
     ///
-    /// let dir = tempfile::tempdir()?;
-    /// let conn = sandbox_sweep::open(dir.path().join("catalog.db"))?;
+    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-sweeper-149");
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// std::fs::create_dir_all(&dir)?;
+    /// let conn = sandbox_sweep::open(dir.join("catalog.db"))?;
     /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = Catalog::new(&conn)?; // once per connection
-    /// let sweeper = Sweeper::new(dir.path());
+    /// let catalog = Catalog::from_connection(conn)?; // kept for the process's life
+    /// let sweeper = Sweeper::new(&dir);
     /// match sweeper.run(&catalog) {
     ///     SweepOutcome::Swept(report) => println!("{report}"),
     ///     SweepOutcome::Skipped(reason) => println!("skipped: {reason}"),
     ///     SweepOutcome::Failed(err) => eprintln!("maintenance failed: {err}"),
     /// }
+    /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn run(&self, catalog: &Catalog<'_>) -> SweepOutcome {
+    pub fn run(&self, catalog: &Catalog) -> SweepOutcome {
         self.run_with(catalog, &SystemClock)
     }
 
@@ -172,18 +175,21 @@ impl Sweeper {
     /// ```
     /// use sandbox_sweep::{Catalog, SkipReason, SweepOutcome, Sweeper, SystemClock};
     ///
-    /// let dir = tempfile::tempdir()?;
-    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-sweeper-172");
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// std::fs::create_dir_all(&dir)?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = Catalog::new(&conn)?;
-    /// let sweeper = Sweeper::new(dir.path());
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// let sweeper = Sweeper::new(&dir);
     /// let then = SystemClock::now();
     /// let noon = move || then;
     /// assert!(matches!(sweeper.run_with(&catalog, &noon), SweepOutcome::Swept(_)));
     /// assert!(matches!(sweeper.run_with(&catalog, &noon), SweepOutcome::Skipped(SkipReason::Recent)));
+    /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn run_with(&self, catalog: &Catalog<'_>, clock: &dyn Clock) -> SweepOutcome {
+    pub fn run_with(&self, catalog: &Catalog, clock: &dyn Clock) -> SweepOutcome {
         let mut lease = match catalog.try_acquire(clock, self.force) {
             Ok(Acquire::Acquired(lease)) => lease,
             Ok(Acquire::Skipped(reason)) => return SweepOutcome::Skipped(reason),
@@ -227,16 +233,19 @@ impl Sweeper {
     /// ```
     /// use sandbox_sweep::{Acquire, Catalog, Sweeper, SystemClock};
     ///
-    /// let dir = tempfile::tempdir()?;
-    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-sweeper-228");
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// std::fs::create_dir_all(&dir)?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = Catalog::new(&conn)?;
+    /// let catalog = Catalog::from_connection(conn)?;
     /// let Acquire::Acquired(mut lease) = catalog.try_acquire(&SystemClock, false)? else {
     ///     panic!("the lease is free");
     /// };
-    /// let report = Sweeper::new(dir.path()).sweep(&mut lease, &SystemClock)?;
+    /// let report = Sweeper::new(&dir).sweep(&mut lease, &SystemClock)?;
     /// assert!(report.complete);
     /// lease.complete(SystemClock::now())?;
+    /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sweep(&self, lease: &mut Lease<'_>, clock: &dyn Clock) -> Result<Report> {
@@ -256,47 +265,21 @@ impl Sweeper {
     /// ```
     /// use sandbox_sweep::{Catalog, Sweeper, SystemClock};
     ///
-    /// let dir = tempfile::tempdir()?;
-    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-sweeper-258");
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// std::fs::create_dir_all(&dir)?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// conn.execute("INSERT INTO sandbox (name, config, status, ephemeral) VALUES ('a', '{}', 'Crashed', 1)", [])?;
-    /// let report = Sweeper::new(dir.path()).dry_run(&Catalog::new(&conn)?, &SystemClock)?;
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// let report = Sweeper::new(&dir).dry_run(&catalog, &SystemClock)?;
     /// assert_eq!((report.removed, report.dry_run), (1, true));
-    /// let rows: i64 = conn.query_row("SELECT count(*) FROM sandbox", [], |r| r.get(0))?;
+    /// let rows: i64 = catalog.connection().query_row("SELECT count(*) FROM sandbox", [], |r| r.get(0))?;
     /// assert_eq!(rows, 1);
+    /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn dry_run(&self, catalog: &Catalog<'_>, clock: &dyn Clock) -> Result<Report> {
+    pub fn dry_run(&self, catalog: &Catalog, clock: &dyn Clock) -> Result<Report> {
         Pass::new(&self.settings, catalog, clock, None).run()
-    }
-}
-
-/// The startup entry point with default settings, from a connection: what a
-/// runtime calls when it starts. See [`Sweeper::run`].
-///
-/// Checks the catalog's shape on every call (about 1.2 µs once the file has
-/// been seen; see [`Catalog::new`]); a busy catalog is a skip and a missing
-/// table a failure, never a panic.
-///
-/// # Examples
-///
-/// ```
-/// use sandbox_sweep::{SweepOutcome, run_startup_maintenance};
-///
-/// let dir = tempfile::tempdir()?;
-/// let conn = sandbox_sweep::open(dir.path().join("catalog.db"))?;
-/// sandbox_sweep::migrate(&conn)?;
-/// match run_startup_maintenance(&conn, dir.path()) {
-///     SweepOutcome::Swept(report) => assert_eq!(report.errors, 0),
-///     SweepOutcome::Skipped(reason) => println!("skipped: {reason}"),
-///     SweepOutcome::Failed(err) => eprintln!("maintenance failed: {err}"),
-/// }
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn run_startup_maintenance(conn: &Connection, sandboxes_dir: &Path) -> SweepOutcome {
-    match Catalog::new(conn) {
-        Ok(catalog) => Sweeper::new(sandboxes_dir).run(&catalog),
-        Err(err) if err.is_busy() => SweepOutcome::Skipped(SkipReason::Busy),
-        Err(err) => SweepOutcome::Failed(err),
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 use time::PrimitiveDateTime;
 
-use sandbox_sweep::Result;
+use sandbox_sweep::{Catalog, Result};
 
 /// A pid above every kernel's `pid_max`: `kill` says `ESRCH`.
 pub const DEAD_PID: i64 = 2_000_000_000;
@@ -29,7 +29,7 @@ pub fn own_pid() -> i64 {
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub sandboxes: PathBuf,
-    pub conn: Connection,
+    pub catalog: Catalog,
 }
 
 impl Fixture {
@@ -52,8 +52,12 @@ impl Fixture {
         Ok(Fixture {
             dir,
             sandboxes,
-            conn,
+            catalog: Catalog::from_connection(conn)?,
         })
+    }
+
+    pub fn conn(&self) -> &Connection {
+        self.catalog.connection()
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -61,12 +65,12 @@ impl Fixture {
     }
 
     pub fn sandbox(&self, name: &str, status: &str, ephemeral: bool) -> Result<i64> {
-        self.conn.execute(
+        self.conn().execute(
             "INSERT INTO sandbox (name, config, status, ephemeral, created_at, updated_at, active_config)
              VALUES (?1, '{}', ?2, ?3, '2026-06-01 00:00:00', '2026-06-01 00:00:00', '{\"cpus\":1}')",
             params![name, status, ephemeral],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn().last_insert_rowid())
     }
 
     pub fn run(&self, sandbox_id: i64, pid: Option<i64>, status: &str) -> Result<i64> {
@@ -80,11 +84,11 @@ impl Fixture {
         status: &str,
         started_at: &str,
     ) -> Result<i64> {
-        self.conn.execute(
+        self.conn().execute(
             "INSERT INTO run (sandbox_id, pid, status, started_at) VALUES (?1, ?2, ?3, ?4)",
             params![sandbox_id, pid, status, started_at],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn().last_insert_rowid())
     }
 
     /// `n` `Running` sandboxes `s0`, `s1`, … whose runtime is dead.
@@ -108,7 +112,7 @@ impl Fixture {
 
     pub fn status(&self, id: i64) -> Result<Option<String>> {
         Ok(self
-            .conn
+            .conn()
             .query_row("SELECT status FROM sandbox WHERE id = ?1", [id], |r| {
                 r.get(0)
             })
@@ -119,7 +123,7 @@ impl Fixture {
     #[allow(clippy::type_complexity)]
     pub fn run_row(&self, id: i64) -> Result<Option<(String, Option<String>, Option<String>)>> {
         Ok(self
-            .conn
+            .conn()
             .query_row(
                 "SELECT status, termination_reason, terminated_at FROM run WHERE id = ?1",
                 [id],
@@ -129,7 +133,7 @@ impl Fixture {
     }
 
     pub fn count(&self, sql: &str) -> Result<i64> {
-        Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+        Ok(self.conn().query_row(sql, [], |r| r.get(0))?)
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::fixture::exists;
-use sandbox_sweep::lifecycle_lock_path;
+use sandbox_sweep::rundir::lifecycle_lock_path;
 
 /// A child process holding one of a sandbox's lock files, as a sandbox
 /// process or a launcher does, killed and reaped when dropped.

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sandbox_sweep::lifecycle_lock_path;
+use sandbox_sweep::rundir::lifecycle_lock_path;
 
 /// `H16` of a name: 32 lowercase hex digits.
 pub fn h16(name: &str) -> String {

@@ -1,0 +1,287 @@
+//! How a sweep's results read for a person: `Display` for [`Report`],
+//! [`SweepOutcome`] and [`Summary`], which logs and the CLI both use.
+//!
+//! Wording only: no SQL, no filesystem, no decisions (how a sweep ended is
+//! [`Report::end`]'s to say, and only worded here).
+
+use std::fmt;
+
+use crate::lease::gate::SkipReason;
+use crate::process::liveness::DeadReason;
+use crate::sweep::cleanup::CleanupOutcome;
+use crate::sweep::report::Report;
+use crate::sweep::status::{StaleSandbox, Summary};
+use crate::sweep::sweeper::SweepOutcome;
+
+/// `label a 1, b 2` for the non-zero counters of `all`, each after `sep`
+/// on the first; nothing when all are zero, or `none` when `none` is set.
+fn nonzero<T: Copy + fmt::Display>(
+    f: &mut fmt::Formatter<'_>,
+    (sep, label, none): (&str, &str, bool),
+    all: &[T],
+    count: impl Fn(T) -> u64,
+) -> fmt::Result {
+    let mut first = true;
+    for &item in all {
+        let n = count(item);
+        if n > 0 {
+            let (sep, head) = if first { (sep, label) } else { (", ", "") };
+            write!(f, "{sep}{head}{item} {n}")?;
+            first = false;
+        }
+    }
+    if first && none {
+        write!(f, "{sep}{label}none")?;
+    }
+    Ok(())
+}
+
+impl Report {
+    /// The outcomes cleanup counts apart from `removed`.
+    fn kept(&self) -> impl Iterator<Item = CleanupOutcome> {
+        CleanupOutcome::ALL
+            .into_iter()
+            .filter(|&o| o != CleanupOutcome::Removed)
+    }
+
+    fn line(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.dry_run {
+            f.write_str("dry run: ")?;
+        }
+        write!(
+            f,
+            "reconciled {} (crashed {}, stopped {}), removed {}, errors {}",
+            self.reconciled, self.crashed, self.stopped, self.removed, self.errors
+        )?;
+        if self.abandoned > 0 {
+            write!(f, ", abandoned starts {}", self.abandoned)?;
+        }
+        if self.lifecycle_owned > 0 {
+            write!(f, ", lifecycle owned {}", self.lifecycle_owned)?;
+        }
+        if self.trash_deferred > 0 {
+            write!(f, ", trash deferred {}", self.trash_deferred)?;
+        }
+        nonzero(f, ("; ", "dead: ", false), &DeadReason::ALL, |r| {
+            self.dead(r)
+        })?;
+        let kept: Vec<CleanupOutcome> = self.kept().collect();
+        nonzero(f, ("; ", "kept: ", false), &kept, |o| self.outcome(o))?;
+        if let Some(err) = &self.sandboxes_dir_error {
+            write!(f, "; ephemeral phase skipped: {err}")?;
+        }
+        if let Some(err) = &self.run_dir_error {
+            write!(f, "; nothing swept: {err}")?;
+        }
+        let end = match self.end() {
+            "run_dir" | "sandboxes_dir" => "",
+            "lease_lost" => "; stopped early: lease lost",
+            "installing" => "; stopped early: an installer holds the catalog",
+            "timed_out" => "; stopped early: time budget",
+            "row_limit" => "; stopped early: row limit",
+            _ => "; complete",
+        };
+        write!(f, "{end}; {} ms", self.elapsed.as_millis())
+    }
+
+    fn lines(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.dry_run {
+            "dry run (nothing written)"
+        } else {
+            "swept"
+        };
+        write!(
+            f,
+            "{verb} in {:.3} ms: reconciled {} (crashed {}, stopped {}), removed {}, errors {}",
+            self.elapsed.as_secs_f64() * 1000.0,
+            self.reconciled,
+            self.crashed,
+            self.stopped,
+            self.removed,
+            self.errors
+        )?;
+        if self.abandoned > 0 {
+            write!(
+                f,
+                "\n  abandoned starts crashed (Starting, no run, no owner, no endpoint): {}",
+                self.abandoned
+            )?;
+        }
+        if self.lifecycle_owned > 0 {
+            write!(
+                f,
+                "\n  left alone, creation or lifecycle lock held by a live owner: {}",
+                self.lifecycle_owned
+            )?;
+        }
+        nonzero(
+            f,
+            ("\n  ", "dead runtimes: ", true),
+            &DeadReason::ALL,
+            |r| self.dead(r),
+        )?;
+        nonzero(
+            f,
+            ("\n  ", "ephemeral candidates: ", true),
+            &CleanupOutcome::ALL,
+            |o| self.outcome(o),
+        )?;
+        if let Some(err) = &self.sandboxes_dir_error {
+            write!(f, "\n  ephemeral sandboxes not cleaned: {err}")?;
+        }
+        if let Some(err) = &self.run_dir_error {
+            write!(f, "\n  nothing swept: {err}")?;
+        }
+        let left = match self.end() {
+            "run_dir" => "fix the run directory (--run-dir, or <home>/run)",
+            "lease_lost" => "stopped: the lease was taken by another process",
+            "installing" => "stopped: an installer took the catalog; nothing written after",
+            "timed_out" => "time budget ran out; the next sweep continues",
+            "sandboxes_dir" => "reconcile done; fix the sandboxes directory for cleanup",
+            "row_limit" => "row limit reached; the next sweep continues",
+            _ => "nothing left behind",
+        };
+        write!(f, "\n  {left}")
+    }
+}
+
+/// One labelled line (`{}`), or what `sandbox-sweep sweep` prints (`{:#}`).
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            self.lines(f)
+        } else {
+            self.line(f)
+        }
+    }
+}
+
+/// Why a sweep was skipped, for a person.
+fn explain(reason: SkipReason) -> &'static str {
+    match reason {
+        SkipReason::Held => "another process holds the maintenance lease",
+        SkipReason::Recent => "a sweep completed less than 30 s ago (use --force)",
+        SkipReason::Busy => "the catalog stayed locked past the busy timeout",
+        SkipReason::Installing => "an installer holds the catalog (install_exclusive)",
+    }
+}
+
+/// `skipped (held): …`, `sweep failed: …`, or the report (`{:#}` passes
+/// through to it).
+///
+/// ```
+/// use sandbox_sweep::{SkipReason, SweepOutcome};
+///
+/// let skipped = SweepOutcome::Skipped(SkipReason::Held);
+/// assert_eq!(skipped.to_string(), "skipped (held): another process holds the maintenance lease");
+/// ```
+impl fmt::Display for SweepOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SweepOutcome::Skipped(reason) => {
+                write!(f, "skipped ({reason}): {}", explain(*reason))
+            }
+            SweepOutcome::Failed(err) => write!(f, "sweep failed: {err}"),
+            SweepOutcome::Swept(report) => fmt::Display::fmt(report, f),
+        }
+    }
+}
+
+/// Up to `shown` stale sandboxes, one a line, then how many more.
+fn stale_list(f: &mut fmt::Formatter<'_>, stale: &[StaleSandbox], shown: usize) -> fmt::Result {
+    for dead in stale.iter().take(shown) {
+        let reason = dead.reason.map_or("no running run", DeadReason::as_str);
+        let name = format!("{:?}", dead.name);
+        write!(
+            f,
+            "\n  #{:<6} {name:<24} {:<9} {reason}",
+            dead.id, dead.status
+        )?;
+    }
+    let hidden = stale.len().saturating_sub(shown);
+    if hidden > 0 {
+        write!(f, "\n  … and {hidden} more (`--all` lists them)")?;
+    }
+    Ok(())
+}
+
+/// What `sandbox-sweep status` prints under its `catalog <path>` line:
+/// every list in full, or with a precision at most that many entries of
+/// each (`{:.20}` is what `status` shows without `--all`).
+///
+/// ```
+/// let summary = sandbox_sweep::status::Summary::default();
+/// assert_eq!(
+///     format!("{summary:.0}"),
+///     "  no sandboxes\n\
+///      finished ephemeral sandboxes (cleanup candidates): 0\n\
+///      active sandboxes with a dead runtime now: 0\n\
+///      install: never taken\n\
+///      lease: never taken"
+/// );
+/// ```
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = f.precision().unwrap_or(usize::MAX);
+        if self.by_status.is_empty() {
+            f.write_str("  no sandboxes")?;
+        }
+        for (i, (status, n)) in self.by_status.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "\n" };
+            write!(f, "{sep}  {status:<12} {n:>6}")?;
+        }
+        write!(
+            f,
+            "\nfinished ephemeral sandboxes (cleanup candidates): {}",
+            self.ephemeral_terminal
+        )?;
+        write!(
+            f,
+            "\nactive sandboxes with a dead runtime now: {}",
+            self.dead_active.len()
+        )?;
+        stale_list(f, &self.dead_active, shown)?;
+        if !self.abandoned_starts.is_empty() {
+            write!(
+                f,
+                "\nabandoned starts (Starting, no run, no lock held, no endpoint answering): {}",
+                self.abandoned_starts.len()
+            )?;
+            stale_list(f, &self.abandoned_starts, shown)?;
+        }
+        if !self.lifecycle_owned.is_empty() {
+            write!(
+                f,
+                "\nleft alone, runtime dead or not started but a creation or lifecycle lock held (lifecycle_owned): {}",
+                self.lifecycle_owned.len()
+            )?;
+            stale_list(f, &self.lifecycle_owned, shown)?;
+        }
+        match &self.install {
+            Some(install) if install.holder_pid.is_some() => write!(
+                f,
+                "\ninstall: held by pid {} until {}",
+                install.holder_pid.unwrap_or(0),
+                install.lease_expires_at.as_deref().unwrap_or("-"),
+            )?,
+            Some(_) => f.write_str("\ninstall: none in progress")?,
+            None => f.write_str("\ninstall: never taken")?,
+        }
+        match &self.lease {
+            None => f.write_str("\nlease: never taken"),
+            Some(lease) => {
+                f.write_str("\nlease: holder ")?;
+                match lease.holder_pid {
+                    Some(pid) => write!(f, "pid {pid}")?,
+                    None => f.write_str("none")?,
+                }
+                write!(
+                    f,
+                    ", expires {}, last completed {}",
+                    lease.lease_expires_at.as_deref().unwrap_or("-"),
+                    lease.last_completed_at.as_deref().unwrap_or("never"),
+                )
+            }
+        }
+    }
+}

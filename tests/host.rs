@@ -1,0 +1,81 @@
+//! A host as the README describes it: one struct that owns its catalog
+//! and its sweeper, built once, used for every start and every sandbox.
+//! Uses only the crate's root names and `sandbox_sweep::rusqlite`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use sandbox_sweep::{
+    Catalog, RunEnd, SandboxStatus, SweepOutcome, Sweeper, TerminationReason, finish_run,
+    insert_running_run, insert_sandbox,
+};
+
+/// What an embedding runtime keeps for its life: no borrow ties the
+/// catalog to a connection kept elsewhere.
+struct Host {
+    catalog: Catalog,
+    sweeper: Sweeper,
+    sandboxes: PathBuf,
+}
+
+impl Host {
+    fn open(db: &Path, sandboxes: &Path) -> sandbox_sweep::Result<Host> {
+        Ok(Host {
+            catalog: Catalog::open(db)?,
+            sweeper: Sweeper::new(sandboxes).force(true),
+            sandboxes: sandboxes.to_owned(),
+        })
+    }
+
+    fn on_start(&self) -> SweepOutcome {
+        self.sweeper.run(&self.catalog)
+    }
+}
+
+#[test]
+fn a_host_struct_owns_its_catalog_for_every_call() -> TestResult {
+    let f = Fixture::new()?;
+    let host = Host::open(&f.db_path(), &f.sandboxes)?;
+    let job = insert_sandbox(&host.catalog, "job", SandboxStatus::Running, true, now())?;
+    std::fs::create_dir(host.sandboxes.join("job"))?;
+    let me = sandbox_sweep::process::ProcessIdentity::current()?;
+    let run = insert_running_run(&host.catalog, job, &me, now())?;
+    assert_eq!(
+        host.catalog.sandbox_status(job)?,
+        Some(SandboxStatus::Running)
+    );
+    assert!(
+        matches!(host.on_start(), SweepOutcome::Swept(ref r) if r.reconciled == 0 && r.removed == 0)
+    );
+    let end = RunEnd::stopped(TerminationReason::Completed).exit_code(0);
+    assert!(finish_run(&host.catalog, run, end, now())?);
+    assert_eq!(
+        host.catalog.sandbox_status(job)?,
+        Some(SandboxStatus::Stopped)
+    );
+    match host.on_start() {
+        SweepOutcome::Swept(report) => assert_eq!(report.removed, 1, "{report}"),
+        other => panic!("expected a sweep, got {other}"),
+    }
+    assert_eq!(host.catalog.sandbox_status(job)?, None);
+    assert!(!exists(&host.sandboxes.join("job")));
+    Ok(())
+}
+
+#[test]
+fn a_kept_catalog_sees_another_programs_migration() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("msb.db");
+    let conn = sandbox_sweep::rusqlite::Connection::open(&db)?;
+    conn.execute_batch(include_str!("data/schema.sql"))?;
+    drop(conn);
+    let host = Host::open(&db, dir.path())?;
+    assert!(!host.catalog.has_identity_columns());
+    sandbox_sweep::migrate(&sandbox_sweep::open(&db)?)?;
+    // The next sweep reads the new shape: identities are recorded from then on.
+    assert!(matches!(host.on_start(), SweepOutcome::Swept(_)));
+    assert!(host.catalog.has_identity_columns());
+    Ok(())
+}
