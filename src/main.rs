@@ -71,7 +71,7 @@ fn try_main() -> Result<ExitCode, CliError> {
 fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
     match command {
         Command::Help(topic) => {
-            out.write_all(cli::args::help(topic).as_bytes())?;
+            out.write_all(cli::help::help(topic).as_bytes())?;
         }
         Command::Version => {
             writeln!(out, "sandbox-sweep {}", env!("CARGO_PKG_VERSION"))?;

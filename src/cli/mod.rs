@@ -3,6 +3,8 @@
 pub mod args;
 pub mod demo;
 mod demo_cases;
+mod demo_setup;
+pub mod help;
 pub mod logger;
 pub mod print;
 

@@ -80,7 +80,8 @@ impl LeaseRow {
     /// # Examples
     ///
     /// ```
-    /// use sandbox_sweep::{LeaseRow, SkipReason, time::{Date, Month}};
+    /// use sandbox_sweep::{SkipReason, time::{Date, Month}};
+    /// use sandbox_sweep::lease::LeaseRow;
     ///
     /// let now = Date::from_calendar_date(2026, Month::June, 4)?.midnight();
     /// let held = LeaseRow { expires_at: Some(now + std::time::Duration::from_secs(5)), ..Default::default() };
@@ -178,14 +179,15 @@ impl Catalog {
     /// # Examples
     ///
     /// ```
-    /// use sandbox_sweep::{Catalog, LeaseSpec, SystemClock};
+    /// use sandbox_sweep::{Catalog, SystemClock};
+    /// use sandbox_sweep::lease::LeaseSpec;
     ///
     /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = Catalog::from_connection(conn)?;
     /// let lease = catalog.try_acquire(&SystemClock, false)?;
     /// let row = catalog.lease_row_of(&LeaseSpec::SWEEP)?.expect("claimed");
-    /// assert_eq!(row.holder_pid, Some(std::process::id()));
+    /// assert_eq!(row.holder_pid, Some(i64::from(std::process::id())));
     /// drop(lease);
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
@@ -245,7 +247,8 @@ impl Catalog {
     /// # Examples
     ///
     /// ```
-    /// use sandbox_sweep::{Acquire, SkipReason, SystemClock};
+    /// use sandbox_sweep::{SkipReason, SystemClock};
+    /// use sandbox_sweep::lease::Acquire;
     ///
     /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;

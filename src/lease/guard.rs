@@ -161,7 +161,7 @@ impl<'a> Lease<'a> {
     /// # Examples
     ///
     /// ```
-    /// use sandbox_sweep::Acquire;
+    /// use sandbox_sweep::lease::Acquire;
     ///
     /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;

@@ -46,7 +46,8 @@ impl LeaseSpec {
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{Catalog, InstallLease, SystemClock};
+/// use sandbox_sweep::{Catalog, SystemClock};
+/// use sandbox_sweep::lease::InstallLease;
 ///
 /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;

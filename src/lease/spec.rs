@@ -26,7 +26,7 @@ pub const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 ///
 /// ```
 /// use std::time::Duration;
-/// use sandbox_sweep::LeaseSpec;
+/// use sandbox_sweep::lease::LeaseSpec;
 ///
 /// let sweep = LeaseSpec::SWEEP;
 /// assert_eq!(sweep.name, "sandbox_lifecycle_maintenance");

@@ -17,7 +17,7 @@ use crate::sys::procfs::{self, StatRead};
 /// # Examples
 ///
 /// ```
-/// let me = sandbox_sweep::ProcessIdentity::current()?;
+/// let me = sandbox_sweep::process::ProcessIdentity::current()?;
 /// assert_eq!(me.pid, i64::from(std::process::id()));
 /// if cfg!(target_os = "linux") {
 ///     assert!(me.start_time.is_some() && me.boot_id.is_some());
@@ -56,7 +56,7 @@ impl ProcessIdentity {
     /// # Examples
     ///
     /// ```
-    /// assert!(sandbox_sweep::ProcessIdentity::of(0).is_err());
+    /// assert!(sandbox_sweep::process::ProcessIdentity::of(0).is_err());
     /// ```
     pub fn of(pid: i64) -> Result<ProcessIdentity> {
         let raw = match i32::try_from(pid) {
@@ -109,7 +109,8 @@ impl ProcessIdentity {
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{Catalog, ProcessIdentity, record_identity};
+/// use sandbox_sweep::Catalog;
+/// use sandbox_sweep::process::{ProcessIdentity, record_identity};
 ///
 /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;

@@ -44,7 +44,7 @@ impl DeadReason {
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(sandbox_sweep::DeadReason::PidReused.as_str(), "pid_reused");
+    /// assert_eq!(sandbox_sweep::process::DeadReason::PidReused.as_str(), "pid_reused");
     /// ```
     pub fn as_str(self) -> &'static str {
         match self {
@@ -85,7 +85,7 @@ impl Liveness {
     /// # Examples
     ///
     /// ```
-    /// use sandbox_sweep::{DeadReason, Liveness};
+    /// use sandbox_sweep::process::{DeadReason, Liveness};
     ///
     /// assert!(Liveness::Alive.is_alive());
     /// assert!(!Liveness::Dead(DeadReason::Zombie).is_alive());
@@ -118,7 +118,7 @@ pub struct RecordedProcess<'a> {
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{DeadReason, Liveness, Prober, RecordedProcess};
+/// use sandbox_sweep::process::{DeadReason, Liveness, Prober, RecordedProcess};
 ///
 /// let prober = Prober::new();
 /// let me = RecordedProcess { pid: Some(i64::from(std::process::id())), ..Default::default() };

@@ -60,6 +60,7 @@ fn verdict(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<L
 /// # Examples
 ///
 /// ```
+/// use sandbox_sweep::process::{Liveness, ProcessIdentity};
 /// use sandbox_sweep::*;
 ///
 /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;

@@ -15,7 +15,6 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::errno::Errno;
 use nix::sys::stat::Mode;
 use sha2::{Digest, Sha256};
 
@@ -140,7 +139,7 @@ pub(crate) fn lock_path(run_dir: &Path, kind: LockKind, name: &str) -> PathBuf {
 /// ```
 /// use std::path::Path;
 ///
-/// let path = sandbox_sweep::lifecycle_lock_path(Path::new("/run/msb"), "worker");
+/// let path = sandbox_sweep::rundir::lifecycle_lock_path(Path::new("/run/msb"), "worker");
 /// assert_eq!(path, Path::new("/run/msb/locks/87eba76e7f3164534045ba922e7770fb.lock"));
 /// ```
 pub fn lifecycle_lock_path(run_dir: &Path, name: &str) -> PathBuf {
@@ -165,7 +164,7 @@ impl LifecycleLock {
     /// let run = std::env::temp_dir().join("sandbox-sweep-doc-locks-164");
     /// # let _ = std::fs::remove_dir_all(&run);
     /// std::fs::create_dir_all(&run)?;
-    /// let lock = sandbox_sweep::try_lock_lifecycle(&run, "web")?.expect("free");
+    /// let lock = sandbox_sweep::rundir::try_lock_lifecycle(&run, "web")?.expect("free");
     /// assert_eq!(lock.name(), "web");
     /// # std::fs::remove_dir_all(&run)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -191,11 +190,11 @@ impl LifecycleLock {
 /// let run = std::env::temp_dir().join("sandbox-sweep-doc-locks-187");
 /// # let _ = std::fs::remove_dir_all(&run);
 /// std::fs::create_dir_all(&run)?;
-/// let first = sandbox_sweep::try_lock_lifecycle(&run, "web")?;
+/// let first = sandbox_sweep::rundir::try_lock_lifecycle(&run, "web")?;
 /// assert!(first.is_some());
-/// assert!(sandbox_sweep::try_lock_lifecycle(&run, "web")?.is_none());
+/// assert!(sandbox_sweep::rundir::try_lock_lifecycle(&run, "web")?.is_none());
 /// drop(first);
-/// assert!(sandbox_sweep::try_lock_lifecycle(&run, "web")?.is_some());
+/// assert!(sandbox_sweep::rundir::try_lock_lifecycle(&run, "web")?.is_some());
 /// # std::fs::remove_dir_all(&run)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -255,10 +254,7 @@ impl<'p> RunDir<'p> {
             LockKind::Lifecycle | LockKind::SnapshotLineage => c"locks",
             LockKind::Creation => c"creation-locks",
         };
-        match dir::mkdirat(run, name, Mode::from_bits_truncate(0o755)) {
-            Ok(()) | Err(Errno::EEXIST) => {}
-            Err(errno) => return Err(errno).at(&path),
-        }
+        dir::make_dir(run, name, Mode::from_bits_truncate(0o755)).at(&path)?;
         let fd = dir::open_dir_nofollow(run, name).at(&path)?;
         Ok(cell.get_or_init(|| fd).as_fd())
     }

@@ -16,17 +16,15 @@
 //! already judged dead whose locks this process holds: a live runtime's
 //! files are never touched. No catalog here.
 
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-
 use crate::error::{IoContext, Result};
 use crate::rundir::locks::{RunDir, name_hash};
-use crate::sys::dir::{open_dir_nofollow, remove_empty_dir, remove_tree_at, unlink_entry};
+use crate::sys::c_name;
+use crate::sys::dir::{Subdir, open_subdir, remove_dir_if_empty, remove_tree_at, unlink_entry};
 use crate::sys::socket::{Knock, knock};
 
 /// How long every endpoint of one sandbox may take to answer, in all, as
@@ -42,18 +40,12 @@ const CANONICAL_SOCKETS: [&str; 3] = ["agent.sock", "control.sock", "display.soc
 /// A stopped sandbox's bootstrap root, inside its directory.
 const BOOTSTRAP_ROOTFS: &std::ffi::CStr = c".bootstrap-rootfs";
 
-/// `name` as a C string, or an error about `at`.
-fn c(name: &str, at: &Path) -> Result<CString> {
-    CString::new(name).map_err(io::Error::other).at(at)
-}
-
 /// Opens directory `name` in `parent` without following a symlink; `None`
 /// when there is no directory there (missing, a symlink, a file).
 fn subdir(parent: BorrowedFd<'_>, name: &str, at: &Path) -> Result<Option<OwnedFd>> {
-    match open_dir_nofollow(parent, &c(name, at)?) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => Ok(None),
-        Err(errno) => Err(errno).at(at),
+    match open_subdir(parent, &c_name(name, || at.to_owned())?).at(at)? {
+        Subdir::Open(fd) => Ok(Some(fd)),
+        Subdir::Missing | Subdir::NotADir => Ok(None),
     }
 }
 
@@ -61,7 +53,7 @@ fn subdir(parent: BorrowedFd<'_>, name: &str, at: &Path) -> Result<Option<OwnedF
 fn unlink_all(dir: BorrowedFd<'_>, names: &[&str], at: &Path) -> Result<()> {
     for name in names {
         let path = at.join(name);
-        unlink_entry(dir, &c(name, &path)?).at(&path)?;
+        unlink_entry(dir, &c_name(name, || path.clone())?).at(&path)?;
     }
     Ok(())
 }
@@ -169,20 +161,16 @@ pub(crate) fn remove_runtime_files(
     if let Some(dir) = &dirs.canonical {
         let h12 = name_hash(name, 12);
         let at = run_path.join("sandboxes").join(&h12);
-        let c_h12 = c(&h12, &at)?;
-        match open_dir_nofollow(dir.as_fd(), &c_h12) {
-            Ok(fd) => {
+        let c_h12 = c_name(&h12, || at.clone())?;
+        match open_subdir(dir.as_fd(), &c_h12).at(&at)? {
+            Subdir::Open(fd) => {
                 unlink_all(fd.as_fd(), &CANONICAL_SOCKETS, &at)?;
                 drop(fd);
-                match remove_empty_dir(dir.as_fd(), &c_h12) {
-                    Ok(()) | Err(Errno::ENOENT | Errno::ENOTEMPTY | Errno::EEXIST) => {}
-                    Err(errno) => return Err(errno).at(&at),
-                }
+                remove_dir_if_empty(dir.as_fd(), &c_h12).at(&at)?;
             }
-            Err(Errno::ENOENT) => {}
+            Subdir::Missing => {}
             // Not a directory: the entry itself goes, never followed.
-            Err(Errno::ELOOP | Errno::ENOTDIR) => unlink_entry(dir.as_fd(), &c_h12).at(&at)?,
-            Err(errno) => return Err(errno).at(&at),
+            Subdir::NotADir => unlink_entry(dir.as_fd(), &c_h12).at(&at)?,
         }
     }
     if let Some(dir) = &dirs.legacy {

@@ -268,7 +268,8 @@ pub fn insert_sandbox(
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{Catalog, ProcessIdentity, SandboxStatus, SystemClock};
+/// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock};
+/// use sandbox_sweep::process::ProcessIdentity;
 ///
 /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
@@ -318,6 +319,7 @@ pub fn insert_running_run(
 /// # Examples
 ///
 /// ```
+/// use sandbox_sweep::process::ProcessIdentity;
 /// use sandbox_sweep::*;
 ///
 /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-lifecycle-324");

@@ -26,7 +26,7 @@ const NAME_MAX: usize = 255;
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::validate_name;
+/// use sandbox_sweep::sandboxes::validate_name;
 ///
 /// assert!(validate_name("web-1").is_ok());
 /// for bad in ["", ".", "..", "a/b", "/etc", "../x", "a\0b", ".sandbox-sweep-trash"] {

@@ -20,7 +20,8 @@ use nix::errno::Errno;
 use nix::sys::stat::Mode;
 
 use crate::error::{IoContext, Result};
-use crate::sys::dir::{self, entry_exists, mkdirat, renameat};
+use crate::sys::c_name;
+use crate::sys::dir::{self, Subdir, entry_exists, renameat};
 
 /// The trash folder's name, inside the sandboxes directory.
 pub(crate) const TRASH_DIR: &str = ".sandbox-sweep-trash";
@@ -39,13 +40,6 @@ impl Moved {
     pub(crate) fn entry(&self) -> &OsStr {
         &self.entry
     }
-}
-
-/// A C string for a name read from the catalog or a listing.
-fn c_name(name: &OsStr, at: impl FnOnce() -> PathBuf) -> Result<CString> {
-    CString::new(name.as_bytes())
-        .map_err(io::Error::other)
-        .at(&at())
 }
 
 /// The errno of a failed call, as an error about `path`.
@@ -117,14 +111,13 @@ impl<'p> Trash<'p> {
     /// when it does not exist.
     fn bin(&self) -> Result<Option<Ref<'_, OwnedFd>>> {
         if self.bin.borrow().is_none() {
-            let fd = match dir::open_dir_nofollow(self.root()?, C_TRASH) {
-                Ok(fd) => fd,
-                Err(Errno::ENOENT) => return Ok(None),
-                Err(Errno::ELOOP | Errno::ENOTDIR) => {
+            let fd = match dir::open_subdir(self.root()?, C_TRASH).at(&self.bin_path())? {
+                Subdir::Open(fd) => fd,
+                Subdir::Missing => return Ok(None),
+                Subdir::NotADir => {
                     return Err(io::Error::other("trash exists and is not a directory"))
                         .at(&self.bin_path());
                 }
-                Err(errno) => return failed(errno, &self.bin_path()),
             };
             *self.bin.borrow_mut() = Some(fd);
         }
@@ -135,10 +128,7 @@ impl<'p> Trash<'p> {
     fn made_bin(&self) -> Result<Ref<'_, OwnedFd>> {
         if self.bin.borrow().is_none() {
             let mode = Mode::from_bits_truncate(0o777);
-            match mkdirat(self.root()?, TRASH_DIR, mode) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(errno) => return failed(errno, &self.bin_path()),
-            }
+            dir::make_dir(self.root()?, TRASH_DIR, mode).at(&self.bin_path())?;
         }
         match self.bin()? {
             Some(bin) => Ok(bin),
@@ -165,7 +155,7 @@ impl<'p> Trash<'p> {
         };
         let retry = match rename()? {
             Ok(()) => false,
-            Err(Errno::ENOENT) => match entry_exists(root, &c_name(name.as_ref(), source)?) {
+            Err(Errno::ENOENT) => match entry_exists(root, &c_name(name, source)?) {
                 Ok(false) => return Ok(None),
                 Err(errno) => return failed(errno, &source()),
                 // The source exists, so the trash went away: make it again.
@@ -174,7 +164,7 @@ impl<'p> Trash<'p> {
                     true
                 }
             },
-            Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOTDIR | Errno::EISDIR) => {
+            Err(errno) if dir::target_in_the_way(errno) => {
                 // A leftover from a crash under this id holds an older copy
                 // of this same sandbox, which is being removed now anyway.
                 self.delete(OsStr::new(&entry), None)?;
@@ -194,6 +184,23 @@ impl<'p> Trash<'p> {
     /// After a failed commit (or a crash that rolled back the row's
     /// removal): puts the directory back where it was, logging a failure
     /// (the next sweep's [`Trash::recover`] retries).
+    /// Ends a transaction that deleted the rows of `moved`: committed, they
+    /// are returned to be deleted; otherwise each goes back where it was
+    /// (its row is still there) and the error is returned.
+    pub(crate) fn settle<M: IntoIterator<Item = Moved>>(
+        &self,
+        ended: Result<()>,
+        moved: M,
+    ) -> Result<M> {
+        match ended {
+            Ok(()) => Ok(moved),
+            Err(err) => {
+                moved.into_iter().for_each(|m| self.put_back(m));
+                Err(err)
+            }
+        }
+    }
+
     pub(crate) fn put_back(&self, moved: Moved) {
         let back = self.root().and_then(|root| {
             let Some(bin) = self.bin()? else {
@@ -249,8 +256,8 @@ impl<'p> Trash<'p> {
             return;
         }
         let Ok(root) = self.root() else { return };
-        match dir::remove_empty_dir(root, C_TRASH) {
-            Ok(()) | Err(Errno::ENOENT | Errno::ENOTEMPTY | Errno::EEXIST) => {}
+        match dir::remove_dir_if_empty(root, C_TRASH) {
+            Ok(()) => {}
             Err(errno) => log::debug!(
                 "{}: left in place: {}",
                 self.bin_path().display(),

@@ -302,7 +302,8 @@ pub fn clean_ephemeral(
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{Catalog, Cleanup, CleanupOutcome, SandboxStatus, SystemClock};
+/// use sandbox_sweep::{Catalog, CleanupOutcome, SandboxStatus, SystemClock};
+/// use sandbox_sweep::sandboxes::Cleanup;
 ///
 /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-304");
 /// # let _ = std::fs::remove_dir_all(&dir);
@@ -316,7 +317,7 @@ pub fn clean_ephemeral(
 /// let id = sandbox_sweep::insert_sandbox(&catalog, "job", SandboxStatus::Stopped, true, SystemClock::now())?;
 /// let cleanup = Cleanup::new(&sandboxes).run_dir(&run);
 /// // A runtime that holds the sandbox's lock itself says so.
-/// let lock = sandbox_sweep::try_lock_lifecycle(&run, "job")?.expect("free");
+/// let lock = sandbox_sweep::rundir::try_lock_lifecycle(&run, "job")?.expect("free");
 /// assert_eq!(cleanup.clean(&catalog, id)?, CleanupOutcome::LifecycleOwned);
 /// assert_eq!(cleanup.clean_holding(&catalog, id, &lock)?, CleanupOutcome::Removed);
 /// # std::fs::remove_dir_all(&dir)?;
@@ -395,20 +396,11 @@ impl<'p> Cleanup<'p> {
         drop(stmts);
         // `locks` is held until the row's transaction has ended and its
         // directory is deleted or put back.
-        match tx.commit() {
-            Ok(()) => {
-                if let Some(moved) = moved {
-                    trash.discard(moved.entry(), None);
-                    trash.remove_if_empty();
-                }
-                Ok(outcome)
-            }
-            Err(err) => {
-                if let Some(moved) = moved {
-                    trash.put_back(moved);
-                }
-                Err(Error::from_sqlite(err))
-            }
+        let ended = tx.commit().map_err(Error::from_sqlite);
+        if let Some(moved) = trash.settle(ended, moved)? {
+            trash.discard(moved.entry(), None);
+            trash.remove_if_empty();
         }
+        Ok(outcome)
     }
 }

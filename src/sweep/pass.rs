@@ -6,26 +6,26 @@
 //! happens to one row is decided by `reconcile` and `cleanup`; how a
 //! directory is moved or deleted by `trash`. No per-row rule here.
 
-use std::ffi::{OsStr, OsString};
 use std::time::Instant;
 
 use rusqlite::{OptionalExtension, params};
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
-use crate::catalog::sql::{ACTIVE_PAGE, EPHEMERAL_PAGE, LOAD_CURSOR, SANDBOX_NAME, SAVE_CURSOR};
+use crate::catalog::sql::{ACTIVE_PAGE, EPHEMERAL_PAGE, LOAD_CURSOR, SAVE_CURSOR};
 use crate::catalog::statements::Statements;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::lease::guard::Lease;
 use crate::process::liveness::Prober;
 use crate::rundir::row_locks::RowLocks;
-use crate::sandboxes::names::validate_name;
 use crate::sandboxes::trash::{Moved, Trash};
 use crate::sweep::cleanup::clean_row;
 use crate::sweep::reconcile::{Reconciled, reconcile_row};
 use crate::sweep::report::Report;
 use crate::sweep::settings::Settings;
+
+mod purge;
 
 /// The two phases, each a ring of candidate ids walked with keyset paging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,53 +179,6 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         Ok(Ok(tx))
     }
 
-    fn purge_trash(&mut self) -> Result<End> {
-        if self.lease.is_none() {
-            return Ok(End::Complete);
-        }
-        if !self.trash.exists() {
-            // The common case: no leftovers, so no write transaction either.
-            return Ok(End::Complete);
-        }
-        if self.out_of_time() {
-            return Ok(End::TimedOut);
-        }
-        let tx = match self.begin()? {
-            Ok(tx) => tx,
-            Err(end) => return Ok(end),
-        };
-        let doomed = self.recover_trash()?;
-        tx.commit()?;
-        self.delete_within_budget(doomed.iter().map(OsString::as_os_str));
-        Ok(End::Complete)
-    }
-
-    /// Sorts what a crash left in the trash (inside the purge's
-    /// transaction): directories whose rows survived go back; the rest is
-    /// returned for deletion after the commit.
-    fn recover_trash(&mut self) -> Result<Vec<OsString>> {
-        let mut name_of = self.catalog.conn.prepare_cached(SANDBOX_NAME)?;
-        self.trash.recover(|id| {
-            let name = name_of
-                .query_row([id], |row| row.get::<_, String>(0))
-                .optional()?;
-            Ok(name.filter(|name| validate_name(name).is_ok()))
-        })
-    }
-
-    /// Deletes trash entries while the budget lasts, checking the clock
-    /// between files: a sandbox directory can be arbitrarily large, so what
-    /// does not fit waits in the trash for the next sweep's purge (its row is
-    /// already gone, so nothing else is owed).
-    fn delete_within_budget<'p>(&mut self, entries: impl Iterator<Item = &'p OsStr>) {
-        let deadline = self.started.checked_add(self.settings.limits.budget);
-        for entry in entries {
-            if self.out_of_time() || !self.trash.discard(entry, deadline) {
-                self.report.trash_deferred += 1;
-            }
-        }
-    }
-
     fn load_cursor(&self, phase: Phase) -> Result<i64> {
         if !self.catalog.schema().cursor {
             return Ok(0);
@@ -329,9 +282,9 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
                 Phase::Ephemeral => self.clean(id, &mut moved),
             };
             if let Err(err) = acted {
-                moved.into_iter().for_each(|m| self.trash.put_back(m));
+                let failed = self.trash.settle(Err(err), moved).map(|_| end);
                 self.release_locks();
-                return Err(err);
+                return failed;
             }
             *after = id;
             *examined += 1;
@@ -342,18 +295,12 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         let committed = self
             .save_cursor(phase, *after)
             .and_then(|()| tx.commit().map_err(Error::from_sqlite));
-        let result = match committed {
-            Ok(()) => {
-                self.delete_within_budget(moved.iter().map(Moved::entry));
-                Ok(end)
-            }
-            Err(err) => {
-                moved.into_iter().for_each(|m| self.trash.put_back(m));
-                Err(err)
-            }
-        };
+        let result = self.trash.settle(committed, moved);
+        if let Ok(moved) = &result {
+            self.delete_within_budget(moved.iter().map(Moved::entry));
+        }
         self.release_locks();
-        result
+        result.map(|_| end)
     }
 
     /// Gives up the lifecycle locks once their rows' transaction has ended.

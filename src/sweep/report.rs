@@ -83,7 +83,7 @@ impl Report {
     ///
     /// ```
     /// let report = sandbox_sweep::Report::default();
-    /// assert_eq!(report.dead(sandbox_sweep::DeadReason::Zombie), 0);
+    /// assert_eq!(report.dead(sandbox_sweep::process::DeadReason::Zombie), 0);
     /// ```
     pub fn dead(&self, reason: DeadReason) -> u64 {
         self.dead[reason.index()]

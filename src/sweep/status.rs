@@ -73,7 +73,8 @@ pub struct ActiveSandbox {
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, active_sandboxes, insert_sandbox};
+/// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, insert_sandbox};
+/// use sandbox_sweep::status::active_sandboxes;
 ///
 /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
@@ -202,6 +203,7 @@ impl Catalog {
     /// # Examples
     ///
     /// ```
+    /// use sandbox_sweep::rundir::try_lock_lifecycle;
     /// use sandbox_sweep::*;
     ///
     /// let run = std::env::temp_dir().join("sandbox-sweep-doc-status-207");

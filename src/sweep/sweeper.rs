@@ -231,7 +231,8 @@ impl Sweeper {
     /// # Examples
     ///
     /// ```
-    /// use sandbox_sweep::{Acquire, Catalog, Sweeper, SystemClock};
+    /// use sandbox_sweep::{Catalog, Sweeper, SystemClock};
+    /// use sandbox_sweep::lease::Acquire;
     ///
     /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-sweeper-228");
     /// # let _ = std::fs::remove_dir_all(&dir);

@@ -235,27 +235,28 @@ impl fmt::Display for Summary {
             "\nfinished ephemeral sandboxes (cleanup candidates): {}",
             self.ephemeral_terminal
         )?;
-        write!(
-            f,
-            "\nactive sandboxes with a dead runtime now: {}",
-            self.dead_active.len()
-        )?;
-        stale_list(f, &self.dead_active, shown)?;
-        if !self.abandoned_starts.is_empty() {
-            write!(
-                f,
-                "\nabandoned starts (Starting, no run, no lock held, no endpoint answering): {}",
-                self.abandoned_starts.len()
-            )?;
-            stale_list(f, &self.abandoned_starts, shown)?;
-        }
-        if !self.lifecycle_owned.is_empty() {
-            write!(
-                f,
-                "\nleft alone, runtime dead or not started but a creation or lifecycle lock held (lifecycle_owned): {}",
-                self.lifecycle_owned.len()
-            )?;
-            stale_list(f, &self.lifecycle_owned, shown)?;
+        let lists: [(&str, &[StaleSandbox], bool); 3] = [
+            (
+                "active sandboxes with a dead runtime now",
+                &self.dead_active,
+                true,
+            ),
+            (
+                "abandoned starts (Starting, no run, no lock held, no endpoint answering)",
+                &self.abandoned_starts,
+                false,
+            ),
+            (
+                "left alone, runtime dead or not started but a creation or lifecycle lock held (lifecycle_owned)",
+                &self.lifecycle_owned,
+                false,
+            ),
+        ];
+        for (title, list, always) in lists {
+            if always || !list.is_empty() {
+                write!(f, "\n{title}: {}", list.len())?;
+                stale_list(f, list, shown)?;
+            }
         }
         match &self.install {
             Some(install) if install.holder_pid.is_some() => write!(

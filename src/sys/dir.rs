@@ -43,6 +43,60 @@ pub(crate) fn open_dir_nofollow(parent: BorrowedFd<'_>, name: &CStr) -> nix::Res
     openat(parent, name, dir_flags() | OFlag::O_NOFOLLOW, Mode::empty())
 }
 
+/// What [`open_subdir`] found at a name.
+pub(crate) enum Subdir {
+    /// A directory, now open.
+    Open(OwnedFd),
+    /// Nothing by that name.
+    Missing,
+    /// Something that is not a directory: a symlink (never followed), a
+    /// file, a socket.
+    NotADir,
+}
+
+/// Opens directory `name` in `parent` without following a symlink,
+/// telling "nothing there" and "not a directory" from a failed call.
+pub(crate) fn open_subdir(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<Subdir> {
+    match open_dir_nofollow(parent, name) {
+        Ok(fd) => Ok(Subdir::Open(fd)),
+        Err(Errno::ENOENT) => Ok(Subdir::Missing),
+        // O_NOFOLLOW on a symlink is ELOOP; O_DIRECTORY on the rest ENOTDIR.
+        Err(Errno::ELOOP | Errno::ENOTDIR) => Ok(Subdir::NotADir),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// Makes directory `name` in `parent` unless something is there already
+/// (what is there is checked when it is opened, never followed).
+pub(crate) fn make_dir<P: ?Sized + nix::NixPath>(
+    parent: BorrowedFd<'_>,
+    name: &P,
+    mode: Mode,
+) -> nix::Result<()> {
+    match mkdirat(parent, name, mode) {
+        Ok(()) | Err(Errno::EEXIST) => Ok(()),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// Removes directory `name` in `parent` if it is empty; gone already, or
+/// not empty (`ENOTEMPTY`, or POSIX's `EEXIST`), is not an error.
+pub(crate) fn remove_dir_if_empty(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<()> {
+    match remove_empty_dir(parent, name) {
+        Ok(()) | Err(Errno::ENOENT | Errno::ENOTEMPTY | Errno::EEXIST) => Ok(()),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// Whether a failed `rename` found its target in the way: a directory
+/// that is not empty, or an entry of the other type.
+pub(crate) fn target_in_the_way(errno: Errno) -> bool {
+    matches!(
+        errno,
+        Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOTDIR | Errno::EISDIR
+    )
+}
+
 /// Whether anything (of any type) is at `name` in `parent`; a failed call
 /// other than "not found" reports `Err`.
 pub(crate) fn entry_exists(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<bool> {

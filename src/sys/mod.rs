@@ -13,9 +13,25 @@ mod listing;
 pub(crate) mod procfs;
 pub(crate) mod socket;
 
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
 use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
+
+use crate::error::{IoContext, Result};
+
+/// `name` (from the catalog, a listing or a constant) as the C string a
+/// `*at` call takes; a name holding a NUL is an error about the path `at`
+/// gives, built only then.
+pub(crate) fn c_name(name: impl AsRef<OsStr>, at: impl FnOnce() -> PathBuf) -> Result<CString> {
+    CString::new(name.as_ref().as_bytes())
+        .map_err(io::Error::other)
+        .at(&at())
+}
 
 /// What `kill(pid, 0)` said about a pid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,63 @@
+//! The trash's part of a pass: sorting what a killed sweep left there,
+//! and deleting within the budget what a committed batch moved there.
+//!
+//! Decides nothing about rows beyond "does this id still have a valid
+//! name"; how a directory is moved or deleted is the trash's.
+
+use std::ffi::{OsStr, OsString};
+
+use rusqlite::OptionalExtension;
+
+use super::{End, Pass};
+use crate::catalog::sql::SANDBOX_NAME;
+use crate::error::Result;
+use crate::sandboxes::names::validate_name;
+
+impl Pass<'_, '_, '_> {
+    pub(super) fn purge_trash(&mut self) -> Result<End> {
+        if self.lease.is_none() {
+            return Ok(End::Complete);
+        }
+        if !self.trash.exists() {
+            // The common case: no leftovers, so no write transaction either.
+            return Ok(End::Complete);
+        }
+        if self.out_of_time() {
+            return Ok(End::TimedOut);
+        }
+        let tx = match self.begin()? {
+            Ok(tx) => tx,
+            Err(end) => return Ok(end),
+        };
+        let doomed = self.recover_trash()?;
+        tx.commit()?;
+        self.delete_within_budget(doomed.iter().map(OsString::as_os_str));
+        Ok(End::Complete)
+    }
+
+    /// Sorts what a crash left in the trash (inside the purge's
+    /// transaction): directories whose rows survived go back; the rest is
+    /// returned for deletion after the commit.
+    fn recover_trash(&mut self) -> Result<Vec<OsString>> {
+        let mut name_of = self.catalog.conn.prepare_cached(SANDBOX_NAME)?;
+        self.trash.recover(|id| {
+            let name = name_of
+                .query_row([id], |row| row.get::<_, String>(0))
+                .optional()?;
+            Ok(name.filter(|name| validate_name(name).is_ok()))
+        })
+    }
+
+    /// Deletes trash entries while the budget lasts, checking the clock
+    /// between files: a sandbox directory can be arbitrarily large, so what
+    /// does not fit waits in the trash for the next sweep's purge (its row is
+    /// already gone, so nothing else is owed).
+    pub(super) fn delete_within_budget<'p>(&mut self, entries: impl Iterator<Item = &'p OsStr>) {
+        let deadline = self.started.checked_add(self.settings.limits.budget);
+        for entry in entries {
+            if self.out_of_time() || !self.trash.discard(entry, deadline) {
+                self.report.trash_deferred += 1;
+            }
+        }
+    }
+}
