@@ -49,7 +49,7 @@
 //! | [`Sweeper`], [`Limits`], [`SweepOutcome`], [`SkipReason`], [`Report`] | configure and run the startup sweep, and what it did (`Display` for logs) |
 //! | [`insert_sandbox`], [`insert_running_run`], [`finish_run`], [`RunEnd`] | a runtime's writes around the sweep |
 //! | [`SandboxStatus`], [`TerminationReason`] | the catalog's status and termination-reason strings (`Display`, `FromStr`) |
-//! | [`clean_ephemeral`], [`CleanupOutcome`] | remove one finished ephemeral sandbox |
+//! | [`clean_ephemeral`], [`Cleanup`], [`CleanupOutcome`] | remove one finished ephemeral sandbox (with options: [`Cleanup`]) |
 //! | [`Clock`], [`SystemClock`] | where "now" comes from, so tests can move it |
 //! | [`Error`], [`Result`] | the one error type |
 //! | [`rusqlite`], [`time`] | the versions this crate's API speaks |
@@ -61,7 +61,7 @@
 //! | [`lease`] | the sweep lease for tools that drive a sweep themselves, and the install-exclusive lease |
 //! | [`process`] | who a process is, whether a recorded one is alive, and why not; why pids are `i64` |
 //! | [`rundir`] | microsandbox's per-sandbox lifecycle lock, for a runtime sharing the protocol |
-//! | [`sandboxes`] | the name rules, and [`Cleanup`](sandboxes::Cleanup) with options |
+//! | [`sandboxes`] | the name rules a sandbox's name must meet to reach the filesystem |
 //! | [`status`] | what `sandbox-sweep status` shows, and what blocks a schema rollback |
 //!
 //! # The catalog
@@ -144,7 +144,7 @@ pub use lease::gate::SkipReason;
 pub use sandboxes::lifecycle::{
     RunEnd, SandboxStatus, TerminationReason, finish_run, insert_running_run, insert_sandbox,
 };
-pub use sweep::cleanup::{CleanupOutcome, clean_ephemeral};
+pub use sweep::cleanup::{Cleanup, CleanupOutcome, clean_ephemeral};
 pub use sweep::report::Report;
 pub use sweep::settings::Limits;
 pub use sweep::sweeper::{SweepOutcome, Sweeper};

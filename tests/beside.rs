@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 use sandbox_sweep::rundir::*;
-use sandbox_sweep::sandboxes::*;
 use sandbox_sweep::*;
 
 struct Beside {

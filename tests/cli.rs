@@ -277,11 +277,20 @@ fn status_shows_counts_dead_runtimes_and_the_lease() -> TestResult {
     add_run(&conn, dead, Some(DEAD_PID));
     add_sandbox(&conn, "eph", "Crashed", true);
     add_sandbox(&conn, "keep", "Stopped", false);
+    // Another program's status string, and one stored as a BLOB.
+    add_sandbox(&conn, "odd", "Exploded", false);
+    let blob = add_sandbox(&conn, "blob", "Stopped", false);
+    conn.execute(
+        "UPDATE sandbox SET status = CAST('Running' AS BLOB) WHERE id = ?1",
+        [blob],
+    )?;
     let out = cli(&["status", "--db", env.db_str(), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let line = stdout(&out);
     assert!(
-        line.contains("\"by_status\":{\"Crashed\":1,\"Running\":2,\"Stopped\":1}"),
+        line.contains(
+            "\"by_status\":{\"Crashed\":1,\"Running\":2,\"Stopped\":1},\"other_status\":2,"
+        ),
         "{line}"
     );
     assert_eq!(json_field(&line, "ephemeral_terminal"), "1");
@@ -295,6 +304,7 @@ fn status_shows_counts_dead_runtimes_and_the_lease() -> TestResult {
         "{text}"
     );
     assert!(text.contains("no_such_process"), "{text}");
+    assert!(text.contains("\n  (other)           2\n"), "{text}");
     assert!(text.contains("lease: never taken"), "{text}");
     Ok(())
 }

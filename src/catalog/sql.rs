@@ -188,6 +188,28 @@ pub(crate) const SANDBOX_STATUS: &str = "SELECT status FROM sandbox WHERE id = ?
 pub(crate) const RECORD_IDENTITY: &str =
     "UPDATE run SET pid = ?2, pid_start_time = ?3, boot_id = ?4 WHERE id = ?1";
 
+/// Sandboxes per stored status, in the status index's order (a scan of
+/// that index, no sort: what `status` pays on a million rows).
+pub(crate) const COUNT_BY_STATUS: &str = "SELECT status, count(*) FROM sandbox GROUP BY status";
+
+/// Finished ephemeral sandboxes: cleanup's candidates, counted.
+pub(crate) const COUNT_EPHEMERAL_TERMINAL: &str =
+    "SELECT count(*) FROM sandbox WHERE ephemeral = 1 AND status IN ('Stopped', 'Crashed')";
+
+/// Lease `?1`'s row verbatim, for display.
+pub(crate) const LEASE_RECORD: &str =
+    "SELECT holder_pid, CAST(lease_expires_at AS TEXT), CAST(last_completed_at AS TEXT)
+     FROM maintenance_lease WHERE name = ?1";
+
+/// Every sandbox that counts as active, by name (a report: sorted).
+pub(crate) const ACTIVE_SANDBOXES: &str = "SELECT id, CAST(name AS TEXT), status FROM sandbox
+     WHERE status IN ('Created', 'Starting', 'Running', 'Draining', 'Paused')
+     ORDER BY name";
+
+/// The sandboxes a sweep's first phase may act on, by id (a report: sorted).
+pub(crate) const RECONCILE_CANDIDATES: &str = "SELECT id, CAST(name AS TEXT), status FROM sandbox
+     WHERE status IN ('Starting', 'Running', 'Draining') ORDER BY id";
+
 /// Every statement above that a sweep of both phases runs per page or per
 /// row, for the re-prepare and plan tests.
 #[cfg(test)]
@@ -208,9 +230,13 @@ pub(crate) const PER_ROW: [&str; 14] = [
     RENEW_LEASE,
 ];
 
-/// Every statement above that reads or searches a table, for the plan test.
+/// Every statement above that reads or searches a table, for the plan test
+/// (but the two sorted reports, which read every active row anyway).
 #[cfg(test)]
-pub(crate) const LOOKUPS: [&str; 22] = [
+pub(crate) const LOOKUPS: [&str; 25] = [
+    COUNT_BY_STATUS,
+    COUNT_EPHEMERAL_TERMINAL,
+    LEASE_RECORD,
     SANDBOX_STATUS,
     RELEASE_LEASE,
     INSTALL_READ,

@@ -142,7 +142,8 @@ pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
     let by_status = counts(summary.by_status.iter().map(|(s, n)| (s.as_str(), *n)));
     writeln!(
         out,
-        "{{\"by_status\":{by_status},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":{},\"lifecycle_owned_count\":{},\"lifecycle_owned\":{},\"abandoned_starts_count\":{},\"abandoned_starts\":{},\"active\":[{}],\"lease\":{},\"install\":{}}}",
+        "{{\"by_status\":{by_status},\"other_status\":{},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":{},\"lifecycle_owned_count\":{},\"lifecycle_owned\":{},\"abandoned_starts_count\":{},\"abandoned_starts\":{},\"active\":[{}],\"lease\":{},\"install\":{}}}",
+        summary.other_status,
         summary.ephemeral_terminal,
         summary.dead_active.len(),
         stale_json(&summary.dead_active),

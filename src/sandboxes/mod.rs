@@ -1,6 +1,5 @@
 //! Sandboxes as they sit on disk: which names may reach the filesystem
-//! ([`validate_name`], [`RESERVED_PREFIX`]) and removing one finished
-//! ephemeral sandbox with options ([`Cleanup`]).
+//! ([`validate_name`], [`RESERVED_PREFIX`]).
 //!
 //! Inside: the name rules (`names`), a runtime's own writes and the
 //! catalog's status strings (`lifecycle`, re-exported at the root), and
@@ -10,5 +9,4 @@ pub(crate) mod lifecycle;
 pub(crate) mod names;
 pub(crate) mod trash;
 
-pub use crate::sweep::cleanup::Cleanup;
 pub use names::{RESERVED_PREFIX, validate_name};

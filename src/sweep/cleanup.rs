@@ -302,8 +302,7 @@ pub fn clean_ephemeral(
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{Catalog, CleanupOutcome, SandboxStatus, SystemClock};
-/// use sandbox_sweep::sandboxes::Cleanup;
+/// use sandbox_sweep::{Catalog, Cleanup, CleanupOutcome, SandboxStatus, SystemClock};
 ///
 /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-304");
 /// # let _ = std::fs::remove_dir_all(&dir);

@@ -10,6 +10,9 @@ use rusqlite::OptionalExtension;
 use rusqlite::types::ValueRef;
 
 use crate::catalog::Catalog;
+use crate::catalog::sql::{
+    ACTIVE_SANDBOXES, COUNT_BY_STATUS, COUNT_EPHEMERAL_TERMINAL, LEASE_RECORD, RECONCILE_CANDIDATES,
+};
 use crate::catalog::statements::Statements;
 use crate::error::Result;
 use crate::lease::install::INSTALL_LEASE_NAME;
@@ -88,11 +91,7 @@ pub struct ActiveSandbox {
 /// ```
 pub fn active_sandboxes(catalog: &Catalog) -> Result<Vec<ActiveSandbox>> {
     let conn = &catalog.conn;
-    let mut stmt = conn.prepare(
-        "SELECT id, CAST(name AS TEXT), status FROM sandbox
-         WHERE status IN ('Created', 'Starting', 'Running', 'Draining', 'Paused')
-         ORDER BY name",
-    )?;
+    let mut stmt = conn.prepare(ACTIVE_SANDBOXES)?;
     let mut rows = stmt.query([])?;
     let mut stmts = Statements::new(conn);
     let mut active = Vec::new();
@@ -114,8 +113,11 @@ pub fn active_sandboxes(catalog: &Catalog) -> Result<Vec<ActiveSandbox>> {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Summary {
-    /// Sandbox counts per status string, sorted by status.
-    pub by_status: Vec<(String, u64)>,
+    /// Sandbox counts per status, in the order of the stored strings.
+    pub by_status: Vec<(SandboxStatus, u64)>,
+    /// Sandboxes whose status is none of the catalog's (another program's
+    /// string, or a value that is not text), counted apart.
+    pub other_status: u64,
     /// Ephemeral sandboxes in `Stopped` or `Crashed` (cleanup candidates).
     pub ephemeral_terminal: u64,
     /// Active sandboxes whose runtime is dead now, by id: what the next
@@ -176,7 +178,7 @@ impl Catalog {
     /// sandbox_sweep::migrate(&conn)?;
     /// conn.execute("INSERT INTO sandbox (name, config, status) VALUES ('a', '{}', 'Draining')", [])?;
     /// let summary = sandbox_sweep::Catalog::from_connection(conn)?.summary()?;
-    /// assert_eq!(summary.by_status, [("Draining".to_string(), 1)]);
+    /// assert_eq!(summary.by_status, [(sandbox_sweep::SandboxStatus::Draining, 1)]);
     /// assert_eq!(summary.dead_active.len(), 1);
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
@@ -229,20 +231,17 @@ impl Catalog {
 
     fn summarise(&self, run_dir: Option<&Path>, sandboxes_dir: Option<&Path>) -> Result<Summary> {
         let conn = &self.conn;
-        let by_status = conn
-            .prepare("SELECT CAST(status AS TEXT), count(*) FROM sandbox GROUP BY 1 ORDER BY 1")?
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    count(r.get(1)?),
-                ))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        let ephemeral_terminal = count(conn.query_row(
-            "SELECT count(*) FROM sandbox WHERE ephemeral = 1 AND status IN ('Stopped', 'Crashed')",
-            [],
-            |r| r.get(0),
-        )?);
+        let (mut by_status, mut other_status) = (Vec::new(), 0);
+        let mut stmt = conn.prepare_cached(COUNT_BY_STATUS)?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let n = count(row.get(1)?);
+            match known_status(row.get_ref(0)?) {
+                Some(status) => by_status.push((status, n)),
+                None => other_status += n,
+            }
+        }
+        let ephemeral_terminal = count(conn.query_row(COUNT_EPHEMERAL_TERMINAL, [], |r| r.get(0))?);
         let Stale {
             dead: dead_active,
             owned: lifecycle_owned,
@@ -252,6 +251,7 @@ impl Catalog {
         let install = self.lease_record(INSTALL_LEASE_NAME)?;
         Ok(Summary {
             by_status,
+            other_status,
             ephemeral_terminal,
             dead_active,
             lifecycle_owned,
@@ -270,9 +270,7 @@ impl Catalog {
         let prober = Prober::new();
         let mut stmts = Statements::new(&self.conn);
         let mut stale = Stale::default();
-        let mut stmt = self.conn.prepare(
-            "SELECT id, CAST(name AS TEXT), status FROM sandbox WHERE status IN ('Starting', 'Running', 'Draining') ORDER BY id",
-        )?;
+        let mut stmt = self.conn.prepare(RECONCILE_CANDIDATES)?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
@@ -316,18 +314,13 @@ impl Catalog {
     fn lease_record(&self, name: &str) -> Result<Option<LeaseRecord>> {
         let record = self
             .conn
-            .query_row(
-                "SELECT holder_pid, CAST(lease_expires_at AS TEXT), CAST(last_completed_at AS TEXT)
-                 FROM maintenance_lease WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok(LeaseRecord {
-                        holder_pid: r.get::<_, i64>(0).ok(),
-                        lease_expires_at: r.get(1)?,
-                        last_completed_at: r.get(2)?,
-                    })
-                },
-            )
+            .query_row(LEASE_RECORD, [name], |r| {
+                Ok(LeaseRecord {
+                    holder_pid: r.get::<_, i64>(0).ok(),
+                    lease_expires_at: r.get(1)?,
+                    last_completed_at: r.get(2)?,
+                })
+            })
             .optional()?;
         Ok(record)
     }

@@ -223,10 +223,12 @@ fn stale_list(f: &mut fmt::Formatter<'_>, stale: &[StaleSandbox], shown: usize) 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shown = f.precision().unwrap_or(usize::MAX);
-        if self.by_status.is_empty() {
+        if self.by_status.is_empty() && self.other_status == 0 {
             f.write_str("  no sandboxes")?;
         }
-        for (i, (status, n)) in self.by_status.iter().enumerate() {
+        let other = (self.other_status > 0).then_some(("(other)", self.other_status));
+        let counts = self.by_status.iter().map(|(s, n)| (s.as_str(), *n));
+        for (i, (status, n)) in counts.chain(other).enumerate() {
             let sep = if i == 0 { "" } else { "\n" };
             write!(f, "{sep}  {status:<12} {n:>6}")?;
         }
