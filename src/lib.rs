@@ -46,7 +46,7 @@
 //! | item | what it is for |
 //! |---|---|
 //! | [`Catalog`], [`open`], [`OpenOptions`], [`migrate`] | the catalog a host keeps; opening a file with the right PRAGMAs; this crate's indexes and columns |
-//! | [`Sweeper`], [`Limits`], [`SweepOutcome`], [`SkipReason`], [`Report`] | configure and run the startup sweep, and what it did (`Display` for logs) |
+//! | [`Sweeper`], [`Limits`], [`SweepOutcome`], [`SkipReason`], [`Report`], [`InvalidRows`] | configure and run the startup sweep, and what it did (`Display` for logs) |
 //! | [`insert_sandbox`], [`insert_running_run`], [`finish_run`], [`RunEnd`] | a runtime's writes around the sweep |
 //! | [`SandboxStatus`], [`TerminationReason`] | the catalog's status and termination-reason strings (`Display`, `FromStr`) |
 //! | [`clean_ephemeral`], [`Cleanup`], [`CleanupOutcome`] | remove one finished ephemeral sandbox (with options: [`Cleanup`]) |
@@ -145,7 +145,7 @@ pub use sandboxes::lifecycle::{
     RunEnd, SandboxStatus, TerminationReason, finish_run, insert_running_run, insert_sandbox,
 };
 pub use sweep::cleanup::{Cleanup, CleanupOutcome, clean_ephemeral};
-pub use sweep::report::Report;
+pub use sweep::report::{InvalidRows, Report};
 pub use sweep::settings::Limits;
 pub use sweep::sweeper::{SweepOutcome, Sweeper};
 

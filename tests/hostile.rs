@@ -1,6 +1,8 @@
 //! Hostile catalogs: random statuses, flags, pids, names, directories and
-//! timestamps, swept once without limits and compared with a small,
-//! obviously-correct model of the rules in ARCHITECTURE.md.
+//! timestamps, each column also written in every storage class SQLite
+//! accepts there, swept once without limits and compared with a small,
+//! obviously-correct model of the rules in ARCHITECTURE.md. The invariant
+//! above all: no row is deleted while a directory it named stays.
 
 mod common;
 
@@ -48,6 +50,21 @@ enum Pid {
     Huge,
     Null,
     Text,
+    Real,
+    Blob,
+}
+
+/// How a column's value is written: as the catalog declares it, or as
+/// another storage class. `NULL` only where the column allows it (SQLite
+/// refuses it in a `NOT NULL` column); a number written to a TEXT column
+/// is stored as text (its affinity), which the model reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Declared,
+    Integer,
+    Real,
+    Text,
+    Blob,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +84,11 @@ struct RunSpec {
 #[derive(Debug, Clone)]
 struct SandboxSpec {
     name: Name,
+    name_class: Class,
     status: &'static str,
+    status_class: Class,
     ephemeral: bool,
+    ephemeral_class: Class,
     dir: Dir,
     runs: Vec<RunSpec>,
 }
@@ -92,10 +112,22 @@ fn run_spec() -> impl Strategy<Value = RunSpec> {
             1 => Just(Pid::Huge),
             1 => Just(Pid::Null),
             1 => Just(Pid::Text),
+            1 => Just(Pid::Real),
+            1 => Just(Pid::Blob),
         ],
         prop_oneof![4 => (0u8..5).prop_map(Started::At), 1 => Just(Started::Garbage), 1 => Just(Started::Null)],
     )
         .prop_map(|(running, pid, started)| RunSpec { running, pid, started })
+}
+
+fn class() -> impl Strategy<Value = Class> {
+    prop_oneof![
+        8 => Just(Class::Declared),
+        1 => Just(Class::Integer),
+        1 => Just(Class::Real),
+        1 => Just(Class::Text),
+        1 => Just(Class::Blob),
+    ]
 }
 
 fn sandbox_spec() -> impl Strategy<Value = SandboxSpec> {
@@ -124,14 +156,22 @@ fn sandbox_spec() -> impl Strategy<Value = SandboxSpec> {
             1 => Just(Dir::ReadOnly),
         ],
         prop::collection::vec(run_spec(), 0..4),
+        (class(), class(), class()),
     )
-        .prop_map(|(name, status, ephemeral, dir, runs)| SandboxSpec {
-            name,
-            status,
-            ephemeral,
-            dir,
-            runs,
-        })
+        .prop_map(
+            |(name, status, ephemeral, dir, runs, (name_class, status_class, ephemeral_class))| {
+                SandboxSpec {
+                    name,
+                    name_class,
+                    status,
+                    status_class,
+                    ephemeral,
+                    ephemeral_class,
+                    dir,
+                    runs,
+                }
+            },
+        )
 }
 
 fn catalog_spec() -> impl Strategy<Value = CatalogSpec> {
@@ -190,7 +230,63 @@ fn pid_value(pid: Pid) -> rusqlite::types::Value {
         Pid::Null => Value::Null,
         // Not numeric, so the column's INTEGER affinity keeps it as text.
         Pid::Text => Value::Text("abc".into()),
+        Pid::Real => Value::Real(1.5),
+        Pid::Blob => Value::Blob(b"\x01".to_vec()),
     }
+}
+
+/// A TEXT column's value written as `class` (`index` keeps numbers unique).
+fn text_value(text: &str, class: Class, index: usize) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match class {
+        Class::Declared | Class::Text => Value::Text(text.into()),
+        Class::Integer => Value::Integer(1000 + index as i64),
+        Class::Real => Value::Real(index as f64 + 0.5),
+        Class::Blob => Value::Blob(text.as_bytes().to_vec()),
+    }
+}
+
+/// `sandbox.ephemeral` written as `class`.
+fn flag_value(ephemeral: bool, class: Class) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match class {
+        Class::Declared => Value::Integer(i64::from(ephemeral)),
+        Class::Integer => Value::Integer(2),
+        Class::Real => Value::Real(0.5),
+        Class::Text => Value::Text("yes".into()),
+        Class::Blob => Value::Blob(vec![u8::from(ephemeral)]),
+    }
+}
+
+/// A column as stored: its class (`typeof`) and its text.
+#[derive(Debug, Clone, PartialEq)]
+struct Stored {
+    class: String,
+    text: String,
+}
+
+impl Stored {
+    fn is(&self, class: &str) -> bool {
+        self.class == class
+    }
+}
+
+fn read_stored(conn: &Connection, sql: &str, id: i64) -> rusqlite::Result<Stored> {
+    conn.query_row(sql, [id], |r| {
+        Ok(Stored {
+            class: r.get(0)?,
+            text: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        })
+    })
+}
+
+/// What a sandbox row and its runs hold after insertion, by storage class.
+#[derive(Debug, Clone)]
+struct Row {
+    name: Stored,
+    status: Stored,
+    ephemeral: Stored,
+    pids: Vec<Stored>,
 }
 
 fn started_value(started: Started) -> Option<String> {
@@ -285,21 +381,27 @@ struct Expected {
     statuses: Vec<Option<String>>,
     /// Final status per run of each sandbox; `None` when deleted.
     runs: Vec<Vec<Option<&'static str>>>,
-    /// Per-row errors (bad names among removable sandboxes).
+    /// Per-row errors (bad names among removable sandboxes; a name of the
+    /// wrong class included).
     errors: u64,
 }
 
-/// The model: the rules of ARCHITECTURE.md, written as plainly as possible.
-fn model(spec: &CatalogSpec, names: &[String]) -> Expected {
+/// The model: the rules of ARCHITECTURE.md, written as plainly as possible,
+/// on the rows as stored: a rule acts only on columns of their declared
+/// class (status TEXT, ephemeral INTEGER 0 or 1, pid INTEGER or NULL, name
+/// TEXT and a valid name).
+fn model(spec: &CatalogSpec, rows: &[Row]) -> Expected {
+    let readable = |pid: &Stored| pid.is("integer") || pid.is("null");
     let alive = |pid: Pid| pid == Pid::Live;
     let mut statuses = Vec::new();
     let mut runs_out = Vec::new();
     let mut errors = 0;
-    for (sb, name) in spec.sandboxes.iter().zip(names) {
-        let mut status = sb.status.to_string();
+    for (sb, row) in spec.sandboxes.iter().zip(rows) {
+        let mut status = row.status.text.clone();
+        let text_status = row.status.is("text");
         let mut runs: Vec<(bool, Pid)> = sb.runs.iter().map(|r| (r.running, r.pid)).collect();
         // Phase 1: the latest Running run (by started_at, NULL first, then insertion order).
-        if status == "Running" || status == "Draining" {
+        if text_status && (status == "Running" || status == "Draining") {
             let latest = sb
                 .runs
                 .iter()
@@ -312,6 +414,8 @@ fn model(spec: &CatalogSpec, names: &[String]) -> Expected {
             match latest {
                 None if status == "Draining" => status = "Stopped".into(),
                 None => {}
+                // A pid of the wrong class proves nothing: left as it is.
+                Some(i) if !readable(&row.pids[i]) => {}
                 Some(i) if alive(sb.runs[i].pid) => {}
                 Some(i) => {
                     runs[i].0 = false;
@@ -323,11 +427,21 @@ fn model(spec: &CatalogSpec, names: &[String]) -> Expected {
                 }
             }
         }
-        // Phase 2: finished ephemeral, no live Running run, a sane name.
-        let finished = status == "Stopped" || status == "Crashed";
-        let live_run = runs.iter().any(|(running, pid)| *running && alive(*pid));
-        if sb.ephemeral && finished && !live_run {
-            if sandbox_sweep::sandboxes::validate_name(name).is_ok() {
+        // Phase 2: finished ephemeral, every running run's pid readable and
+        // none live, a sane name stored as text.
+        let finished = text_status && (status == "Stopped" || status == "Crashed");
+        let ephemeral = row.ephemeral.is("integer") && row.ephemeral.text == "1";
+        let running = || {
+            runs.iter()
+                .zip(&row.pids)
+                .filter(|((running, _), _)| *running)
+        };
+        let unreadable = running().any(|(_, pid)| !readable(pid));
+        let live_run = running().any(|((_, pid), _)| alive(*pid));
+        if ephemeral && finished && !unreadable && !live_run {
+            let name_ok = row.name.is("text")
+                && sandbox_sweep::sandboxes::validate_name(&row.name.text).is_ok();
+            if name_ok {
                 statuses.push(None);
                 runs_out.push(vec![None; runs.len()]);
                 continue;
@@ -377,10 +491,15 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
         names.push(name);
     }
     let mut built = Vec::new();
-    for (sb, name) in effective.sandboxes.iter().zip(&names) {
+    let mut rows = Vec::new();
+    for (i, (sb, name)) in effective.sandboxes.iter().zip(&names).enumerate() {
         conn.execute(
             "INSERT INTO sandbox (name, config, status, ephemeral, updated_at) VALUES (?1, '{}', ?2, ?3, 'garbage')",
-            params![name, sb.status, sb.ephemeral],
+            params![
+                text_value(name, sb.name_class, i),
+                text_value(sb.status, sb.status_class, i),
+                flag_value(sb.ephemeral, sb.ephemeral_class)
+            ],
         )
         .map_err(fail)?;
         let id = conn.last_insert_rowid();
@@ -390,15 +509,37 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
             .map(|r| insert_run(&conn, id, r))
             .collect::<Result<Vec<_>, _>>()
             .map_err(fail)?;
+        let column =
+            |c: &str| format!("SELECT typeof({c}), CAST({c} AS TEXT) FROM sandbox WHERE id = ?1");
+        let row = Row {
+            name: read_stored(&conn, &column("name"), id).map_err(fail)?,
+            status: read_stored(&conn, &column("status"), id).map_err(fail)?,
+            ephemeral: read_stored(&conn, &column("ephemeral"), id).map_err(fail)?,
+            pids: run_ids
+                .iter()
+                .map(|&r| {
+                    read_stored(
+                        &conn,
+                        "SELECT typeof(pid), CAST(pid AS TEXT) FROM run WHERE id = ?1",
+                        r,
+                    )
+                })
+                .collect::<Result<_, _>>()
+                .map_err(fail)?,
+        };
+        // The directory the row names, by the bytes it stores, whatever
+        // their class: the invariant below is about exactly this one.
+        let dir_name = row.name.text.clone();
         if sb.name == Name::Valid {
-            make_dir(&sandboxes.join(name), sb.dir, &canary)
+            make_dir(&sandboxes.join(&dir_name), sb.dir, &canary)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
         }
         built.push(Built {
-            name: name.clone(),
+            name: dir_name,
             id,
             run_ids,
         });
+        rows.push(row);
     }
     conn.execute_batch("PRAGMA foreign_keys = OFF")
         .map_err(fail)?;
@@ -439,14 +580,16 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
         statuses,
         runs,
         errors,
-    } = model(&effective, &names);
+    } = model(&effective, &rows);
     prop_assert_eq!(report.errors, errors);
     prop_assert!(report.complete);
     for ((b, expected), expected_runs) in built.iter().zip(&statuses).zip(&runs) {
         let actual: Option<String> = conn
-            .query_row("SELECT status FROM sandbox WHERE id = ?1", [b.id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT CAST(status AS TEXT) FROM sandbox WHERE id = ?1",
+                [b.id],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(fail)?;
         prop_assert_eq!(&actual, expected, "sandbox {:?}", b.name);

@@ -4,6 +4,7 @@
 //! changes, and [`Catalog`], the checked handle every other module takes.
 //! No sweep logic here and no filesystem beyond the database file.
 
+pub(crate) mod columns;
 pub(crate) mod sql;
 pub(crate) mod stamp;
 pub(crate) mod statements;

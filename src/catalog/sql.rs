@@ -207,7 +207,7 @@ pub(crate) const ACTIVE_SANDBOXES: &str = "SELECT id, CAST(name AS TEXT), status
      ORDER BY name";
 
 /// The sandboxes a sweep's first phase may act on, by id (a report: sorted).
-pub(crate) const RECONCILE_CANDIDATES: &str = "SELECT id, CAST(name AS TEXT), status FROM sandbox
+pub(crate) const RECONCILE_CANDIDATES: &str = "SELECT id, name, status FROM sandbox
      WHERE status IN ('Starting', 'Running', 'Draining') ORDER BY id";
 
 /// Every statement above that a sweep of both phases runs per page or per

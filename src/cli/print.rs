@@ -75,7 +75,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         out,
         "{{\"outcome\":{},\"skip_reason\":{},\"reconciled\":{},\"removed\":{},\"errors\":{},\
          \"timed_out\":{},\"lease_lost\":{},\"installing\":{},\"elapsed_us\":{},\"complete\":{},\"dry_run\":{},\
-         \"crashed\":{},\"stopped\":{},\"abandoned\":{},\"lifecycle_owned\":{},\"dead\":{},\"cleanup\":{},\"error\":{}}}",
+         \"crashed\":{},\"stopped\":{},\"abandoned\":{},\"lifecycle_owned\":{},\"dead\":{},\"cleanup\":{},\"invalid_row\":{},\"error\":{}}}",
         quote(kind),
         opt_quote(skip),
         report.reconciled,
@@ -93,6 +93,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         report.lifecycle_owned,
         dead_counts(report),
         outcome_counts(report),
+        counts(report.invalid_row.by_column().into_iter()),
         opt_quote(error.as_deref()),
     )
 }

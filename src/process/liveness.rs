@@ -194,16 +194,6 @@ impl Prober {
     }
 }
 
-/// Converts a raw `run.pid` value: NULL is `None`, a non-integer is invalid.
-pub(crate) fn pid_value(value: rusqlite::types::ValueRef<'_>) -> Option<i64> {
-    use rusqlite::types::ValueRef;
-    match value {
-        ValueRef::Null => None,
-        ValueRef::Integer(pid) => Some(pid),
-        ValueRef::Real(_) | ValueRef::Text(_) | ValueRef::Blob(_) => Some(-1),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,10 +6,11 @@
 use rusqlite::Row;
 
 use crate::catalog::Catalog;
+use crate::catalog::columns::{self, Column};
 use crate::catalog::sql::{RUNNING_RUNS, RUNNING_RUNS_WITH_IDENTITY};
 use crate::catalog::statements::Statements;
 use crate::error::Result;
-use crate::process::liveness::{Liveness, Prober, RecordedProcess, pid_value};
+use crate::process::liveness::{Liveness, Prober, RecordedProcess};
 
 /// `Running` runs of a sandbox, without and with the identity columns. No
 /// `ORDER BY` (and no join): SQLite marks such a plan as depending on the
@@ -36,10 +37,14 @@ fn started_key(value: rusqlite::types::ValueRef<'_>) -> (u8, Vec<u8>) {
 }
 
 /// The verdict on the process a run row records (columns as in [`RUNNING`]).
+/// A pid stored as neither INTEGER nor NULL proves nothing: alive.
 fn verdict(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<Liveness> {
     use rusqlite::types::ValueRef;
+    let Ok(pid) = columns::pid(row.get_ref(1)?) else {
+        return Ok(Liveness::Alive);
+    };
     let mut recorded = RecordedProcess {
-        pid: pid_value(row.get_ref(1)?),
+        pid,
         ..RecordedProcess::default()
     };
     if identity {
@@ -80,10 +85,14 @@ fn verdict(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<L
 pub struct RunningRun {
     /// `run.id`.
     pub id: i64,
-    /// `run.pid` as stored (a non-integer value reads as `Some(-1)`).
+    /// `run.pid` as stored; `None` also when it is stored as neither
+    /// INTEGER nor NULL (another program's row), and then `liveness` is
+    /// `Alive`: nothing proves that process dead.
     pub pid: Option<i64>,
     /// Whether its process lives, judged now.
     pub liveness: Liveness,
+    /// `run.pid` has the wrong storage class: the row is left alone.
+    pub(crate) pid_unreadable: bool,
 }
 
 /// The newest `Running` run of a sandbox (by `started_at`, then id), as
@@ -121,9 +130,17 @@ pub(crate) fn latest_running(
     sandbox_id: i64,
 ) -> Result<Option<RunningRun>> {
     let found = newest(catalog, stmts, sandbox_id, |row, identity| {
-        Ok((pid_value(row.get_ref(1)?), verdict(row, identity, prober)?))
+        Ok((
+            columns::pid(row.get_ref(1)?),
+            verdict(row, identity, prober)?,
+        ))
     })?;
-    Ok(found.map(|(id, (pid, liveness))| RunningRun { id, pid, liveness }))
+    Ok(found.map(|(id, (pid, liveness))| RunningRun {
+        id,
+        pid: pid.unwrap_or(None),
+        liveness,
+        pid_unreadable: pid.is_err(),
+    }))
 }
 
 /// The pid of a sandbox's newest `Running` run, as stored, probing nothing.
@@ -137,7 +154,7 @@ pub(crate) fn newest_running_pid(
 }
 
 fn pid_value_of(row: &Row<'_>) -> rusqlite::Result<Option<i64>> {
-    Ok(pid_value(row.get_ref(1)?))
+    Ok(columns::pid(row.get_ref(1)?).unwrap_or(None))
 }
 
 impl Catalog {
@@ -158,20 +175,25 @@ impl Catalog {
     }
 }
 
-/// Whether any `Running` run of the sandbox has a live process.
+/// Whether any `Running` run of the sandbox has a live process; `Err`
+/// when one records its pid with the wrong storage class (nothing can be
+/// proved about it, so the sandbox is left alone).
 pub(crate) fn any_live_running(
     catalog: &Catalog,
     stmts: &mut Statements<'_>,
     prober: &Prober,
     sandbox_id: i64,
-) -> Result<bool> {
+) -> Result<std::result::Result<bool, Column>> {
     let identity = catalog.schema().identity;
     let stmt = stmts.get(RUNNING[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;
     while let Some(row) = rows.next()? {
+        if let Err(column) = columns::pid(row.get_ref(1)?) {
+            return Ok(Err(column));
+        }
         if verdict(row, identity, prober)?.is_alive() {
-            return Ok(true);
+            return Ok(Ok(true));
         }
     }
-    Ok(false)
+    Ok(Ok(false))
 }

@@ -1,9 +1,13 @@
 //! Which sandbox names may reach the filesystem: one normal path
 //! component, never one of this crate's own folders.
 //!
-//! Owns the rule only; it opens nothing and reads no catalog. Every path
-//! built from a name goes through [`validate_name`] first.
+//! Owns the rule, and the one way a name is read from a row
+//! ([`stored_name`]); it opens nothing. Every path built from a name goes
+//! through [`validate_name`] first.
 
+use rusqlite::types::ValueRef;
+
+use crate::catalog::columns::{Column, text};
 use crate::error::{Error, Result};
 
 /// Names starting with this are reserved for the crate's own folders
@@ -49,4 +53,14 @@ pub fn validate_name(name: &str) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// A sandbox's name as a row stores it, for every path that acts on it
+/// (reconcile, cleanup, the trash's recovery, `status`): TEXT, UTF-8 and
+/// valid as a name, or [`Column::Name`] and the row is left alone. A name
+/// stored as a BLOB or a number names no directory this crate may touch.
+pub(crate) fn stored_name(value: ValueRef<'_>) -> std::result::Result<String, Column> {
+    let name = text(value, Column::Name)?;
+    validate_name(name).map_err(|_| Column::Name)?;
+    Ok(name.to_owned())
 }

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::path::Path;
 
-use rusqlite::types::ValueRef;
+use crate::catalog::columns::{self, Column};
 
 use crate::catalog::Catalog;
 use crate::catalog::sql::{CLEANUP_CANDIDATE, DELETE_RUNS, DELETE_SANDBOX};
@@ -21,7 +21,7 @@ use crate::rundir::locks::LifecycleLock;
 use crate::rundir::locks::LockKind;
 use crate::rundir::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
 use crate::rundir::sockets::Bootstrap;
-use crate::sandboxes::names::validate_name;
+use crate::sandboxes::names::stored_name;
 use crate::sandboxes::trash::{Moved, Trash};
 
 /// What happened to one sandbox asked to be cleaned.
@@ -56,11 +56,16 @@ pub enum CleanupOutcome {
     /// publishing its storage, so it is not removed this time (microsandbox
     /// 0.7.13). Not an error.
     SnapshotInProgress,
+    /// Its `status`, `ephemeral` or a running run's `pid` is not stored as
+    /// the catalog declares (another program's row): left exactly as it
+    /// is, and counted in [`Report::invalid_row`](crate::Report::invalid_row)
+    /// by column. Not an error.
+    InvalidRow,
 }
 
 impl CleanupOutcome {
     /// Every outcome, in a stable order (the order of report counters).
-    pub const ALL: [CleanupOutcome; 12] = [
+    pub const ALL: [CleanupOutcome; 13] = [
         CleanupOutcome::Removed,
         CleanupOutcome::DirRemoveFailed,
         CleanupOutcome::AlreadyGone,
@@ -73,6 +78,7 @@ impl CleanupOutcome {
         CleanupOutcome::LockFailed,
         CleanupOutcome::SocketRemoveFailed,
         CleanupOutcome::SnapshotInProgress,
+        CleanupOutcome::InvalidRow,
     ];
 
     /// A short lowercase name, as the CLI and JSON show it.
@@ -96,6 +102,7 @@ impl CleanupOutcome {
             CleanupOutcome::LockFailed => "lock_failed",
             CleanupOutcome::SocketRemoveFailed => "socket_remove_failed",
             CleanupOutcome::SnapshotInProgress => "snapshot_in_progress",
+            CleanupOutcome::InvalidRow => "invalid_row",
         }
     }
 
@@ -130,38 +137,45 @@ impl fmt::Display for CleanupOutcome {
     }
 }
 
+/// Why a row is not cleaned: the outcome, and the column that had the
+/// wrong storage class when that is why.
+pub(crate) type Skip = (CleanupOutcome, Option<Column>);
+
 /// Reads sandbox `id` and decides whether it may be removed: its name
-/// when it may, the outcome that stops it otherwise.
+/// when it may, why not otherwise. Each column is read by its storage
+/// class; a row with any other is left exactly as it is.
 fn candidate(
     catalog: &Catalog,
     stmts: &mut Statements<'_>,
     prober: &Prober,
     id: i64,
-) -> Result<Result<String, CleanupOutcome>> {
+) -> Result<Result<String, Skip>> {
+    let invalid = |column| Ok(Err((CleanupOutcome::InvalidRow, Some(column))));
     let stmt = stmts.get(CLEANUP_CANDIDATE)?;
     let mut rows = stmt.query([id])?;
     let Some(row) = rows.next()? else {
-        return Ok(Err(CleanupOutcome::AlreadyGone));
+        return Ok(Err((CleanupOutcome::AlreadyGone, None)));
     };
-    if !matches!(row.get_ref(2)?, ValueRef::Integer(1)) {
-        return Ok(Err(CleanupOutcome::SkippedPersistent));
+    match columns::ephemeral(row.get_ref(2)?) {
+        Ok(true) => {}
+        Ok(false) => return Ok(Err((CleanupOutcome::SkippedPersistent, None))),
+        Err(column) => return invalid(column),
     }
-    if !matches!(row.get_ref(1)?, ValueRef::Text(b"Stopped" | b"Crashed")) {
-        return Ok(Err(CleanupOutcome::SkippedActive));
+    match columns::text(row.get_ref(1)?, Column::Status) {
+        Ok("Stopped" | "Crashed") => {}
+        Ok(_) => return Ok(Err((CleanupOutcome::SkippedActive, None))),
+        Err(column) => return invalid(column),
     }
-    let name = match row.get_ref(0)? {
-        ValueRef::Text(text) => String::from_utf8_lossy(text).into_owned(),
-        other => format!("{other:?}"),
-    };
+    let name = stored_name(row.get_ref(0)?);
     drop(rows);
-    if any_live_running(catalog, stmts, prober, id)? {
-        return Ok(Err(CleanupOutcome::SkippedLivePid));
+    match any_live_running(catalog, stmts, prober, id)? {
+        Ok(false) => {}
+        Ok(true) => return Ok(Err((CleanupOutcome::SkippedLivePid, None))),
+        Err(column) => return invalid(column),
     }
-    if let Err(err) = validate_name(&name) {
-        log::warn!("sandbox {id}: {err}; row left in place, nothing on disk touched");
-        return Ok(Err(CleanupOutcome::InvalidName));
-    }
-    Ok(Ok(name))
+    // A name stored as a BLOB, or one that is not a path component, names
+    // no directory of ours: removing the row would orphan the real one.
+    Ok(name.map_err(|column| (CleanupOutcome::InvalidName, Some(column))))
 }
 
 /// Beside a run directory, before a terminal sandbox is removed: take its
@@ -221,26 +235,29 @@ pub(crate) fn clean_row(
     locks: Option<&mut RowLocks<'_>>,
     id: i64,
     dry_run: bool,
-) -> Result<(CleanupOutcome, Option<Moved>)> {
+) -> Result<(CleanupOutcome, Option<Moved>, Option<Column>)> {
     let name = match candidate(catalog, stmts, prober, id)? {
         Ok(name) => name,
-        Err(outcome) => return Ok((outcome, None)),
+        Err((outcome, invalid)) => return Ok((outcome, None, invalid)),
     };
     if dry_run {
-        return Ok((CleanupOutcome::Removed, None));
+        return Ok((CleanupOutcome::Removed, None, None));
     }
     if let Some(locks) = locks
         && let Some(left) = guard(locks, trash, id, &name)
     {
-        return Ok((left, None));
+        return Ok((left, None, None));
     }
     match trash.move_in(id, &name) {
-        Ok(moved) => delete_rows(stmts, trash, id, moved),
+        Ok(moved) => {
+            let (outcome, moved) = delete_rows(stmts, trash, id, moved)?;
+            Ok((outcome, moved, None))
+        }
         Err(err) => {
             log::warn!(
                 "sandbox {name:?} (id {id}): cannot move its directory away, keeping the row for retry: {err}"
             );
-            Ok((CleanupOutcome::DirRemoveFailed, None))
+            Ok((CleanupOutcome::DirRemoveFailed, None, None))
         }
     }
 }
@@ -383,7 +400,7 @@ impl<'p> Cleanup<'p> {
         let prober = Prober::new();
         let tx = catalog.immediate()?;
         let mut stmts = Statements::new(&catalog.conn);
-        let (outcome, moved) = clean_row(
+        let (outcome, moved, invalid) = clean_row(
             catalog,
             &mut stmts,
             &prober,
@@ -393,6 +410,11 @@ impl<'p> Cleanup<'p> {
             false,
         )?;
         drop(stmts);
+        if let Some(column) = invalid {
+            log::warn!(
+                "sandbox {sandbox_id}: its {column} is not stored as the catalog declares; left as it is"
+            );
+        }
         // `locks` is held until the row's transaction has ended and its
         // directory is deleted or put back.
         let ended = tx.commit().map_err(Error::from_sqlite);

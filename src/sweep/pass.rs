@@ -312,7 +312,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
 
     fn clean(&mut self, id: i64, moved: &mut Vec<Moved>) -> Result<()> {
         let dry_run = self.lease.is_none();
-        let (outcome, dir) = clean_row(
+        let (outcome, dir, invalid) = clean_row(
             self.catalog,
             &mut self.stmts,
             &self.prober,
@@ -323,6 +323,9 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         )?;
         moved.extend(dir);
         self.report.count_outcome(outcome);
+        if let Some(column) = invalid {
+            self.report.count_invalid(id, column);
+        }
         Ok(())
     }
 
@@ -350,6 +353,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             }
             Reconciled::Owned => self.report.lifecycle_owned += 1,
             Reconciled::Failed => self.report.errors += 1,
+            Reconciled::Invalid(column) => self.report.count_invalid(id, column),
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ use rusqlite::types::ValueRef;
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
+use crate::catalog::columns::Column;
 use crate::catalog::sql::{CLEANUP_CANDIDATE, SANDBOX_IN_STATUS, TERMINATE_RUN, mark_sandbox};
 use crate::catalog::stamp::format_stamp;
 use crate::catalog::statements::Statements;
@@ -26,6 +27,7 @@ use crate::process::runs::latest_running;
 use crate::rundir::row_locks::{RECONCILE_LOCKS, Refusal, RowLocks};
 use crate::rundir::sockets::Bootstrap;
 use crate::sandboxes::lifecycle::{SandboxStatus, TerminationReason};
+use crate::sandboxes::names::stored_name;
 use crate::sandboxes::trash::Trash;
 
 /// What reconciling one sandbox did.
@@ -45,9 +47,12 @@ pub(crate) enum Reconciled {
     /// hands off.
     Owned,
     /// Its locks could not be taken (a symlink, not a file), its runtime
-    /// files not removed, its endpoints not probed, or its name is not
-    /// text: nothing written, retried next sweep.
+    /// files not removed, or its endpoints not probed: nothing written,
+    /// retried next sweep.
     Failed,
+    /// A column the rule reads has the wrong storage class (a name that is
+    /// not text, a pid that is not an integer): left exactly as it is.
+    Invalid(Column),
 }
 
 /// What the row read under the write lock allows.
@@ -84,15 +89,9 @@ fn guard(
         ValueRef::Text(b"Draining") => (true, false),
         _ => (false, false),
     };
-    let name = match row.get_ref(0)? {
-        ValueRef::Text(text) => String::from_utf8_lossy(text).into_owned(),
-        other => {
-            log::warn!(
-                "sandbox {id}: its name is stored as {:?}, not text; row left as it is",
-                other.data_type()
-            );
-            return Ok(Guarded::Stop(Reconciled::Failed));
-        }
+    let name = match stored_name(row.get_ref(0)?) {
+        Ok(name) => name,
+        Err(column) => return Ok(Guarded::Stop(Reconciled::Invalid(column))),
     };
     drop(rows);
     if !acts {
@@ -151,6 +150,7 @@ pub(crate) fn reconcile_row(
     deadline: Option<Instant>,
 ) -> Result<Reconciled> {
     let (run_id, reason) = match latest_running(catalog, stmts, prober, id)? {
+        Some(run) if run.pid_unreadable => return Ok(Reconciled::Invalid(Column::Pid)),
         Some(run) => match run.liveness {
             Liveness::Dead(reason) => (Some(run.id), Some(reason)),
             Liveness::Alive => return Ok(Reconciled::Left),

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::catalog::columns::Column;
 use crate::process::liveness::DeadReason;
 use crate::sweep::cleanup::CleanupOutcome;
 
@@ -67,6 +68,10 @@ pub struct Report {
     /// Removed sandboxes' directories left in the trash because the budget
     /// ran out while deleting them; the next sweep deletes them.
     pub trash_deferred: u64,
+    /// Rows left exactly as they were because a column a rule reads had
+    /// the wrong storage class, by column. Not errors: another program's
+    /// rows, reported (and logged once per column per sweep).
+    pub invalid_row: InvalidRows,
     /// How long the sweep took.
     pub elapsed: Duration,
     /// Both phases ran to the end or could not run at all: the lease
@@ -76,7 +81,65 @@ pub struct Report {
     pub(crate) outcomes: [u64; CleanupOutcome::ALL.len()],
 }
 
+/// Rows left alone for a column of the wrong storage class, by column.
+///
+/// SQLite stores any value in any column. A rule acts on a row only when
+/// every column it reads holds what the catalog declares; any other row is
+/// counted here and left exactly as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InvalidRows {
+    /// `sandbox.name` not TEXT, not UTF-8, or not valid as a name (see
+    /// [`validate_name`](crate::sandboxes::validate_name)).
+    pub name: u64,
+    /// `sandbox.status` not TEXT.
+    pub status: u64,
+    /// `sandbox.ephemeral` not INTEGER 0 or 1.
+    pub ephemeral: u64,
+    /// `run.pid` neither INTEGER nor NULL.
+    pub pid: u64,
+}
+
+impl InvalidRows {
+    /// Every counter with its column's name, in a fixed order.
+    pub fn by_column(&self) -> [(&'static str, u64); 4] {
+        [
+            ("name", self.name),
+            ("status", self.status),
+            ("ephemeral", self.ephemeral),
+            ("pid", self.pid),
+        ]
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.name + self.status + self.ephemeral + self.pid
+    }
+
+    fn slot(&mut self, column: Column) -> &mut u64 {
+        match column {
+            Column::Name => &mut self.name,
+            Column::Status => &mut self.status,
+            Column::Ephemeral => &mut self.ephemeral,
+            Column::Pid => &mut self.pid,
+        }
+    }
+}
+
 impl Report {
+    /// Counts sandbox `id` as left alone for `column`, logging the first
+    /// of each column in this sweep (a catalog may hold thousands).
+    pub(crate) fn count_invalid(&mut self, id: i64, column: Column) {
+        let n = self.invalid_row.slot(column);
+        *n += 1;
+        if *n == 1 {
+            log::warn!(
+                "sandbox {id}: its {column} is not stored as the catalog declares; \
+                 left as it is (rows like it are counted in invalid_row.{column})"
+            );
+        }
+    }
+
     /// How many reconciliations found the runtime dead for `reason`.
     ///
     /// # Examples

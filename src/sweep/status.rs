@@ -22,6 +22,7 @@ use crate::process::runs::{latest_running, newest_running_pid};
 use crate::rundir::locks::HeldLocks;
 use crate::rundir::sockets::may_be_live;
 use crate::sandboxes::lifecycle::SandboxStatus;
+use crate::sandboxes::names::stored_name;
 
 /// An active sandbox whose runtime is dead: the next sweep reconciles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,7 +278,11 @@ impl Catalog {
             let Some(status) = known_status(row.get_ref(2)?) else {
                 continue;
             };
-            let name = row.get::<_, Option<String>>(1)?.unwrap_or_default();
+            // A name no sweep would act on (not text, not a name) is no
+            // candidate here either: its locks and sockets are not looked at.
+            let Ok(name) = stored_name(row.get_ref(1)?) else {
+                continue;
+            };
             let (reason, start) = match latest_running(self, &mut stmts, &prober, id)? {
                 Some(run) => match run.liveness {
                     Liveness::Dead(reason) => (Some(reason), false),

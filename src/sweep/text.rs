@@ -15,15 +15,13 @@ use crate::sweep::sweeper::SweepOutcome;
 
 /// `label a 1, b 2` for the non-zero counters of `all`, each after `sep`
 /// on the first; nothing when all are zero, or `none` when `none` is set.
-fn nonzero<T: Copy + fmt::Display>(
+fn nonzero<T: fmt::Display>(
     f: &mut fmt::Formatter<'_>,
     (sep, label, none): (&str, &str, bool),
-    all: &[T],
-    count: impl Fn(T) -> u64,
+    counted: impl IntoIterator<Item = (T, u64)>,
 ) -> fmt::Result {
     let mut first = true;
-    for &item in all {
-        let n = count(item);
+    for (item, n) in counted {
         if n > 0 {
             let (sep, head) = if first { (sep, label) } else { (", ", "") };
             write!(f, "{sep}{head}{item} {n}")?;
@@ -37,6 +35,11 @@ fn nonzero<T: Copy + fmt::Display>(
 }
 
 impl Report {
+    /// Every reason a runtime was found dead, with its count.
+    fn deaths(&self) -> impl Iterator<Item = (DeadReason, u64)> {
+        DeadReason::ALL.into_iter().map(|r| (r, self.dead(r)))
+    }
+
     /// The outcomes cleanup counts apart from `removed`.
     fn kept(&self) -> impl Iterator<Item = CleanupOutcome> {
         CleanupOutcome::ALL
@@ -62,11 +65,11 @@ impl Report {
         if self.trash_deferred > 0 {
             write!(f, ", trash deferred {}", self.trash_deferred)?;
         }
-        nonzero(f, ("; ", "dead: ", false), &DeadReason::ALL, |r| {
-            self.dead(r)
-        })?;
-        let kept: Vec<CleanupOutcome> = self.kept().collect();
-        nonzero(f, ("; ", "kept: ", false), &kept, |o| self.outcome(o))?;
+        let invalid = self.invalid_row.by_column();
+        nonzero(f, ("; ", "invalid rows left alone: ", false), invalid)?;
+        nonzero(f, ("; ", "dead: ", false), self.deaths())?;
+        let kept = self.kept().map(|o| (o, self.outcome(o)));
+        nonzero(f, ("; ", "kept: ", false), kept)?;
         if let Some(err) = &self.sandboxes_dir_error {
             write!(f, "; ephemeral phase skipped: {err}")?;
         }
@@ -114,18 +117,12 @@ impl Report {
                 self.lifecycle_owned
             )?;
         }
-        nonzero(
-            f,
-            ("\n  ", "dead runtimes: ", true),
-            &DeadReason::ALL,
-            |r| self.dead(r),
-        )?;
-        nonzero(
-            f,
-            ("\n  ", "ephemeral candidates: ", true),
-            &CleanupOutcome::ALL,
-            |o| self.outcome(o),
-        )?;
+        nonzero(f, ("\n  ", "dead runtimes: ", true), self.deaths())?;
+        let outcomes = CleanupOutcome::ALL.map(|o| (o, self.outcome(o)));
+        nonzero(f, ("\n  ", "ephemeral candidates: ", true), outcomes)?;
+        let invalid = self.invalid_row.by_column();
+        let label = "rows left alone, a column not stored as declared: ";
+        nonzero(f, ("\n  ", label, false), invalid)?;
         if let Some(err) = &self.sandboxes_dir_error {
             write!(f, "\n  ephemeral sandboxes not cleaned: {err}")?;
         }

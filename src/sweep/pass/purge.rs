@@ -11,7 +11,7 @@ use rusqlite::OptionalExtension;
 use super::{End, Pass};
 use crate::catalog::sql::SANDBOX_NAME;
 use crate::error::Result;
-use crate::sandboxes::names::validate_name;
+use crate::sandboxes::names::stored_name;
 
 impl Pass<'_, '_, '_> {
     pub(super) fn purge_trash(&mut self) -> Result<End> {
@@ -42,9 +42,9 @@ impl Pass<'_, '_, '_> {
         let mut name_of = self.catalog.conn.prepare_cached(SANDBOX_NAME)?;
         self.trash.recover(|id| {
             let name = name_of
-                .query_row([id], |row| row.get::<_, String>(0))
+                .query_row([id], |row| Ok(stored_name(row.get_ref(0)?).ok()))
                 .optional()?;
-            Ok(name.filter(|name| validate_name(name).is_ok()))
+            Ok(name.flatten())
         })
     }
 
