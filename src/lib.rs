@@ -59,6 +59,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`lease`] | the sweep lease for tools that drive a sweep themselves, and the install-exclusive lease |
+//! | [`orphans`] | what no row accounts for (directories, sockets, lock files, trash leftovers): a read-only scan |
 //! | [`process`] | who a process is, whether a recorded one is alive, and why not; why pids are `i64` |
 //! | [`rundir`] | microsandbox's per-sandbox lifecycle lock, for a runtime sharing the protocol |
 //! | [`sandboxes`] | the name rules a sandbox's name must meet to reach the filesystem |
@@ -127,6 +128,7 @@ mod catalog;
 mod clock;
 mod error;
 pub mod lease;
+pub mod orphans;
 pub mod process;
 pub mod rundir;
 pub mod sandboxes;

@@ -6,6 +6,7 @@
 //!                      [--force] [--dry-run] [--max-active N] [--max-ephemeral N]
 //!                      [--budget-ms MS] [--json] [-v]
 //! sandbox-sweep status [--home DIR | --db PATH] [--run-dir DIR] [--all] [--json]
+//! sandbox-sweep orphans [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR] [--budget-ms MS] [--json]
 //! sandbox-sweep demo   [--keep DIR]
 //! sandbox-sweep help   [COMMAND]
 //! ```
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 
 use cli::args::{Args, Command, SweepArgs};
 use cli::{CliError, print};
+use sandbox_sweep::orphans::OrphanScan;
 use sandbox_sweep::{Catalog, OpenOptions, SweepOutcome, Sweeper, SystemClock};
 
 fn main() -> ExitCode {
@@ -103,6 +105,29 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             } else {
                 let shown = (!all).then_some(print::STATUS_LIST);
                 print::status(out, &db, &summary, shown)?;
+            }
+        }
+        Command::Orphans {
+            db,
+            sandboxes_dir,
+            run_dir,
+            budget_ms,
+            json,
+        } => {
+            let catalog = Catalog::from_connection(cli::open_existing(&db)?)?;
+            let mut scan = OrphanScan::new(&sandboxes_dir);
+            if let Some(run_dir) = run_dir {
+                scan = scan.run_dir(run_dir);
+            }
+            if let Some(ms) = budget_ms {
+                scan = scan.budget(std::time::Duration::from_millis(ms));
+            }
+            let found = scan.scan(&catalog)?;
+            if json {
+                print::orphans_json(out, &found)?;
+            } else {
+                writeln!(out, "orphans beside catalog {}", db.display())?;
+                writeln!(out, "{found}")?;
             }
         }
         Command::Sweep(args) => return sweep(&args, out),

@@ -210,6 +210,13 @@ pub(crate) const ACTIVE_SANDBOXES: &str = "SELECT id, CAST(name AS TEXT), status
 pub(crate) const RECONCILE_CANDIDATES: &str = "SELECT id, name, status FROM sandbox
      WHERE status IN ('Starting', 'Running', 'Draining') ORDER BY id";
 
+/// Whether a row names `?1` (as TEXT) or `?2` (the same bytes as a BLOB):
+/// a directory such a row names is not an orphan, whatever its class.
+pub(crate) const SANDBOX_NAMED: &str = "SELECT 1 FROM sandbox WHERE name IN (?1, ?2)";
+
+/// Every sandbox's name, for matching the hashes in a run directory.
+pub(crate) const ALL_NAMES: &str = "SELECT name FROM sandbox";
+
 /// Every statement above that a sweep of both phases runs per page or per
 /// row, for the re-prepare and plan tests.
 #[cfg(test)]
@@ -233,7 +240,8 @@ pub(crate) const PER_ROW: [&str; 14] = [
 /// Every statement above that reads or searches a table, for the plan test
 /// (but the two sorted reports, which read every active row anyway).
 #[cfg(test)]
-pub(crate) const LOOKUPS: [&str; 25] = [
+pub(crate) const LOOKUPS: [&str; 26] = [
+    SANDBOX_NAMED,
     COUNT_BY_STATUS,
     COUNT_EPHEMERAL_TERMINAL,
     LEASE_RECORD,

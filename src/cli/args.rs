@@ -33,6 +33,13 @@ pub enum Command {
         json: bool,
         all: bool,
     },
+    Orphans {
+        db: PathBuf,
+        sandboxes_dir: PathBuf,
+        run_dir: Option<PathBuf>,
+        budget_ms: Option<u64>,
+        json: bool,
+    },
     Demo {
         keep: Option<PathBuf>,
     },
@@ -75,6 +82,14 @@ pub(super) fn flags(command: &str) -> &'static [(&'static str, bool)] {
             ("--run-dir", true),
             ("--json", false),
             ("--all", false),
+        ],
+        "orphans" => &[
+            ("--db", true),
+            ("--home", true),
+            ("--sandboxes-dir", true),
+            ("--run-dir", true),
+            ("--budget-ms", true),
+            ("--json", false),
         ],
         "demo" => &[("--keep", true)],
         _ => &[],
@@ -126,7 +141,7 @@ impl Given {
 
 /// The command a word names, if it names one.
 fn command_named(word: &str) -> Result<&'static str, CliError> {
-    ["init", "sweep", "status", "demo"]
+    ["init", "sweep", "status", "orphans", "demo"]
         .into_iter()
         .find(|c| *c == word)
         .ok_or_else(|| usage(format!("unknown command `{word}`")))
@@ -220,6 +235,13 @@ impl Given {
                     .or_else(|| home.map(|home| home.join("sandboxes"))),
                 json: self.switch("--json"),
                 all: self.switch("--all"),
+            },
+            "orphans" => Command::Orphans {
+                db: self.path_or_home("--db", home, "db/msb.db")?,
+                sandboxes_dir: self.path_or_home("--sandboxes-dir", home, "sandboxes")?,
+                run_dir: self.run_dir(home),
+                budget_ms: self.number("--budget-ms")?,
+                json: self.switch("--json"),
             },
             "demo" => Command::Demo {
                 keep: self.value("--keep").map(PathBuf::from),

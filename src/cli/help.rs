@@ -14,6 +14,8 @@ Usage:
                        [--budget-ms MS] [--json] [-v]
   sandbox-sweep status [--home DIR | --db PATH] [--run-dir DIR] [--sandboxes-dir DIR]
                        [--all] [--json]
+  sandbox-sweep orphans [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR]
+                       [--budget-ms MS] [--json]
   sandbox-sweep demo   [--keep DIR]
   sandbox-sweep help   [COMMAND]
 
@@ -21,6 +23,8 @@ Commands:
   init     create the catalog file if needed and add this tool's tables, columns and indexes
   sweep    take the lease, reconcile dead runtimes, clean finished ephemeral sandboxes
   status   sandbox counts, cleanable sandboxes, dead runtimes and abandoned starts now, the lease
+  orphans  list what no row accounts for: sandbox directories, sockets, lock files,
+           trash leftovers, with size, age and whether a lock on them is held (reads only)
   demo     build a sample catalog in a temporary directory and sweep it
   help     this text, or one command's (as `COMMAND --help` does)
 
@@ -43,7 +47,7 @@ Options:
   --dry-run            report what a sweep would do; take no lease, write nothing
   --max-active N       most Starting/Running/Draining sandboxes examined (default 250)
   --max-ephemeral N    most finished ephemeral sandboxes examined (default 250)
-  --budget-ms MS       time budget in milliseconds (default 250)
+  --budget-ms MS       time budget in milliseconds (sweep: default 250; orphans: 10000)
   --all                status: list every dead runtime (default: the first 20)
   --json               one JSON object on the last line of stdout (status: the full list)
   --keep DIR           build the demo in DIR and keep it
@@ -104,7 +108,7 @@ pub fn help(command: Option<&str>) -> String {
     });
     let mut text = format!("Usage:\n{}\n\n", usage.join("\n"));
     text.push_str(&format!("{}\n\n", what.join("\n").trim_start()));
-    if matches!(command, "init" | "sweep" | "status") {
+    if matches!(command, "init" | "sweep" | "status" | "orphans") {
         let place: Vec<_> = section("Where things are:").collect();
         text.push_str(&format!("Where things are:\n{}\n\n", place.join("\n")));
     }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
+use sandbox_sweep::orphans::Orphans;
 use sandbox_sweep::process::DeadReason;
 use sandbox_sweep::status::{LeaseRecord, StaleSandbox, Summary};
 use sandbox_sweep::{CleanupOutcome, Report, SweepOutcome};
@@ -95,6 +96,42 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         outcome_counts(report),
         counts(report.invalid_row.by_column().into_iter()),
         opt_quote(error.as_deref()),
+    )
+}
+
+/// `orphans --json`: one line.
+pub fn orphans_json(out: &mut impl Write, found: &Orphans) -> io::Result<()> {
+    let entries: Vec<String> = found
+        .entries
+        .iter()
+        .map(|o| {
+            format!(
+                "{{\"kind\":{},\"path\":{},\"bytes\":{},\"age_s\":{},\"lock_held\":{}}}",
+                quote(o.kind.as_str()),
+                quote(&o.path.to_string_lossy()),
+                o.bytes,
+                o.age
+                    .map_or_else(|| "null".to_owned(), |a| a.as_secs().to_string()),
+                o.lock_held
+            )
+        })
+        .collect();
+    writeln!(
+        out,
+        "{{\"orphans\":[{}],\"count\":{},\"total_bytes\":{},\"examined\":{},\"errors\":{},\"complete\":{},\"stopped_at\":{}}}",
+        entries.join(","),
+        found.entries.len(),
+        found.total_bytes(),
+        found.examined,
+        found.errors,
+        found.complete,
+        opt_quote(
+            found
+                .stopped_at
+                .as_ref()
+                .map(|p| p.to_string_lossy())
+                .as_deref()
+        ),
     )
 }
 

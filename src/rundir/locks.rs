@@ -332,13 +332,19 @@ impl HeldLocks {
     /// Whether sandbox `name`'s creation or lifecycle lock file exists and
     /// is held: an owner, which a sweep leaves alone.
     pub(crate) fn is_held(&self, name: &str) -> bool {
+        self.is_held_hashed(&h16(name))
+    }
+
+    /// [`HeldLocks::is_held`] for the sandbox whose `H16` is `h16` (what
+    /// a leftover lock file or socket names; its sandbox is unknown).
+    pub(crate) fn is_held_hashed(&self, h16: &[u8; 32]) -> bool {
         [
             (&self.locks, LockKind::Lifecycle),
             (&self.creation, LockKind::Creation),
         ]
         .into_iter()
         .any(|(dir, kind)| {
-            let file = LockFileName::new(kind, name);
+            let file = LockFileName::hashed(kind, h16);
             let (Some(dir), Ok(file)) = (dir, file.as_c_str()) else {
                 return false;
             };

@@ -12,6 +12,7 @@ pub(crate) mod flock;
 mod listing;
 pub(crate) mod procfs;
 pub(crate) mod socket;
+pub(crate) mod usage;
 
 use std::ffi::{CString, OsStr};
 use std::io;

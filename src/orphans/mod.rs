@@ -1,0 +1,166 @@
+//! What no catalog row accounts for: sandbox directories no row names,
+//! runtime socket directories and sockets, and lock files whose name hash
+//! matches no row, and what a killed sweep left in the trash.
+//!
+//! A read-only scan ([`OrphanScan::scan`]): it lists, stats and reads
+//! `/proc/locks`, and never takes a lock, writes, or follows a symlink.
+//! Bounded by a time budget; a scan that runs out says where it stopped.
+//!
+//! ```
+//! use sandbox_sweep::Catalog;
+//! use sandbox_sweep::orphans::{OrphanKind, OrphanScan};
+//!
+//! let dir = std::env::temp_dir().join("sandbox-sweep-doc-orphans");
+//! # let _ = std::fs::remove_dir_all(&dir);
+//! std::fs::create_dir_all(dir.join("left-behind"))?;
+//! let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+//! sandbox_sweep::migrate(&conn)?;
+//! let catalog = Catalog::from_connection(conn)?;
+//! let found = OrphanScan::new(&dir).scan(&catalog)?;
+//! assert!(found.complete);
+//! assert_eq!(found.entries.len(), 1);
+//! assert_eq!(found.entries[0].kind, OrphanKind::SandboxDir);
+//! assert!(found.entries[0].path.ends_with("left-behind"));
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod scan;
+mod text;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::catalog::Catalog;
+use crate::error::Result;
+
+/// What kind of leftover an [`Orphan`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OrphanKind {
+    /// `<sandboxes>/<name>`, a directory (or a symlink) no row names.
+    SandboxDir,
+    /// `<run>/sandboxes/<H12>`, a runtime's socket directory whose hash
+    /// matches no row's name.
+    SocketDir,
+    /// `<run>/agent/<H16>.sock` or `<H16>.control.sock`, an older
+    /// runtime's socket matching no row.
+    LegacySocket,
+    /// `<run>/locks/<H16>.lock`, `<H16>.snapshot-lineage.lock` or
+    /// `<run>/creation-locks/<H16>.lock` matching no row. Reported only:
+    /// lock files are never deleted (a runtime may be about to take one).
+    LockFile,
+    /// `<sandboxes>/.sandbox-sweep-trash/<id>`: a directory a sweep moved
+    /// aside and did not finish deleting; the next sweep does.
+    Trash,
+}
+
+impl OrphanKind {
+    /// A short lowercase name, as the CLI and JSON show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrphanKind::SandboxDir => "sandbox_dir",
+            OrphanKind::SocketDir => "socket_dir",
+            OrphanKind::LegacySocket => "legacy_socket",
+            OrphanKind::LockFile => "lock_file",
+            OrphanKind::Trash => "trash",
+        }
+    }
+}
+
+/// One thing no row accounts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Orphan {
+    /// What it is.
+    pub kind: OrphanKind,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Allocated bytes, the entry and everything below it, counted without
+    /// following a symlink (a tree cut short by the budget counts what was
+    /// seen).
+    pub bytes: u64,
+    /// Since it last changed (`None`: its time is in the future).
+    pub age: Option<Duration>,
+    /// Whether a lifecycle or creation lock for it is held now (read from
+    /// `/proc/locks`; only beside a run directory): someone owns it.
+    pub lock_held: bool,
+}
+
+/// What a scan found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Orphans {
+    /// Everything found, in the order found.
+    pub entries: Vec<Orphan>,
+    /// Entries looked at (found or not).
+    pub examined: u64,
+    /// Entries that could not be examined (a failed call proves nothing,
+    /// so they are not listed).
+    pub errors: u64,
+    /// The scan went through everything before its budget ran out.
+    pub complete: bool,
+    /// Where the budget ran out, when it did.
+    pub stopped_at: Option<PathBuf>,
+}
+
+impl Orphans {
+    /// The allocated bytes of every entry.
+    pub fn total_bytes(&self) -> u64 {
+        self.entries.iter().map(|o| o.bytes).sum()
+    }
+}
+
+/// A read-only scan for orphans of one sandboxes directory.
+#[derive(Debug, Clone)]
+pub struct OrphanScan {
+    sandboxes_dir: PathBuf,
+    run_dir: Option<PathBuf>,
+    budget: Duration,
+}
+
+impl OrphanScan {
+    /// A scan of `<sandboxes_dir>/<name>` directories, with no run
+    /// directory and a 10 s budget.
+    pub fn new(sandboxes_dir: impl Into<PathBuf>) -> OrphanScan {
+        OrphanScan {
+            sandboxes_dir: sandboxes_dir.into(),
+            run_dir: None,
+            budget: Duration::from_secs(10),
+        }
+    }
+
+    /// Also scan microsandbox's run directory: socket directories, legacy
+    /// sockets and lock files, and tell which orphans' locks are held.
+    pub fn run_dir(mut self, run_dir: impl Into<PathBuf>) -> OrphanScan {
+        self.run_dir = Some(run_dir.into());
+        self
+    }
+
+    /// How long the scan may take (default 10 s).
+    pub fn budget(mut self, budget: Duration) -> OrphanScan {
+        self.budget = budget;
+        self
+    }
+
+    /// Scans now. Reads only.
+    ///
+    /// # Errors
+    ///
+    /// The sandboxes directory cannot be opened or listed; a SQLite error.
+    /// An entry that cannot be examined is counted in
+    /// [`Orphans::errors`], not an error.
+    pub fn scan(&self, catalog: &Catalog) -> Result<Orphans> {
+        scan::run(
+            catalog,
+            &self.sandboxes_dir,
+            self.run_dir.as_deref(),
+            self.budget,
+        )
+    }
+
+    /// The sandboxes directory scanned.
+    pub fn sandboxes_dir(&self) -> &Path {
+        &self.sandboxes_dir
+    }
+}

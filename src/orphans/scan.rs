@@ -1,0 +1,281 @@
+//! The scan itself: list each place, look each entry up, measure what no
+//! row accounts for. Reads only: no lock taken, nothing written, no
+//! symlink followed.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::types::ValueRef;
+
+use super::{Orphan, OrphanKind, Orphans};
+use crate::catalog::Catalog;
+use crate::catalog::sql::{ALL_NAMES, SANDBOX_NAMED};
+use crate::error::{IoContext, Result};
+use crate::rundir::locks::{HeldLocks, h16};
+use crate::sandboxes::trash::TRASH_DIR;
+use crate::sys::dir::{self, Subdir, list_all, open_subdir};
+use crate::sys::usage::usage_at;
+
+/// One scan in progress.
+struct Scan<'c> {
+    catalog: &'c Catalog,
+    deadline: Instant,
+    held: Option<HeldLocks>,
+    found: Orphans,
+}
+
+impl Scan<'_> {
+    fn out_of_time(&mut self, at: &Path) -> bool {
+        if Instant::now() < self.deadline {
+            return false;
+        }
+        self.found.stopped_at = Some(at.to_owned());
+        true
+    }
+
+    /// Measures `name` in `parent` and lists it as a `kind` orphan; stops
+    /// the scan (`false`) when the budget ran out inside it.
+    fn add(
+        &mut self,
+        parent: BorrowedFd<'_>,
+        name: &CStr,
+        path: PathBuf,
+        kind: OrphanKind,
+        lock_held: bool,
+    ) -> bool {
+        match usage_at(parent, name, self.deadline) {
+            Ok(Some(usage)) => {
+                let complete = usage.complete;
+                if !complete {
+                    self.found.stopped_at = Some(path.clone());
+                }
+                self.found.entries.push(Orphan {
+                    kind,
+                    path,
+                    bytes: usage.bytes,
+                    age: usage.age,
+                    lock_held,
+                });
+                complete
+            }
+            Ok(None) => true,
+            Err(errno) => {
+                log::warn!("{}: not examined: {errno}", path.display());
+                self.found.errors += 1;
+                true
+            }
+        }
+    }
+
+    /// `<sandboxes>/<name>` entries no row names, and the trash's leftovers.
+    fn sandboxes(&mut self, sandboxes: &Path) -> Result<bool> {
+        let root = dir::open_dir(sandboxes).at(sandboxes)?;
+        let names = list_all(root.as_fd()).at(sandboxes)?;
+        let mut named = self.catalog.conn.prepare_cached(SANDBOX_NAMED)?;
+        for name in names {
+            let path = sandboxes.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+            if self.out_of_time(&path) {
+                return Ok(false);
+            }
+            self.found.examined += 1;
+            let bytes = name.as_bytes();
+            if bytes == TRASH_DIR.as_bytes() {
+                if !self.trash(root.as_fd(), &name, &path) {
+                    return Ok(false);
+                }
+                continue;
+            }
+            let text = std::str::from_utf8(bytes).ok();
+            if named.exists(rusqlite::params![text, bytes])? {
+                continue;
+            }
+            // Regular files are not sandbox state: only directories (and
+            // what stands where one would, a symlink) are listed.
+            let lock_held = text.is_some_and(|t| self.held.as_ref().is_some_and(|h| h.is_held(t)));
+            if is_plain_file(root.as_fd(), &name) {
+                continue;
+            }
+            if !self.add(root.as_fd(), &name, path, OrphanKind::SandboxDir, lock_held) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Every entry of the trash: a sweep's unfinished deletions.
+    fn trash(&mut self, root: BorrowedFd<'_>, name: &CStr, path: &Path) -> bool {
+        let Ok(Subdir::Open(bin)) = open_subdir(root, name) else {
+            return true;
+        };
+        let Ok(entries) = list_all(bin.as_fd()) else {
+            self.found.errors += 1;
+            return true;
+        };
+        for entry in entries {
+            let at = path.join(std::ffi::OsStr::from_bytes(entry.as_bytes()));
+            if self.out_of_time(&at) || !self.add(bin.as_fd(), &entry, at, OrphanKind::Trash, false)
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Every row's name hash (`H16`, hex), for matching a run directory.
+    fn row_hashes(&self) -> Result<HashSet<[u8; 32]>> {
+        let mut stmt = self.catalog.conn.prepare(ALL_NAMES)?;
+        let mut rows = stmt.query([])?;
+        let mut hashes = HashSet::new();
+        while let Some(row) = rows.next()? {
+            let bytes = match row.get_ref(0)? {
+                ValueRef::Text(b) | ValueRef::Blob(b) => b,
+                _ => continue,
+            };
+            if let Ok(name) = std::str::from_utf8(bytes) {
+                hashes.insert(h16(name));
+            }
+        }
+        Ok(hashes)
+    }
+
+    /// Sockets, socket directories and lock files in `run` matching no row.
+    fn run_dir(&mut self, run: &Path) -> Result<bool> {
+        let Ok(run_fd) = dir::open_dir(run) else {
+            self.found.errors += 1;
+            log::warn!(
+                "{}: cannot be opened; run directory not scanned",
+                run.display()
+            );
+            return Ok(true);
+        };
+        let hashes = self.row_hashes()?;
+        let prefixes: HashSet<&[u8]> = hashes.iter().map(|h| &h[..24]).collect();
+        // Lock files name a sandbox's full hash; a socket directory only its
+        // first 24 digits: which held lock, if any, is that directory's.
+        let mut by_prefix: HashMap<[u8; 24], [u8; 32]> = HashMap::new();
+        let places: [(&str, OrphanKind, &[&str]); 4] = [
+            (
+                "locks",
+                OrphanKind::LockFile,
+                &[".lock", ".snapshot-lineage.lock"],
+            ),
+            ("creation-locks", OrphanKind::LockFile, &[".lock"]),
+            (
+                "agent",
+                OrphanKind::LegacySocket,
+                &[".sock", ".control.sock"],
+            ),
+            ("sandboxes", OrphanKind::SocketDir, &[""]),
+        ];
+        for (sub, kind, suffixes) in places {
+            let name = CString::new(sub).unwrap_or_default();
+            let Ok(Subdir::Open(fd)) = open_subdir(run_fd.as_fd(), &name) else {
+                continue;
+            };
+            if !self.run_subdir(
+                &run.join(sub),
+                &fd,
+                kind,
+                suffixes,
+                &hashes,
+                &prefixes,
+                &mut by_prefix,
+            ) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_subdir(
+        &mut self,
+        at: &Path,
+        fd: &OwnedFd,
+        kind: OrphanKind,
+        suffixes: &[&str],
+        hashes: &HashSet<[u8; 32]>,
+        prefixes: &HashSet<&[u8]>,
+        by_prefix: &mut HashMap<[u8; 24], [u8; 32]>,
+    ) -> bool {
+        let Ok(entries) = list_all(fd.as_fd()) else {
+            self.found.errors += 1;
+            return true;
+        };
+        for entry in entries {
+            let path = at.join(std::ffi::OsStr::from_bytes(entry.as_bytes()));
+            if self.out_of_time(&path) {
+                return false;
+            }
+            self.found.examined += 1;
+            let bytes = entry.as_bytes();
+            // Only names of this protocol's shape are judged: `<hex><suffix>`.
+            let width = if kind == OrphanKind::SocketDir {
+                24
+            } else {
+                32
+            };
+            let Some((hash, rest)) = bytes.split_at_checked(width) else {
+                continue;
+            };
+            if !hash
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+                || !suffixes.iter().any(|s| rest == s.as_bytes())
+            {
+                continue;
+            }
+            let (known, held) = if let Ok(full) = <[u8; 32]>::try_from(hash) {
+                let mut prefix = [0u8; 24];
+                prefix.copy_from_slice(&full[..24]);
+                by_prefix.insert(prefix, full);
+                let held = self.held.as_ref().is_some_and(|h| h.is_held_hashed(&full));
+                (hashes.contains(&full), held)
+            } else {
+                let full = <[u8; 24]>::try_from(hash)
+                    .ok()
+                    .and_then(|p| by_prefix.get(&p).copied());
+                let held =
+                    full.is_some_and(|f| self.held.as_ref().is_some_and(|h| h.is_held_hashed(&f)));
+                (prefixes.contains(hash), held)
+            };
+            if !known && !self.add(fd.as_fd(), &entry, path, kind, held) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Whether `name` in `parent` is a regular file (not a directory, not a
+/// symlink); a failed call is not one.
+fn is_plain_file(parent: BorrowedFd<'_>, name: &CStr) -> bool {
+    use nix::sys::stat::{SFlag, fstatat};
+    fstatat(parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
+}
+
+pub(crate) fn run(
+    catalog: &Catalog,
+    sandboxes: &Path,
+    run: Option<&Path>,
+    budget: Duration,
+) -> Result<Orphans> {
+    let started = Instant::now();
+    let mut scan = Scan {
+        catalog,
+        deadline: started.checked_add(budget).unwrap_or(started),
+        held: run.and_then(HeldLocks::read),
+        found: Orphans::default(),
+    };
+    let mut done = scan.sandboxes(sandboxes)?;
+    if done && let Some(run) = run {
+        done = scan.run_dir(run)?;
+    }
+    scan.found.complete = done && scan.found.stopped_at.is_none();
+    Ok(scan.found)
+}

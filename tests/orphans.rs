@@ -1,0 +1,253 @@
+//! `orphans`: what no catalog row accounts for, found by a read-only scan.
+//! Exact entries, sizes counted without following a symlink, held locks
+//! seen, nothing written; and the same on a home the real msb made.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use sandbox_sweep::Result;
+use sandbox_sweep::orphans::{OrphanKind, OrphanScan, Orphans};
+
+/// A fixture with a run directory beside its sandboxes directory.
+fn fixture() -> Result<(Fixture, PathBuf)> {
+    let f = Fixture::new()?;
+    let run = f.dir.path().join("run");
+    for sub in ["locks", "creation-locks", "agent", "sandboxes"] {
+        std::fs::create_dir_all(run.join(sub)).expect("mkdir");
+    }
+    Ok((f, run))
+}
+
+fn found(orphans: &Orphans) -> BTreeMap<PathBuf, (OrphanKind, bool)> {
+    orphans
+        .entries
+        .iter()
+        .map(|o| (o.path.clone(), (o.kind, o.lock_held)))
+        .collect()
+}
+
+/// Every file and directory below `root`, with contents, to prove a scan
+/// wrote nothing.
+fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            let path = entry.path();
+            // The catalog is compared by its rows: a reader touches `-shm`.
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("catalog.db")
+            {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).expect("lstat");
+            let content = if meta.is_dir() {
+                stack.push(path.clone());
+                b"<dir>".to_vec()
+            } else if meta.file_type().is_symlink() {
+                std::fs::read_link(&path)
+                    .expect("readlink")
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else {
+                std::fs::read(&path).unwrap_or_default()
+            };
+            out.insert(path, content);
+        }
+    }
+    out
+}
+
+#[test]
+fn lists_exactly_what_no_row_accounts_for_and_writes_nothing() -> TestResult {
+    let (f, run) = fixture()?;
+    // Accounted for: a row's directory, a BLOB-named row's directory, and
+    // a row's sockets and locks.
+    f.sandbox("kept", "Stopped", false)?;
+    f.mkdir("kept");
+    let blob = f.sandbox("blobby", "Stopped", true)?;
+    f.conn().execute(
+        "UPDATE sandbox SET name = CAST('blobby' AS BLOB) WHERE id = ?1",
+        [blob],
+    )?;
+    f.mkdir("blobby");
+    std::fs::create_dir_all(run.join("sandboxes").join(&h16("kept")[..24]))?;
+    std::fs::write(lock_at(&run, "locks", "kept", ".lock"), b"")?;
+    // Not accounted for.
+    let gone = f.mkdir("gone");
+    std::fs::write(gone.join("big"), vec![7u8; 64 * 1024])?;
+    let outside = f.dir.path().join("outside");
+    std::fs::create_dir_all(&outside)?;
+    std::fs::write(outside.join("huge"), vec![1u8; 1024 * 1024])?;
+    std::os::unix::fs::symlink(&outside, f.sandboxes.join("planted"))?;
+    std::fs::write(f.sandboxes.join("stray-file"), b"not sandbox state")?;
+    std::fs::create_dir_all(f.sandboxes.join(TRASH_DIR).join("17/rootfs"))?;
+    let socket_dir = run.join("sandboxes").join(&h16("ghost")[..24]);
+    std::fs::create_dir_all(&socket_dir)?;
+    let legacy = run.join("agent").join(format!("{}.sock", h16("ghost")));
+    std::fs::write(&legacy, b"")?;
+    let lineage = lock_at(&run, "locks", "ghost", ".snapshot-lineage.lock");
+    std::fs::write(&lineage, b"")?;
+    // A launcher holds the creation lock of a sandbox that has no row yet.
+    let launching = f.mkdir("launching");
+    let creation = lock_at(&run, "creation-locks", "launching", ".lock");
+    let _holder = Holder::at(&creation);
+    // Names of no protocol's shape are not judged.
+    std::fs::write(run.join("agent").join("README"), b"")?;
+
+    let rows = |f: &Fixture| -> Result<String> {
+        Ok(f.conn().query_row(
+            "SELECT group_concat(id || typeof(name) || CAST(name AS TEXT) || status, ';') FROM sandbox",
+            [],
+            |r| r.get(0),
+        )?)
+    };
+    let rows_before = rows(&f)?;
+    let before = tree(f.dir.path());
+    let orphans = OrphanScan::new(&f.sandboxes)
+        .run_dir(&run)
+        .scan(&f.catalog)?;
+    assert!(tree(f.dir.path()) == before, "a scan writes nothing");
+    assert_eq!(rows(&f)?, rows_before);
+
+    let expected: BTreeMap<PathBuf, (OrphanKind, bool)> = [
+        (gone.clone(), (OrphanKind::SandboxDir, false)),
+        (f.sandboxes.join("planted"), (OrphanKind::SandboxDir, false)),
+        (launching, (OrphanKind::SandboxDir, true)),
+        (
+            f.sandboxes.join(TRASH_DIR).join("17"),
+            (OrphanKind::Trash, false),
+        ),
+        (socket_dir, (OrphanKind::SocketDir, false)),
+        (legacy, (OrphanKind::LegacySocket, false)),
+        (lineage, (OrphanKind::LockFile, false)),
+        (creation, (OrphanKind::LockFile, true)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(found(&orphans), expected);
+    assert!(orphans.complete && orphans.stopped_at.is_none());
+    assert_eq!(orphans.errors, 0);
+    let size = |path: &Path| {
+        orphans
+            .entries
+            .iter()
+            .find(|o| o.path == path)
+            .map(|o| o.bytes)
+            .expect("listed")
+    };
+    // Allocated bytes: the 64 KiB file and the tree around it; the symlink
+    // is its own few bytes, never the megabyte it points at.
+    assert!(size(&gone) >= 64 * 1024, "{}", size(&gone));
+    assert!(size(&f.sandboxes.join("planted")) < 64 * 1024);
+    assert_eq!(
+        orphans.total_bytes(),
+        orphans.entries.iter().map(|o| o.bytes).sum::<u64>()
+    );
+    assert!(orphans.entries.iter().all(|o| o.age.is_some()));
+    Ok(())
+}
+
+#[test]
+fn a_scan_out_of_budget_says_where_it_stopped() -> TestResult {
+    let (f, run) = fixture()?;
+    for i in 0..50 {
+        f.mkdir(&format!("left-{i}"));
+    }
+    let orphans = OrphanScan::new(&f.sandboxes)
+        .run_dir(&run)
+        .budget(Duration::ZERO)
+        .scan(&f.catalog)?;
+    assert!(!orphans.complete);
+    let at = orphans.stopped_at.as_ref().expect("where it stopped");
+    assert!(at.starts_with(&f.sandboxes), "{}", at.display());
+    assert!(orphans.entries.len() < 50);
+    let text = orphans.to_string();
+    assert!(
+        text.contains("incomplete: the budget ran out at "),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_cli_lists_them_in_text_and_json() -> TestResult {
+    let (f, run) = fixture()?;
+    f.sandbox("kept", "Stopped", false)?;
+    f.mkdir("kept");
+    f.mkdir("gone");
+    let db = f.db_path();
+    let args = |json: bool| {
+        let mut args = vec![
+            "orphans".to_owned(),
+            "--db".into(),
+            db.display().to_string(),
+            "--sandboxes-dir".into(),
+            f.sandboxes.display().to_string(),
+            "--run-dir".into(),
+            run.display().to_string(),
+        ];
+        if json {
+            args.push("--json".into());
+        }
+        args
+    };
+    let text_args = args(false);
+    let out = cli(&text_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("sandbox_dir"), "{text}");
+    assert!(
+        text.contains(&f.sandboxes.join("gone").display().to_string()),
+        "{text}"
+    );
+    assert!(!text.contains("kept"), "{text}");
+    assert!(text.contains("total: 1 orphans, "), "{text}");
+    let json_args = args(true);
+    let out = cli(&json_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let line = json_line(&out);
+    assert_eq!(json_field(&line, "count"), "1");
+    assert_eq!(json_field(&line, "complete"), "true");
+    assert!(line.contains("\"kind\":\"sandbox_dir\""), "{line}");
+    assert!(line.contains("\"lock_held\":false"), "{line}");
+    Ok(())
+}
+
+#[test]
+fn a_home_msb_made_has_no_orphans_until_one_is_left() -> TestResult {
+    let Some(msb) = msb::msb() else {
+        return Ok(());
+    };
+    let home = msb::Home::new(msb);
+    let home_str = home.path.display().to_string();
+    let scan = |home: &str| {
+        let out = cli(&["orphans", "--home", home, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        json_line(&out)
+    };
+    // msb's own `seed` sandbox, its locks and its run directory: all
+    // accounted for.
+    let line = scan(&home_str);
+    assert_eq!(json_field(&line, "count"), "0", "{line}");
+    assert_eq!(json_field(&line, "complete"), "true", "{line}");
+    // Its row goes (as after a hand-edited catalog); the directory stays.
+    let conn = rusqlite::Connection::open(home.path.join("db/msb.db"))?;
+    conn.execute("DELETE FROM run", [])?;
+    conn.execute("DELETE FROM sandbox WHERE name = 'seed'", [])?;
+    drop(conn);
+    let line = scan(&home_str);
+    assert!(
+        line.contains(&format!(
+            "\"kind\":\"sandbox_dir\",\"path\":\"{}\"",
+            home.path.join("sandboxes/seed").display()
+        )),
+        "{line}"
+    );
+    Ok(())
+}
