@@ -113,6 +113,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             run_dir,
             budget_ms,
             json,
+            remove,
         } => {
             let catalog = Catalog::from_connection(cli::open_existing(&db)?)?;
             let mut scan = OrphanScan::new(&sandboxes_dir);
@@ -121,6 +122,15 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             }
             if let Some(ms) = budget_ms {
                 scan = scan.budget(std::time::Duration::from_millis(ms));
+            }
+            if let Some(grace) = remove {
+                let done = scan.remove(&catalog, grace)?;
+                if json {
+                    print::reclaimed_json(out, &done)?;
+                } else {
+                    print::reclaimed(out, &db, &done)?;
+                }
+                return Ok(ExitCode::SUCCESS);
             }
             let found = scan.scan(&catalog)?;
             if json {

@@ -251,3 +251,136 @@ fn a_home_msb_made_has_no_orphans_until_one_is_left() -> TestResult {
     );
     Ok(())
 }
+
+/// Sets the modification time of `path` (not following a symlink) to
+/// `secs` seconds ago, as `touch -h` does.
+fn age_by(path: &Path, secs: u64) {
+    let at = std::time::SystemTime::now() - Duration::from_secs(secs);
+    let epoch = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let status = std::process::Command::new("touch")
+        .arg("-h")
+        .arg("-d")
+        .arg(format!("@{epoch}"))
+        .arg(path)
+        .status()
+        .expect("run touch");
+    assert!(status.success(), "touch {}", path.display());
+}
+
+#[test]
+fn remove_takes_only_what_is_safe_and_names_why_it_kept_the_rest() -> TestResult {
+    let (f, run) = fixture()?;
+    f.sandbox("kept", "Stopped", false)?;
+    age_by(&f.mkdir("kept"), 7200);
+    let gone = f.mkdir("gone");
+    age_by(&gone, 7200);
+    let fresh = f.mkdir("fresh");
+    let owned = f.mkdir("owned");
+    age_by(&owned, 7200);
+    let _holder = Holder::new(&run, "owned");
+    let outside = f.dir.path().join("outside");
+    std::fs::create_dir_all(&outside)?;
+    std::fs::write(outside.join("precious"), b"keep")?;
+    let planted = f.sandboxes.join("planted");
+    std::os::unix::fs::symlink(&outside, &planted)?;
+    age_by(&planted, 7200);
+    let socket_dir = run.join("sandboxes").join(&h16("ghost")[..24]);
+    std::fs::create_dir_all(&socket_dir)?;
+    std::fs::write(socket_dir.join("agent.sock"), b"")?;
+    age_by(&socket_dir, 7200);
+    let legacy = run
+        .join("agent")
+        .join(format!("{}.control.sock", h16("ghost")));
+    std::fs::write(&legacy, b"")?;
+    age_by(&legacy, 7200);
+    let lock = lock_at(&run, "locks", "ghost", ".lock");
+    std::fs::write(&lock, b"")?;
+    age_by(&lock, 7200);
+
+    let done = OrphanScan::new(&f.sandboxes)
+        .run_dir(&run)
+        .remove(&f.catalog, Duration::from_secs(3600))?;
+    let removed: BTreeMap<PathBuf, OrphanKind> = done
+        .removed
+        .iter()
+        .map(|o| (o.path.clone(), o.kind))
+        .collect();
+    let expected_removed: BTreeMap<PathBuf, OrphanKind> = [
+        (gone.clone(), OrphanKind::SandboxDir),
+        (planted.clone(), OrphanKind::SandboxDir),
+        (socket_dir.clone(), OrphanKind::SocketDir),
+        (legacy.clone(), OrphanKind::LegacySocket),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(removed, expected_removed);
+    let kept: BTreeMap<PathBuf, &str> = done
+        .kept
+        .iter()
+        .map(|(o, why)| (o.path.clone(), why.as_str()))
+        .collect();
+    let lineage = lock_at(&run, "locks", "gone", ".snapshot-lineage.lock");
+    assert_eq!(kept.get(&fresh).copied(), Some("young"));
+    assert_eq!(kept.get(&owned).copied(), Some("lock_held"));
+    assert_eq!(kept.get(&lock).copied(), Some("lock_file"));
+    assert_eq!(done.deferred, 0);
+    assert!(done.removed_bytes() > 0);
+    // On disk: the removed are gone, the symlink's target untouched, the
+    // rest as it was; lock files are never deleted (taking the orphan's
+    // locks made its lock files, as microsandbox's own cleanup does).
+    for path in [&gone, &planted, &socket_dir, &legacy] {
+        assert!(
+            std::fs::symlink_metadata(path).is_err(),
+            "{}",
+            path.display()
+        );
+    }
+    assert_eq!(std::fs::read(outside.join("precious"))?, b"keep");
+    for path in [&fresh, &owned, &f.sandboxes.join("kept")] {
+        assert!(exists(&path.join("rootfs/data")), "{}", path.display());
+    }
+    assert!(exists(&lock) && exists(&lineage));
+    assert!(!exists(&f.sandboxes.join(TRASH_DIR)));
+    Ok(())
+}
+
+#[test]
+fn the_cli_removes_on_request_only_and_rejects_a_bad_duration() -> TestResult {
+    let (f, run) = fixture()?;
+    let gone = f.mkdir("gone");
+    age_by(&gone, 7200);
+    let db = f.db_path().display().to_string();
+    let sandboxes = f.sandboxes.display().to_string();
+    let run_s = run.display().to_string();
+    let base = [
+        "orphans",
+        "--db",
+        &db,
+        "--sandboxes-dir",
+        &sandboxes,
+        "--run-dir",
+        &run_s,
+    ];
+    let out = cli(&[&base[..], &["--older-than", "1h"]].concat());
+    assert_eq!(out.status.code(), Some(2), "--older-than alone");
+    let out = cli(&[&base[..], &["--remove", "--older-than", "soon"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(exists(&gone.join("rootfs/data")));
+    // Not old enough for a 3-hour grace period.
+    let out = cli(&[&base[..], &["--remove", "--older-than", "3h", "--json"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let line = json_line(&out);
+    assert_eq!(json_field(&line, "removed_count"), "0", "{line}");
+    assert!(line.contains("\"why\":\"young\""), "{line}");
+    assert!(exists(&gone.join("rootfs/data")));
+    let out = cli(&[&base[..], &["--remove"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("  removed  sandbox_dir"), "{text}");
+    assert!(text.contains("reclaimed: 1 orphans, "), "{text}");
+    assert!(!exists(&gone));
+    Ok(())
+}

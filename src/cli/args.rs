@@ -39,6 +39,8 @@ pub enum Command {
         run_dir: Option<PathBuf>,
         budget_ms: Option<u64>,
         json: bool,
+        /// `--remove`, with its grace period (`--older-than`, default 1 h).
+        remove: Option<std::time::Duration>,
     },
     Demo {
         keep: Option<PathBuf>,
@@ -90,6 +92,8 @@ pub(super) fn flags(command: &str) -> &'static [(&'static str, bool)] {
             ("--run-dir", true),
             ("--budget-ms", true),
             ("--json", false),
+            ("--remove", false),
+            ("--older-than", true),
         ],
         "demo" => &[("--keep", true)],
         _ => &[],
@@ -136,6 +140,40 @@ impl Given {
                     "{name} expects a non-negative integer, got {raw:?}"
                 ))
             })
+    }
+}
+
+/// `30s`, `15m`, `1h`, `2d`: a whole number and one unit.
+pub fn duration(text: &str) -> Option<std::time::Duration> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(unit).map(std::time::Duration::from_secs)
+}
+
+impl Given {
+    /// `--remove` and its grace period; `--older-than` alone is a mistake.
+    fn remove(&self) -> Result<Option<std::time::Duration>, CliError> {
+        let older = match self.value("--older-than") {
+            None => None,
+            Some(raw) => Some(raw.to_str().and_then(duration).ok_or_else(|| {
+                usage(format!(
+                    "--older-than expects a duration such as 30s, 15m, 1h or 2d, got {raw:?}"
+                ))
+            })?),
+        };
+        match (self.switch("--remove"), older) {
+            (true, older) => Ok(Some(older.unwrap_or(std::time::Duration::from_secs(3600)))),
+            (false, Some(_)) => Err(usage("--older-than needs --remove".into())),
+            (false, None) => Ok(None),
+        }
     }
 }
 
@@ -242,6 +280,7 @@ impl Given {
                 run_dir: self.run_dir(home),
                 budget_ms: self.number("--budget-ms")?,
                 json: self.switch("--json"),
+                remove: self.remove()?,
             },
             "demo" => Command::Demo {
                 keep: self.value("--keep").map(PathBuf::from),

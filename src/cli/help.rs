@@ -15,7 +15,7 @@ Usage:
   sandbox-sweep status [--home DIR | --db PATH] [--run-dir DIR] [--sandboxes-dir DIR]
                        [--all] [--json]
   sandbox-sweep orphans [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR]
-                       [--budget-ms MS] [--json]
+                       [--budget-ms MS] [--json] [--remove [--older-than DURATION]]
   sandbox-sweep demo   [--keep DIR]
   sandbox-sweep help   [COMMAND]
 
@@ -50,6 +50,10 @@ Options:
   --budget-ms MS       time budget in milliseconds (sweep: default 250; orphans: 10000)
   --all                status: list every dead runtime (default: the first 20)
   --json               one JSON object on the last line of stdout (status: the full list)
+  --remove             orphans: remove orphaned sandbox directories, socket directories
+                       and sockets (never lock files): each older than --older-than,
+                       its locks free, no row naming it under the write lock
+  --older-than DURATION  with --remove: the grace period, such as 30s, 15m, 1h, 2d (default 1h)
   --keep DIR           build the demo in DIR and keep it
   -v, --verbose        log to stderr
   -h, --help           this text, or after a command, that command's

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use sandbox_sweep::orphans::Orphans;
+use sandbox_sweep::orphans::{Kept, Orphan, Orphans, Reclaimed};
 use sandbox_sweep::process::DeadReason;
 use sandbox_sweep::status::{LeaseRecord, StaleSandbox, Summary};
 use sandbox_sweep::{CleanupOutcome, Report, SweepOutcome};
@@ -99,26 +99,25 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
     )
 }
 
-/// `orphans --json`: one line.
-pub fn orphans_json(out: &mut impl Write, found: &Orphans) -> io::Result<()> {
-    let entries: Vec<String> = found
-        .entries
-        .iter()
-        .map(|o| {
-            format!(
-                "{{\"kind\":{},\"path\":{},\"bytes\":{},\"age_s\":{},\"lock_held\":{}}}",
-                quote(o.kind.as_str()),
-                quote(&o.path.to_string_lossy()),
-                o.bytes,
-                o.age
-                    .map_or_else(|| "null".to_owned(), |a| a.as_secs().to_string()),
-                o.lock_held
-            )
-        })
-        .collect();
-    writeln!(
-        out,
-        "{{\"orphans\":[{}],\"count\":{},\"total_bytes\":{},\"examined\":{},\"errors\":{},\"complete\":{},\"stopped_at\":{}}}",
+/// One orphan as a JSON object, with `why` when it was kept.
+fn orphan_json(o: &Orphan, why: Option<&str>) -> String {
+    let why = why.map_or_else(String::new, |w| format!(",\"why\":{}", quote(w)));
+    format!(
+        "{{\"kind\":{},\"path\":{},\"bytes\":{},\"age_s\":{},\"lock_held\":{}{why}}}",
+        quote(o.kind.as_str()),
+        quote(&o.path.to_string_lossy()),
+        o.bytes,
+        o.age
+            .map_or_else(|| "null".to_owned(), |a| a.as_secs().to_string()),
+        o.lock_held
+    )
+}
+
+/// The scan's own fields, shared by both JSON forms.
+fn scan_fields(found: &Orphans) -> String {
+    let entries: Vec<String> = found.entries.iter().map(|o| orphan_json(o, None)).collect();
+    format!(
+        "\"orphans\":[{}],\"count\":{},\"total_bytes\":{},\"examined\":{},\"errors\":{},\"complete\":{},\"stopped_at\":{}",
         entries.join(","),
         found.entries.len(),
         found.total_bytes(),
@@ -133,6 +132,74 @@ pub fn orphans_json(out: &mut impl Write, found: &Orphans) -> io::Result<()> {
                 .as_deref()
         ),
     )
+}
+
+/// `orphans --json`: one line.
+pub fn orphans_json(out: &mut impl Write, found: &Orphans) -> io::Result<()> {
+    writeln!(out, "{{{}}}", scan_fields(found))
+}
+
+/// `orphans --remove --json`: the scan, then what was removed and kept.
+pub fn reclaimed_json(out: &mut impl Write, done: &Reclaimed) -> io::Result<()> {
+    let removed: Vec<String> = done.removed.iter().map(|o| orphan_json(o, None)).collect();
+    let kept: Vec<String> = done
+        .kept
+        .iter()
+        .map(|(o, why)| orphan_json(o, Some(why.as_str())))
+        .collect();
+    writeln!(
+        out,
+        "{{{},\"removed\":[{}],\"removed_count\":{},\"removed_bytes\":{},\"kept\":[{}],\"kept_count\":{},\"deferred\":{}}}",
+        scan_fields(&done.scan),
+        removed.join(","),
+        done.removed.len(),
+        done.removed_bytes(),
+        kept.join(","),
+        done.kept.len(),
+        done.deferred,
+    )
+}
+
+/// `orphans --remove` for a person.
+pub fn reclaimed(out: &mut impl Write, db: &Path, done: &Reclaimed) -> io::Result<()> {
+    writeln!(out, "orphans beside catalog {}", db.display())?;
+    for o in &done.removed {
+        writeln!(
+            out,
+            "  removed  {:<13} {}",
+            o.kind.as_str(),
+            o.path.display()
+        )?;
+    }
+    for (o, why) in &done.kept {
+        let detail = match why {
+            Kept::Failed(msg) => format!(": {msg}"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "  kept     {:<13} {} ({}{detail})",
+            o.kind.as_str(),
+            o.path.display(),
+            why.as_str()
+        )?;
+    }
+    writeln!(
+        out,
+        "reclaimed: {} orphans, {} bytes; kept {}{}",
+        done.removed.len(),
+        done.removed_bytes(),
+        done.kept.len(),
+        if done.deferred > 0 {
+            format!("; {} left in the trash for the next sweep", done.deferred)
+        } else {
+            String::new()
+        }
+    )?;
+    if let Some(at) = &done.scan.stopped_at {
+        writeln!(out, "incomplete: the budget ran out at {}", at.display())?;
+    }
+    Ok(())
 }
 
 /// The sweep's result for a person.

@@ -25,8 +25,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod reclaim;
 mod scan;
 mod text;
+
+pub use reclaim::{Kept, Reclaimed};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -156,6 +159,26 @@ impl OrphanScan {
             &self.sandboxes_dir,
             self.run_dir.as_deref(),
             self.budget,
+        )
+    }
+
+    /// Scans, then removes what is safe to remove: orphaned sandbox
+    /// directories and runtime socket directories and sockets older than
+    /// `older_than`, each checked again as the module docs say. Lock files
+    /// and trash leftovers are kept (the next sweep purges the trash). The
+    /// budget covers the scan and the removal together.
+    ///
+    /// # Errors
+    ///
+    /// As [`OrphanScan::scan`]; a busy catalog. A removal that fails for one
+    /// orphan keeps it ([`Kept::Failed`]) and goes on.
+    pub fn remove(&self, catalog: &Catalog, older_than: Duration) -> Result<Reclaimed> {
+        reclaim::run(
+            catalog,
+            &self.sandboxes_dir,
+            self.run_dir.as_deref(),
+            self.budget,
+            older_than,
         )
     }
 

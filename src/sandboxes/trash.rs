@@ -142,8 +142,19 @@ impl<'p> Trash<'p> {
     /// The common case costs one `renameat`: no `lstat` first, since a
     /// missing source and a leftover target both show up as its error.
     pub(crate) fn move_in(&self, id: i64, name: &str) -> Result<Option<Moved>> {
+        self.move_as(id.to_string(), name)
+    }
+
+    /// Moves the orphan `<dir>/<name>` (no row names it) to
+    /// `<trash>/orphan-<H16>`: not an id, so a crash before its deletion
+    /// leaves it for the next sweep's purge, which deletes what no row
+    /// claims.
+    pub(crate) fn move_orphan(&self, name: &str, h16: &str) -> Result<Option<Moved>> {
+        self.move_as(format!("orphan-{h16}"), name)
+    }
+
+    fn move_as(&self, entry: String, name: &str) -> Result<Option<Moved>> {
         let root = self.root()?;
-        let entry = id.to_string();
         let source = || self.dir.join(name);
         let rename = || -> Result<nix::Result<()>> {
             Ok(renameat(
