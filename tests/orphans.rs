@@ -384,3 +384,173 @@ fn the_cli_removes_on_request_only_and_rejects_a_bad_duration() -> TestResult {
     assert!(!exists(&gone));
     Ok(())
 }
+
+#[test]
+fn a_racing_creator_never_loses_a_directory() -> TestResult {
+    let (f, run) = fixture()?;
+    let db = f.db_path();
+    let (sandboxes, run_dir) = (f.sandboxes.clone(), run.clone());
+    const MADE: usize = 120;
+    // A launcher, as microsandbox's: under the sandbox's creation lock,
+    // the directory then the row, or the row then the directory.
+    let creator = std::thread::spawn(move || -> rusqlite::Result<()> {
+        let conn = rusqlite::Connection::open(&db)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        for i in 0..MADE {
+            let name = format!("c-{i}");
+            let lock = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(lock_at(&run_dir, "creation-locks", &name, ".lock"))
+                .expect("lock file");
+            lock.lock().expect("flock");
+            let insert = || {
+                conn.execute(
+                    "INSERT INTO sandbox (name, config, status, ephemeral) VALUES (?1, '{}', 'Starting', 0)",
+                    [&name],
+                )
+            };
+            let mkdir = || std::fs::create_dir(sandboxes.join(&name)).expect("mkdir");
+            if i % 2 == 0 {
+                mkdir();
+                std::thread::sleep(Duration::from_millis(3));
+                insert()?;
+            } else {
+                insert()?;
+                std::thread::sleep(Duration::from_millis(3));
+                mkdir();
+            }
+            drop(lock);
+        }
+        Ok(())
+    });
+    let db_s = f.db_path().display().to_string();
+    let sandboxes_s = f.sandboxes.display().to_string();
+    let run_s = run.display().to_string();
+    let (mut runs, mut saw_owner) = (0, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !creator.is_finished() && runs < 500 && std::time::Instant::now() < deadline {
+        let out = cli(&[
+            "orphans",
+            "--db",
+            &db_s,
+            "--sandboxes-dir",
+            &sandboxes_s,
+            "--run-dir",
+            &run_s,
+            "--remove",
+            "--older-than",
+            "0s",
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let line = json_line(&out);
+        assert_eq!(json_field(&line, "removed_count"), "0", "{line}");
+        saw_owner |= line.contains("\"why\":\"lock_held\"") || line.contains("\"why\":\"named\"");
+        runs += 1;
+    }
+    creator.join().expect("creator thread")?;
+    for i in 0..MADE {
+        assert!(f.sandboxes.join(format!("c-{i}")).is_dir(), "c-{i}");
+    }
+    assert_eq!(f.count("SELECT count(*) FROM sandbox")?, MADE as i64);
+    assert!(runs > 0);
+    assert!(
+        saw_owner,
+        "no removal ran while a sandbox was being made ({runs} runs)"
+    );
+    Ok(())
+}
+
+#[test]
+fn sigkill_at_any_instant_during_a_removal_loses_nothing_named_and_converges() -> TestResult {
+    let f = Fixture::new()?;
+    let named: Vec<PathBuf> = (0..40)
+        .map(|i| -> Result<PathBuf> {
+            let name = format!("named-{i}");
+            f.sandbox(&name, "Stopped", false)?;
+            let dir = f.mkdir(&name);
+            age_by(&dir, 7200);
+            Ok(dir)
+        })
+        .collect::<Result<_>>()?;
+    for i in 0..300 {
+        let dir = f.mkdir(&format!("orphan-{i}"));
+        for j in 0..8 {
+            std::fs::write(dir.join(format!("f{j}")), vec![0u8; 4096])?;
+        }
+        age_by(&dir, 7200);
+    }
+    let db = f.db_path().display().to_string();
+    let sandboxes = f.sandboxes.display().to_string();
+    let remove = [
+        "orphans",
+        "--db",
+        &db,
+        "--sandboxes-dir",
+        &sandboxes,
+        "--remove",
+        "--older-than",
+        "1h",
+    ];
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.subsec_nanos() as u64);
+    println!("  (seed {seed})");
+    let mut rng = seed;
+    let mut killed_mid_removal = 0;
+    for _ in 0..12 {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_micros((rng >> 33) % 40_000);
+        let before = std::fs::read_dir(&f.sandboxes)?.count();
+        let mut child = bin()
+            .args(remove)
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let status = child.wait()?;
+        let after = std::fs::read_dir(&f.sandboxes)?.count();
+        if !status.success() && after < before {
+            killed_mid_removal += 1;
+        }
+        for dir in &named {
+            assert!(exists(&dir.join("rootfs/data")), "{} lost", dir.display());
+        }
+    }
+    // A run to the end, then a sweep's purge of what a kill left in the trash.
+    let out = cli(&remove);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = cli(&[
+        "sweep",
+        "--db",
+        &db,
+        "--sandboxes-dir",
+        &sandboxes,
+        "--force",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = cli(&[
+        "orphans",
+        "--db",
+        &db,
+        "--sandboxes-dir",
+        &sandboxes,
+        "--json",
+    ]);
+    let line = json_line(&out);
+    assert_eq!(json_field(&line, "count"), "0", "{line}");
+    for dir in &named {
+        assert!(exists(&dir.join("rootfs/data")), "{} lost", dir.display());
+    }
+    assert_eq!(std::fs::read_dir(&f.sandboxes)?.count(), named.len());
+    assert!(
+        killed_mid_removal > 0,
+        "no kill landed mid-removal (seed {seed})"
+    );
+    Ok(())
+}

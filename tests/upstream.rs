@@ -467,6 +467,34 @@ fn a_booting_runtime_is_never_touched_by_our_sweep() -> TestResult {
     let creation = lock_file(&home.path, "creation-locks", ".lock", "booting");
     let lifecycle = lock_file(&home.path, "locks", ".lock", "booting");
     let (mut swept, mut starting_held) = (0, 0);
+    // In which order msb makes the row and the directory, as seen.
+    let dir = home.path.join("sandboxes/booting");
+    let mut first_seen: Option<(&str, bool)> = None;
+    {
+        // Polled every millisecond until one of them appears.
+        let conn = Connection::open(&db)?;
+        let named = || -> rusqlite::Result<bool> {
+            conn.query_row(
+                "SELECT count(*) FROM sandbox WHERE name = 'booting'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+        };
+        let until = Instant::now() + CREATE_LIMIT;
+        while first_seen.is_none() && Instant::now() < until && create.try_wait()?.is_none() {
+            let (row, made) = (named()?, dir.exists());
+            let seen = match (row, made) {
+                (true, true) => Some("both"),
+                (true, false) => Some("row"),
+                (false, true) => Some("directory"),
+                (false, false) => None,
+            };
+            first_seen = seen.map(|seen| (seen, msb::flock_held(&creation)));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let mut kept_booting = 0;
     let deadline = Instant::now() + CREATE_LIMIT;
     loop {
         let done = create.try_wait()?.is_some();
@@ -478,6 +506,22 @@ fn a_booting_runtime_is_never_touched_by_our_sweep() -> TestResult {
             )
             .ok();
         let held = msb::flock_held(&creation) || msb::flock_held(&lifecycle);
+        // An orphan removal with no grace period never touches it either.
+        let out = cli(&[
+            "orphans",
+            "--home",
+            home.path.to_str().expect("utf8"),
+            "--remove",
+            "--older-than",
+            "0s",
+            "--json",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let removal = json_line(&out);
+        assert!(!removal.contains("sandboxes/booting\""), "{removal}");
+        if removal.contains("sandboxes/booting\",") {
+            kept_booting += 1;
+        }
         let json = sweep_with_us(&home.path);
         match json_field(&json, "outcome") {
             "\"swept\"" => {
@@ -506,6 +550,20 @@ fn a_booting_runtime_is_never_touched_by_our_sweep() -> TestResult {
         swept > 0 && starting_held > 0,
         "swept {swept}, saw it starting {starting_held}"
     );
+    // msb 0.7.11 makes the directory first, then the row, holding the
+    // creation lock throughout: between the two, only that lock (which an
+    // orphan removal takes first) and the grace period keep the directory
+    // from looking like an orphan. Seen here, and it was never removed.
+    println!(
+        "  msb create made first: {first_seen:?} (with the creation lock held?); \
+         orphan removals that listed and kept it: {kept_booting}"
+    );
+    match first_seen {
+        Some(("directory", held)) => assert!(held, "a directory with no row and no lock"),
+        Some(("row" | "both", _)) => {}
+        other => panic!("msb's sandbox was never seen: {other:?}"),
+    }
+    assert!(dir.is_dir(), "msb's directory for `booting` is gone");
     // msb ended it its own way: its boot failed.
     let conn = Connection::open(&db)?;
     let (status, run): (String, String) = conn.query_row(
