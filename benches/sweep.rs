@@ -394,5 +394,65 @@ fn budget(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, gate, throughput, defaults, big_catalog, budget);
+/// An orphan scan of 10,000 sandbox directories beside their 10,000 rows,
+/// against its floor: the same directory read and one indexed lookup of
+/// each name through plain rusqlite, nothing else.
+fn orphans(c: &mut Criterion) {
+    let mut group = c.benchmark_group("orphans");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(10_000));
+    let template = Template::new(Shape::default());
+    let instance = template.instance();
+    let names: Vec<String> = (0..10_000).map(|i| format!("sb-{i}")).collect();
+    {
+        let conn = instance.catalog.connection();
+        let tx = conn.unchecked_transaction().expect("tx");
+        for name in &names {
+            tx.execute(
+                "INSERT INTO sandbox (name, config, status, ephemeral) VALUES (?1, '{}', 'Stopped', 0)",
+                [name],
+            )
+            .expect("insert");
+            std::fs::create_dir(instance.sandboxes.join(name)).expect("mkdir");
+        }
+        tx.commit().expect("commit");
+    }
+    let scan = sandbox_sweep::orphans::OrphanScan::new(&instance.sandboxes);
+    group.bench_function("10000", |b| {
+        b.iter(|| {
+            let found = scan.scan(&instance.catalog).expect("scan");
+            assert!(found.complete && found.entries.is_empty() && found.examined == 10_000);
+        })
+    });
+    group.bench_function("10000/floor", |b| {
+        let conn = instance.catalog.connection();
+        b.iter(|| {
+            let mut lookup = conn
+                .prepare_cached("SELECT 1 FROM sandbox WHERE name = ?1")
+                .expect("prepare");
+            let mut named = 0;
+            for entry in std::fs::read_dir(&instance.sandboxes).expect("read_dir") {
+                let name = entry.expect("entry").file_name();
+                if lookup
+                    .exists([name.to_str().expect("utf-8")])
+                    .expect("lookup")
+                {
+                    named += 1;
+                }
+            }
+            assert_eq!(named, 10_000);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    gate,
+    throughput,
+    defaults,
+    big_catalog,
+    budget,
+    orphans
+);
 criterion_main!(benches);

@@ -210,9 +210,8 @@ pub(crate) const ACTIVE_SANDBOXES: &str = "SELECT id, CAST(name AS TEXT), status
 pub(crate) const RECONCILE_CANDIDATES: &str = "SELECT id, name, status FROM sandbox
      WHERE status IN ('Starting', 'Running', 'Draining') ORDER BY id";
 
-/// Whether a row names `?1` (as TEXT) or `?2` (the same bytes as a BLOB):
-/// a directory such a row names is not an orphan, whatever its class.
-pub(crate) const SANDBOX_NAMED: &str = "SELECT 1 FROM sandbox WHERE name IN (?1, ?2)";
+/// Whether a row names `?1`: one probe of the name's unique index.
+pub(crate) const SANDBOX_NAMED: &str = "SELECT 1 FROM sandbox WHERE name = ?1";
 
 /// Every sandbox's name, for matching the hashes in a run directory.
 pub(crate) const ALL_NAMES: &str = "SELECT name FROM sandbox";

@@ -113,12 +113,7 @@ impl Removal<'_> {
     /// Whether a row names `name` (as TEXT, or the same bytes as a BLOB),
     /// asked inside the caller's transaction.
     fn named(&self, name: &[u8]) -> Result<bool> {
-        let text = std::str::from_utf8(name).ok();
-        Ok(self
-            .catalog
-            .conn
-            .prepare_cached(SANDBOX_NAMED)?
-            .exists(rusqlite::params![text, name])?)
+        super::scan::is_named(&mut self.catalog.conn.prepare_cached(SANDBOX_NAMED)?, name)
     }
 
     fn sandbox_dir(&mut self, orphan: Orphan) -> Result<()> {

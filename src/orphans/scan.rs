@@ -29,11 +29,12 @@ struct Scan<'c> {
 }
 
 impl Scan<'_> {
-    fn out_of_time(&mut self, at: &Path) -> bool {
+    /// Whether the budget ran out; if so, records where (built only then).
+    fn out_of_time(&mut self, at: impl FnOnce() -> PathBuf) -> bool {
         if Instant::now() < self.deadline {
             return false;
         }
-        self.found.stopped_at = Some(at.to_owned());
+        self.found.stopped_at = Some(at());
         true
     }
 
@@ -77,20 +78,20 @@ impl Scan<'_> {
         let names = list_all(root.as_fd()).at(sandboxes)?;
         let mut named = self.catalog.conn.prepare_cached(SANDBOX_NAMED)?;
         for name in names {
-            let path = sandboxes.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
-            if self.out_of_time(&path) {
+            let path = || sandboxes.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
+            if self.out_of_time(path) {
                 return Ok(false);
             }
             self.found.examined += 1;
             let bytes = name.as_bytes();
             if bytes == TRASH_DIR.as_bytes() {
-                if !self.trash(root.as_fd(), &name, &path) {
+                if !self.trash(root.as_fd(), &name, &path()) {
                     return Ok(false);
                 }
                 continue;
             }
             let text = std::str::from_utf8(bytes).ok();
-            if named.exists(rusqlite::params![text, bytes])? {
+            if is_named(&mut named, bytes)? {
                 continue;
             }
             // Regular files are not sandbox state: only directories (and
@@ -99,7 +100,13 @@ impl Scan<'_> {
             if is_plain_file(root.as_fd(), &name) {
                 continue;
             }
-            if !self.add(root.as_fd(), &name, path, OrphanKind::SandboxDir, lock_held) {
+            if !self.add(
+                root.as_fd(),
+                &name,
+                path(),
+                OrphanKind::SandboxDir,
+                lock_held,
+            ) {
                 return Ok(false);
             }
         }
@@ -117,7 +124,8 @@ impl Scan<'_> {
         };
         for entry in entries {
             let at = path.join(std::ffi::OsStr::from_bytes(entry.as_bytes()));
-            if self.out_of_time(&at) || !self.add(bin.as_fd(), &entry, at, OrphanKind::Trash, false)
+            if self.out_of_time(|| at.clone())
+                || !self.add(bin.as_fd(), &entry, at, OrphanKind::Trash, false)
             {
                 return false;
             }
@@ -208,7 +216,7 @@ impl Scan<'_> {
         };
         for entry in entries {
             let path = at.join(std::ffi::OsStr::from_bytes(entry.as_bytes()));
-            if self.out_of_time(&path) {
+            if self.out_of_time(|| path.clone()) {
                 return false;
             }
             self.found.examined += 1;
@@ -249,6 +257,18 @@ impl Scan<'_> {
         }
         true
     }
+}
+
+/// Whether a row names `name`: as TEXT (one probe of the unique index,
+/// the common case), or as the same bytes stored as a BLOB (another
+/// program's row), so a directory such a row names is never an orphan.
+pub(crate) fn is_named(named: &mut rusqlite::CachedStatement<'_>, name: &[u8]) -> Result<bool> {
+    if let Ok(text) = std::str::from_utf8(name)
+        && named.exists([text])?
+    {
+        return Ok(true);
+    }
+    Ok(named.exists([name])?)
 }
 
 /// Whether `name` in `parent` is a regular file (not a directory, not a
