@@ -59,7 +59,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`lease`] | the sweep lease for tools that drive a sweep themselves, and the install-exclusive lease |
-//! | [`orphans`] | what no row accounts for (directories, sockets, lock files, trash leftovers): a read-only scan |
+//! | [`orphans`] | what no row accounts for (directories, sockets, lock files, trash leftovers): a read-only scan, and a removal of what is safe to remove |
 //! | [`process`] | who a process is, whether a recorded one is alive, and why not; why pids are `i64` |
 //! | [`rundir`] | microsandbox's per-sandbox lifecycle lock, for a runtime sharing the protocol |
 //! | [`sandboxes`] | the name rules a sandbox's name must meet to reach the filesystem |
