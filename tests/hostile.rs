@@ -411,7 +411,14 @@ fn model(spec: &CatalogSpec, rows: &[Row]) -> Expected {
                     (started_value(a.started), i).cmp(&(started_value(b.started), j))
                 })
                 .map(|(i, _)| i);
+            // A running run's start that is not a catalog timestamp (nor
+            // NULL) orders nothing: which run is newest cannot be told.
+            let unordered = sb
+                .runs
+                .iter()
+                .any(|r| r.running && r.started == Started::Garbage);
             match latest {
+                _ if unordered => {}
                 None if status == "Draining" => status = "Stopped".into(),
                 None => {}
                 // A pid of the wrong class proves nothing: left as it is.

@@ -111,6 +111,27 @@ fn a_pid_that_is_not_an_integer_proves_nothing() -> Result<()> {
 }
 
 #[test]
+fn a_start_time_that_is_not_a_timestamp_orders_nothing() -> Result<()> {
+    let f = Fixture::new()?;
+    let id = f.sandbox("web", "Running", false)?;
+    f.run_at(id, Some(DEAD_PID), "Running", "2026-06-01 00:00:00")?;
+    let odd = f.run_at(id, Some(DEAD_PID), "Running", "2026-06-02 00:00:00")?;
+    f.conn().execute(
+        "UPDATE run SET started_at = 'yesterday' WHERE id = ?1",
+        [odd],
+    )?;
+    let report = sweep(&f)?;
+    assert_eq!(report.reconciled, 0, "{report}");
+    assert_eq!(report.invalid_row.started_at, 1, "{report}");
+    assert_eq!(f.status(id)?.as_deref(), Some("Running"));
+    assert_eq!(
+        f.count("SELECT count(*) FROM run WHERE status = 'Running'")?,
+        2
+    );
+    Ok(())
+}
+
+#[test]
 fn status_and_ephemeral_of_the_wrong_class_keep_a_runtimes_cleanup_off() -> Result<()> {
     let f = Fixture::new()?;
     let blob_status = f.sandbox("a", "Stopped", true)?;
@@ -171,7 +192,9 @@ fn the_report_and_the_cli_name_the_column() -> Result<()> {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let line = stdout(&out);
     assert!(
-        line.contains("\"invalid_row\":{\"name\":1,\"status\":0,\"ephemeral\":0,\"pid\":0}"),
+        line.contains(
+            "\"invalid_row\":{\"name\":1,\"status\":0,\"ephemeral\":0,\"pid\":0,\"started_at\":0}"
+        ),
         "{line}"
     );
     assert!(line.contains("\"removed\":0,"), "{line}");

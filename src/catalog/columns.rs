@@ -22,6 +22,8 @@ pub(crate) enum Column {
     Ephemeral,
     /// `run.pid`: INTEGER or NULL.
     Pid,
+    /// `run.started_at`: TEXT in the catalog's format, or NULL.
+    StartedAt,
 }
 
 impl Column {
@@ -31,6 +33,7 @@ impl Column {
             Column::Status => "status",
             Column::Ephemeral => "ephemeral",
             Column::Pid => "pid",
+            Column::StartedAt => "started_at",
         }
     }
 }
@@ -65,6 +68,16 @@ pub(crate) fn pid(value: ValueRef<'_>) -> Result<Option<i64>, Column> {
         ValueRef::Null => Ok(None),
         ValueRef::Integer(pid) => Ok(Some(pid)),
         _ => Err(Column::Pid),
+    }
+}
+
+/// `run.started_at`: NULL, or TEXT in the catalog's timestamp format
+/// (what orders a sandbox's runs; another value orders nothing).
+pub(crate) fn started_at(value: ValueRef<'_>) -> Result<(), Column> {
+    match value {
+        ValueRef::Null => Ok(()),
+        ValueRef::Text(text) if crate::catalog::stamp::parse_stamp_bytes(text).is_some() => Ok(()),
+        _ => Err(Column::StartedAt),
     }
 }
 
@@ -115,6 +128,18 @@ mod tests {
             ]
         );
         assert_eq!(ephemeral(ValueRef::Integer(2)), Err(Column::Ephemeral));
+        assert_eq!(started_at(ValueRef::Null), Ok(()));
+        assert_eq!(
+            started_at(ValueRef::Text(b"2026-06-01 00:00:00.123456789")),
+            Ok(())
+        );
+        for bad in [
+            ValueRef::Text(b"garbage"),
+            ValueRef::Integer(1),
+            ValueRef::Blob(b"x"),
+        ] {
+            assert_eq!(started_at(bad), Err(Column::StartedAt));
+        }
         assert_eq!(
             text(ValueRef::Text(b"\xff"), Column::Name),
             Err(Column::Name)

@@ -91,8 +91,10 @@ pub struct RunningRun {
     pub pid: Option<i64>,
     /// Whether its process lives, judged now.
     pub liveness: Liveness,
-    /// `run.pid` has the wrong storage class: the row is left alone.
-    pub(crate) pid_unreadable: bool,
+    /// A column the rule reads has the wrong storage class (its `pid`, or
+    /// any running run's `started_at`, which orders them): the row is
+    /// left alone.
+    pub(crate) invalid: Option<Column>,
 }
 
 /// The newest `Running` run of a sandbox (by `started_at`, then id), as
@@ -103,15 +105,20 @@ fn newest<T>(
     stmts: &mut Statements<'_>,
     sandbox_id: i64,
     mut make: impl FnMut(&Row<'_>, bool) -> rusqlite::Result<T>,
-) -> Result<Option<(i64, T)>> {
+) -> Result<(Option<(i64, T)>, Option<Column>)> {
     let identity = catalog.schema().identity;
     let stmt = stmts.get(RUNNING[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;
     // Usually exactly one row: judge as we go and keep the newest.
     let mut newest: Option<((u8, Vec<u8>), i64, T)> = None;
+    let mut invalid = None;
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
-        let key = started_key(row.get_ref(2)?);
+        let started = row.get_ref(2)?;
+        if let Err(column) = columns::started_at(started) {
+            invalid = Some(column);
+        }
+        let key = started_key(started);
         let newer = newest
             .as_ref()
             .is_none_or(|(k, best, _)| (&key, id) > (k, *best));
@@ -119,7 +126,7 @@ fn newest<T>(
             newest = Some((key, id, make(row, identity)?));
         }
     }
-    Ok(newest.map(|(_, id, found)| (id, found)))
+    Ok((newest.map(|(_, id, found)| (id, found)), invalid))
 }
 
 /// The newest `Running` run of a sandbox and its process's verdict.
@@ -129,7 +136,7 @@ pub(crate) fn latest_running(
     prober: &Prober,
     sandbox_id: i64,
 ) -> Result<Option<RunningRun>> {
-    let found = newest(catalog, stmts, sandbox_id, |row, identity| {
+    let (found, started_invalid) = newest(catalog, stmts, sandbox_id, |row, identity| {
         Ok((
             columns::pid(row.get_ref(1)?),
             verdict(row, identity, prober)?,
@@ -139,7 +146,7 @@ pub(crate) fn latest_running(
         id,
         pid: pid.unwrap_or(None),
         liveness,
-        pid_unreadable: pid.is_err(),
+        invalid: pid.err().or(started_invalid),
     }))
 }
 
@@ -149,7 +156,7 @@ pub(crate) fn newest_running_pid(
     stmts: &mut Statements<'_>,
     sandbox_id: i64,
 ) -> Result<Option<i64>> {
-    let found = newest(catalog, stmts, sandbox_id, |row, _| pid_value_of(row))?;
+    let (found, _) = newest(catalog, stmts, sandbox_id, |row, _| pid_value_of(row))?;
     Ok(found.and_then(|(_, pid)| pid))
 }
 

@@ -23,7 +23,7 @@ use crate::catalog::stamp::format_stamp;
 use crate::catalog::statements::Statements;
 use crate::error::Result;
 use crate::process::liveness::{DeadReason, Liveness, Prober};
-use crate::process::runs::latest_running;
+use crate::process::runs::{RunningRun, latest_running};
 use crate::rundir::row_locks::{RECONCILE_LOCKS, Refusal, RowLocks};
 use crate::rundir::sockets::Bootstrap;
 use crate::sandboxes::lifecycle::{SandboxStatus, TerminationReason};
@@ -150,7 +150,10 @@ pub(crate) fn reconcile_row(
     deadline: Option<Instant>,
 ) -> Result<Reconciled> {
     let (run_id, reason) = match latest_running(catalog, stmts, prober, id)? {
-        Some(run) if run.pid_unreadable => return Ok(Reconciled::Invalid(Column::Pid)),
+        Some(RunningRun {
+            invalid: Some(column),
+            ..
+        }) => return Ok(Reconciled::Invalid(column)),
         Some(run) => match run.liveness {
             Liveness::Dead(reason) => (Some(run.id), Some(reason)),
             Liveness::Alive => return Ok(Reconciled::Left),

@@ -98,22 +98,26 @@ pub struct InvalidRows {
     pub ephemeral: u64,
     /// `run.pid` neither INTEGER nor NULL.
     pub pid: u64,
+    /// `run.started_at` of a running run neither NULL nor TEXT in the
+    /// catalog's format: which run is newest cannot be told.
+    pub started_at: u64,
 }
 
 impl InvalidRows {
     /// Every counter with its column's name, in a fixed order.
-    pub fn by_column(&self) -> [(&'static str, u64); 4] {
+    pub fn by_column(&self) -> [(&'static str, u64); 5] {
         [
             ("name", self.name),
             ("status", self.status),
             ("ephemeral", self.ephemeral),
             ("pid", self.pid),
+            ("started_at", self.started_at),
         ]
     }
 
     /// All of them.
     pub fn total(&self) -> u64 {
-        self.name + self.status + self.ephemeral + self.pid
+        self.by_column().iter().map(|(_, n)| n).sum()
     }
 
     fn slot(&mut self, column: Column) -> &mut u64 {
@@ -122,6 +126,7 @@ impl InvalidRows {
             Column::Status => &mut self.status,
             Column::Ephemeral => &mut self.ephemeral,
             Column::Pid => &mut self.pid,
+            Column::StartedAt => &mut self.started_at,
         }
     }
 }

@@ -284,6 +284,8 @@ impl Catalog {
                 continue;
             };
             let (reason, start) = match latest_running(self, &mut stmts, &prober, id)? {
+                // A sweep leaves such a row as it is; so does this report.
+                Some(run) if run.invalid.is_some() => continue,
                 Some(run) => match run.liveness {
                     Liveness::Dead(reason) => (Some(reason), false),
                     Liveness::Alive => continue,
