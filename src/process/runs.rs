@@ -97,6 +97,10 @@ pub struct RunningRun {
     pub(crate) invalid: Option<Column>,
 }
 
+/// The newest running run's id and what `make` read of it, and the column
+/// of the wrong class among those runs, if any.
+type Found<T> = (Option<(i64, T)>, Option<Column>);
+
 /// The newest `Running` run of a sandbox (by `started_at`, then id), as
 /// `make` reads it; `None` when the sandbox has no `Running` run. `make`
 /// runs only on rows newer than every one before.
@@ -105,7 +109,7 @@ fn newest<T>(
     stmts: &mut Statements<'_>,
     sandbox_id: i64,
     mut make: impl FnMut(&Row<'_>, bool) -> rusqlite::Result<T>,
-) -> Result<(Option<(i64, T)>, Option<Column>)> {
+) -> Result<Found<T>> {
     let identity = catalog.schema().identity;
     let stmt = stmts.get(RUNNING[usize::from(identity)])?;
     let mut rows = stmt.query([sandbox_id])?;
