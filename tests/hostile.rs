@@ -72,6 +72,9 @@ enum Started {
     At(u8),
     Garbage,
     Null,
+    Integer,
+    Real,
+    Blob,
 }
 
 #[derive(Debug, Clone)]
@@ -115,9 +118,20 @@ fn run_spec() -> impl Strategy<Value = RunSpec> {
             1 => Just(Pid::Real),
             1 => Just(Pid::Blob),
         ],
-        prop_oneof![4 => (0u8..5).prop_map(Started::At), 1 => Just(Started::Garbage), 1 => Just(Started::Null)],
+        prop_oneof![
+            8 => (0u8..5).prop_map(Started::At),
+            1 => Just(Started::Garbage),
+            2 => Just(Started::Null),
+            1 => Just(Started::Integer),
+            1 => Just(Started::Real),
+            1 => Just(Started::Blob),
+        ],
     )
-        .prop_map(|(running, pid, started)| RunSpec { running, pid, started })
+        .prop_map(|(running, pid, started)| RunSpec {
+            running,
+            pid,
+            started,
+        })
 }
 
 fn class() -> impl Strategy<Value = Class> {
@@ -289,11 +303,28 @@ struct Row {
     pids: Vec<Stored>,
 }
 
-fn started_value(started: Started) -> Option<String> {
+/// `started_at` as the model orders it (SQLite's order: NULL, numbers,
+/// text, blobs).
+fn started_value(started: Started) -> (u8, String) {
     match started {
-        Started::At(n) => Some(format!("2026-06-0{} 10:00:00", 1 + n)),
-        Started::Garbage => Some("garbage".into()),
-        Started::Null => None,
+        Started::At(n) => (2, format!("2026-06-0{} 10:00:00", 1 + n)),
+        Started::Garbage => (2, "garbage".into()),
+        Started::Null => (0, String::new()),
+        Started::Integer => (1, "1".into()),
+        Started::Real => (1, "1.5".into()),
+        Started::Blob => (3, "x".into()),
+    }
+}
+
+/// `started_at` as written.
+fn started_sql(started: Started) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match started {
+        Started::At(_) | Started::Garbage => Value::Text(started_value(started).1),
+        Started::Null => Value::Null,
+        Started::Integer => Value::Integer(1),
+        Started::Real => Value::Real(1.5),
+        Started::Blob => Value::Blob(b"x".to_vec()),
     }
 }
 
@@ -304,7 +335,7 @@ fn insert_run(conn: &Connection, sandbox_id: i64, run: &RunSpec) -> rusqlite::Re
             sandbox_id,
             pid_value(run.pid),
             if run.running { "Running" } else { "Terminated" },
-            started_value(run.started)
+            started_sql(run.started)
         ],
     )?;
     Ok(conn.last_insert_rowid())
@@ -416,7 +447,7 @@ fn model(spec: &CatalogSpec, rows: &[Row]) -> Expected {
             let unordered = sb
                 .runs
                 .iter()
-                .any(|r| r.running && r.started == Started::Garbage);
+                .any(|r| r.running && !matches!(r.started, Started::At(_) | Started::Null));
             match latest {
                 _ if unordered => {}
                 None if status == "Draining" => status = "Stopped".into(),

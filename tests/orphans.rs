@@ -554,3 +554,33 @@ fn sigkill_at_any_instant_during_a_removal_loses_nothing_named_and_converges() -
     );
     Ok(())
 }
+
+#[test]
+fn a_scan_of_100_000_directories_ends_within_its_budget() -> TestResult {
+    let f = Fixture::new()?;
+    // Half named by rows, half orphans.
+    let tx = f.conn().unchecked_transaction()?;
+    for i in 0..100_000 {
+        let name = format!("d-{i}");
+        std::fs::create_dir(f.sandboxes.join(&name))?;
+        if i % 2 == 0 {
+            tx.execute(
+                "INSERT INTO sandbox (name, config, status, ephemeral) VALUES (?1, '{}', 'Stopped', 0)",
+                [&name],
+            )?;
+        }
+    }
+    tx.commit()?;
+    let budget = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let found = OrphanScan::new(&f.sandboxes)
+        .budget(budget)
+        .scan(&f.catalog)?;
+    let took = started.elapsed();
+    assert!(found.complete, "stopped at {:?}", found.stopped_at);
+    assert_eq!((found.examined, found.entries.len()), (100_000, 50_000));
+    // A generous bound on the release binary; the bench keeps the figure.
+    assert!(took < budget, "{took:?}");
+    println!("  100,000 directories scanned in {took:?}");
+    Ok(())
+}
