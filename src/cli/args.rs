@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::CliError;
+use super::commands::{command_named, duration, flags};
 
 /// A sweep's options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,45 +62,6 @@ fn usage(msg: String) -> CliError {
     CliError::Usage(msg)
 }
 
-/// Every flag a command accepts, and whether it takes a value.
-pub(super) fn flags(command: &str) -> &'static [(&'static str, bool)] {
-    match command {
-        "init" => &[("--db", true), ("--home", true)],
-        "sweep" => &[
-            ("--db", true),
-            ("--home", true),
-            ("--sandboxes-dir", true),
-            ("--run-dir", true),
-            ("--force", false),
-            ("--dry-run", false),
-            ("--max-active", true),
-            ("--max-ephemeral", true),
-            ("--budget-ms", true),
-            ("--json", false),
-        ],
-        "status" => &[
-            ("--db", true),
-            ("--home", true),
-            ("--sandboxes-dir", true),
-            ("--run-dir", true),
-            ("--json", false),
-            ("--all", false),
-        ],
-        "orphans" => &[
-            ("--db", true),
-            ("--home", true),
-            ("--sandboxes-dir", true),
-            ("--run-dir", true),
-            ("--budget-ms", true),
-            ("--json", false),
-            ("--remove", false),
-            ("--older-than", true),
-        ],
-        "demo" => &[("--keep", true)],
-        _ => &[],
-    }
-}
-
 /// Flags as given: `(name, value)`, each at most once, and microsandbox's
 /// home when no `--db` names the catalog.
 struct Given {
@@ -143,21 +105,6 @@ impl Given {
     }
 }
 
-/// `30s`, `15m`, `1h`, `2d`: a whole number and one unit.
-pub fn duration(text: &str) -> Option<std::time::Duration> {
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return None,
-    };
-    n.checked_mul(unit).map(std::time::Duration::from_secs)
-}
-
 impl Given {
     /// `--remove` and its grace period; `--older-than` alone is a mistake.
     fn remove(&self) -> Result<Option<std::time::Duration>, CliError> {
@@ -175,14 +122,6 @@ impl Given {
             (false, None) => Ok(None),
         }
     }
-}
-
-/// The command a word names, if it names one.
-fn command_named(word: &str) -> Result<&'static str, CliError> {
-    ["init", "sweep", "status", "orphans", "demo"]
-        .into_iter()
-        .find(|c| *c == word)
-        .ok_or_else(|| usage(format!("unknown command `{word}`")))
 }
 
 impl Given {

@@ -1,7 +1,7 @@
 //! The help: the whole text, and one command's cut from it, so the two
 //! never disagree. No parsing here beyond reading that text.
 
-use super::args::flags;
+use super::commands::flags;
 
 /// The help text.
 pub const USAGE: &str = "\

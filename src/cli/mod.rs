@@ -1,6 +1,7 @@
 //! The command-line front end: arguments, output, the demo. Std only.
 
 pub mod args;
+mod commands;
 pub mod demo;
 mod demo_cases;
 mod demo_setup;
