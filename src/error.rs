@@ -109,6 +109,11 @@ impl Error {
     pub fn is_busy(&self) -> bool {
         matches!(self, Error::Busy(_))
     }
+
+    /// Whether a statement was stopped at the sweep's deadline.
+    pub(crate) fn is_interrupt(&self) -> bool {
+        matches!(self, Error::Sqlite(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted))
+    }
 }
 
 impl From<rusqlite::Error> for Error {

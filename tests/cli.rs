@@ -542,3 +542,49 @@ fn a_missing_run_directory_is_one_error_and_sweeps_nothing() -> TestResult {
     assert_eq!(json_field(&line, "reconciled"), "1", "{line}");
     Ok(())
 }
+
+#[test]
+fn a_catalog_without_this_crates_indexes_is_named_until_init() -> TestResult {
+    let env = Env::new();
+    env.conn()
+        .execute_batch("DROP INDEX idx_run_sandbox_status; DROP INDEX idx_sandbox_status;")?;
+    let sandboxes = env.sandboxes.display().to_string();
+    let sweep = |json: bool| {
+        let mut args = vec![
+            "sweep",
+            "--db",
+            env.db_str(),
+            "--sandboxes-dir",
+            &sandboxes,
+            "--force",
+        ];
+        if json {
+            args.push("--json");
+        }
+        cli(&args)
+    };
+    let line = json_line(&sweep(true));
+    assert!(
+        line.contains("\"missing_indexes\":[\"idx_run_sandbox_status\",\"idx_sandbox_status\"]"),
+        "{line}"
+    );
+    let text = stdout(&sweep(false));
+    assert!(
+        text.contains("the catalog lacks idx_run_sandbox_status, idx_sandbox_status"),
+        "{text}"
+    );
+    assert!(text.contains("`sandbox-sweep init` adds them"), "{text}");
+    let status = stdout(&cli(&["status", "--db", env.db_str()]));
+    assert!(
+        status.contains("indexes missing: idx_run_sandbox_status, idx_sandbox_status"),
+        "{status}"
+    );
+    // A sweep never changes the schema: still missing.
+    assert!(json_line(&sweep(true)).contains("\"missing_indexes\":[\"idx_run_sandbox_status\""));
+    let out = cli(&["init", "--db", env.db_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(json_line(&sweep(true)).contains("\"missing_indexes\":[],"));
+    let status = json_line(&cli(&["status", "--db", env.db_str(), "--json"]));
+    assert!(status.contains("\"missing_indexes\":[],"), "{status}");
+    Ok(())
+}

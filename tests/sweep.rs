@@ -609,3 +609,56 @@ fn names_longer_than_a_path_component_are_invalid_and_kept() -> Result<()> {
     assert_eq!(again.outcome(CleanupOutcome::DirRemoveFailed), 0);
     Ok(())
 }
+
+/// A catalog microsandbox made and nobody ran `init` on has no index on
+/// `run(sandbox_id)`: each candidate's run lookup scans every run. The
+/// budget still holds: the statement is interrupted at the deadline and
+/// its batch rolled back.
+#[test]
+fn a_statement_that_outlives_the_budget_is_interrupted_and_rolled_back() -> Result<()> {
+    let f = Fixture::new()?;
+    f.conn().execute_batch(
+        "DROP INDEX idx_run_sandbox_status;
+         PRAGMA foreign_keys = OFF;
+         WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3000000)
+         INSERT INTO run (sandbox_id, pid, status) SELECT 1000000 + x, NULL, 'Terminated' FROM n;
+         PRAGMA foreign_keys = ON;",
+    )?;
+    let ids = f.stale(3)?;
+    let sweep = |budget: Duration| -> Result<(Report, Duration)> {
+        let started = std::time::Instant::now();
+        match Sweeper::new(&f.sandboxes)
+            .force(true)
+            .budget(budget)
+            .run_with(&f.catalog, &now)
+        {
+            SweepOutcome::Swept(report) => Ok((report, started.elapsed())),
+            other => panic!("expected a sweep, got {other}"),
+        }
+    };
+    let budget = Duration::from_millis(10);
+    let (report, took) = sweep(budget)?;
+    assert!(report.timed_out && !report.complete, "{report}");
+    assert_eq!((report.reconciled, report.errors), (0, 0), "{report}");
+    for id in &ids {
+        assert_eq!(f.status(*id)?.as_deref(), Some("Running"), "rolled back");
+    }
+    assert_eq!(
+        f.count("SELECT count(*) FROM run WHERE status = 'Running'")?,
+        3
+    );
+    // Released (the rolled-back renewal is not what the release compares
+    // against), and not recorded as complete: the next start goes on.
+    assert!(!report.lease_lost, "{report}");
+    let lease = f.catalog.lease_row()?.expect("a lease row");
+    assert_eq!((lease.holder_pid, lease.last_completed_at), (None, None));
+    // A generous bound on the release binary; one lookup alone takes far
+    // longer (below), and the bench keeps the exact figure.
+    assert!(took < budget + Duration::from_millis(40), "{took:?}");
+    // Given time, the same sweep does its work.
+    let (report, slow) = sweep(Duration::from_secs(30))?;
+    assert_eq!(report.crashed, 3, "{report}");
+    assert!(slow > took, "{slow:?} vs {took:?}");
+    println!("  interrupted after {took:?}; unbounded, the same sweep took {slow:?}");
+    Ok(())
+}

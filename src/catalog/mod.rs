@@ -11,7 +11,9 @@ pub(crate) mod statements;
 
 use std::cell::Cell;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
@@ -161,8 +163,10 @@ pub fn open(path: impl AsRef<Path>) -> Result<Connection> {
 /// Adds `run(sandbox_id, status)` and `sandbox(status)` indexes, the nullable
 /// identity columns `run.pid_start_time` and `run.boot_id`, and the
 /// `sandbox_sweep_cursor` table; records what it applied in its own
-/// `sandbox_sweep_migrations` table, so a migrated catalog costs one read.
-/// Never drops or rewrites anything. Runs in one `BEGIN IMMEDIATE`
+/// `sandbox_sweep_migrations` table. The indexes are made again whenever
+/// they are missing (a runtime's migration that rebuilds a table drops
+/// them; [`Catalog::missing_indexes`] tells). Never drops or rewrites
+/// anything. Runs in one `BEGIN IMMEDIATE`
 /// transaction, so racing migrators are safe.
 ///
 /// # Errors
@@ -192,8 +196,12 @@ pub fn migrate(conn: &Connection) -> Result<()> {
     )?;
     // Each step is idempotent on its own too, so a catalog that another
     // program already extended the same way migrates cleanly.
+    // The indexes and the cursor table on every call: a runtime's own
+    // migration that rebuilds a table drops the indexes on it, and a
+    // catalog without them sweeps few rows in its budget. Each statement
+    // costs a schema lookup when its object exists.
+    tx.execute_batch(CRATE_SCHEMA)?;
     if applied < 1 {
-        tx.execute_batch(CRATE_SCHEMA)?;
         let run_columns = columns(&tx, "run")?;
         for (column, ty) in [("pid_start_time", "INTEGER"), ("boot_id", "TEXT")] {
             if !run_columns.iter().any(|c| c == column) {
@@ -201,8 +209,8 @@ pub fn migrate(conn: &Connection) -> Result<()> {
             }
         }
     }
-    // Checked on every call, not only once: the runtimes' own migrations may
-    // create the table after ours ran.
+    // Likewise: the runtimes' own migrations may create the table after
+    // ours ran.
     index_volume_attach(&tx)?;
     if applied < MIGRATION_VERSION {
         let now = crate::catalog::stamp::format_stamp(crate::clock::SystemClock::now());
@@ -319,7 +327,35 @@ pub struct Catalog {
     pub(crate) conn: Connection,
     /// The shape, and the `schema_version` it was read at.
     shape: Cell<(Schema, i64)>,
+    /// When a statement must stop, read by the connection's progress
+    /// handler; [`Deadline::NONE`] outside a sweep.
+    deadline: Arc<Deadline>,
 }
+
+/// A deadline a progress handler can read: nanoseconds after `base`, or
+/// [`Deadline::NONE`]. Shared with the handler, which must be `Send`.
+#[derive(Debug)]
+struct Deadline {
+    base: Instant,
+    at: AtomicU64,
+}
+
+impl Deadline {
+    const NONE: u64 = u64::MAX;
+
+    /// Whether a deadline is set and has passed.
+    fn passed(&self) -> bool {
+        let at = self.at.load(Ordering::Relaxed);
+        at != Deadline::NONE
+            && u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX) >= at
+    }
+}
+
+/// How many virtual-machine steps SQLite runs between two looks at the
+/// deadline: a few microseconds of work, so a statement that outlives the
+/// budget (a full scan on a catalog without this crate's indexes) stops
+/// within a fraction of a millisecond of it.
+const STEPS_BETWEEN_CHECKS: i32 = 1000;
 
 impl Catalog {
     /// Opens an existing catalog file with [`OpenOptions::new`]'s settings,
@@ -369,13 +405,20 @@ impl Catalog {
     /// assert!(Catalog::from_connection(conn).is_ok());
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
-    pub fn from_connection(conn: Connection) -> Result<Catalog> {
+    pub fn from_connection(mut conn: Connection) -> Result<Catalog> {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
         let version = schema_version(&conn)?;
         let schema = Schema::detect(&conn)?;
+        let deadline = Arc::new(Deadline {
+            base: Instant::now(),
+            at: AtomicU64::new(Deadline::NONE),
+        });
+        let seen = Arc::clone(&deadline);
+        conn.progress_handler(STEPS_BETWEEN_CHECKS, Some(move || seen.passed()))?;
         Ok(Catalog {
             conn,
             shape: Cell::new((schema, version)),
+            deadline,
         })
     }
 
@@ -396,9 +439,22 @@ impl Catalog {
         &self.conn
     }
 
-    /// Gives the connection back.
-    pub fn into_connection(self) -> Connection {
+    /// Gives the connection back, without this catalog's progress handler.
+    pub fn into_connection(mut self) -> Connection {
+        // Removing a handler cannot fail; were it to, the handler left
+        // behind only ever answers "go on" once no deadline is set.
+        let _ = self.conn.progress_handler(0, None::<fn() -> bool>);
         self.conn
+    }
+
+    /// Interrupts any statement still running at `at` (it fails with
+    /// SQLite's interrupt error, and its transaction rolls back) until the
+    /// returned guard is dropped.
+    pub(crate) fn interrupt_at(&self, at: Instant) -> InterruptAt<'_> {
+        let nanos = at.saturating_duration_since(self.deadline.base).as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(Deadline::NONE - 1);
+        self.deadline.at.store(nanos, Ordering::Relaxed);
+        InterruptAt(self)
     }
 
     /// Whether `sandbox.active_config` exists (it is cleared on reconcile).
@@ -410,6 +466,45 @@ impl Catalog {
     /// process identities are checked.
     pub fn has_identity_columns(&self) -> bool {
         self.schema().identity
+    }
+
+    /// This crate's indexes the catalog lacks, by name (empty when `init`
+    /// has run). Without them a sweep still holds its budget, but does
+    /// far fewer rows in it: each candidate's run lookup scans every run.
+    /// `sandbox-sweep init` ([`migrate`]) adds them. Reads only.
+    ///
+    /// # Errors
+    ///
+    /// Any SQLite error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// conn.execute_batch("DROP INDEX idx_run_sandbox_status")?;
+    /// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
+    /// assert_eq!(catalog.missing_indexes()?, ["idx_run_sandbox_status"]);
+    /// # Ok::<(), sandbox_sweep::Error>(())
+    /// ```
+    pub fn missing_indexes(&self) -> Result<Vec<&'static str>> {
+        let mut wanted = vec!["idx_run_sandbox_status", "idx_sandbox_status"];
+        if columns(&self.conn, "volume_attach")?
+            .iter()
+            .any(|c| c == "sandbox_id")
+        {
+            wanted.push("idx_volume_attach_sandbox_id");
+        }
+        let mut present = self
+            .conn
+            .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?1")?;
+        let mut missing = Vec::new();
+        for name in wanted {
+            if !present.exists([name])? {
+                missing.push(name);
+            }
+        }
+        Ok(missing)
     }
 
     /// The shape as last detected: per-row code reads this, never the file.
@@ -436,6 +531,17 @@ impl Catalog {
     pub(crate) fn immediate(&self) -> Result<rusqlite::Transaction<'_>> {
         rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
             .map_err(Error::from_sqlite)
+    }
+}
+
+/// A statement deadline in force: cleared when dropped, so the lease's
+/// release and a host's own statements after a sweep run to the end.
+#[must_use = "the deadline is cleared when the guard is dropped"]
+pub(crate) struct InterruptAt<'c>(&'c Catalog);
+
+impl Drop for InterruptAt<'_> {
+    fn drop(&mut self) {
+        self.0.deadline.at.store(Deadline::NONE, Ordering::Relaxed);
     }
 }
 

@@ -76,7 +76,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         out,
         "{{\"outcome\":{},\"skip_reason\":{},\"reconciled\":{},\"removed\":{},\"errors\":{},\
          \"timed_out\":{},\"lease_lost\":{},\"installing\":{},\"elapsed_us\":{},\"complete\":{},\"dry_run\":{},\
-         \"crashed\":{},\"stopped\":{},\"abandoned\":{},\"lifecycle_owned\":{},\"dead\":{},\"cleanup\":{},\"invalid_row\":{},\"error\":{}}}",
+         \"crashed\":{},\"stopped\":{},\"abandoned\":{},\"lifecycle_owned\":{},\"dead\":{},\"cleanup\":{},\"invalid_row\":{},\"missing_indexes\":[{}],\"error\":{}}}",
         quote(kind),
         opt_quote(skip),
         report.reconciled,
@@ -95,6 +95,12 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         dead_counts(report),
         outcome_counts(report),
         counts(report.invalid_row.by_column().into_iter()),
+        report
+            .missing_indexes
+            .iter()
+            .map(|n| quote(n))
+            .collect::<Vec<_>>()
+            .join(","),
         opt_quote(error.as_deref()),
     )
 }
@@ -247,7 +253,13 @@ pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
     let by_status = counts(summary.by_status.iter().map(|(s, n)| (s.as_str(), *n)));
     writeln!(
         out,
-        "{{\"by_status\":{by_status},\"other_status\":{},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":{},\"lifecycle_owned_count\":{},\"lifecycle_owned\":{},\"abandoned_starts_count\":{},\"abandoned_starts\":{},\"active\":[{}],\"lease\":{},\"install\":{}}}",
+        "{{\"by_status\":{by_status},\"missing_indexes\":[{}],\"other_status\":{},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":{},\"lifecycle_owned_count\":{},\"lifecycle_owned\":{},\"abandoned_starts_count\":{},\"abandoned_starts\":{},\"active\":[{}],\"lease\":{},\"install\":{}}}",
+        summary
+            .missing_indexes
+            .iter()
+            .map(|n| quote(n))
+            .collect::<Vec<_>>()
+            .join(","),
         summary.other_status,
         summary.ephemeral_terminal,
         summary.dead_active.len(),

@@ -29,6 +29,10 @@ pub struct Lease<'a> {
     pid: i64,
     acquired: Stamp,
     expires: Stamp,
+    /// The expiry before the last renewal, until that renewal's
+    /// transaction commits: a transaction that rolls back leaves it in the
+    /// row, and the release must compare against what is there.
+    uncommitted: Option<Stamp>,
     finished: bool,
     lost: bool,
 }
@@ -49,6 +53,7 @@ impl<'a> Lease<'a> {
             pid,
             acquired,
             expires,
+            uncommitted: None,
             finished: false,
             lost: false,
         }
@@ -74,6 +79,21 @@ impl<'a> Lease<'a> {
         self.lost
     }
 
+    /// The transaction of the last renewal committed: its expiry is the
+    /// row's now.
+    pub(crate) fn committed(&mut self) {
+        self.uncommitted = None;
+    }
+
+    /// The transaction of the last renewal rolled back (an error, or a
+    /// statement interrupted at the budget): the row still holds the
+    /// expiry before it, which the release compares against.
+    pub(crate) fn rolled_back(&mut self) {
+        if let Some(before) = self.uncommitted.take() {
+            self.expires = before;
+        }
+    }
+
     /// Fencing: inside a write transaction, checks that the row still names
     /// this holder with the exact expiry it wrote, and renews it. `false`
     /// (and the lease marked lost) when someone else holds it now.
@@ -93,7 +113,8 @@ impl<'a> Lease<'a> {
             renewed
         ])?;
         if changed == 1 {
-            self.expires = renewed;
+            let before = std::mem::replace(&mut self.expires, renewed);
+            self.uncommitted.get_or_insert(before);
             Ok(true)
         } else {
             log::warn!(

@@ -127,6 +127,50 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             self.report.elapsed = self.started.elapsed();
             return Ok(self.report);
         }
+        self.report.missing_indexes = self.catalog.missing_indexes()?;
+        if !self.report.missing_indexes.is_empty() {
+            log::warn!(
+                "the catalog lacks {}: each run lookup scans the whole table (`sandbox-sweep init` adds them)",
+                self.report.missing_indexes.join(", ")
+            );
+        }
+        // A statement that outlives the budget (a full scan on a catalog
+        // without this crate's indexes) is interrupted at its deadline: its
+        // transaction rolls back, and the sweep ends as timed out.
+        let catalog = self.catalog;
+        let guard = (self.started.checked_add(self.settings.limits.budget))
+            .map(|at| catalog.interrupt_at(at));
+        let phases = self.phases();
+        drop(guard);
+        if phases.is_err() {
+            // Whatever failed, the transaction it was in rolled back.
+            self.confirm_renewal(false);
+        }
+        let (end, active_done, dir_ok) = match phases {
+            Ok(done) => done,
+            Err(err) if err.is_interrupt() => {
+                log::info!(
+                    "a statement outlived the sweep's budget: stopped, its batch rolled back"
+                );
+                (End::TimedOut, false, true)
+            }
+            Err(err) => return Err(err),
+        };
+        self.report.timed_out = end == End::TimedOut;
+        self.report.lease_lost = end == End::LeaseLost;
+        self.report.installing = end == End::Installing;
+        // With the directory missing, a sweep before the interval would do
+        // no more, so the window is recorded as done.
+        self.report.settled = active_done && end == End::Complete;
+        self.report.complete = self.report.settled && dir_ok;
+        self.report.elapsed = self.started.elapsed();
+        Ok(self.report)
+    }
+
+    /// Both phases and the trash purge between them: how the pass ended,
+    /// whether the active phase went through every candidate, and whether
+    /// the sandboxes directory could be opened.
+    fn phases(&mut self) -> Result<(End, bool, bool)> {
         let limits = self.settings.limits;
         let mut end = self.phase(Phase::Active, limits.max_active)?;
         let active_done = end == End::Complete;
@@ -150,15 +194,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
                 }
             }
         }
-        self.report.timed_out = end == End::TimedOut;
-        self.report.lease_lost = end == End::LeaseLost;
-        self.report.installing = end == End::Installing;
-        // With the directory missing, a sweep before the interval would do
-        // no more, so the window is recorded as done.
-        self.report.settled = active_done && end == End::Complete;
-        self.report.complete = self.report.settled && dir_ok;
-        self.report.elapsed = self.started.elapsed();
-        Ok(self.report)
+        Ok((end, active_done, dir_ok))
     }
 
     /// Opens a write transaction and checks the fence and the installer;
@@ -295,12 +331,25 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         let committed = self
             .save_cursor(phase, *after)
             .and_then(|()| tx.commit().map_err(Error::from_sqlite));
+        self.confirm_renewal(committed.is_ok());
         let result = self.trash.settle(committed, moved);
         if let Ok(moved) = &result {
             self.delete_within_budget(moved.iter().map(Moved::entry));
         }
         self.release_locks();
         result.map(|_| end)
+    }
+
+    /// Tells the lease whether the transaction of its last renewal
+    /// committed; every pass that ends in an error rolled its last one back.
+    fn confirm_renewal(&mut self, committed: bool) {
+        if let Some(lease) = self.lease.as_deref_mut() {
+            if committed {
+                lease.committed();
+            } else {
+                lease.rolled_back();
+            }
+        }
     }
 
     /// Gives up the lifecycle locks once their rows' transaction has ended.

@@ -59,6 +59,10 @@ pub struct Report {
     /// ran, and the window is recorded as done, so runtime starts do not
     /// retry it before the interval.
     pub sandboxes_dir_error: Option<String>,
+    /// This crate's indexes the catalog lacks (see
+    /// [`Catalog::missing_indexes`](crate::Catalog::missing_indexes)):
+    /// `sandbox-sweep init` adds them. A sweep never changes the schema.
+    pub missing_indexes: Vec<&'static str>,
     /// Why nothing was swept: the run directory given could not be opened
     /// (the message names it). Counted in `errors`; no row was examined,
     /// and the window is not recorded as swept.

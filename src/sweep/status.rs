@@ -141,6 +141,9 @@ pub struct Summary {
     pub install: Option<LeaseRecord>,
     /// Every active sandbox, as [`active_sandboxes`] lists them.
     pub active: Vec<ActiveSandbox>,
+    /// This crate's indexes the catalog lacks (see
+    /// [`Catalog::missing_indexes`]): `sandbox-sweep init` adds them.
+    pub missing_indexes: Vec<&'static str>,
 }
 
 /// A status column's value as a known status; `None` for anything else
@@ -260,6 +263,7 @@ impl Catalog {
             lease,
             install,
             active: active_sandboxes(self)?,
+            missing_indexes: self.missing_indexes()?,
         })
     }
 

@@ -123,6 +123,13 @@ impl Report {
         let invalid = self.invalid_row.by_column();
         let label = "rows left alone, a column not stored as declared: ";
         nonzero(f, ("\n  ", label, false), invalid)?;
+        if !self.missing_indexes.is_empty() {
+            write!(
+                f,
+                "\n  the catalog lacks {} (each run lookup scans the whole table): `sandbox-sweep init` adds them",
+                self.missing_indexes.join(", ")
+            )?;
+        }
         if let Some(err) = &self.sandboxes_dir_error {
             write!(f, "\n  ephemeral sandboxes not cleaned: {err}")?;
         }
@@ -256,6 +263,13 @@ impl fmt::Display for Summary {
                 write!(f, "\n{title}: {}", list.len())?;
                 stale_list(f, list, shown)?;
             }
+        }
+        if !self.missing_indexes.is_empty() {
+            write!(
+                f,
+                "\nindexes missing: {} (sweeps do few rows in their budget): `sandbox-sweep init` adds them",
+                self.missing_indexes.join(", ")
+            )?;
         }
         match &self.install {
             Some(install) if install.holder_pid.is_some() => write!(

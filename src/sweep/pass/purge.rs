@@ -30,7 +30,9 @@ impl Pass<'_, '_, '_> {
             Err(end) => return Ok(end),
         };
         let doomed = self.recover_trash()?;
-        tx.commit()?;
+        let committed = tx.commit();
+        self.confirm_renewal(committed.is_ok());
+        committed?;
         self.delete_within_budget(doomed.iter().map(OsString::as_os_str));
         Ok(End::Complete)
     }
