@@ -253,14 +253,14 @@ pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
     let by_status = counts(summary.by_status.iter().map(|(s, n)| (s.as_str(), *n)));
     writeln!(
         out,
-        "{{\"by_status\":{by_status},\"missing_indexes\":[{}],\"other_status\":{},\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":{},\"lifecycle_owned_count\":{},\"lifecycle_owned\":{},\"abandoned_starts_count\":{},\"abandoned_starts\":{},\"active\":[{}],\"lease\":{},\"install\":{}}}",
+        "{{\"by_status\":{by_status},\"other_status\":{},\"missing_indexes\":[{}],\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":{},\"lifecycle_owned_count\":{},\"lifecycle_owned\":{},\"abandoned_starts_count\":{},\"abandoned_starts\":{},\"active\":[{}],\"lease\":{},\"install\":{}}}",
+        summary.other_status,
         summary
             .missing_indexes
             .iter()
             .map(|n| quote(n))
             .collect::<Vec<_>>()
             .join(","),
-        summary.other_status,
         summary.ephemeral_terminal,
         summary.dead_active.len(),
         stale_json(&summary.dead_active),
