@@ -446,6 +446,167 @@ fn orphans(c: &mut Criterion) {
     group.finish();
 }
 
+/// A catalog of 1,000,000 sandboxes with two runs each, 1,000 of them
+/// `Running` with a dead runtime, spread one in every thousand: built once
+/// and cached under the target directory (`CARGO_TARGET_TMPDIR`), since
+/// building it takes seconds.
+fn million_template() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-catalogs");
+    let db = dir.join("million-v1.db");
+    if db.exists() {
+        return db;
+    }
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let building = dir.join(format!("building-{}.db", std::process::id()));
+    let conn = sandbox_sweep::open(&building).expect("open");
+    sandbox_sweep::migrate(&conn).expect("migrate");
+    conn.execute_batch(&format!(
+        "BEGIN;
+         WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 1000000)
+         INSERT INTO sandbox (id, name, config, status, ephemeral, updated_at)
+             SELECT x, 'sb-' || x, '{{}}', CASE WHEN x % 1000 = 500 THEN 'Running' ELSE 'Stopped' END, 0,
+                    '2026-06-01 00:00:00' FROM n;
+         WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 2000000)
+         INSERT INTO run (sandbox_id, pid, status, started_at)
+             SELECT (x + 1) / 2, {DEAD_PID},
+                    CASE WHEN x % 2 = 0 AND (x / 2) % 1000 = 500 THEN 'Running' ELSE 'Terminated' END,
+                    '2026-06-01 00:00:00' FROM n;
+         COMMIT;
+         PRAGMA wal_checkpoint(TRUNCATE);"
+    ))
+    .expect("build");
+    drop(conn);
+    std::fs::rename(&building, &db).expect("publish");
+    db
+}
+
+/// A private copy of the million-row catalog.
+fn million_copy(template: &Path) -> Instance {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("catalog.db");
+    std::fs::copy(template, &db).expect("copy");
+    let sandboxes = dir.path().join("sandboxes");
+    std::fs::create_dir(&sandboxes).expect("mkdir");
+    let conn = sandbox_sweep::open(&db).expect("open");
+    Instance {
+        _dir: dir,
+        catalog: Catalog::from_connection(conn).expect("catalog"),
+        sandboxes,
+    }
+}
+
+/// The 1,000 stale rows of a million-row copy: (sandbox id, running run id).
+fn stale_pairs(i: &Instance) -> Vec<(i64, i64)> {
+    i.catalog
+        .connection()
+        .prepare(
+            "SELECT s.id, r.id FROM sandbox s JOIN run r ON r.sandbox_id = s.id AND r.status = 'Running'
+             WHERE s.status = 'Running' ORDER BY s.id",
+        )
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("pairs")
+}
+
+/// The gate, `status` and a sparse reconcile on a million sandboxes, each
+/// against its small-catalog twin or its floor.
+fn million(c: &mut Criterion) {
+    let template = million_template();
+    let held = million_copy(&template);
+    let Acquire::Acquired(lease) = held.catalog.try_acquire(&now, false).expect("acquire") else {
+        panic!("free");
+    };
+    std::mem::forget(lease);
+    c.bench_function("gate/held/1000000", |b| {
+        b.iter(|| {
+            assert!(matches!(
+                held.catalog.try_acquire(&now, false),
+                Ok(Acquire::Skipped(_))
+            ))
+        })
+    });
+    drop(held);
+    let mut group = c.benchmark_group("status");
+    group.sample_size(10);
+    let read = million_copy(&template);
+    group.bench_function("1000000", |b| {
+        b.iter(|| {
+            let summary = read.catalog.summary().expect("summary");
+            assert_eq!(summary.dead_active.len(), 1000);
+            summary.by_status.len()
+        })
+    });
+    // Its floor: the exact count by status alone, one walk of the status
+    // index (no sort, no temporary B-tree), through plain rusqlite.
+    group.bench_function("1000000/floor", |b| {
+        let conn = read.catalog.connection();
+        b.iter(|| {
+            let counts: Vec<(String, i64)> = conn
+                .prepare_cached("SELECT status, count(*) FROM sandbox GROUP BY status")
+                .expect("prepare")
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .expect("query")
+                .collect::<rusqlite::Result<_>>()
+                .expect("counts");
+            assert_eq!(counts.iter().map(|c| c.1).sum::<i64>(), 1_000_000);
+        })
+    });
+    group.finish();
+    drop(read);
+    let mut group = c.benchmark_group("reconcile");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1_000));
+    group.bench_function("1000/sparse_1000000", |b| {
+        b.iter_batched_ref(
+            || million_copy(&template),
+            |i| {
+                let report = sweep(i, unlimited(&i.sandboxes));
+                assert_eq!(report.reconciled, 1_000);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // The physical limit: the same two guarded updates per row, in the
+    // same 512-row transactions, and nothing else.
+    group.bench_function("1000/sparse_1000000/floor", |b| {
+        b.iter_batched_ref(
+            || {
+                let i = million_copy(&template);
+                let pairs = stale_pairs(&i);
+                (i, pairs)
+            },
+            |(i, pairs)| {
+                let conn = i.catalog.connection();
+                for page in pairs.chunks(512) {
+                    let tx = conn.unchecked_transaction().expect("tx");
+                    for &(sandbox, run) in page {
+                        tx.prepare_cached(
+                            "UPDATE sandbox SET status = 'Crashed', updated_at = ?2, active_config = NULL
+                             WHERE id = ?1 AND status = 'Running'",
+                        )
+                        .expect("prepare")
+                        .execute(params![sandbox, "2026-06-04 12:00:00"])
+                        .expect("update");
+                        tx.prepare_cached(
+                            "UPDATE run SET status = 'Terminated', termination_reason = 'InternalError',
+                             terminated_at = ?2 WHERE id = ?1 AND status = 'Running'",
+                        )
+                        .expect("prepare")
+                        .execute(params![run, "2026-06-04 12:00:00"])
+                        .expect("update");
+                    }
+                    tx.commit().expect("commit");
+                }
+                assert_eq!(pairs.len(), 1_000);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     gate,
@@ -453,6 +614,7 @@ criterion_group!(
     defaults,
     big_catalog,
     budget,
-    orphans
+    orphans,
+    million
 );
 criterion_main!(benches);
