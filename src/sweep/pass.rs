@@ -9,7 +9,6 @@
 use std::time::Instant;
 
 use rusqlite::{OptionalExtension, params};
-use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
 use crate::catalog::sql::{ACTIVE_PAGE, EPHEMERAL_PAGE, LOAD_CURSOR, SAVE_CURSOR};
@@ -20,12 +19,11 @@ use crate::lease::guard::Lease;
 use crate::process::liveness::Prober;
 use crate::rundir::row_locks::RowLocks;
 use crate::sandboxes::trash::{Moved, Trash};
-use crate::sweep::cleanup::clean_row;
-use crate::sweep::reconcile::{Reconciled, reconcile_row};
 use crate::sweep::report::Report;
 use crate::sweep::settings::Settings;
 
 mod purge;
+mod rows;
 
 /// The two phases, each a ring of candidate ids walked with keyset paging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -357,54 +355,6 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         if let Some(locks) = self.locks.as_mut() {
             locks.release_all();
         }
-    }
-
-    fn clean(&mut self, id: i64, moved: &mut Vec<Moved>) -> Result<()> {
-        let dry_run = self.lease.is_none();
-        let (outcome, dir, invalid) = clean_row(
-            self.catalog,
-            &mut self.stmts,
-            &self.prober,
-            &self.trash,
-            self.locks.as_mut(),
-            id,
-            dry_run,
-        )?;
-        moved.extend(dir);
-        self.report.count_outcome(outcome);
-        if let Some(column) = invalid {
-            self.report.count_invalid(id, column);
-        }
-        Ok(())
-    }
-
-    fn reconcile(&mut self, id: i64, now: PrimitiveDateTime) -> Result<()> {
-        let write = self.lease.is_some();
-        let deadline = self.started.checked_add(self.settings.limits.budget);
-        let beside = self.locks.as_mut().map(|locks| (locks, &self.trash));
-        let done = reconcile_row(
-            self.catalog,
-            &mut self.stmts,
-            &self.prober,
-            beside,
-            id,
-            now,
-            write,
-            deadline,
-        )?;
-        match done {
-            Reconciled::Left => {}
-            Reconciled::Crashed(reason) => self.report.count_reconciled(false, Some(reason)),
-            Reconciled::Stopped(reason) => self.report.count_reconciled(true, reason),
-            Reconciled::Abandoned => {
-                self.report.count_reconciled(false, None);
-                self.report.abandoned += 1;
-            }
-            Reconciled::Owned => self.report.lifecycle_owned += 1,
-            Reconciled::Failed => self.report.errors += 1,
-            Reconciled::Invalid(column) => self.report.count_invalid(id, column),
-        }
-        Ok(())
     }
 }
 
