@@ -518,8 +518,18 @@ fn a_booting_runtime_is_never_touched_by_our_sweep() -> TestResult {
         ]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let removal = json_line(&out);
-        assert!(!removal.contains("sandboxes/booting\""), "{removal}");
-        if removal.contains("sandboxes/booting\",") {
+        let section = |key: &str| {
+            let start = removal.find(&format!("\"{key}\":[")).expect("a list");
+            let end = removal[start..]
+                .find(']')
+                .map_or(removal.len(), |e| start + e);
+            removal[start..end].to_owned()
+        };
+        assert!(
+            !section("removed").contains("sandboxes/booting\""),
+            "{removal}"
+        );
+        if section("kept").contains("sandboxes/booting\"") {
             kept_booting += 1;
         }
         let json = sweep_with_us(&home.path);
