@@ -30,6 +30,11 @@ pub fn quote(s: &str) -> String {
     out
 }
 
+/// `"a","b"`: names as the inside of a JSON array.
+fn names_json(names: &[&str]) -> String {
+    names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(",")
+}
+
 fn opt_quote(s: Option<&str>) -> String {
     s.map_or_else(|| "null".to_owned(), quote)
 }
@@ -95,12 +100,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         dead_counts(report),
         outcome_counts(report),
         counts(report.invalid_row.by_column().into_iter()),
-        report
-            .missing_indexes
-            .iter()
-            .map(|n| quote(n))
-            .collect::<Vec<_>>()
-            .join(","),
+        names_json(&report.missing_indexes),
         opt_quote(error.as_deref()),
     )
 }
@@ -255,12 +255,7 @@ pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
         out,
         "{{\"by_status\":{by_status},\"other_status\":{},\"missing_indexes\":[{}],\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":{},\"lifecycle_owned_count\":{},\"lifecycle_owned\":{},\"abandoned_starts_count\":{},\"abandoned_starts\":{},\"active\":[{}],\"lease\":{},\"install\":{}}}",
         summary.other_status,
-        summary
-            .missing_indexes
-            .iter()
-            .map(|n| quote(n))
-            .collect::<Vec<_>>()
-            .join(","),
+        names_json(&summary.missing_indexes),
         summary.ephemeral_terminal,
         summary.dead_active.len(),
         stale_json(&summary.dead_active),
