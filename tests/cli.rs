@@ -344,7 +344,12 @@ fn demo_runs_with_no_arguments_and_keeps_on_request() -> TestResult {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("reconciled 7 (crashed 6, stopped 1), removed 2, errors 1"),
+        text.contains("reconciled 7 (crashed 6, stopped 1), removed 2, errors 2"),
+        "{text}"
+    );
+    // The BLOB-named row and the invalid name: left alone, named by column.
+    assert!(
+        text.contains("rows left alone, a column not stored as declared: name 2"),
         "{text}"
     );
     assert!(

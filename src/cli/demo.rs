@@ -1,7 +1,9 @@
 //! `sandbox-sweep demo`: a realistic catalog, shown before and after a sweep.
 //!
 //! Builds its catalog through the library's lifecycle helpers, as a runtime
-//! would, and reads it back through the library: no SQL of its own.
+//! would, and reads it back through the library. Its only SQL writes the
+//! rows no runtime would (an invalid name, a name stored as a BLOB) and
+//! finds a row by its name, whatever its class.
 
 use std::io::Write;
 use std::path::Path;
@@ -178,7 +180,7 @@ fn insert_case(
     case: &Case,
     at: sandbox_sweep::time::PrimitiveDateTime,
 ) -> Result<i64, CliError> {
-    if sandbox_sweep::sandboxes::validate_name(case.name).is_ok() {
+    if sandbox_sweep::sandboxes::validate_name(case.name).is_ok() && !case.name_as_blob {
         return Ok(insert_sandbox(
             catalog,
             case.name,
@@ -189,8 +191,14 @@ fn insert_case(
     }
     let conn = catalog.connection();
     conn.execute(
-        "INSERT INTO sandbox (name, config, status, ephemeral) VALUES (?1, '{}', ?2, ?3)",
-        sandbox_sweep::rusqlite::params![case.name, case.status.as_str(), case.ephemeral],
+        "INSERT INTO sandbox (name, config, status, ephemeral)
+         VALUES (CASE WHEN ?4 THEN CAST(?1 AS BLOB) ELSE ?1 END, '{}', ?2, ?3)",
+        sandbox_sweep::rusqlite::params![
+            case.name,
+            case.status.as_str(),
+            case.ephemeral,
+            case.name_as_blob
+        ],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -200,7 +208,9 @@ fn describe(catalog: &Catalog, name: &str) -> Result<Option<(String, bool, Strin
     use sandbox_sweep::rusqlite::OptionalExtension;
     let row = catalog
         .connection()
-        .prepare_cached("SELECT id, status, ephemeral FROM sandbox WHERE name = ?1")?
+        .prepare_cached(
+            "SELECT id, status, ephemeral FROM sandbox WHERE name IN (?1, CAST(?1 AS BLOB))",
+        )?
         .query_row([name], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
