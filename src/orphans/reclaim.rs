@@ -15,9 +15,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::scan::row_hashes;
 use super::{Orphan, OrphanKind, Orphans};
 use crate::catalog::Catalog;
-use crate::catalog::sql::{ALL_NAMES, SANDBOX_NAMED};
+use crate::catalog::sql::SANDBOX_NAMED;
 use crate::error::{Error, IoContext, Result};
 use crate::rundir::locks::{LockKind, h16};
 use crate::rundir::row_locks::{Refusal, RowLocks};
@@ -103,6 +104,8 @@ struct Removal<'a> {
     grace: Duration,
     deadline: Instant,
     done: Reclaimed,
+    /// Socket directories and sockets to remove together, last.
+    runtime: Vec<Orphan>,
 }
 
 impl Removal<'_> {
@@ -176,46 +179,39 @@ impl Removal<'_> {
         Ok(())
     }
 
-    /// A socket directory or legacy socket whose hash matches no row now.
-    fn runtime_file(&mut self, orphan: Orphan) -> Result<()> {
-        let (Some(parent), Some(file)) = (orphan.path.parent(), orphan.path.file_name()) else {
+    /// Socket directories and legacy sockets that passed the other checks:
+    /// under one `BEGIN IMMEDIATE`, every row's name hashed once, and each
+    /// that matches no row removed (a failure keeps that one and goes on).
+    fn runtime_files(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.runtime);
+        if pending.is_empty() {
             return Ok(());
-        };
-        let hash_len = if orphan.kind == OrphanKind::SocketDir {
-            24
-        } else {
-            32
-        };
-        let Some(hash) = file.as_bytes().get(..hash_len).map(<[u8]>::to_vec) else {
-            return Ok(());
-        };
+        }
         let tx = self.catalog.immediate()?;
-        let mut names = self.catalog.conn.prepare_cached(ALL_NAMES)?;
-        let mut rows = names.query([])?;
-        while let Some(row) = rows.next()? {
-            let bytes = match row.get_ref(0)? {
-                rusqlite::types::ValueRef::Text(b) | rusqlite::types::ValueRef::Blob(b) => b,
-                _ => continue,
+        let hashes = row_hashes(self.catalog)?;
+        for orphan in pending {
+            let hash_len = if orphan.kind == OrphanKind::SocketDir {
+                24
+            } else {
+                32
             };
-            if std::str::from_utf8(bytes).is_ok_and(|n| h16(n).starts_with(&hash)) {
-                drop(rows);
+            let hash = orphan
+                .path
+                .file_name()
+                .and_then(|f| f.as_bytes().get(..hash_len));
+            if hash.is_none_or(|hash| hashes.iter().any(|h| h.starts_with(hash))) {
                 self.keep(orphan, Kept::Named);
-                return Ok(());
+                continue;
+            }
+            match remove_runtime_file(&orphan, self.deadline) {
+                Ok(()) => self.done.removed.push(orphan),
+                Err(err) => {
+                    log::warn!("{}: kept: {err}", orphan.path.display());
+                    self.keep(orphan, Kept::Failed(err.to_string()));
+                }
             }
         }
-        drop(rows);
-        drop(names);
-        let dir_fd = dir::open_dir(parent).at(parent)?;
-        let c_file = CString::new(file.as_bytes())
-            .map_err(std::io::Error::other)
-            .at(&orphan.path)?;
-        if orphan.kind == OrphanKind::SocketDir {
-            remove_tree_at(dir_fd.as_fd(), &c_file, Some(self.deadline)).at(&orphan.path)?;
-        } else {
-            unlink_entry(dir_fd.as_fd(), &c_file).at(&orphan.path)?;
-        }
         drop(tx);
-        self.done.removed.push(orphan);
         Ok(())
     }
 
@@ -227,10 +223,28 @@ impl Removal<'_> {
             _ if orphan.age.is_none_or(|age| age < self.grace) => self.keep(orphan, Kept::Young),
             _ if orphan.lock_held => self.keep(orphan, Kept::LockHeld),
             OrphanKind::SandboxDir => self.sandbox_dir(orphan)?,
-            _ => self.runtime_file(orphan)?,
+            _ => self.runtime.push(orphan),
         }
         Ok(())
     }
+}
+
+/// Removes a socket directory (and what is in it) or unlinks a socket,
+/// never following a symlink.
+fn remove_runtime_file(orphan: &Orphan, deadline: Instant) -> Result<()> {
+    let (Some(parent), Some(file)) = (orphan.path.parent(), orphan.path.file_name()) else {
+        return Ok(());
+    };
+    let dir_fd = dir::open_dir(parent).at(parent)?;
+    let c_file = CString::new(file.as_bytes())
+        .map_err(std::io::Error::other)
+        .at(&orphan.path)?;
+    if orphan.kind == OrphanKind::SocketDir {
+        remove_tree_at(dir_fd.as_fd(), &c_file, Some(deadline)).at(&orphan.path)?;
+    } else {
+        unlink_entry(dir_fd.as_fd(), &c_file).at(&orphan.path)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn run(
@@ -249,6 +263,7 @@ pub(crate) fn run(
         grace,
         deadline: started.checked_add(budget).unwrap_or(started),
         done: Reclaimed::default(),
+        runtime: Vec::new(),
     };
     for orphan in scan.entries.clone() {
         let path = orphan.path.clone();
@@ -260,6 +275,7 @@ pub(crate) fn run(
             removal.keep(orphan, Kept::Failed(err.to_string()));
         }
     }
+    removal.runtime_files()?;
     removal.trash.remove_if_empty();
     removal.done.scan = scan;
     Ok(removal.done)

@@ -133,23 +133,6 @@ impl Scan<'_> {
         true
     }
 
-    /// Every row's name hash (`H16`, hex), for matching a run directory.
-    fn row_hashes(&self) -> Result<HashSet<[u8; 32]>> {
-        let mut stmt = self.catalog.conn.prepare(ALL_NAMES)?;
-        let mut rows = stmt.query([])?;
-        let mut hashes = HashSet::new();
-        while let Some(row) = rows.next()? {
-            let bytes = match row.get_ref(0)? {
-                ValueRef::Text(b) | ValueRef::Blob(b) => b,
-                _ => continue,
-            };
-            if let Ok(name) = std::str::from_utf8(bytes) {
-                hashes.insert(h16(name));
-            }
-        }
-        Ok(hashes)
-    }
-
     /// Sockets, socket directories and lock files in `run` matching no row.
     fn run_dir(&mut self, run: &Path) -> Result<bool> {
         let Ok(run_fd) = dir::open_dir(run) else {
@@ -160,7 +143,7 @@ impl Scan<'_> {
             );
             return Ok(true);
         };
-        let hashes = self.row_hashes()?;
+        let hashes = row_hashes(self.catalog)?;
         let prefixes: HashSet<&[u8]> = hashes.iter().map(|h| &h[..24]).collect();
         // Lock files name a sandbox's full hash; a socket directory only its
         // first 24 digits: which held lock, if any, is that directory's.
@@ -257,6 +240,24 @@ impl Scan<'_> {
         }
         true
     }
+}
+
+/// Every row's name hash (`H16`, hex), for matching what a run directory
+/// holds: read once per scan, and once per removal under its write lock.
+pub(crate) fn row_hashes(catalog: &Catalog) -> Result<HashSet<[u8; 32]>> {
+    let mut stmt = catalog.conn.prepare(ALL_NAMES)?;
+    let mut rows = stmt.query([])?;
+    let mut hashes = HashSet::new();
+    while let Some(row) = rows.next()? {
+        let bytes = match row.get_ref(0)? {
+            ValueRef::Text(b) | ValueRef::Blob(b) => b,
+            _ => continue,
+        };
+        if let Ok(name) = std::str::from_utf8(bytes) {
+            hashes.insert(h16(name));
+        }
+    }
+    Ok(hashes)
 }
 
 /// Whether a row names `name`: as TEXT (one probe of the unique index,
