@@ -152,11 +152,14 @@ pub use sweep::settings::Limits;
 pub use sweep::sweeper::{SweepOutcome, Sweeper};
 
 /// What `sandbox-sweep status` reads: a [`Summary`](status::Summary) of the
-/// catalog ([`Catalog::summary`]) and the active sandboxes that block a
-/// schema rollback ([`active_sandboxes`](status::active_sandboxes)).
+/// catalog ([`Catalog::summary`], or [`Catalog::summary_with`] to keep only
+/// the first entries of each list and stream the rest), and the active
+/// sandboxes that block a schema rollback
+/// ([`active_sandboxes`](status::active_sandboxes)).
 pub mod status {
     pub use crate::sweep::status::{
-        ActiveSandbox, LeaseRecord, StaleSandbox, Summary, active_sandboxes,
+        ActiveSandbox, Entry, LeaseRecord, List, StaleList, StaleSandbox, Summary, SummaryOptions,
+        active_sandboxes,
     };
 }
 

@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use cli::args::{Args, Command, SweepArgs};
 use cli::{CliError, print};
 use sandbox_sweep::orphans::OrphanScan;
+use sandbox_sweep::status::SummaryOptions;
 use sandbox_sweep::{Catalog, OpenOptions, SweepOutcome, Sweeper, SystemClock};
 
 fn main() -> ExitCode {
@@ -96,14 +97,20 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
         } => {
             let conn = cli::open_existing(&db)?;
             let catalog = Catalog::from_connection(conn)?;
-            let summary = match run_dir {
-                Some(run_dir) => catalog.summary_beside(&run_dir, sandboxes_dir.as_deref())?,
-                None => catalog.summary()?,
-            };
+            let mut options = SummaryOptions::new();
+            if let Some(run_dir) = run_dir {
+                options = options.run_dir(run_dir);
+            }
+            if let Some(sandboxes_dir) = sandboxes_dir {
+                options = options.sandboxes_dir(sandboxes_dir);
+            }
             if json {
-                print::status_json(out, &summary)?;
+                print::status_json(out, &catalog, options)?;
             } else {
+                // Only what is printed is held.
                 let shown = (!all).then_some(print::STATUS_LIST);
+                let options = options.keep(shown.unwrap_or(usize::MAX));
+                let summary = catalog.summary_with(&options, |_| Ok::<_, CliError>(()))?;
                 print::status(out, &db, &summary, shown)?;
             }
         }

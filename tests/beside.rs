@@ -367,7 +367,7 @@ fn starting_rows_are_reconciled_as_microsandbox_0_7_11_does() -> Result<()> {
     assert_eq!(json_field(&line, "lifecycle_owned_count"), "2", "{line}");
     assert_eq!(json_field(&line, "abandoned_starts_count"), "1", "{line}");
     let entry = format!(
-        "\"abandoned_starts\":[{{\"id\":{abandoned},\"name\":\"abandoned\",\"status\":\"Starting\",\"reason\":\"no_running_run\"}}]"
+        "{{\"list\":\"abandoned_starts\",\"id\":{abandoned},\"name\":\"abandoned\",\"status\":\"Starting\",\"reason\":\"no_running_run\"}}"
     );
     assert!(line.contains(&entry), "{line}");
     let text = b.status(&[]);

@@ -6,8 +6,10 @@ use std::path::Path;
 
 use sandbox_sweep::orphans::{Kept, Orphan, Orphans, Reclaimed};
 use sandbox_sweep::process::DeadReason;
-use sandbox_sweep::status::{LeaseRecord, StaleSandbox, Summary};
-use sandbox_sweep::{CleanupOutcome, Report, SweepOutcome};
+use sandbox_sweep::status::{Entry, LeaseRecord, Summary, SummaryOptions};
+use sandbox_sweep::{Catalog, CleanupOutcome, Report, SweepOutcome};
+
+use crate::cli::CliError;
 
 /// A JSON string literal.
 pub fn quote(s: &str) -> String {
@@ -231,52 +233,91 @@ pub fn status(
     }
 }
 
-/// Stale sandboxes as a JSON array.
-fn stale_json(stale: &[StaleSandbox]) -> String {
-    let items: Vec<String> = stale
-        .iter()
-        .map(|d| {
-            format!(
-                "{{\"id\":{},\"name\":{},\"status\":{},\"reason\":{}}}",
+/// `status --json`: one line, whose lists are written as they are found
+/// and never held (`stale`, each entry naming its `list`, then `active`);
+/// the counts follow them. Should the walk fail, the line still closes,
+/// with the error in `error`.
+pub fn status_json(
+    out: &mut impl Write,
+    catalog: &Catalog,
+    options: SummaryOptions,
+) -> Result<(), CliError> {
+    out.write_all(b"{\"stale\":[")?;
+    let mut lists = JsonLists {
+        out: &mut *out,
+        active: false,
+        empty: true,
+    };
+    let walked = catalog.summary_with(&options.keep(0), |entry| lists.write(entry));
+    if let Err(CliError::Io(err)) = walked {
+        return Err(CliError::Io(err));
+    }
+    if !lists.active {
+        out.write_all(b"],\"active\":[")?;
+    }
+    let summary = match walked {
+        Ok(summary) => summary,
+        Err(err) => {
+            writeln!(out, "],\"error\":{}}}", quote(&err.to_string()))?;
+            return Err(err);
+        }
+    };
+    let by_status = counts(summary.by_status.iter().map(|(s, n)| (s.as_str(), *n)));
+    writeln!(
+        out,
+        "],\"by_status\":{by_status},\"other_status\":{},\"missing_indexes\":[{}],\"ephemeral_terminal\":{},\"dead_active_count\":{},\"lifecycle_owned_count\":{},\"abandoned_starts_count\":{},\"active_count\":{},\"lease\":{},\"install\":{},\"error\":null}}",
+        summary.other_status,
+        names_json(&summary.missing_indexes),
+        summary.ephemeral_terminal,
+        summary.dead_active.total,
+        summary.lifecycle_owned.total,
+        summary.abandoned_starts.total,
+        summary.active.total,
+        lease_json(summary.lease.as_ref()),
+        lease_json(summary.install.as_ref()),
+    )?;
+    Ok(())
+}
+
+/// The two arrays of `status --json`, written an entry at a time.
+struct JsonLists<W> {
+    out: W,
+    /// Whether the `active` array has begun (it follows every stale entry).
+    active: bool,
+    /// Whether the array being written has no entry yet.
+    empty: bool,
+}
+
+impl<W: Write> JsonLists<W> {
+    fn write(&mut self, entry: Entry<'_>) -> Result<(), CliError> {
+        if matches!(entry, Entry::Active(_)) && !self.active {
+            self.out.write_all(b"],\"active\":[")?;
+            (self.active, self.empty) = (true, true);
+        }
+        if !std::mem::replace(&mut self.empty, false) {
+            self.out.write_all(b",")?;
+        }
+        match entry {
+            Entry::Stale(list, d) => write!(
+                self.out,
+                "{{\"list\":{},\"id\":{},\"name\":{},\"status\":{},\"reason\":{}}}",
+                quote(list.as_str()),
                 d.id,
                 quote(&d.name),
                 quote(d.status.as_str()),
                 quote(d.reason.map_or("no_running_run", DeadReason::as_str))
-            )
-        })
-        .collect();
-    format!("[{}]", items.join(","))
-}
-
-/// `status --json`: one line.
-pub fn status_json(out: &mut impl Write, summary: &Summary) -> io::Result<()> {
-    let by_status = counts(summary.by_status.iter().map(|(s, n)| (s.as_str(), *n)));
-    writeln!(
-        out,
-        "{{\"by_status\":{by_status},\"other_status\":{},\"missing_indexes\":[{}],\"ephemeral_terminal\":{},\"dead_active_count\":{},\"dead_active\":{},\"lifecycle_owned_count\":{},\"lifecycle_owned\":{},\"abandoned_starts_count\":{},\"abandoned_starts\":{},\"active\":[{}],\"lease\":{},\"install\":{}}}",
-        summary.other_status,
-        names_json(&summary.missing_indexes),
-        summary.ephemeral_terminal,
-        summary.dead_active.len(),
-        stale_json(&summary.dead_active),
-        summary.lifecycle_owned.len(),
-        stale_json(&summary.lifecycle_owned),
-        summary.abandoned_starts.len(),
-        stale_json(&summary.abandoned_starts),
-        summary
-            .active
-            .iter()
-            .map(|a| format!(
+            )?,
+            Entry::Active(a) => write!(
+                self.out,
                 "{{\"name\":{},\"status\":{},\"pid\":{}}}",
                 quote(&a.name),
                 quote(a.status.as_str()),
                 a.pid.map_or_else(|| "null".to_owned(), |p| p.to_string())
-            ))
-            .collect::<Vec<_>>()
-            .join(","),
-        lease_json(summary.lease.as_ref()),
-        lease_json(summary.install.as_ref()),
-    )
+            )?,
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 /// A lease row as a JSON object, or `null`.

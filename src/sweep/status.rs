@@ -4,7 +4,7 @@
 //! are held from `/proc/locks` (taking none) and asks a start's socket
 //! paths whether anything answers (a connect, which writes nothing).
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use rusqlite::OptionalExtension;
 use rusqlite::types::ValueRef;
@@ -14,7 +14,7 @@ use crate::catalog::sql::{
     ACTIVE_SANDBOXES, COUNT_BY_STATUS, COUNT_EPHEMERAL_TERMINAL, LEASE_RECORD, RECONCILE_CANDIDATES,
 };
 use crate::catalog::statements::Statements;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lease::install::INSTALL_LEASE_NAME;
 use crate::lease::spec::LeaseSpec;
 use crate::process::liveness::{DeadReason, Liveness, Prober};
@@ -91,23 +91,178 @@ pub struct ActiveSandbox {
 /// # Ok::<(), sandbox_sweep::Error>(())
 /// ```
 pub fn active_sandboxes(catalog: &Catalog) -> Result<Vec<ActiveSandbox>> {
-    let conn = &catalog.conn;
-    let mut stmt = conn.prepare(ACTIVE_SANDBOXES)?;
-    let mut rows = stmt.query([])?;
-    let mut stmts = Statements::new(conn);
     let mut active = Vec::new();
-    while let Some(row) = rows.next()? {
-        let id: i64 = row.get(0)?;
-        let Some(status) = known_status(row.get_ref(2)?) else {
-            continue;
-        };
-        active.push(ActiveSandbox {
-            name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
-            status,
-            pid: newest_running_pid(catalog, &mut stmts, id)?,
-        });
-    }
+    each_active(catalog, |sandbox| {
+        active.push(sandbox);
+        Ok::<_, Error>(())
+    })?;
     Ok(active)
+}
+
+/// Hands every active sandbox to `each`, by name, holding none.
+fn each_active<E: From<Error>>(
+    catalog: &Catalog,
+    mut each: impl FnMut(ActiveSandbox) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let mut stmt = catalog
+        .conn
+        .prepare(ACTIVE_SANDBOXES)
+        .map_err(Error::from)?;
+    let mut rows = stmt.query([]).map_err(Error::from)?;
+    let mut stmts = Statements::new(&catalog.conn);
+    while let Some(row) = rows.next().map_err(Error::from)? {
+        if let Some(sandbox) = active_row(catalog, &mut stmts, row)? {
+            each(sandbox)?;
+        }
+    }
+    Ok(())
+}
+
+fn active_row(
+    catalog: &Catalog,
+    stmts: &mut Statements<'_>,
+    row: &rusqlite::Row<'_>,
+) -> Result<Option<ActiveSandbox>> {
+    let Some(status) = known_status(row.get_ref(2)?) else {
+        return Ok(None);
+    };
+    Ok(Some(ActiveSandbox {
+        name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        status,
+        pid: newest_running_pid(catalog, stmts, row.get(0)?)?,
+    }))
+}
+
+/// The first entries of one of a [`Summary`]'s lists (as many as
+/// [`SummaryOptions::keep`] allows) and how many the list had in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct List<T> {
+    /// The first entries, in the order they were found.
+    pub first: Vec<T>,
+    /// How many entries the list had, kept or not.
+    pub total: u64,
+}
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List {
+            first: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
+impl<T> List<T> {
+    fn push(&mut self, item: T, keep: usize) {
+        if self.first.len() < keep {
+            self.first.push(item);
+        }
+        self.total += 1;
+    }
+}
+
+/// Which of a [`Summary`]'s lists a stale sandbox is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StaleList {
+    /// [`Summary::dead_active`].
+    DeadActive,
+    /// [`Summary::lifecycle_owned`].
+    LifecycleOwned,
+    /// [`Summary::abandoned_starts`].
+    AbandonedStarts,
+}
+
+impl StaleList {
+    /// The list's field name: `dead_active`, `lifecycle_owned` or
+    /// `abandoned_starts`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaleList::DeadActive => "dead_active",
+            StaleList::LifecycleOwned => "lifecycle_owned",
+            StaleList::AbandonedStarts => "abandoned_starts",
+        }
+    }
+}
+
+/// One entry of a summary's lists, as [`Catalog::summary_with`] finds it:
+/// every stale sandbox (by id) first, then every active sandbox (by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Entry<'a> {
+    /// A sandbox on one of the stale lists.
+    Stale(StaleList, &'a StaleSandbox),
+    /// An entry of [`Summary::active`].
+    Active(&'a ActiveSandbox),
+}
+
+/// Where a summary looks and how much of each list it keeps.
+///
+/// ```
+/// use sandbox_sweep::status::SummaryOptions;
+///
+/// let run = std::env::temp_dir().join("sandbox-sweep-doc-options");
+/// let options = SummaryOptions::new().run_dir(&run).keep(20);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone)]
+pub struct SummaryOptions {
+    run_dir: Option<PathBuf>,
+    sandboxes_dir: Option<PathBuf>,
+    keep: usize,
+}
+
+impl Default for SummaryOptions {
+    fn default() -> Self {
+        SummaryOptions {
+            run_dir: None,
+            sandboxes_dir: None,
+            keep: usize::MAX,
+        }
+    }
+}
+
+impl SummaryOptions {
+    /// No run directory, every entry of every list kept.
+    #[must_use]
+    pub fn new() -> Self {
+        SummaryOptions::default()
+    }
+
+    /// Summarise beside a microsandbox run directory: an active sandbox
+    /// whose recorded runtime looks dead but whose creation or lifecycle
+    /// lock is held goes to [`Summary::lifecycle_owned`], not to
+    /// `dead_active`, and abandoned starts are told apart
+    /// ([`Summary::abandoned_starts`]: their socket paths are asked whether
+    /// anything answers; a connect writes nothing). Which locks are held is
+    /// read from `/proc/locks`: no lock is taken (a runtime's own
+    /// non-blocking `flock` must never fail because of a report) and no file
+    /// is created. Where `/proc/locks` cannot be read, no lock counts as held.
+    #[must_use]
+    pub fn run_dir(mut self, run_dir: impl Into<PathBuf>) -> Self {
+        self.run_dir = Some(run_dir.into());
+        self
+    }
+
+    /// The sandboxes directory, whose per-sandbox socket paths are asked
+    /// too when telling abandoned starts apart (only with
+    /// [`SummaryOptions::run_dir`]).
+    #[must_use]
+    pub fn sandboxes_dir(mut self, sandboxes_dir: impl Into<PathBuf>) -> Self {
+        self.sandboxes_dir = Some(sandboxes_dir.into());
+        self
+    }
+
+    /// Keep at most `keep` entries of each list (they are all still
+    /// counted, and all handed to the callback of
+    /// [`Catalog::summary_with`]); the default keeps every one.
+    #[must_use]
+    pub fn keep(mut self, keep: usize) -> Self {
+        self.keep = keep;
+        self
+    }
 }
 
 /// What [`Catalog::summary`] found.
@@ -123,24 +278,24 @@ pub struct Summary {
     pub ephemeral_terminal: u64,
     /// Active sandboxes whose runtime is dead now, by id: what the next
     /// sweep reconciles.
-    pub dead_active: Vec<StaleSandbox>,
+    pub dead_active: List<StaleSandbox>,
     /// Active sandboxes whose recorded runtime looks dead (or a start with
-    /// no run) but whose creation or lifecycle lock is held (only with a
-    /// run directory, see [`Catalog::summary_beside`]): a live owner, left
+    /// no run) but whose creation or lifecycle lock is held (only beside a
+    /// run directory, see [`SummaryOptions::run_dir`]): a live owner, left
     /// alone by sweeps.
-    pub lifecycle_owned: Vec<StaleSandbox>,
+    pub lifecycle_owned: List<StaleSandbox>,
     /// Abandoned starts, by id: `Starting` with no `Running` run, no lock
     /// held and nothing answering on the runtime's socket paths. The next
     /// sweep beside the run directory marks them `Crashed`. Only judged
     /// beside a run directory: without one there is no evidence, and
     /// sweeps leave such rows alone.
-    pub abandoned_starts: Vec<StaleSandbox>,
+    pub abandoned_starts: List<StaleSandbox>,
     /// The maintenance lease row, if any sweep ever took it.
     pub lease: Option<LeaseRecord>,
     /// The install-exclusive lease row, if any installer ever took it.
     pub install: Option<LeaseRecord>,
     /// Every active sandbox, as [`active_sandboxes`] lists them.
-    pub active: Vec<ActiveSandbox>,
+    pub active: List<ActiveSandbox>,
     /// This crate's indexes the catalog lacks (see
     /// [`Catalog::missing_indexes`]): `sandbox-sweep init` adds them.
     pub missing_indexes: Vec<&'static str>,
@@ -155,21 +310,14 @@ fn known_status(value: ValueRef<'_>) -> Option<SandboxStatus> {
     }
 }
 
-/// The active sandboxes a summary sorts apart.
-#[derive(Debug, Default)]
-struct Stale {
-    dead: Vec<StaleSandbox>,
-    owned: Vec<StaleSandbox>,
-    abandoned: Vec<StaleSandbox>,
-}
-
 /// SQLite counts are never negative.
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
 impl Catalog {
-    /// Summarises the catalog, probing every active sandbox's runtime. Reads only.
+    /// Summarises the catalog, probing every active sandbox's runtime, and
+    /// keeps every list whole. Reads only.
     ///
     /// # Errors
     ///
@@ -183,33 +331,28 @@ impl Catalog {
     /// conn.execute("INSERT INTO sandbox (name, config, status) VALUES ('a', '{}', 'Draining')", [])?;
     /// let summary = sandbox_sweep::Catalog::from_connection(conn)?.summary()?;
     /// assert_eq!(summary.by_status, [(sandbox_sweep::SandboxStatus::Draining, 1)]);
-    /// assert_eq!(summary.dead_active.len(), 1);
+    /// assert_eq!(summary.dead_active.total, 1);
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
     pub fn summary(&self) -> Result<Summary> {
-        self.summarise(None, None)
+        self.summary_with(&SummaryOptions::new(), |_| Ok::<_, Error>(()))
     }
 
-    /// [`Catalog::summary`] beside a microsandbox run directory: an active
-    /// sandbox whose recorded runtime looks dead but whose creation or
-    /// lifecycle lock is held goes to [`Summary::lifecycle_owned`], not to
-    /// `dead_active`, and abandoned starts are told apart
-    /// ([`Summary::abandoned_starts`]: their socket paths in `run_dir`, and
-    /// in `sandboxes_dir` when given, are asked whether anything answers;
-    /// a connect writes nothing).
-    /// Which locks are held is read from `/proc/locks`: no lock is taken
-    /// (a runtime's own non-blocking `flock` must never fail because of a
-    /// report) and no file is created. Where `/proc/locks` cannot be read,
-    /// this is [`Catalog::summary`].
+    /// [`Catalog::summary`] as `options` say, handing each list's entries
+    /// to `each` as they are found, kept or not: a caller that writes them
+    /// out needs no memory for them ([`SummaryOptions::keep`] of 0). Stale
+    /// sandboxes come first, by id, then active ones, by name. Reads only.
     ///
     /// # Errors
     ///
-    /// Any SQLite error.
+    /// Any SQLite error, or the first error `each` returns (which ends the
+    /// walk).
     ///
     /// # Examples
     ///
     /// ```
     /// use sandbox_sweep::rundir::try_lock_lifecycle;
+    /// use sandbox_sweep::status::{Entry, SummaryOptions};
     /// use sandbox_sweep::*;
     ///
     /// let run = std::env::temp_dir().join("sandbox-sweep-doc-status-207");
@@ -219,21 +362,52 @@ impl Catalog {
     /// migrate(&conn)?;
     /// conn.execute("INSERT INTO sandbox (name, config, status) VALUES ('a', '{}', 'Draining')", [])?;
     /// let catalog = Catalog::from_connection(conn)?;
+    /// let beside = SummaryOptions::new().run_dir(&run).keep(0);
     /// let lock = try_lock_lifecycle(&run, "a")?.expect("free");
-    /// let summary = catalog.summary_beside(&run, None)?;
+    /// let mut seen = Vec::new();
+    /// let summary = catalog.summary_with(&beside, |entry| {
+    ///     if let Entry::Stale(list, sandbox) = entry {
+    ///         seen.push((list.as_str(), sandbox.name.clone()));
+    ///     }
+    ///     Ok::<_, Error>(())
+    /// })?;
     /// if cfg!(target_os = "linux") {
-    ///     assert_eq!((summary.dead_active.len(), summary.lifecycle_owned.len()), (0, 1));
+    ///     assert_eq!(seen, [("lifecycle_owned", "a".to_owned())]);
+    ///     assert_eq!((summary.dead_active.total, summary.lifecycle_owned.total), (0, 1));
     /// }
+    /// assert!(summary.lifecycle_owned.first.is_empty());
     /// drop(lock);
-    /// assert_eq!(catalog.summary_beside(&run, None)?.dead_active.len(), 1);
+    /// assert_eq!(catalog.summary_with(&beside, |_| Ok::<_, Error>(()))?.dead_active.total, 1);
     /// # std::fs::remove_dir_all(&run)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn summary_beside(&self, run_dir: &Path, sandboxes_dir: Option<&Path>) -> Result<Summary> {
-        self.summarise(Some(run_dir), sandboxes_dir)
+    pub fn summary_with<E: From<Error>>(
+        &self,
+        options: &SummaryOptions,
+        mut each: impl FnMut(Entry<'_>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Summary, E> {
+        let mut summary = self.counts()?;
+        let keep = options.keep;
+        self.stale(options, |list, sandbox| {
+            each(Entry::Stale(list, &sandbox))?;
+            let to = match list {
+                StaleList::DeadActive => &mut summary.dead_active,
+                StaleList::LifecycleOwned => &mut summary.lifecycle_owned,
+                StaleList::AbandonedStarts => &mut summary.abandoned_starts,
+            };
+            to.push(sandbox, keep);
+            Ok::<_, E>(())
+        })?;
+        each_active(self, |sandbox| {
+            each(Entry::Active(&sandbox))?;
+            summary.active.push(sandbox, keep);
+            Ok::<_, E>(())
+        })?;
+        Ok(summary)
     }
 
-    fn summarise(&self, run_dir: Option<&Path>, sandboxes_dir: Option<&Path>) -> Result<Summary> {
+    /// Everything a summary holds but its lists.
+    fn counts(&self) -> Result<Summary> {
         let conn = &self.conn;
         let (mut by_status, mut other_status) = (Vec::new(), 0);
         let mut stmt = conn.prepare_cached(COUNT_BY_STATUS)?;
@@ -245,80 +419,100 @@ impl Catalog {
                 None => other_status += n,
             }
         }
-        let ephemeral_terminal = count(conn.query_row(COUNT_EPHEMERAL_TERMINAL, [], |r| r.get(0))?);
-        let Stale {
-            dead: dead_active,
-            owned: lifecycle_owned,
-            abandoned: abandoned_starts,
-        } = self.stale(run_dir, sandboxes_dir)?;
-        let lease = self.lease_record(LeaseSpec::SWEEP.name)?;
-        let install = self.lease_record(INSTALL_LEASE_NAME)?;
         Ok(Summary {
             by_status,
             other_status,
-            ephemeral_terminal,
-            dead_active,
-            lifecycle_owned,
-            abandoned_starts,
-            lease,
-            install,
-            active: active_sandboxes(self)?,
+            ephemeral_terminal: count(conn.query_row(COUNT_EPHEMERAL_TERMINAL, [], |r| r.get(0))?),
+            lease: self.lease_record(LeaseSpec::SWEEP.name)?,
+            install: self.lease_record(INSTALL_LEASE_NAME)?,
             missing_indexes: self.missing_indexes()?,
+            ..Summary::default()
         })
     }
 
-    /// Active sandboxes whose runtime is dead now, by id: those a sweep
-    /// would reconcile, those whose locks in `run_dir` are held (a sweep
-    /// leaves them alone), and abandoned starts.
-    fn stale(&self, run_dir: Option<&Path>, sandboxes_dir: Option<&Path>) -> Result<Stale> {
+    /// Hands `each` every active sandbox whose runtime is dead now, by id,
+    /// with its list: those a sweep would reconcile, those whose locks in
+    /// the run directory are held (a sweep leaves them alone), and
+    /// abandoned starts.
+    fn stale<E: From<Error>>(
+        &self,
+        options: &SummaryOptions,
+        mut each: impl FnMut(StaleList, StaleSandbox) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let run_dir = options.run_dir.as_deref();
         let held = run_dir.and_then(HeldLocks::read);
         let prober = Prober::new();
         let mut stmts = Statements::new(&self.conn);
-        let mut stale = Stale::default();
-        let mut stmt = self.conn.prepare(RECONCILE_CANDIDATES)?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            let Some(status) = known_status(row.get_ref(2)?) else {
+        let mut stmt = self
+            .conn
+            .prepare(RECONCILE_CANDIDATES)
+            .map_err(Error::from)?;
+        let mut rows = stmt.query([]).map_err(Error::from)?;
+        while let Some(row) = rows.next().map_err(Error::from)? {
+            let Some(sandbox) = self.stale_row(&mut stmts, &prober, row, run_dir.is_some())? else {
                 continue;
             };
-            // A name no sweep would act on (not text, not a name) is no
-            // candidate here either: its locks and sockets are not looked at.
-            let Ok(name) = stored_name(row.get_ref(1)?) else {
-                continue;
-            };
-            let (reason, start) = match latest_running(self, &mut stmts, &prober, id)? {
-                // A sweep leaves such a row as it is; so does this report.
-                Some(run) if run.invalid.is_some() => continue,
-                Some(run) => match run.liveness {
-                    Liveness::Dead(reason) => (Some(reason), false),
-                    Liveness::Alive => continue,
-                },
-                None if status == SandboxStatus::Draining => (None, false),
-                None if status == SandboxStatus::Starting && run_dir.is_some() => (None, true),
-                None => continue,
-            };
-            let owned = held.as_ref().is_some_and(|held| held.is_held(&name));
-            let list = match (owned, start, run_dir) {
-                (true, _, _) => &mut stale.owned,
-                (false, false, _) => &mut stale.dead,
+            let owned = held
+                .as_ref()
+                .is_some_and(|held| held.is_held(&sandbox.name));
+            let list = match (owned, sandbox.reason, run_dir) {
+                (true, _, _) => StaleList::LifecycleOwned,
+                (false, Some(_), _) => StaleList::DeadActive,
+                (false, None, _) if sandbox.status == SandboxStatus::Draining => {
+                    StaleList::DeadActive
+                }
                 // A connect writes nothing, so probing an endpoint keeps
                 // this a read-only report. An answer, or none in time, is
                 // live; a failed probe is no evidence either way.
-                (false, true, Some(run)) => match may_be_live(run, sandboxes_dir, &name) {
-                    Ok(false) => &mut stale.abandoned,
-                    Ok(true) | Err(_) => continue,
-                },
-                (false, true, None) => continue,
+                (false, None, Some(run)) => {
+                    match may_be_live(run, options.sandboxes_dir.as_deref(), &sandbox.name) {
+                        Ok(false) => StaleList::AbandonedStarts,
+                        Ok(true) | Err(_) => continue,
+                    }
+                }
+                (false, None, None) => continue,
             };
-            list.push(StaleSandbox {
-                id,
-                name,
-                status,
-                reason,
-            });
+            each(list, sandbox)?;
         }
-        Ok(stale)
+        Ok(())
+    }
+
+    /// A reconcile candidate as a stale sandbox, when its runtime is dead
+    /// (or it is a `Draining` sandbox with no running run, or, beside a run
+    /// directory, a start with none).
+    fn stale_row(
+        &self,
+        stmts: &mut Statements<'_>,
+        prober: &Prober,
+        row: &rusqlite::Row<'_>,
+        beside: bool,
+    ) -> Result<Option<StaleSandbox>> {
+        let id: i64 = row.get(0)?;
+        let Some(status) = known_status(row.get_ref(2)?) else {
+            return Ok(None);
+        };
+        // A name no sweep would act on (not text, not a name) is no
+        // candidate here either: its locks and sockets are not looked at.
+        let Ok(name) = stored_name(row.get_ref(1)?) else {
+            return Ok(None);
+        };
+        let reason = match latest_running(self, stmts, prober, id)? {
+            // A sweep leaves such a row as it is; so does this report.
+            Some(run) if run.invalid.is_some() => return Ok(None),
+            Some(run) => match run.liveness {
+                Liveness::Dead(reason) => Some(reason),
+                Liveness::Alive => return Ok(None),
+            },
+            None if status == SandboxStatus::Draining => None,
+            None if status == SandboxStatus::Starting && beside => None,
+            None => return Ok(None),
+        };
+        Ok(Some(StaleSandbox {
+            id,
+            name,
+            status,
+            reason,
+        }))
     }
 
     /// The row of lease `name`, verbatim.

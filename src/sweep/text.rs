@@ -10,7 +10,7 @@ use crate::lease::gate::SkipReason;
 use crate::process::liveness::DeadReason;
 use crate::sweep::cleanup::CleanupOutcome;
 use crate::sweep::report::Report;
-use crate::sweep::status::{StaleSandbox, Summary};
+use crate::sweep::status::{List, StaleSandbox, Summary};
 use crate::sweep::sweeper::SweepOutcome;
 
 /// `label a 1, b 2` for the non-zero counters of `all`, each after `sep`
@@ -191,9 +191,12 @@ impl fmt::Display for SweepOutcome {
     }
 }
 
-/// Up to `shown` stale sandboxes, one a line, then how many more.
-fn stale_list(f: &mut fmt::Formatter<'_>, stale: &[StaleSandbox], shown: usize) -> fmt::Result {
-    for dead in stale.iter().take(shown) {
+/// Up to `shown` of a list's kept stale sandboxes, one a line, then how
+/// many more it had.
+fn stale_list(f: &mut fmt::Formatter<'_>, stale: &List<StaleSandbox>, shown: usize) -> fmt::Result {
+    let listed = &stale.first[..stale.first.len().min(shown)];
+    let hidden = stale.total.saturating_sub(listed.len() as u64);
+    for dead in listed {
         let reason = dead.reason.map_or("no running run", DeadReason::as_str);
         let name = format!("{:?}", dead.name);
         write!(
@@ -202,7 +205,6 @@ fn stale_list(f: &mut fmt::Formatter<'_>, stale: &[StaleSandbox], shown: usize) 
             dead.id, dead.status
         )?;
     }
-    let hidden = stale.len().saturating_sub(shown);
     if hidden > 0 {
         write!(f, "\n  … and {hidden} more (`--all` lists them)")?;
     }
@@ -241,7 +243,7 @@ impl fmt::Display for Summary {
             "\nfinished ephemeral sandboxes (cleanup candidates): {}",
             self.ephemeral_terminal
         )?;
-        let lists: [(&str, &[StaleSandbox], bool); 3] = [
+        let lists: [(&str, &List<StaleSandbox>, bool); 3] = [
             (
                 "active sandboxes with a dead runtime now",
                 &self.dead_active,
@@ -259,8 +261,8 @@ impl fmt::Display for Summary {
             ),
         ];
         for (title, list, always) in lists {
-            if always || !list.is_empty() {
-                write!(f, "\n{title}: {}", list.len())?;
+            if always || list.total > 0 {
+                write!(f, "\n{title}: {}", list.total)?;
                 stale_list(f, list, shown)?;
             }
         }

@@ -3,6 +3,7 @@
 
 pub mod fixture;
 pub mod holder;
+pub mod measure;
 pub mod msb;
 pub mod rundir;
 
