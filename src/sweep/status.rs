@@ -11,7 +11,7 @@ use rusqlite::types::ValueRef;
 
 use crate::catalog::Catalog;
 use crate::catalog::sql::{
-    ACTIVE_SANDBOXES, COUNT_BY_STATUS, COUNT_EPHEMERAL_TERMINAL, LEASE_RECORD, RECONCILE_CANDIDATES,
+    ACTIVE_SANDBOXES, COUNT_EPHEMERAL_TERMINAL, LEASE_RECORD, RECONCILE_CANDIDATES,
 };
 use crate::catalog::statements::Statements;
 use crate::error::{Error, Result};
@@ -23,6 +23,8 @@ use crate::rundir::locks::HeldLocks;
 use crate::rundir::sockets::may_be_live;
 use crate::sandboxes::lifecycle::SandboxStatus;
 use crate::sandboxes::names::stored_name;
+
+mod count;
 
 /// An active sandbox whose runtime is dead: the next sweep reconciles it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,7 +313,7 @@ fn known_status(value: ValueRef<'_>) -> Option<SandboxStatus> {
 }
 
 /// SQLite counts are never negative.
-fn count(n: i64) -> u64 {
+fn sql_count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
@@ -409,20 +411,13 @@ impl Catalog {
     /// Everything a summary holds but its lists.
     fn counts(&self) -> Result<Summary> {
         let conn = &self.conn;
-        let (mut by_status, mut other_status) = (Vec::new(), 0);
-        let mut stmt = conn.prepare_cached(COUNT_BY_STATUS)?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let n = count(row.get(1)?);
-            match known_status(row.get_ref(0)?) {
-                Some(status) => by_status.push((status, n)),
-                None => other_status += n,
-            }
-        }
+        let counts = self.count_by_status(count::FIRST_CAP)?;
         Ok(Summary {
-            by_status,
-            other_status,
-            ephemeral_terminal: count(conn.query_row(COUNT_EPHEMERAL_TERMINAL, [], |r| r.get(0))?),
+            by_status: counts.by_status,
+            other_status: counts.other,
+            ephemeral_terminal: sql_count(
+                conn.query_row(COUNT_EPHEMERAL_TERMINAL, [], |r| r.get(0))?,
+            ),
             lease: self.lease_record(LeaseSpec::SWEEP.name)?,
             install: self.lease_record(INSTALL_LEASE_NAME)?,
             missing_indexes: self.missing_indexes()?,
