@@ -221,6 +221,25 @@ pub(crate) const COUNT_STATUS_BETWEEN: &str =
 pub(crate) const COUNT_STATUS_ABOVE: &str =
     "SELECT count(*) FROM (SELECT 1 FROM sandbox WHERE status > ?1 LIMIT ?2)";
 
+/// Every sandbox's status, for counting in one pass of the table where
+/// the status index is missing (`GROUP BY` would sort the whole table).
+pub(crate) const ALL_STATUSES: &str = "SELECT status FROM sandbox";
+
+/// A report's copy of the running runs, for a catalog without the run
+/// index: in the temporary database, never the catalog's file.
+pub(crate) const COPY_RUNNING_RUNS: &str =
+    "CREATE TEMP TABLE sandbox_sweep_running AS SELECT * FROM main.run WHERE status = 'Running';
+     CREATE INDEX temp.sandbox_sweep_running_sandbox ON sandbox_sweep_running (sandbox_id);";
+
+/// Drops [`COPY_RUNNING_RUNS`]'s table.
+pub(crate) const DROP_RUNNING_RUNS: &str = "DROP TABLE IF EXISTS temp.sandbox_sweep_running";
+
+/// [`RUNNING_RUNS`] and [`RUNNING_RUNS_WITH_IDENTITY`] on that copy.
+pub(crate) const COPIED_RUNNING_RUNS: [&str; 2] = [
+    "SELECT id, pid, started_at FROM temp.sandbox_sweep_running WHERE sandbox_id = ?1 AND status = 'Running'",
+    "SELECT id, pid, started_at, pid_start_time, boot_id FROM temp.sandbox_sweep_running WHERE sandbox_id = ?1 AND status = 'Running'",
+];
+
 /// Finished ephemeral sandboxes: cleanup's candidates, counted.
 pub(crate) const COUNT_EPHEMERAL_TERMINAL: &str =
     "SELECT count(*) FROM sandbox WHERE ephemeral = 1 AND status IN ('Stopped', 'Crashed')";

@@ -42,6 +42,16 @@ impl<'c> Statements<'c> {
     }
 }
 
+impl<'c> Statements<'c> {
+    /// Answers every later [`Statements::get`] of `key` with `sql`
+    /// instead, so the per-row code reads another table unchanged.
+    pub(crate) fn substitute(&mut self, key: &'static str, sql: &str) -> rusqlite::Result<()> {
+        self.held.retain(|(text, _)| *text != key);
+        self.held.push((key, self.conn.prepare_cached(sql)?));
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +67,18 @@ mod tests {
             assert_eq!(other, n * 2);
         }
         assert_eq!(stmts.held.len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn a_substituted_statement_answers_for_its_key() -> rusqlite::Result<()> {
+        let conn = Connection::open_in_memory()?;
+        let mut stmts = Statements::new(&conn);
+        let key = "SELECT ?1 + 1";
+        assert_eq!(stmts.get(key)?.query_row([2], |r| r.get::<_, i64>(0))?, 3);
+        stmts.substitute(key, "SELECT ?1 * 10")?;
+        assert_eq!(stmts.get(key)?.query_row([2], |r| r.get::<_, i64>(0))?, 20);
+        assert_eq!(stmts.held.len(), 1);
         Ok(())
     }
 }

@@ -3,11 +3,14 @@
 //! Owns "the newest running run" and "any live running run", the two
 //! questions both sweep phases, `status` and the demo ask. Reads only.
 
-use rusqlite::Row;
+use rusqlite::{Connection, Row};
 
 use crate::catalog::Catalog;
 use crate::catalog::columns::{self, Column};
-use crate::catalog::sql::{RUNNING_RUNS, RUNNING_RUNS_WITH_IDENTITY};
+use crate::catalog::sql::{
+    COPIED_RUNNING_RUNS, COPY_RUNNING_RUNS, DROP_RUNNING_RUNS, RUNNING_RUNS,
+    RUNNING_RUNS_WITH_IDENTITY,
+};
 use crate::catalog::statements::Statements;
 use crate::error::Result;
 use crate::process::liveness::{Liveness, Prober, RecordedProcess};
@@ -19,6 +22,55 @@ use crate::process::liveness::{Liveness, Prober, RecordedProcess};
 /// (measured: it doubled the cost of a reconcile; a join of sandbox and run
 /// tripled it). The newest run is picked in Rust.
 const RUNNING: [&str; 2] = [RUNNING_RUNS, RUNNING_RUNS_WITH_IDENTITY];
+
+/// The running runs copied into an indexed temporary table, for a report
+/// on a catalog without `idx_run_sandbox_status`: there each lookup would
+/// scan the whole `run` table (1,000 lookups on 2,000,000 runs took over a
+/// minute), where one copy reads it once. The copy is in the temporary
+/// database, never the catalog's file, and is dropped with this.
+pub(crate) struct CopiedRuns<'c> {
+    conn: &'c Connection,
+}
+
+impl<'c> CopiedRuns<'c> {
+    /// Copies the running runs when the catalog lacks the run index; `None`
+    /// when lookups can use it.
+    pub(crate) fn when_unindexed(catalog: &'c Catalog) -> Result<Option<CopiedRuns<'c>>> {
+        if !catalog
+            .missing_indexes()?
+            .contains(&"idx_run_sandbox_status")
+        {
+            return Ok(None);
+        }
+        let conn = &catalog.conn;
+        // One left by a report that was killed mid-way is stale.
+        conn.execute_batch(DROP_RUNNING_RUNS)?;
+        let copy = CopiedRuns { conn };
+        conn.execute_batch(COPY_RUNNING_RUNS)?;
+        Ok(Some(copy))
+    }
+}
+
+impl Drop for CopiedRuns<'_> {
+    fn drop(&mut self) {
+        // Gone with the connection anyway; failing here loses nothing.
+        let _ = self.conn.execute_batch(DROP_RUNNING_RUNS);
+    }
+}
+
+/// Statements for running-run lookups: from `copy` when there is one.
+pub(crate) fn run_lookups<'c>(
+    conn: &'c Connection,
+    copy: Option<&CopiedRuns<'c>>,
+) -> Result<Statements<'c>> {
+    let mut stmts = Statements::new(conn);
+    if copy.is_some() {
+        for (key, sql) in RUNNING.into_iter().zip(COPIED_RUNNING_RUNS) {
+            stmts.substitute(key, sql)?;
+        }
+    }
+    Ok(stmts)
+}
 
 /// Sort key of `started_at` in SQLite's own order (NULL, numbers, text,
 /// blobs; text bytewise), so "newest" means what `ORDER BY started_at DESC,

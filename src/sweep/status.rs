@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::lease::install::INSTALL_LEASE_NAME;
 use crate::lease::spec::LeaseSpec;
 use crate::process::liveness::{DeadReason, Liveness, Prober};
-use crate::process::runs::{latest_running, newest_running_pid};
+use crate::process::runs::{CopiedRuns, latest_running, newest_running_pid, run_lookups};
 use crate::rundir::locks::HeldLocks;
 use crate::rundir::sockets::may_be_live;
 use crate::sandboxes::lifecycle::SandboxStatus;
@@ -94,7 +94,8 @@ pub struct ActiveSandbox {
 /// ```
 pub fn active_sandboxes(catalog: &Catalog) -> Result<Vec<ActiveSandbox>> {
     let mut active = Vec::new();
-    each_active(catalog, |sandbox| {
+    let copy = CopiedRuns::when_unindexed(catalog)?;
+    each_active(catalog, copy.as_ref(), |sandbox| {
         active.push(sandbox);
         Ok::<_, Error>(())
     })?;
@@ -102,8 +103,9 @@ pub fn active_sandboxes(catalog: &Catalog) -> Result<Vec<ActiveSandbox>> {
 }
 
 /// Hands every active sandbox to `each`, by name, holding none.
-fn each_active<E: From<Error>>(
-    catalog: &Catalog,
+fn each_active<'c, E: From<Error>>(
+    catalog: &'c Catalog,
+    copy: Option<&CopiedRuns<'c>>,
     mut each: impl FnMut(ActiveSandbox) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
     let mut stmt = catalog
@@ -111,7 +113,7 @@ fn each_active<E: From<Error>>(
         .prepare(ACTIVE_SANDBOXES)
         .map_err(Error::from)?;
     let mut rows = stmt.query([]).map_err(Error::from)?;
-    let mut stmts = Statements::new(&catalog.conn);
+    let mut stmts = run_lookups(&catalog.conn, copy)?;
     while let Some(row) = rows.next().map_err(Error::from)? {
         if let Some(sandbox) = active_row(catalog, &mut stmts, row)? {
             each(sandbox)?;
@@ -345,6 +347,13 @@ impl Catalog {
     /// out needs no memory for them ([`SummaryOptions::keep`] of 0). Stale
     /// sandboxes come first, by id, then active ones, by name. Reads only.
     ///
+    /// On a catalog without this crate's indexes
+    /// ([`Catalog::missing_indexes`]) it stays cheap: the statuses are
+    /// counted in one pass of the table, and the running runs are copied
+    /// once into an indexed table of the connection's temporary database
+    /// (never the catalog's file; dropped before this returns) instead of
+    /// scanning `run` once per sandbox.
+    ///
     /// # Errors
     ///
     /// Any SQLite error, or the first error `each` returns (which ends the
@@ -390,7 +399,8 @@ impl Catalog {
     ) -> std::result::Result<Summary, E> {
         let mut summary = self.counts()?;
         let keep = options.keep;
-        self.stale(options, |list, sandbox| {
+        let copy = CopiedRuns::when_unindexed(self)?;
+        self.stale(options, copy.as_ref(), |list, sandbox| {
             each(Entry::Stale(list, &sandbox))?;
             let to = match list {
                 StaleList::DeadActive => &mut summary.dead_active,
@@ -400,7 +410,7 @@ impl Catalog {
             to.push(sandbox, keep);
             Ok::<_, E>(())
         })?;
-        each_active(self, |sandbox| {
+        each_active(self, copy.as_ref(), |sandbox| {
             each(Entry::Active(&sandbox))?;
             summary.active.push(sandbox, keep);
             Ok::<_, E>(())
@@ -429,15 +439,16 @@ impl Catalog {
     /// with its list: those a sweep would reconcile, those whose locks in
     /// the run directory are held (a sweep leaves them alone), and
     /// abandoned starts.
-    fn stale<E: From<Error>>(
-        &self,
+    fn stale<'c, E: From<Error>>(
+        &'c self,
         options: &SummaryOptions,
+        copy: Option<&CopiedRuns<'c>>,
         mut each: impl FnMut(StaleList, StaleSandbox) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         let run_dir = options.run_dir.as_deref();
         let held = run_dir.and_then(HeldLocks::read);
         let prober = Prober::new();
-        let mut stmts = Statements::new(&self.conn);
+        let mut stmts = run_lookups(&self.conn, copy)?;
         let mut stmt = self
             .conn
             .prepare(RECONCILE_CANDIDATES)
@@ -523,5 +534,79 @@ impl Catalog {
             })
             .optional()?;
         Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixture::{DEAD_PID, Fixture};
+
+    /// Whether the report's copy of the running runs exists now.
+    fn copied(catalog: &Catalog) -> Result<bool> {
+        let sql = "SELECT count(*) FROM temp.sqlite_master WHERE name = 'sandbox_sweep_running'";
+        Ok(catalog.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? == 1)
+    }
+
+    #[test]
+    fn without_the_indexes_the_summary_reads_a_copy_of_the_running_runs_and_drops_it() -> Result<()>
+    {
+        let f = Fixture::new()?;
+        let me = i64::from(std::process::id());
+        let dead = f.sandbox("dead", "Running", false)?;
+        f.run(dead, Some(me), "Terminated")?;
+        f.run(dead, Some(DEAD_PID), "Running")?;
+        let live = f.sandbox("live", "Running", false)?;
+        f.run(live, Some(me), "Running")?;
+        let draining = f.sandbox("draining", "Draining", false)?;
+        f.sandbox("paused", "Paused", false)?;
+        f.sandbox("done", "Stopped", false)?;
+        let indexed = f.catalog.summary()?;
+        assert_eq!(
+            indexed
+                .dead_active
+                .first
+                .iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>(),
+            [dead, draining]
+        );
+        assert_eq!(indexed.active.total, 4);
+
+        f.conn()
+            .execute_batch("DROP INDEX idx_run_sandbox_status; DROP INDEX idx_sandbox_status;")?;
+        let mut during = Vec::new();
+        let unindexed = f.catalog.summary_with(&SummaryOptions::new(), |_| {
+            during.push(copied(&f.catalog)?);
+            // Gone from the table once the walk began: the lookups read
+            // the copy, which still has it.
+            f.conn().execute(
+                "DELETE FROM main.run WHERE sandbox_id = ?1 AND status = 'Running'",
+                [dead],
+            )?;
+            Ok::<_, Error>(())
+        })?;
+        assert_eq!(during, [true; 6]);
+        assert!(!copied(&f.catalog)?);
+        assert_eq!(
+            unindexed.missing_indexes,
+            ["idx_run_sandbox_status", "idx_sandbox_status"]
+        );
+        assert_eq!(
+            Summary {
+                missing_indexes: Vec::new(),
+                ..unindexed
+            },
+            indexed
+        );
+        // The installer's list makes a copy of its own (without the run
+        // the walk deleted), and leaves nothing.
+        let pids: Vec<_> = active_sandboxes(&f.catalog)?
+            .into_iter()
+            .map(|a| a.pid)
+            .collect();
+        assert_eq!(pids, [None, None, Some(me), None]);
+        assert!(!copied(&f.catalog)?);
+        Ok(())
     }
 }

@@ -6,9 +6,10 @@
 //! of each index page, with no step per row), count each range of the
 //! status index up to a cap, and raise the cap only while more than one
 //! range is still over it. The last range is the total less the others.
-//! Where a round might read more than a quarter of the table, or without
-//! the status index, it is `GROUP BY` after all: the rounds before read at
-//! most about a quarter more than that walk alone.
+//! Where a round might read more than a quarter of the table, it is one
+//! `GROUP BY` walk of the index after all: the rounds before read at most
+//! about a quarter more than that walk alone. Without the status index it
+//! is one pass of the table, tallied here (`GROUP BY` would sort it).
 //!
 //! Reads only, in one read transaction (a savepoint, so a host's own open
 //! transaction is no obstacle), so the total and the ranges agree. Must not
@@ -18,8 +19,8 @@ use rusqlite::{Connection, params};
 
 use crate::catalog::Catalog;
 use crate::catalog::sql::{
-    COUNT_ALL, COUNT_BY_STATUS, COUNT_STATUS_ABOVE, COUNT_STATUS_BELOW, COUNT_STATUS_BETWEEN,
-    COUNT_STATUS_IS, COUNT_STATUS_NULL,
+    ALL_STATUSES, COUNT_ALL, COUNT_BY_STATUS, COUNT_STATUS_ABOVE, COUNT_STATUS_BELOW,
+    COUNT_STATUS_BETWEEN, COUNT_STATUS_IS, COUNT_STATUS_NULL,
 };
 use crate::error::Result;
 use crate::sandboxes::lifecycle::SandboxStatus;
@@ -98,14 +99,13 @@ impl Catalog {
         let indexed = !self.missing_indexes()?.contains(&"idx_sandbox_status");
         self.conn.execute_batch("SAVEPOINT sandbox_sweep_count")?;
         let counted = if indexed {
-            self.count_ranges(first_cap.max(1))
+            match self.count_ranges(first_cap.max(1)) {
+                Ok(Some(counts)) => Ok(counts),
+                Ok(None) => self.group_by_status(),
+                Err(err) => Err(err),
+            }
         } else {
-            Ok(None)
-        };
-        let counted = match counted {
-            Ok(Some(counts)) => Ok(counts),
-            Ok(None) => self.group_by_status(),
-            Err(err) => Err(err),
+            self.tally_statuses()
         };
         // Nothing was written: releasing only ends the read.
         let released = self.conn.execute_batch("RELEASE sandbox_sweep_count");
@@ -162,6 +162,30 @@ impl Catalog {
         Ok(Some(found))
     }
 
+    /// The counts from one pass of the table, without the status index
+    /// (where `GROUP BY` would sort the whole table first).
+    fn tally_statuses(&self) -> Result<StatusCounts> {
+        let mut known: Vec<(SandboxStatus, u64)> =
+            SandboxStatus::ALL.iter().map(|&s| (s, 0)).collect();
+        // In the index's order, as the other ways report them.
+        known.sort_by_key(|(s, _)| s.as_str());
+        let mut found = StatusCounts::default();
+        let mut stmt = self.conn.prepare_cached(ALL_STATUSES)?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            match super::known_status(row.get_ref(0)?) {
+                Some(status) => {
+                    if let Some((_, n)) = known.iter_mut().find(|(s, _)| *s == status) {
+                        *n += 1;
+                    }
+                }
+                None => found.other += 1,
+            }
+        }
+        found.by_status = known.into_iter().filter(|(_, n)| *n > 0).collect();
+        Ok(found)
+    }
+
     /// The counts from one walk of the whole status index.
     fn group_by_status(&self) -> Result<StatusCounts> {
         let mut found = StatusCounts::default();
@@ -211,6 +235,7 @@ mod tests {
             other: 9,
         };
         assert_eq!(f.catalog.group_by_status()?, expected);
+        assert_eq!(f.catalog.tally_statuses()?, expected);
         for cap in [1, 2, 3, 8, 9, 40, 41, 1024, 20_000, 20_001] {
             assert_eq!(f.catalog.count_by_status(cap)?, expected, "cap {cap}");
         }
@@ -261,6 +286,7 @@ mod tests {
             other: 0,
         };
         assert_eq!(f.catalog.count_by_status(1)?, expected);
+        assert_eq!(f.catalog.group_by_status()?, expected);
         // The host's transaction is still open, and still its own.
         assert!(!f.conn().is_autocommit());
         f.conn().execute_batch("COMMIT")?;
