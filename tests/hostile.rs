@@ -15,7 +15,7 @@ use common::{DEAD_PID, is_root, root_for};
 use proptest::prelude::*;
 use rusqlite::{Connection, OptionalExtension, params};
 use sandbox_sweep::__private::parse_stamp;
-use sandbox_sweep::{Catalog, Limits, SweepOutcome, Sweeper};
+use sandbox_sweep::{Catalog, Limits, SandboxStatus, SweepOutcome, Sweeper};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Name {
@@ -672,6 +672,29 @@ fn check(spec: &CatalogSpec) -> Result<(), TestCaseError> {
     let trash_left =
         std::fs::read_dir(sandboxes.join(".sandbox-sweep-trash")).map_or(0, |d| d.count());
     prop_assert_eq!(trash_left, 0);
+
+    // `status` counts what is left: the catalog's statuses stored as
+    // text, by their text, and every other value apart.
+    let mut known = std::collections::BTreeMap::new();
+    let mut other = 0u64;
+    let mut stored = conn
+        .prepare("SELECT typeof(status), CAST(status AS TEXT) FROM sandbox")
+        .map_err(fail)?;
+    let mut left = stored.query([]).map_err(fail)?;
+    while let Some(row) = left.next().map_err(fail)? {
+        let (class, text): (String, String) =
+            (row.get(0).map_err(fail)?, row.get(1).map_err(fail)?);
+        match text.parse::<SandboxStatus>() {
+            Ok(status) if class == "text" => known.entry(text).or_insert((status, 0u64)).1 += 1,
+            _ => other += 1,
+        }
+    }
+    let summary = catalog
+        .summary()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let expected: Vec<_> = known.into_values().collect();
+    prop_assert_eq!(&summary.by_status, &expected);
+    prop_assert_eq!(summary.other_status, other);
     Ok(())
 }
 
