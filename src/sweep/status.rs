@@ -70,7 +70,7 @@ pub struct ActiveSandbox {
 }
 
 /// Every `Created`, `Starting`, `Running`, `Draining` or `Paused` sandbox
-/// with the pid of its newest `Running` run, ordered by name: what blocks a
+/// with the pid of its newest `Running` run, by status then id: what blocks a
 /// schema rollback. Reads only; probes no process.
 ///
 /// # Errors
@@ -103,7 +103,7 @@ pub fn active_sandboxes(catalog: &Catalog) -> Result<Vec<ActiveSandbox>> {
     Ok(active)
 }
 
-/// Hands every active sandbox to `each`, by name, holding none.
+/// Hands every active sandbox to `each`, by status then id, holding none.
 fn each_active<'c, E: From<Error>>(
     catalog: &'c Catalog,
     copy: Option<&CopiedRuns<'c>>,
@@ -149,7 +149,7 @@ pub struct Summary {
     pub other_status: u64,
     /// Ephemeral sandboxes in `Stopped` or `Crashed` (cleanup candidates).
     pub ephemeral_terminal: u64,
-    /// Active sandboxes whose runtime is dead now, by id: what the next
+    /// Active sandboxes whose runtime is dead now, by status then id: what the next
     /// sweep reconciles.
     pub dead_active: List<StaleSandbox>,
     /// Active sandboxes whose recorded runtime looks dead (or a start with
@@ -214,7 +214,8 @@ impl Catalog {
     /// [`Catalog::summary`] as `options` say, handing each list's entries
     /// to `each` as they are found, kept or not: a caller that writes them
     /// out needs no memory for them ([`SummaryOptions::keep`] of 0). Stale
-    /// sandboxes come first, by id, then active ones, by name. Reads only.
+    /// sandboxes come first, then active ones, each by status then id (the
+    /// status index's order: nothing is sorted). Reads only.
     ///
     /// On a catalog without this crate's indexes
     /// ([`Catalog::missing_indexes`]) it stays cheap: the statuses are
@@ -304,7 +305,8 @@ impl Catalog {
         })
     }
 
-    /// Hands `each` every active sandbox whose runtime is dead now, by id,
+    /// Hands `each` every active sandbox whose runtime is dead now, by
+    /// status then id,
     /// with its list: those a sweep would reconcile, those whose locks in
     /// the run directory are held (a sweep leaves them alone), and
     /// abandoned starts.
@@ -438,7 +440,7 @@ mod tests {
                 .iter()
                 .map(|s| s.id)
                 .collect::<Vec<_>>(),
-            [dead, draining]
+            [draining, dead]
         );
         assert_eq!(indexed.active.total, 4);
 
@@ -474,7 +476,8 @@ mod tests {
             .into_iter()
             .map(|a| a.pid)
             .collect();
-        assert_eq!(pids, [None, None, Some(me), None]);
+        // By status: draining, paused, then dead and live (Running).
+        assert_eq!(pids, [None, None, None, Some(me)]);
         assert!(!copied(&f.catalog)?);
         Ok(())
     }

@@ -68,7 +68,8 @@ impl StaleList {
 }
 
 /// One entry of a summary's lists, as [`Catalog::summary_with`] finds it:
-/// every stale sandbox (by id) first, then every active sandbox (by name).
+/// every stale sandbox first, then every active sandbox, each by status
+/// then id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Entry<'a> {
