@@ -130,6 +130,7 @@ impl Catalog {
                 }
             }
             let open: Vec<usize> = (0..counts.len()).filter(|&i| counts[i].is_none()).collect();
+            let next = cap.saturating_mul(8);
             match open[..] {
                 [] => break,
                 [last] => {
@@ -144,10 +145,8 @@ impl Catalog {
                 }
                 // A round that might read more than a quarter of the table
                 // is not worth it: one walk reads it all, once.
-                ref open if (open.len() as u64).saturating_mul(cap * 8) > total / 4 => {
-                    return Ok(None);
-                }
-                _ => cap = cap.saturating_mul(8),
+                _ if (open.len() as u64).saturating_mul(next) > total / 4 => return Ok(None),
+                _ => cap = next,
             }
         }
         let mut found = StatusCounts::default();
