@@ -1,8 +1,11 @@
 //! A read-only summary of a catalog: what `sandbox-sweep status` shows.
 //!
-//! Reads only: never a write. Beside a run directory it reads which locks
+//! Reads only: never a write to the catalog's file (without the run index,
+//! the running runs are copied once into the connection's temporary
+//! database: [`CopiedRuns`]). Beside a run directory it reads which locks
 //! are held from `/proc/locks` (taking none) and asks a start's socket
-//! paths whether anything answers (a connect, which writes nothing).
+//! paths whether anything answers (a connect, which writes nothing). Must
+//! not sort or hold a list: the lists go to a callback as they are found.
 
 use rusqlite::OptionalExtension;
 use rusqlite::types::ValueRef;
