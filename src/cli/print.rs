@@ -249,12 +249,11 @@ pub fn status_json(
         empty: true,
     };
     let walked = catalog.summary_with(&options.keep(0), |entry| lists.write(entry));
-    if let Err(CliError::Io(err)) = walked {
-        return Err(CliError::Io(err));
+    if matches!(walked, Err(CliError::Io(_))) {
+        // Stdout itself failed: there is nowhere to say more.
+        return walked.map(drop);
     }
-    if !lists.active {
-        out.write_all(b"],\"active\":[")?;
-    }
+    lists.begin_active()?;
     let summary = match walked {
         Ok(summary) => summary,
         Err(err) => {
@@ -289,10 +288,18 @@ struct JsonLists<W> {
 }
 
 impl<W: Write> JsonLists<W> {
-    fn write(&mut self, entry: Entry<'_>) -> Result<(), CliError> {
-        if matches!(entry, Entry::Active(_)) && !self.active {
+    /// Closes `stale` and opens `active`, unless that is done already.
+    fn begin_active(&mut self) -> io::Result<()> {
+        if !self.active {
             self.out.write_all(b"],\"active\":[")?;
             (self.active, self.empty) = (true, true);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, entry: Entry<'_>) -> Result<(), CliError> {
+        if matches!(entry, Entry::Active(_)) {
+            self.begin_active()?;
         }
         if !std::mem::replace(&mut self.empty, false) {
             self.out.write_all(b",")?;

@@ -33,13 +33,14 @@ pub(crate) struct CopiedRuns<'c> {
 }
 
 impl<'c> CopiedRuns<'c> {
-    /// Copies the running runs when the catalog lacks the run index; `None`
-    /// when lookups can use it.
-    pub(crate) fn when_unindexed(catalog: &'c Catalog) -> Result<Option<CopiedRuns<'c>>> {
-        if !catalog
-            .missing_indexes()?
-            .contains(&"idx_run_sandbox_status")
-        {
+    /// Copies the running runs when the catalog lacks the run index (among
+    /// `missing`, as [`Catalog::missing_indexes`] says); `None` when
+    /// lookups can use it.
+    pub(crate) fn when_unindexed(
+        catalog: &'c Catalog,
+        missing: &[&str],
+    ) -> Result<Option<CopiedRuns<'c>>> {
+        if !missing.contains(&"idx_run_sandbox_status") {
             return Ok(None);
         }
         let conn = &catalog.conn;

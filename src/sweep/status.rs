@@ -98,7 +98,7 @@ pub struct ActiveSandbox {
 /// ```
 pub fn active_sandboxes(catalog: &Catalog) -> Result<Vec<ActiveSandbox>> {
     let mut active = Vec::new();
-    let copy = CopiedRuns::when_unindexed(catalog)?;
+    let copy = CopiedRuns::when_unindexed(catalog, &catalog.missing_indexes()?)?;
     each_active(catalog, copy.as_ref(), |sandbox| {
         active.push(sandbox);
         Ok::<_, Error>(())
@@ -270,9 +270,9 @@ impl Catalog {
         options: &SummaryOptions,
         mut each: impl FnMut(Entry<'_>) -> std::result::Result<(), E>,
     ) -> std::result::Result<Summary, E> {
-        let mut summary = self.counts()?;
+        let mut summary = self.counts(self.missing_indexes()?)?;
         let keep = options.keep;
-        let copy = CopiedRuns::when_unindexed(self)?;
+        let copy = CopiedRuns::when_unindexed(self, &summary.missing_indexes)?;
         self.stale(options, copy.as_ref(), |list, sandbox| {
             each(Entry::Stale(list, &sandbox))?;
             let to = match list {
@@ -292,9 +292,9 @@ impl Catalog {
     }
 
     /// Everything a summary holds but its lists.
-    fn counts(&self) -> Result<Summary> {
+    fn counts(&self, missing_indexes: Vec<&'static str>) -> Result<Summary> {
         let conn = &self.conn;
-        let counts = self.count_by_status(count::FIRST_CAP)?;
+        let counts = self.count_by_status(count::FIRST_CAP, &missing_indexes)?;
         Ok(Summary {
             by_status: counts.by_status,
             other_status: counts.other,
@@ -303,7 +303,7 @@ impl Catalog {
             ),
             lease: self.lease_record(LeaseSpec::SWEEP.name)?,
             install: self.lease_record(INSTALL_LEASE_NAME)?,
-            missing_indexes: self.missing_indexes()?,
+            missing_indexes,
             ..Summary::default()
         })
     }
