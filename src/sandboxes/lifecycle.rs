@@ -206,8 +206,8 @@ impl RunEnd {
 /// # Errors
 ///
 /// [`Error::InvalidName`] for a name that cannot name a directory (see
-/// [`validate_name`](crate::sandboxes::validate_name)); [`Error::DuplicateName`] for
-/// a name already taken (the column is `UNIQUE`); any other SQLite error.
+/// [`validate_name`]); [`Error::DuplicateName`] for a name already taken
+/// (the column is `UNIQUE`); any other SQLite error.
 ///
 /// # Examples
 ///

@@ -2,8 +2,9 @@
 //! out inside the caller's write transaction.
 //!
 //! Owns the per-row rules: which rows may be removed ([`CleanupOutcome`]),
-//! which names may reach the filesystem ([`validate_name`]), and the order
-//! of steps (check, move the directory into the trash, delete the rows).
+//! which names may reach the filesystem
+//! ([`validate_name`](crate::sandboxes::validate_name)), and the order of
+//! steps (check, move the directory into the trash, delete the rows).
 //! The directory mechanics live in `trash`; this file opens no descriptor.
 
 use std::fmt;
