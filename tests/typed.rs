@@ -34,6 +34,15 @@ fn invalid(name: u64, status: u64, ephemeral: u64, pid: u64) -> InvalidRows {
     rows
 }
 
+/// A sweep removes nothing, counts `invalid_row` rows left alone, and
+/// leaves `rows` sandboxes.
+fn sweep_removes_nothing(f: &Fixture, invalid_row: InvalidRows, rows: i64) -> Result<()> {
+    let report = sweep(f)?;
+    assert_eq!((report.removed, report.invalid_row), (0, invalid_row));
+    assert_eq!(f.count("SELECT count(*) FROM sandbox")?, rows);
+    Ok(())
+}
+
 #[test]
 fn a_blob_name_keeps_its_row_and_its_directory() -> Result<()> {
     let f = Fixture::new()?;
@@ -68,13 +77,7 @@ fn a_name_that_is_not_utf8_is_left_alone() -> Result<()> {
         "UPDATE sandbox SET name = CAST(x'6a6fff' AS TEXT) WHERE id = ?1",
         [id],
     )?;
-    let report = sweep(&f)?;
-    assert_eq!(
-        (report.removed, report.invalid_row),
-        (0, invalid(1, 0, 0, 0))
-    );
-    assert_eq!(f.count("SELECT count(*) FROM sandbox")?, 1);
-    Ok(())
+    sweep_removes_nothing(&f, invalid(1, 0, 0, 0), 1)
 }
 
 #[test]
@@ -160,13 +163,7 @@ fn status_and_ephemeral_of_the_wrong_class_keep_a_runtimes_cleanup_off() -> Resu
     assert_eq!(stored(&f, text_flag, "ephemeral")?, "text:yes");
     assert_eq!(stored(&f, two, "ephemeral")?, "integer:2");
     // The sweep's page never selects them: nothing to count, nothing done.
-    let report = sweep(&f)?;
-    assert_eq!(
-        (report.removed, report.invalid_row),
-        (0, invalid(0, 0, 0, 0))
-    );
-    assert_eq!(f.count("SELECT count(*) FROM sandbox")?, 3);
-    Ok(())
+    sweep_removes_nothing(&f, invalid(0, 0, 0, 0), 3)
 }
 
 #[test]
