@@ -78,6 +78,15 @@ pub enum Error {
     /// The install-exclusive lease said no: another installer holds it, or
     /// this holder lost it.
     Install(crate::lease::InstallRefusal),
+    /// A read-only open ([`OpenOptions::read_only`](crate::OpenOptions::read_only))
+    /// of a catalog in WAL mode found no `-shm` file beside it and could
+    /// not make one (the directory is not writable by this user).
+    ReadOnlyWal {
+        /// The catalog file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
     /// A `/proc` record (or another process fact) could not be read or parsed.
     Process {
         /// The process id concerned.
@@ -146,6 +155,13 @@ impl fmt::Display for Error {
                 write!(f, "a sandbox named {name:?} is already in the catalog")
             }
             Error::Install(refusal) => write!(f, "{refusal}"),
+            Error::ReadOnlyWal { path, source } => write!(
+                f,
+                "{}: cannot be read read-only: {source}; a catalog in WAL mode is read through \
+                 its -wal and -shm files, which are missing and which only a user who may \
+                 write the directory can make (any msb command run by the home's owner does)",
+                path.display()
+            ),
             Error::Process { pid, detail } => write!(f, "process {pid}: {detail}"),
         }
     }
@@ -156,7 +172,9 @@ impl std::error::Error for Error {
         // Display already shows the inner error, so skip one level to avoid
         // printing the same message twice in a chain.
         match self {
-            Error::Sqlite(err) | Error::Busy(err) => std::error::Error::source(err),
+            Error::Sqlite(err) | Error::Busy(err) | Error::ReadOnlyWal { source: err, .. } => {
+                std::error::Error::source(err)
+            }
             Error::Io { source, .. } => source.source(),
             Error::MissingTable { .. } => None,
             Error::MissingColumn { .. } => None,

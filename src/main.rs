@@ -95,7 +95,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             json,
             all,
         } => {
-            let conn = cli::open_existing(&db)?;
+            let conn = cli::open_existing(&db, true)?;
             let catalog = Catalog::from_connection(conn)?;
             let mut options = SummaryOptions::new();
             if let Some(run_dir) = run_dir {
@@ -122,7 +122,8 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             json,
             remove,
         } => {
-            let catalog = Catalog::from_connection(cli::open_existing(&db)?)?;
+            let conn = cli::open_existing(&db, remove.is_none())?;
+            let catalog = Catalog::from_connection(conn)?;
             let mut scan = OrphanScan::new(&sandboxes_dir);
             if let Some(run_dir) = run_dir {
                 scan = scan.run_dir(run_dir);
@@ -154,7 +155,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
 }
 
 fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
-    let conn = cli::open_existing(&args.db)?;
+    let conn = cli::open_existing(&args.db, args.dry_run)?;
     let catalog = Catalog::from_connection(conn)?;
     let mut sweeper = Sweeper::new(&args.sandboxes_dir).force(args.force);
     if let Some(run_dir) = &args.run_dir {

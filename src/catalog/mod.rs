@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS "sandbox_sweep_cursor" ( "phase" text NOT NULL PRIMAR
 pub struct OpenOptions {
     busy_timeout: Duration,
     create: bool,
+    read_only: bool,
 }
 
 impl Default for OpenOptions {
@@ -88,6 +89,7 @@ impl OpenOptions {
         OpenOptions {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             create: true,
+            read_only: false,
         }
     }
 
@@ -106,24 +108,78 @@ impl OpenOptions {
         self
     }
 
+    /// Whether the connection only reads (default `false`): for a report,
+    /// a dry run or a monitoring user who may read the catalog but not
+    /// write it. The file must exist and be a catalog (`create` is
+    /// ignored), nothing in it or beside it is changed, and the journal
+    /// mode is left as the file has it. Closing a read-only connection
+    /// never checkpoints the write-ahead log into the file.
+    ///
+    /// SQLite reads a catalog in WAL mode (microsandbox's) through its
+    /// `-shm` index beside it. Where that exists it is opened read-only
+    /// too (SQLite's `readonly_shm`), so nothing beside the catalog is
+    /// written either, and a user who may read it but not write it reads
+    /// it. Where it is missing (the last connection closed cleanly), SQLite
+    /// makes the `-wal` and `-shm` as any reader of a WAL file does, owned
+    /// by this process's user (which is why the CLI, as root, first becomes
+    /// the home's owner); where this user may not write the directory,
+    /// the open fails with [`Error::ReadOnlyWal`]. Any writer (a runtime,
+    /// `msb ls`, a sweep) that opens the catalog makes them again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{Catalog, OpenOptions};
+    ///
+    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-mod-read-only");
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("catalog.db");
+    /// sandbox_sweep::migrate(&sandbox_sweep::open(&path)?)?;
+    /// let conn = OpenOptions::new().read_only(true).open(&path)?;
+    /// assert!(conn.execute("DELETE FROM sandbox", []).is_err());
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// assert_eq!(catalog.summary()?.total, 0);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_only(mut self, read_only: bool) -> OpenOptions {
+        self.read_only = read_only;
+        self
+    }
+
     /// Opens the file and sets the connection's PRAGMAs.
     ///
     /// # Errors
     ///
     /// Fails when the file cannot be opened or a PRAGMA fails; with
-    /// `create(false)`, also when it is not a catalog ([`Error::MissingTable`]
-    /// or a SQLite "not a database" error).
+    /// `create(false)` or `read_only(true)`, also when it is not a catalog
+    /// ([`Error::MissingTable`] or a SQLite "not a database" error); read
+    /// only, [`Error::ReadOnlyWal`] as [`OpenOptions::read_only`] says.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Connection> {
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        if self.create {
-            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        let path = path.as_ref();
+        let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        if self.read_only {
+            flags |= OpenFlags::SQLITE_OPEN_READ_ONLY;
+        } else if self.create {
+            flags |= OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        } else {
+            flags |= OpenFlags::SQLITE_OPEN_READ_WRITE;
         }
-        let conn = Connection::open_with_flags(path.as_ref(), flags)?;
-        conn.busy_timeout(self.busy_timeout)?;
-        conn.pragma_update(None, "foreign_keys", true)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        if self.read_only {
+            // The first statement opens the WAL index: where it cannot,
+            // say what is missing rather than SQLite's "unable to open".
+            let conn = Connection::open_with_flags(read_only_uri(path), flags)?;
+            return match self.prepare(&conn).and_then(|()| Schema::detect(&conn)) {
+                Err(Error::Sqlite(err)) if cannot_open(&err) => Err(Error::ReadOnlyWal {
+                    path: path.to_path_buf(),
+                    source: err,
+                }),
+                other => other.map(|_| conn),
+            };
+        }
+        let conn = Connection::open_with_flags(path, flags)?;
+        self.prepare(&conn)?;
         if !self.create {
             // Reads only: a file that is not a database, or a database that
             // is not a catalog, fails here before anything could write to it
@@ -134,6 +190,55 @@ impl OpenOptions {
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
         Ok(conn)
     }
+}
+
+impl OpenOptions {
+    /// The PRAGMAs every connection gets, whatever its mode.
+    fn prepare(&self, conn: &Connection) -> Result<()> {
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Ok(())
+    }
+}
+
+/// `file:<path>?readonly_shm=1` where the `-shm` exists: SQLite then opens
+/// it read-only too (a reader otherwise writes its read marks there), so a
+/// read-only connection writes nothing at all. Every byte but the
+/// unreserved ones is percent-encoded, so no path reads as a URI's query
+/// or fragment. Where the `-shm` is missing (the last connection closed
+/// cleanly), the plain path: a read-only reader cannot make the index with
+/// `readonly_shm`.
+fn read_only_uri(path: &Path) -> std::path::PathBuf {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut shm = path.as_os_str().to_owned();
+    shm.push("-shm");
+    if std::fs::symlink_metadata(&shm).is_err() {
+        // No index to read: SQLite makes it, as any reader of the file
+        // would, where this user may write the directory.
+        return path.to_path_buf();
+    }
+    let mut uri = b"file:".to_vec();
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/._~-".contains(&byte) {
+            uri.push(byte);
+        } else {
+            uri.extend_from_slice(format!("%{byte:02X}").as_bytes());
+        }
+    }
+    uri.extend_from_slice(b"?readonly_shm=1");
+    std::ffi::OsString::from_vec(uri).into()
+}
+
+/// SQLite's "cannot open" or "read-only database", which a read-only
+/// connection's first reads answer only when a WAL file's `-wal` or
+/// `-shm` is missing and cannot be made.
+fn cannot_open(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if matches!(e.code, rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
+    )
 }
 
 /// Opens (creating if needed) a catalog with [`OpenOptions::new`]'s settings.
@@ -377,6 +482,26 @@ impl Catalog {
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<Catalog> {
         Catalog::from_connection(OpenOptions::new().create(false).open(path)?)
+    }
+
+    /// Opens an existing catalog file read-only
+    /// ([`OpenOptions::read_only`]): for reports ([`Catalog::summary`]),
+    /// orphan scans and dry runs, which then change nothing in the file
+    /// or beside it. A sweep on it fails at its first write.
+    ///
+    /// # Errors
+    ///
+    /// See [`OpenOptions::open`] with `read_only(true)`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let catalog = sandbox_sweep::Catalog::open_read_only("/root/.microsandbox/db/msb.db")?;
+    /// println!("{}", catalog.summary()?);
+    /// # Ok::<(), sandbox_sweep::Error>(())
+    /// ```
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Catalog> {
+        Catalog::from_connection(OpenOptions::new().read_only(true).open(path)?)
     }
 
     /// Checks that `conn` holds a catalog and detects its optional columns.

@@ -61,8 +61,10 @@ impl From<sandbox_sweep::Error> for CliError {
     }
 }
 
-/// Opens a catalog that must already exist; never creates or converts a file.
-pub fn open_existing(db: &Path) -> Result<Connection, CliError> {
+/// Opens a catalog that must already exist; never creates or converts a
+/// file. A command that only reads opens it `read_only`: it then works for
+/// a user who may read the home but not write it, and changes nothing.
+pub fn open_existing(db: &Path, read_only: bool) -> Result<Connection, CliError> {
     match std::fs::metadata(db) {
         Ok(meta) if meta.is_file() => {}
         Ok(_) => return Err(CliError::Other(format!("{}: not a file", db.display()))),
@@ -75,5 +77,8 @@ pub fn open_existing(db: &Path) -> Result<Connection, CliError> {
         }
         Err(err) => return Err(CliError::Other(format!("{}: {err}", db.display()))),
     }
-    Ok(OpenOptions::new().create(false).open(db)?)
+    Ok(OpenOptions::new()
+        .create(false)
+        .read_only(read_only)
+        .open(db)?)
 }

@@ -60,15 +60,17 @@ impl Drop for CopiedRuns<'_> {
 }
 
 /// Statements for running-run lookups: from `copy` when there is one.
+/// Only the lookup the catalog's shape reads is substituted: on a catalog
+/// without the identity columns (one that msb made and nobody migrated)
+/// the copy has none either, and the other lookup would not prepare.
 pub(crate) fn run_lookups<'c>(
-    conn: &'c Connection,
+    catalog: &'c Catalog,
     copy: Option<&CopiedRuns<'c>>,
 ) -> Result<Statements<'c>> {
-    let mut stmts = Statements::new(conn);
+    let mut stmts = Statements::new(&catalog.conn);
     if copy.is_some() {
-        for (key, sql) in RUNNING.into_iter().zip(COPIED_RUNNING_RUNS) {
-            stmts.substitute(key, sql)?;
-        }
+        let at = usize::from(catalog.schema().identity);
+        stmts.substitute(RUNNING[at], COPIED_RUNNING_RUNS[at])?;
     }
     Ok(stmts)
 }

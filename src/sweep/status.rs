@@ -117,7 +117,7 @@ fn each_active<'c, E: From<Error>>(
         .prepare(ACTIVE_SANDBOXES)
         .map_err(Error::from)?;
     let mut rows = stmt.query([]).map_err(Error::from)?;
-    let mut stmts = run_lookups(&catalog.conn, copy)?;
+    let mut stmts = run_lookups(catalog, copy)?;
     while let Some(row) = rows.next().map_err(Error::from)? {
         if let Some(sandbox) = active_row(catalog, &mut stmts, row)? {
             each(sandbox)?;
@@ -322,7 +322,7 @@ impl Catalog {
         let run_dir = options.run_dir.as_deref();
         let held = run_dir.and_then(HeldLocks::read);
         let prober = Prober::new();
-        let mut stmts = run_lookups(&self.conn, copy)?;
+        let mut stmts = run_lookups(self, copy)?;
         let mut stmt = self
             .conn
             .prepare(RECONCILE_CANDIDATES)
