@@ -127,6 +127,7 @@ extern crate self as sandbox_sweep;
 mod catalog;
 mod clock;
 mod error;
+pub mod home;
 pub mod lease;
 pub mod orphans;
 pub mod process;

@@ -79,7 +79,12 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
         Command::Version => {
             writeln!(out, "sandbox-sweep {}", env!("CARGO_PKG_VERSION"))?;
         }
-        Command::Init { db } => {
+        Command::Init { home, db } => {
+            // A home that is there already is its owner's: so is the catalog.
+            let _owner = match &home {
+                Some(h) if h.path.exists() => cli::home::enter(Some(h))?,
+                _ => None,
+            };
             if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| CliError::Other(format!("{}: {e}", parent.display())))?;
@@ -89,13 +94,15 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             writeln!(out, "initialised {}", db.display())?;
         }
         Command::Status {
+            home,
             db,
             run_dir,
             sandboxes_dir,
             json,
             all,
         } => {
-            let conn = cli::open_existing(&db, true)?;
+            let _owner = cli::home::enter(home.as_ref())?;
+            let conn = cli::open_existing(home.as_ref(), &db, true)?;
             let catalog = Catalog::from_connection(conn)?;
             let mut options = SummaryOptions::new();
             if let Some(run_dir) = run_dir {
@@ -115,6 +122,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             }
         }
         Command::Orphans {
+            home,
             db,
             sandboxes_dir,
             run_dir,
@@ -122,8 +130,25 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             json,
             remove,
         } => {
-            let conn = cli::open_existing(&db, remove.is_none())?;
+            let _owner = cli::home::enter(home.as_ref())?;
+            let conn = cli::open_existing(home.as_ref(), &db, remove.is_none())?;
             let catalog = Catalog::from_connection(conn)?;
+            let empty = cli::home::holds_no_sandbox(
+                home.as_ref(),
+                run_dir.as_deref(),
+                &sandboxes_dir,
+                &catalog,
+            )?;
+            if let Some(message) = empty {
+                let mut none = sandbox_sweep::orphans::Orphans::default();
+                none.complete = true;
+                if json {
+                    print::orphans_json(out, &none)?;
+                } else {
+                    writeln!(out, "{message}")?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut scan = OrphanScan::new(&sandboxes_dir);
             if let Some(run_dir) = run_dir {
                 scan = scan.run_dir(run_dir);
@@ -155,8 +180,23 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
 }
 
 fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
-    let conn = cli::open_existing(&args.db, args.dry_run)?;
+    let _owner = cli::home::enter(args.home.as_ref())?;
+    let conn = cli::open_existing(args.home.as_ref(), &args.db, args.dry_run)?;
     let catalog = Catalog::from_connection(conn)?;
+    let empty = cli::home::holds_no_sandbox(
+        args.home.as_ref(),
+        args.run_dir.as_deref(),
+        &args.sandboxes_dir,
+        &catalog,
+    )?;
+    if let Some(message) = empty {
+        if args.json {
+            print::nothing_to_do_json(out, args.dry_run)?;
+        } else {
+            writeln!(out, "{message}")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut sweeper = Sweeper::new(&args.sandboxes_dir).force(args.force);
     if let Some(run_dir) = &args.run_dir {
         sweeper = sweeper.run_dir(run_dir);

@@ -6,9 +6,29 @@ use std::path::PathBuf;
 use super::CliError;
 use super::commands::{command_named, duration, flags};
 
+/// A microsandbox home and how it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    pub path: PathBuf,
+    pub from: HomeFrom,
+}
+
+/// Where a home came from, for the message when it is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HomeFrom {
+    /// `--home`.
+    Flag,
+    /// `$MSB_HOME`.
+    MsbHome,
+    /// `$HOME/.microsandbox`.
+    HomeDir,
+}
+
 /// A sweep's options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SweepArgs {
+    /// The home the paths not given came from.
+    pub home: Option<Home>,
     pub db: PathBuf,
     pub sandboxes_dir: PathBuf,
     pub run_dir: Option<PathBuf>,
@@ -24,10 +44,12 @@ pub struct SweepArgs {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Init {
+        home: Option<Home>,
         db: PathBuf,
     },
     Sweep(SweepArgs),
     Status {
+        home: Option<Home>,
         db: PathBuf,
         run_dir: Option<PathBuf>,
         sandboxes_dir: Option<PathBuf>,
@@ -35,6 +57,7 @@ pub enum Command {
         all: bool,
     },
     Orphans {
+        home: Option<Home>,
         db: PathBuf,
         sandboxes_dir: PathBuf,
         run_dir: Option<PathBuf>,
@@ -69,7 +92,7 @@ struct Given {
     flags: Vec<(&'static str, Option<OsString>)>,
     /// `$MSB_HOME` (verbatim), else `$HOME/.microsandbox`; `None` when
     /// neither variable is set.
-    default_home: Option<PathBuf>,
+    default_home: Option<Home>,
 }
 
 impl Given {
@@ -157,9 +180,12 @@ impl Given {
     }
 
     /// microsandbox's home: `--home`, else (without `--db`) the default.
-    fn home(&self) -> Result<Option<PathBuf>, CliError> {
+    fn home(&self) -> Result<Option<Home>, CliError> {
         if let Some(home) = self.value("--home") {
-            return Ok(Some(home.into()));
+            return Ok(Some(Home {
+                path: home.into(),
+                from: HomeFrom::Flag,
+            }));
         }
         if self.value("--db").is_some() {
             return Ok(None);
@@ -197,13 +223,15 @@ impl Given {
 
     /// The command the flags describe, with required flags checked.
     fn command(&self) -> Result<Command, CliError> {
-        let home = self.home()?;
-        let home = home.as_ref();
+        let given_home = self.home()?;
+        let home = given_home.as_ref().map(|h| &h.path);
         Ok(match self.command {
             "init" => Command::Init {
                 db: self.path_or_home("--db", home, "db/msb.db")?,
+                home: given_home,
             },
             "status" => Command::Status {
+                home: given_home.clone(),
                 db: self.path_or_home("--db", home, "db/msb.db")?,
                 run_dir: self.run_dir(home),
                 sandboxes_dir: self
@@ -214,6 +242,7 @@ impl Given {
                 all: self.switch("--all"),
             },
             "orphans" => Command::Orphans {
+                home: given_home.clone(),
                 db: self.path_or_home("--db", home, "db/msb.db")?,
                 sandboxes_dir: self.path_or_home("--sandboxes-dir", home, "sandboxes")?,
                 run_dir: self.run_dir(home),
@@ -225,6 +254,7 @@ impl Given {
                 keep: self.value("--keep").map(PathBuf::from),
             },
             _ => Command::Sweep(SweepArgs {
+                home: given_home.clone(),
                 db: self.path_or_home("--db", home, "db/msb.db")?,
                 sandboxes_dir: self.path_or_home("--sandboxes-dir", home, "sandboxes")?,
                 run_dir: self.run_dir(home),
@@ -241,11 +271,14 @@ impl Given {
 
 /// microsandbox's default home from the environment: `$MSB_HOME`
 /// verbatim, else `$HOME/.microsandbox`.
-pub fn default_home(env: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+pub fn default_home(env: impl Fn(&str) -> Option<OsString>) -> Option<Home> {
     let set = |name| env(name).filter(|v| !v.is_empty());
+    let home = |path, from| Home { path, from };
     set("MSB_HOME")
-        .map(PathBuf::from)
-        .or_else(|| set("HOME").map(|home| PathBuf::from(home).join(".microsandbox")))
+        .map(|p| home(PathBuf::from(p), HomeFrom::MsbHome))
+        .or_else(|| {
+            set("HOME").map(|h| home(PathBuf::from(h).join(".microsandbox"), HomeFrom::HomeDir))
+        })
 }
 
 impl Args {
@@ -259,7 +292,7 @@ impl Args {
     /// for a command given neither `--db` nor `--home`.
     pub fn parse_with(
         args: impl IntoIterator<Item = OsString>,
-        default_home: Option<PathBuf>,
+        default_home: Option<Home>,
     ) -> Result<Args, CliError> {
         let mut args = args.into_iter();
         let mut verbose = false;

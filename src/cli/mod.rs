@@ -6,6 +6,7 @@ pub mod demo;
 mod demo_cases;
 mod demo_setup;
 pub mod help;
+pub mod home;
 pub mod logger;
 pub mod print;
 
@@ -64,16 +65,16 @@ impl From<sandbox_sweep::Error> for CliError {
 /// Opens a catalog that must already exist; never creates or converts a
 /// file. A command that only reads opens it `read_only`: it then works for
 /// a user who may read the home but not write it, and changes nothing.
-pub fn open_existing(db: &Path, read_only: bool) -> Result<Connection, CliError> {
+pub fn open_existing(
+    home: Option<&args::Home>,
+    db: &Path,
+    read_only: bool,
+) -> Result<Connection, CliError> {
     match std::fs::metadata(db) {
         Ok(meta) if meta.is_file() => {}
         Ok(_) => return Err(CliError::Other(format!("{}: not a file", db.display()))),
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
-            return Err(CliError::Other(format!(
-                "{}: no such catalog; create it with `sandbox-sweep init --db {}`",
-                db.display(),
-                db.display()
-            )));
+            return Err(CliError::Other(home::no_catalog(home, db)));
         }
         Err(err) => return Err(CliError::Other(format!("{}: {err}", db.display()))),
     }

@@ -79,6 +79,26 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         SweepOutcome::Skipped(reason) => ("skipped", Some(reason.as_str()), &empty, None),
         SweepOutcome::Failed(err) => ("failed", None, &empty, Some(err.to_string())),
     };
+    report_json(out, kind, skip, report, error.as_deref())
+}
+
+/// `sweep --json` where msb has created no sandbox yet: the same line,
+/// outcome `nothing_to_do`, every count zero.
+pub fn nothing_to_do_json(out: &mut impl Write, dry_run: bool) -> io::Result<()> {
+    let mut report = Report::default();
+    report.dry_run = dry_run;
+    report.complete = true;
+    report_json(out, "nothing_to_do", None, &report, None)
+}
+
+/// One sweep line: how it went and the report's counts.
+fn report_json(
+    out: &mut impl Write,
+    kind: &str,
+    skip: Option<&str>,
+    report: &Report,
+    error: Option<&str>,
+) -> io::Result<()> {
     writeln!(
         out,
         "{{\"outcome\":{},\"skip_reason\":{},\"reconciled\":{},\"removed\":{},\"errors\":{},\
@@ -103,7 +123,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
         outcome_counts(report),
         counts(report.invalid_row.by_column().into_iter()),
         names_json(&report.missing_indexes),
-        opt_quote(error.as_deref()),
+        opt_quote(error),
     )
 }
 

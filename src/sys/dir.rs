@@ -147,11 +147,18 @@ fn with_write_access(dir: BorrowedFd<'_>, op: impl Fn() -> nix::Result<()>) -> n
 }
 
 /// Unlinks `name` in `parent` unless it is a directory; `true` when it is
-/// gone (or was never there), `false` when it is a directory.
-fn unlink_non_dir(parent: BorrowedFd<'_>, name: &CStr) -> io::Result<bool> {
-    match with_write_access(parent, || {
-        unlinkat(parent, name, UnlinkatFlags::NoRemoveDir)
-    }) {
+/// gone (or was never there), `false` when it is a directory. `inside`:
+/// `parent` is a directory of the tree being deleted, whose mode may be
+/// changed; the directory that holds the tree's top is never changed (it
+/// is a sandbox's, the run directory's or the trash's, not garbage).
+fn unlink_non_dir(parent: BorrowedFd<'_>, name: &CStr, inside: bool) -> io::Result<bool> {
+    let unlink = || unlinkat(parent, name, UnlinkatFlags::NoRemoveDir);
+    let done = if inside {
+        with_write_access(parent, unlink)
+    } else {
+        unlink()
+    };
+    match done {
         Ok(()) | Err(Errno::ENOENT) => Ok(true),
         Err(Errno::EISDIR | Errno::EPERM) => Ok(false),
         Err(errno) => Err(errno.into()),
@@ -205,10 +212,17 @@ impl Removal<'_> {
             return Ok(());
         };
         drop(done.dir);
-        let parent = self.stack.last().map_or(self.parent, |up| up.dir.as_fd());
-        match with_write_access(parent, || {
-            unlinkat(parent, done.name.as_c_str(), UnlinkatFlags::RemoveDir)
-        }) {
+        let rmdir = |parent| unlinkat(parent, done.name.as_c_str(), UnlinkatFlags::RemoveDir);
+        // Only directories inside the tree are made writable, never the
+        // one that holds its top.
+        let (parent, removed) = match self.stack.last() {
+            Some(up) => {
+                let parent = up.dir.as_fd();
+                (parent, with_write_access(parent, || rmdir(parent)))
+            }
+            None => (self.parent, rmdir(self.parent)),
+        };
+        match removed {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
             Err(Errno::ENOTEMPTY | Errno::EEXIST) if self.refills < REFILLS => {
                 self.refills += 1;
@@ -238,7 +252,7 @@ impl Removal<'_> {
             if past() {
                 return Ok(false);
             }
-            if !unlink_non_dir(fd, &child)? {
+            if !unlink_non_dir(fd, &child, true)? {
                 let dir = open_listing(fd, &child)?;
                 self.stack.push(Level {
                     dir,
@@ -271,7 +285,7 @@ pub(crate) fn remove_tree_at(
         Err(Errno::ENOENT) => return Ok(true),
         // A symlink or a file: removed itself, never followed.
         Err(Errno::ELOOP | Errno::ENOTDIR) => {
-            return match unlink_non_dir(parent, name)? {
+            return match unlink_non_dir(parent, name, false)? {
                 true => Ok(true),
                 false => Err(Errno::EISDIR.into()),
             };

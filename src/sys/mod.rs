@@ -3,7 +3,8 @@
 //! `dir` holds the directory calls (all relative to open descriptors, none
 //! following a symlink), `listing` reads directory entries (the crate's only
 //! `unsafe` code, so that closing one can never panic), `procfs` reads
-//! `/proc` (the one platform-specific corner, behind its own `imp`), and
+//! `/proc` (the one platform-specific corner, behind its own `imp`), `user`
+//! sets the identity file calls use, and
 //! [`probe_pid`] is the kill probe. Only
 //! mechanism here: no catalog, no verdicts, no policy on what to delete.
 
@@ -13,6 +14,7 @@ mod listing;
 pub(crate) mod procfs;
 pub(crate) mod socket;
 pub(crate) mod usage;
+pub(crate) mod user;
 
 use std::ffi::{CString, OsStr};
 use std::io;

@@ -1,0 +1,100 @@
+//! The home a command works on, before anything in it is opened: that it
+//! is there, acting as its owner when run as root, and a home where msb
+//! has made no sandbox yet. Std only; opens nothing for writing.
+
+use std::io;
+use std::path::Path;
+
+use sandbox_sweep::Catalog;
+use sandbox_sweep::home::ActingAsOwner;
+
+use super::CliError;
+use super::args::{Home, HomeFrom};
+
+/// Checks that `home` (when the command has one) is there and, run as
+/// root over a home another user owns, acts as that user from here on
+/// (said under `-v`). Call before the catalog or any directory is opened.
+pub fn enter(home: Option<&Home>) -> Result<Option<ActingAsOwner>, CliError> {
+    let Some(home) = home else {
+        return Ok(None);
+    };
+    match std::fs::metadata(&home.path) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(CliError::Other(format!(
+                "{}: not a directory, so not a microsandbox home",
+                home.path.display()
+            )));
+        }
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            return Err(CliError::Other(no_home(home)));
+        }
+        Err(err) => return Err(CliError::Other(format!("{}: {err}", home.path.display()))),
+    }
+    Ok(ActingAsOwner::of(&home.path)?)
+}
+
+/// What was looked for, and how to point at a home.
+fn no_home(home: &Home) -> String {
+    let path = home.path.display();
+    let point = "point at one with --home DIR, $MSB_HOME or --db PATH";
+    match home.from {
+        HomeFrom::Flag => format!("{path}: no such microsandbox home (--home)"),
+        HomeFrom::MsbHome => format!("{path}: no such microsandbox home ($MSB_HOME); {point}"),
+        HomeFrom::HomeDir => {
+            format!("no microsandbox home: $MSB_HOME is not set and {path} does not exist; {point}")
+        }
+    }
+}
+
+/// The message for a catalog that is not there: msb makes its own on its
+/// first command, so only a catalog named by `--db` is one to `init`.
+pub fn no_catalog(home: Option<&Home>, db: &Path) -> String {
+    match home {
+        Some(home) if db == home.path.join("db/msb.db") => format!(
+            "{}: no catalog yet ({} is missing; msb makes it on its first command)",
+            home.path.display(),
+            db.display()
+        ),
+        _ => format!(
+            "{}: no such catalog; create it with `sandbox-sweep init --db {}`",
+            db.display(),
+            db.display()
+        ),
+    }
+}
+
+/// `Some(message)` when the run and sandboxes directories are the home's
+/// own, neither exists, and the catalog holds no sandbox: msb has created
+/// none here yet (a home after `msb pull` or `msb load`), so a sweep or a
+/// scan has nothing to do. A directory named by a flag that is missing
+/// stays an error, and so does a home whose catalog holds sandboxes.
+pub fn holds_no_sandbox(
+    home: Option<&Home>,
+    run_dir: Option<&Path>,
+    sandboxes_dir: &Path,
+    catalog: &Catalog,
+) -> Result<Option<String>, CliError> {
+    let Some(home) = home else {
+        return Ok(None);
+    };
+    let (run, sandboxes) = (home.path.join("run"), home.path.join("sandboxes"));
+    let missing = |p: &Path| matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound);
+    if run_dir != Some(run.as_path())
+        || sandboxes_dir != sandboxes
+        || !missing(&run)
+        || !missing(&sandboxes)
+    {
+        return Ok(None);
+    }
+    let any: bool =
+        catalog
+            .connection()
+            .query_row("SELECT EXISTS (SELECT 1 FROM sandbox)", [], |r| r.get(0))?;
+    Ok((!any).then(|| {
+        format!(
+            "nothing to do: msb has created no sandbox in {} yet (no run/, no sandboxes/)",
+            home.path.display()
+        )
+    }))
+}

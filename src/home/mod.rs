@@ -1,0 +1,11 @@
+//! A microsandbox home as a tool run by hand or by a timer meets it: whose
+//! it is, and acting on it as its owner.
+//!
+//! Owns the rule for which identity a tool run as root takes before it
+//! touches a home another user owns. The sweep, the scan and every other
+//! call of this crate keep the process's identity: only
+//! [`ActingAsOwner::of`], called by the tool itself, changes it.
+
+mod owner;
+
+pub use owner::ActingAsOwner;
