@@ -155,11 +155,13 @@ impl fmt::Display for Error {
                 write!(f, "a sandbox named {name:?} is already in the catalog")
             }
             Error::Install(refusal) => write!(f, "{refusal}"),
-            Error::ReadOnlyWal { path, source } => write!(
+            // SQLite's own words vary with what was missing; they are
+            // the source.
+            Error::ReadOnlyWal { path, .. } => write!(
                 f,
-                "{}: cannot be read read-only: {source}; a catalog in WAL mode is read through \
-                 its -wal and -shm files, which are missing and which only a user who may \
-                 write the directory can make (any msb command run by the home's owner does)",
+                "{}: cannot be read read-only: its -wal or -shm file is missing, and only a \
+                 user who may write its directory can make them (any msb command run by \
+                 the home's owner does)",
                 path.display()
             ),
             Error::Process { pid, detail } => write!(f, "process {pid}: {detail}"),
@@ -172,9 +174,8 @@ impl std::error::Error for Error {
         // Display already shows the inner error, so skip one level to avoid
         // printing the same message twice in a chain.
         match self {
-            Error::Sqlite(err) | Error::Busy(err) | Error::ReadOnlyWal { source: err, .. } => {
-                std::error::Error::source(err)
-            }
+            Error::Sqlite(err) | Error::Busy(err) => std::error::Error::source(err),
+            Error::ReadOnlyWal { source, .. } => Some(source),
             Error::Io { source, .. } => source.source(),
             Error::MissingTable { .. } => None,
             Error::MissingColumn { .. } => None,

@@ -123,6 +123,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
         }
         Command::Orphans {
             home,
+            dirs_given,
             db,
             sandboxes_dir,
             run_dir,
@@ -133,12 +134,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             let _owner = cli::home::enter(home.as_ref())?;
             let conn = cli::open_existing(home.as_ref(), &db, remove.is_none())?;
             let catalog = Catalog::from_connection(conn)?;
-            let empty = cli::home::holds_no_sandbox(
-                home.as_ref(),
-                run_dir.as_deref(),
-                &sandboxes_dir,
-                &catalog,
-            )?;
+            let empty = cli::home::holds_no_sandbox(home.as_ref(), dirs_given, &catalog)?;
             if let Some(message) = empty {
                 let mut none = sandbox_sweep::orphans::Orphans::default();
                 none.complete = true;
@@ -181,14 +177,16 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
 
 fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
     let _owner = cli::home::enter(args.home.as_ref())?;
-    let conn = cli::open_existing(args.home.as_ref(), &args.db, args.dry_run)?;
-    let catalog = Catalog::from_connection(conn)?;
-    let empty = cli::home::holds_no_sandbox(
-        args.home.as_ref(),
-        args.run_dir.as_deref(),
-        &args.sandboxes_dir,
-        &catalog,
-    )?;
+    // Whether there is anything to do is read read-only: a home where msb
+    // has created no sandbox is left exactly as it is.
+    let mut catalog =
+        Catalog::from_connection(cli::open_existing(args.home.as_ref(), &args.db, true)?)?;
+    let empty = cli::home::holds_no_sandbox(args.home.as_ref(), args.dirs_given, &catalog)?;
+    if empty.is_none() && !args.dry_run {
+        drop(catalog);
+        catalog =
+            Catalog::from_connection(cli::open_existing(args.home.as_ref(), &args.db, false)?)?;
+    }
     if let Some(message) = empty {
         if args.json {
             print::nothing_to_do_json(out, args.dry_run)?;

@@ -29,6 +29,8 @@ pub enum HomeFrom {
 pub struct SweepArgs {
     /// The home the paths not given came from.
     pub home: Option<Home>,
+    /// `--run-dir` or `--sandboxes-dir` was given.
+    pub dirs_given: bool,
     pub db: PathBuf,
     pub sandboxes_dir: PathBuf,
     pub run_dir: Option<PathBuf>,
@@ -58,6 +60,8 @@ pub enum Command {
     },
     Orphans {
         home: Option<Home>,
+        /// `--run-dir` or `--sandboxes-dir` was given.
+        dirs_given: bool,
         db: PathBuf,
         sandboxes_dir: PathBuf,
         run_dir: Option<PathBuf>,
@@ -213,6 +217,11 @@ impl Given {
         }
     }
 
+    /// Whether `--run-dir` or `--sandboxes-dir` names a directory.
+    fn dirs_given(&self) -> bool {
+        self.switch("--run-dir") || self.switch("--sandboxes-dir")
+    }
+
     /// `--run-dir`, else `<home>/run`, else none.
     fn run_dir(&self, home: Option<&PathBuf>) -> Option<PathBuf> {
         match (self.value("--run-dir"), home) {
@@ -243,6 +252,7 @@ impl Given {
             },
             "orphans" => Command::Orphans {
                 home: given_home.clone(),
+                dirs_given: self.dirs_given(),
                 db: self.path_or_home("--db", home, "db/msb.db")?,
                 sandboxes_dir: self.path_or_home("--sandboxes-dir", home, "sandboxes")?,
                 run_dir: self.run_dir(home),
@@ -255,6 +265,7 @@ impl Given {
             },
             _ => Command::Sweep(SweepArgs {
                 home: given_home.clone(),
+                dirs_given: self.dirs_given(),
                 db: self.path_or_home("--db", home, "db/msb.db")?,
                 sandboxes_dir: self.path_or_home("--sandboxes-dir", home, "sandboxes")?,
                 run_dir: self.run_dir(home),

@@ -71,20 +71,14 @@ pub fn no_catalog(home: Option<&Home>, db: &Path) -> String {
 /// stays an error, and so does a home whose catalog holds sandboxes.
 pub fn holds_no_sandbox(
     home: Option<&Home>,
-    run_dir: Option<&Path>,
-    sandboxes_dir: &Path,
+    dirs_given: bool,
     catalog: &Catalog,
 ) -> Result<Option<String>, CliError> {
-    let Some(home) = home else {
+    let Some(home) = home.filter(|_| !dirs_given) else {
         return Ok(None);
     };
-    let (run, sandboxes) = (home.path.join("run"), home.path.join("sandboxes"));
     let missing = |p: &Path| matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound);
-    if run_dir != Some(run.as_path())
-        || sandboxes_dir != sandboxes
-        || !missing(&run)
-        || !missing(&sandboxes)
-    {
+    if !missing(&home.path.join("run")) || !missing(&home.path.join("sandboxes")) {
         return Ok(None);
     }
     let any: bool =

@@ -70,6 +70,15 @@ impl LockKind {
         }
     }
 
+    /// The mode msb 0.7.11 makes the file with (measured): a creation
+    /// lock is its launcher's alone, a lifecycle lock readable by all.
+    fn mode(self) -> Mode {
+        match self {
+            LockKind::Creation => Mode::from_bits_truncate(0o600),
+            LockKind::Lifecycle | LockKind::SnapshotLineage => Mode::from_bits_truncate(0o644),
+        }
+    }
+
     fn suffix(self) -> &'static str {
         match self {
             LockKind::Lifecycle | LockKind::Creation => ".lock",
@@ -290,7 +299,7 @@ impl<'p> RunDir<'p> {
             Ok(c_file) => c_file,
             Err(err) => return Err(io::Error::other(err)).at(&path()),
         };
-        match try_lock_at(self.lock_dir(kind)?, c_file) {
+        match try_lock_at(self.lock_dir(kind)?, c_file, kind.mode()) {
             Ok(Attempt::Acquired(fd)) => Ok(Some(fd)),
             Ok(Attempt::Held) => Ok(None),
             Ok(Attempt::NotAFile) => Err(io::Error::other(

@@ -24,12 +24,11 @@ pub(crate) enum Attempt {
     NotAFile,
 }
 
-/// Opens `name` in `dir` read-write, creating it if missing and never
-/// truncating it (as microsandbox does), without following a symlink, then
-/// takes `flock(LOCK_EX | LOCK_NB)` on it.
-pub(crate) fn try_lock_at(dir: BorrowedFd<'_>, name: &CStr) -> nix::Result<Attempt> {
+/// Opens `name` in `dir` read-write, creating it with `mode` if missing
+/// and never truncating it (as microsandbox does), without following a
+/// symlink, then takes `flock(LOCK_EX | LOCK_NB)` on it.
+pub(crate) fn try_lock_at(dir: BorrowedFd<'_>, name: &CStr, mode: Mode) -> nix::Result<Attempt> {
     let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mode = Mode::from_bits_truncate(0o644);
     // Lock files outlive their holders, so the file is usually there: a
     // plain open first, since `O_CREAT` takes the directory's lock even
     // when the file exists.
@@ -125,7 +124,9 @@ mod tests {
     fn a_held_lock_is_seen_in_proc_locks_without_taking_it() -> nix::Result<()> {
         let dir = tempfile::tempdir().expect("tempdir");
         let fd = crate::sys::dir::open_dir(dir.path())?;
-        let Attempt::Acquired(held) = try_lock_at(fd.as_fd(), c"a.lock")? else {
+        let Attempt::Acquired(held) =
+            try_lock_at(fd.as_fd(), c"a.lock", Mode::from_bits_truncate(0o644))?
+        else {
             panic!("free");
         };
         let id = file_id_at(fd.as_fd(), c"a.lock")?.expect("a regular file");

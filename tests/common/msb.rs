@@ -1,7 +1,7 @@
-//! The real microsandbox 0.7.11 (`msb` from the pinned PyPI wheel), as the
-//! tests use it for an oracle: fetched and cached by `tests/msb/setup.sh`,
-//! a home copied from the template per test, and `msb` runs bounded in
-//! time. Test-only.
+//! The real microsandbox (`msb` from the pinned PyPI wheels), as the tests
+//! use it for an oracle: fetched and cached by `tests/msb/setup.sh`, a home
+//! copied from the template per test, and `msb` runs bounded in time.
+//! Test-only.
 //!
 //! Under `CI` a setup that fails is a test failure. Elsewhere (a machine
 //! with no pip or no Debian packages) the tests that need msb say so
@@ -12,43 +12,72 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
+/// The releases users run, oldest first, each pinned by `setup.sh`. They
+/// share the home layout and the lock protocols; where their sweeps
+/// differ, the test that compares says how and why.
+pub const RELEASES: [&str; 3] = ["0.6.18", "0.7.0", "0.7.11"];
+
 /// The cached binary and the template home (image loaded, one sandbox
-/// `seed` that msb created).
+/// `seed` that msb created) of one release.
 pub struct Msb {
+    pub release: &'static str,
     pub bin: PathBuf,
     pub template: PathBuf,
 }
 
-/// msb, set up once per test binary; `None` (after saying why) only
+/// msb 0.7.11, set up once per test binary; `None` (after saying why) only
 /// outside CI.
 pub fn msb() -> Option<&'static Msb> {
-    static MSB: OnceLock<Option<Msb>> = OnceLock::new();
-    MSB.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/msb/setup.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .stdin(Stdio::null())
-            .output();
-        let why = match out {
-            Ok(out) if out.status.success() => {
-                let text = String::from_utf8_lossy(&out.stdout);
-                let field = |key: &str| {
-                    text.lines()
-                        .find_map(|l| l.strip_prefix(key))
-                        .map(PathBuf::from)
-                };
-                match (field("msb="), field("home=")) {
-                    (Some(bin), Some(template)) => return Some(Msb { bin, template }),
-                    _ => format!("setup.sh printed no paths: {text}"),
+    release("0.7.11")
+}
+
+/// Every release of [`RELEASES`], set up once per test binary; `None`
+/// (after saying why) only outside CI.
+pub fn releases() -> Option<Vec<&'static Msb>> {
+    RELEASES.iter().map(|r| release(r)).collect()
+}
+
+/// msb `version` (one of [`RELEASES`]), set up once per test binary.
+pub fn release(version: &'static str) -> Option<&'static Msb> {
+    static SET_UP: [OnceLock<Option<Msb>>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let at = RELEASES
+        .iter()
+        .position(|r| *r == version)
+        .expect("a pinned release");
+    SET_UP[at]
+        .get_or_init(|| {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/msb/setup.sh");
+            let out = Command::new("bash")
+                .arg(script)
+                .arg(version)
+                .stdin(Stdio::null())
+                .output();
+            let why = match out {
+                Ok(out) if out.status.success() => {
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let field = |key: &str| {
+                        text.lines()
+                            .find_map(|l| l.strip_prefix(key))
+                            .map(PathBuf::from)
+                    };
+                    match (field("msb="), field("home=")) {
+                        (Some(bin), Some(template)) => {
+                            return Some(Msb {
+                                release: version,
+                                bin,
+                                template,
+                            });
+                        }
+                        _ => format!("setup.sh printed no paths: {text}"),
+                    }
                 }
-            }
-            Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
-            Err(err) => format!("cannot run bash: {err}"),
-        };
-        super::cannot_run("the real msb 0.7.11", &why);
-        None
-    })
-    .as_ref()
+                Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
+                Err(err) => format!("cannot run bash: {err}"),
+            };
+            super::cannot_run(&format!("the real msb {version}"), &why);
+            None
+        })
+        .as_ref()
 }
 
 /// One msb at a time in a test binary: each boot attempt keeps a core busy

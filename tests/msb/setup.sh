@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Gets the real microsandbox 0.7.11 for the tests that use it as an oracle,
-# once, into target/msb-0.7.11 (a second run downloads nothing):
-#   - the PyPI wheel microsandbox==0.7.11, checked against its pinned
-#     SHA-256, unpacked (it ships bin/msb and lib/libkrunfw.so.5.6.1);
+# Gets a real microsandbox release for the tests that use it as an oracle,
+# once, into target/msb-<release> (a second run downloads nothing):
+#   usage: setup.sh [0.6.18 | 0.7.0 | 0.7.11]   (default 0.7.11)
+#   - the PyPI wheel microsandbox==<release>, checked against its pinned
+#     SHA-256, unpacked (it ships bin/msb and libkrunfw);
 #   - Debian's busybox-static, pinned, made into a one-layer OCI image
 #     (oci.py) and loaded by msb into a template home the tests copy, with
 #     one sandbox, `seed`, that msb created (about 20 s, once).
@@ -12,9 +13,15 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-cache="${CARGO_TARGET_DIR:-$root/target}/msb-0.7.11"
-wheel_sha256=65f1e4bbf8d721c9f7f557329fb6c8cf41f554c1c6942eac8b941198fa283fe0
-wheel=microsandbox-0.7.11-cp310-abi3-manylinux_2_28_x86_64.whl
+release="${1:-0.7.11}"
+case "$release" in
+    0.6.18) wheel_sha256=2b35dd7ff475465af84f73443c5de117433d07e8a660e53625d8c810d5d6d9c1 ;;
+    0.7.0) wheel_sha256=848eab6e23b3bc168934b3093baafe26b086348d2914ae710900884e7bb74470 ;;
+    0.7.11) wheel_sha256=65f1e4bbf8d721c9f7f557329fb6c8cf41f554c1c6942eac8b941198fa283fe0 ;;
+    *) echo "setup: no pinned wheel for microsandbox $release (0.6.18, 0.7.0, 0.7.11)" >&2; exit 2 ;;
+esac
+cache="${CARGO_TARGET_DIR:-$root/target}/msb-$release"
+wheel=microsandbox-$release-cp310-abi3-manylinux_2_28_x86_64.whl
 busybox_version=1:1.35.0-4+deb12u1+b1
 busybox_sha256=3d3fdbe91d4660c873e14b092c213fe81c1da6362daa236eb25d0171eb108744
 
@@ -39,7 +46,7 @@ if [ ! -x "$msb" ]; then
     mkdir -p "$cache/dl"
     python3 -m pip download --quiet --no-deps --only-binary :all: \
         --platform manylinux_2_28_x86_64 --python-version 3.11 \
-        -d "$cache/dl" microsandbox==0.7.11 >&2
+        -d "$cache/dl" "microsandbox==$release" >&2
     got="$(sha256sum "$cache/dl/$wheel" | cut -d' ' -f1)"
     if [ "$got" != "$wheel_sha256" ]; then
         echo "setup: $wheel has SHA-256 $got, not the pinned $wheel_sha256" >&2
@@ -48,7 +55,7 @@ if [ ! -x "$msb" ]; then
     python3 -m zipfile -e "$cache/dl/$wheel" "$cache/wheel"
     chmod +x "$msb"
 fi
-"$msb" --version | grep -qx 'msb 0.7.11' || { echo "setup: $msb is not msb 0.7.11" >&2; exit 1; }
+"$msb" --version | grep -qx "msb $release" || { echo "setup: $msb is not msb $release" >&2; exit 1; }
 
 deb="$cache/busybox-static.deb"
 if [ ! -f "$deb" ]; then
