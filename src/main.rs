@@ -4,7 +4,7 @@
 //! sandbox-sweep init   [--home DIR | --db PATH]
 //! sandbox-sweep sweep  [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR]
 //!                      [--force] [--dry-run] [--max-active N] [--max-ephemeral N]
-//!                      [--budget-ms MS] [--json] [-v]
+//!                      [--budget-ms MS] [--metrics FILE] [--json] [-v]
 //! sandbox-sweep status [--home DIR | --db PATH] [--run-dir DIR] [--all] [--json]
 //! sandbox-sweep orphans [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR] [--budget-ms MS] [--json]
 //! sandbox-sweep demo   [--keep DIR]
@@ -20,8 +20,10 @@ mod cli;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use cli::args::{Args, Command, SweepArgs};
+use cli::metrics::Ran;
 use cli::{CliError, print};
 use sandbox_sweep::orphans::OrphanScan;
 use sandbox_sweep::status::SummaryOptions;
@@ -176,45 +178,31 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
 }
 
 fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
-    let _owner = cli::home::enter(args.home.as_ref())?;
-    // Whether there is anything to do is read read-only: a home where msb
-    // has created no sandbox is left exactly as it is.
-    let mut catalog =
-        Catalog::from_connection(cli::open_existing(args.home.as_ref(), &args.db, true)?)?;
-    let empty = cli::home::holds_no_sandbox(args.home.as_ref(), args.dirs_given, &catalog)?;
-    if empty.is_none() && !args.dry_run {
-        drop(catalog);
-        catalog =
-            Catalog::from_connection(cli::open_existing(args.home.as_ref(), &args.db, false)?)?;
+    let swept = sweep_home(args);
+    // Written after the home's owner is no longer who this process acts
+    // as: the file lands where the caller asked, a root-owned directory
+    // included.
+    if let Some(path) = &args.metrics {
+        let ran = match &swept {
+            Ok(Ok(outcome)) => Ran::Outcome(outcome),
+            Ok(Err(_)) => Ran::NothingToDo,
+            Err(_) => Ran::Failed,
+        };
+        cli::metrics::write_atomically(path, &cli::metrics::render(ran, SystemTime::now()))
+            .map_err(|e| {
+                CliError::Other(format!("{}: metrics not written: {e}", path.display()))
+            })?;
     }
-    if let Some(message) = empty {
-        if args.json {
-            print::nothing_to_do_json(out, args.dry_run)?;
-        } else {
-            writeln!(out, "{message}")?;
+    let outcome = match swept? {
+        Ok(outcome) => outcome,
+        Err(message) => {
+            if args.json {
+                print::nothing_to_do_json(out, args.dry_run)?;
+            } else {
+                writeln!(out, "{message}")?;
+            }
+            return Ok(ExitCode::SUCCESS);
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut sweeper = Sweeper::new(&args.sandboxes_dir).force(args.force);
-    if let Some(run_dir) = &args.run_dir {
-        sweeper = sweeper.run_dir(run_dir);
-    }
-    if let Some(n) = args.max_active {
-        sweeper = sweeper.max_active(n);
-    }
-    if let Some(n) = args.max_ephemeral {
-        sweeper = sweeper.max_ephemeral(n);
-    }
-    if let Some(ms) = args.budget_ms {
-        sweeper = sweeper.budget(std::time::Duration::from_millis(ms));
-    }
-    let outcome = if args.dry_run {
-        match sweeper.dry_run(&catalog, &SystemClock) {
-            Ok(report) => SweepOutcome::Swept(report),
-            Err(err) => SweepOutcome::Failed(err),
-        }
-    } else {
-        sweeper.run(&catalog)
     };
     if args.json {
         print::outcome_json(out, &outcome)?;
@@ -232,4 +220,45 @@ fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
         },
         SweepOutcome::Skipped(_) => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// The sweep of the home, acting as its owner: its outcome, or
+/// `Err(message)` when msb has created no sandbox there yet.
+fn sweep_home(args: &SweepArgs) -> Result<Result<SweepOutcome, String>, CliError> {
+    let _owner = cli::home::enter(args.home.as_ref())?;
+    // Whether there is anything to do is read read-only: a home where msb
+    // has created no sandbox is left exactly as it is.
+    let mut catalog =
+        Catalog::from_connection(cli::open_existing(args.home.as_ref(), &args.db, true)?)?;
+    if let Some(message) =
+        cli::home::holds_no_sandbox(args.home.as_ref(), args.dirs_given, &catalog)?
+    {
+        return Ok(Err(message));
+    }
+    if !args.dry_run {
+        drop(catalog);
+        catalog =
+            Catalog::from_connection(cli::open_existing(args.home.as_ref(), &args.db, false)?)?;
+    }
+    let mut sweeper = Sweeper::new(&args.sandboxes_dir).force(args.force);
+    if let Some(run_dir) = &args.run_dir {
+        sweeper = sweeper.run_dir(run_dir);
+    }
+    if let Some(n) = args.max_active {
+        sweeper = sweeper.max_active(n);
+    }
+    if let Some(n) = args.max_ephemeral {
+        sweeper = sweeper.max_ephemeral(n);
+    }
+    if let Some(ms) = args.budget_ms {
+        sweeper = sweeper.budget(std::time::Duration::from_millis(ms));
+    }
+    Ok(Ok(if args.dry_run {
+        match sweeper.dry_run(&catalog, &SystemClock) {
+            Ok(report) => SweepOutcome::Swept(report),
+            Err(err) => SweepOutcome::Failed(err),
+        }
+    } else {
+        sweeper.run(&catalog)
+    }))
 }

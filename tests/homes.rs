@@ -625,8 +625,26 @@ fn a_root_sweep_leaves_a_users_home_to_its_user_and_their_msb() -> TestResult {
             })
             .collect();
 
-    let out = run_in(home, None, &["-v", "sweep", "--force", "--json"]);
+    // Metrics where root asked, in a directory only root may write.
+    let metrics_dir = tempfile::tempdir()?;
+    let prom = metrics_dir.path().join("sandbox_sweep.prom");
+    let prom_arg = prom.to_str().expect("utf8");
+    let out = run_in(
+        home,
+        None,
+        &["-v", "sweep", "--force", "--json", "--metrics", prom_arg],
+    );
     let line = json(ok(&out));
+    let metrics = std::fs::read_to_string(&prom)?;
+    assert!(
+        metrics.contains("\nsandbox_sweep_last_run_reconciled 4\n"),
+        "{metrics}"
+    );
+    assert_eq!(
+        std::fs::metadata(&prom)?.uid(),
+        0,
+        "the file is root's, as asked"
+    );
     assert_eq!(json_field(&line, "reconciled"), "4", "{line}");
     assert_eq!(json_field(&line, "removed"), "2", "{line}");
     assert_eq!(json_field(&line, "errors"), "0", "{line}");

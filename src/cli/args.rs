@@ -39,6 +39,8 @@ pub struct SweepArgs {
     pub max_active: Option<usize>,
     pub max_ephemeral: Option<usize>,
     pub budget_ms: Option<u64>,
+    /// `--metrics FILE`: the Prometheus text file to replace.
+    pub metrics: Option<PathBuf>,
     pub json: bool,
 }
 
@@ -274,6 +276,7 @@ impl Given {
                 max_active: self.number("--max-active")?,
                 max_ephemeral: self.number("--max-ephemeral")?,
                 budget_ms: self.number("--budget-ms")?,
+                metrics: self.value("--metrics").map(PathBuf::from),
                 json: self.switch("--json"),
             }),
         })

@@ -26,6 +26,7 @@ pub(super) fn flags(command: &str) -> &'static [(&'static str, bool)] {
             ("--max-active", true),
             ("--max-ephemeral", true),
             ("--budget-ms", true),
+            ("--metrics", true),
             ("--json", false),
         ],
         "status" => &[

@@ -11,7 +11,7 @@ Usage:
   sandbox-sweep init   [--home DIR | --db PATH]
   sandbox-sweep sweep  [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR]
                        [--force] [--dry-run] [--max-active N] [--max-ephemeral N]
-                       [--budget-ms MS] [--json] [-v]
+                       [--budget-ms MS] [--metrics FILE] [--json] [-v]
   sandbox-sweep status [--home DIR | --db PATH] [--run-dir DIR] [--sandboxes-dir DIR]
                        [--all] [--json]
   sandbox-sweep orphans [--home DIR] [--db PATH] [--sandboxes-dir DIR] [--run-dir DIR]
@@ -37,7 +37,9 @@ Where things are:
   judged (an abandoned start) only beside a run dir.
 
 Options:
-  --home DIR           microsandbox's home (default $MSB_HOME, else ~/.microsandbox)
+  --home DIR           microsandbox's home (default $MSB_HOME, else ~/.microsandbox); as
+                       root over a home another user owns, every file is made and opened
+                       as that user
   --db PATH            the catalog (SQLite) file; sweep and status never create it
   --sandboxes-dir DIR  where sandbox directories live (<DIR>/<name>)
   --run-dir DIR        microsandbox's run dir: honour its creation, lifecycle and
@@ -48,6 +50,9 @@ Options:
   --max-active N       most Starting/Running/Draining sandboxes examined (default 250)
   --max-ephemeral N    most finished ephemeral sandboxes examined (default 250)
   --budget-ms MS       time budget in milliseconds (sweep: default 250; orphans: 10000)
+  --metrics FILE       sweep: replace FILE (atomically) with the sweep's counts and
+                       timings in the Prometheus text format (node_exporter's textfile
+                       collector); written as the invoking user, even as root
   --all                status: list every dead runtime (default: the first 20)
   --json               one JSON object on the last line of stdout (status: the full list)
   --remove             orphans: remove orphaned sandbox directories, socket directories

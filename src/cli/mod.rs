@@ -8,6 +8,7 @@ mod demo_setup;
 pub mod help;
 pub mod home;
 pub mod logger;
+pub mod metrics;
 pub mod print;
 
 use std::fmt;
