@@ -367,6 +367,55 @@ mod tests {
     }
 
     #[test]
+    fn only_directories_inside_the_tree_are_made_writable() -> io::Result<()> {
+        use nix::unistd::{Gid, Uid, chown};
+        use std::os::unix::fs::PermissionsExt;
+        // Permissions bind only a caller that is not root: this thread acts
+        // as another user for files (the file-system ids are per thread).
+        if !nix::unistd::geteuid().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "needs root under CI");
+            return Ok(());
+        }
+        let dir = tempfile::tempdir()?;
+        let (holder, tree) = (dir.path().join("holder"), dir.path().join("holder/t"));
+        std::fs::create_dir_all(tree.join("ro/inner"))?;
+        std::fs::write(tree.join("ro/inner/f"), b"x")?;
+        let nobody = (Uid::from_raw(65534), Gid::from_raw(65534));
+        for path in [
+            dir.path(),
+            &holder,
+            &tree,
+            &tree.join("ro"),
+            &tree.join("ro/inner"),
+            &tree.join("ro/inner/f"),
+        ] {
+            chown(path, Some(nobody.0), Some(nobody.1))?;
+        }
+        let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777);
+        std::fs::set_permissions(tree.join("ro"), std::fs::Permissions::from_mode(0o555))?;
+        std::fs::set_permissions(&holder, std::fs::Permissions::from_mode(0o555))?;
+        let root_groups = nix::unistd::getgroups()?;
+        // Root's own groups kept: `setgroups` reaches every thread.
+        crate::sys::user::set_fs_identity(&root_groups, nobody.1, nobody.0)?;
+        let holder_fd = open_root(&holder);
+        let removed = remove_tree_at(holder_fd.as_fd(), c"t", None);
+        crate::sys::user::set_fs_identity(&root_groups, Gid::from_raw(0), Uid::from_raw(0))?;
+        // Everything inside went (`ro` was made writable: it is garbage),
+        // the top could not, and the directory holding it kept its mode.
+        assert_eq!(
+            removed.map_err(|e| e.raw_os_error()),
+            Err(Some(libc_eacces()))
+        );
+        assert_eq!(std::fs::read_dir(&tree)?.count(), 0);
+        assert_eq!(mode(&holder)?, 0o555);
+        Ok(())
+    }
+
+    fn libc_eacces() -> i32 {
+        Errno::EACCES as i32
+    }
+
+    #[test]
     fn listing_skips_dot_entries_and_existence_ignores_symlink_targets() -> io::Result<()> {
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("a"), b"x")?;
