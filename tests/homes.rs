@@ -755,7 +755,7 @@ fn symlinks_the_owner_plants_steer_a_root_sweep_nowhere() -> TestResult {
         let target = dir.dir.path().join("roots");
         std::fs::create_dir(&target)?;
         chown_tree(home, USER);
-        let link = home.join(&place);
+        let link = home.join(place);
         if link.exists() {
             std::fs::remove_dir_all(&link)?;
         }

@@ -401,6 +401,8 @@ mod tests {
         assert_eq!(
             args.command,
             Command::Sweep(SweepArgs {
+                home: None,
+                dirs_given: true,
                 db: "c.db".into(),
                 sandboxes_dir: "/s".into(),
                 run_dir: None,
@@ -409,6 +411,7 @@ mod tests {
                 max_active: Some(7),
                 max_ephemeral: None,
                 budget_ms: Some(9),
+                metrics: None,
                 json: true,
             })
         );
@@ -463,23 +466,32 @@ mod tests {
             }
         };
         let both = env(&[("MSB_HOME", "/srv/msb/"), ("HOME", "/home/u")]);
-        assert_eq!(default_home(both), Some(PathBuf::from("/srv/msb/")));
+        let home = |path: &str, from| {
+            Some(Home {
+                path: path.into(),
+                from,
+            })
+        };
+        assert_eq!(default_home(both), home("/srv/msb/", HomeFrom::MsbHome));
         let home_only = env(&[("HOME", "/home/u")]);
         assert_eq!(
             default_home(home_only),
-            Some(PathBuf::from("/home/u/.microsandbox"))
+            home("/home/u/.microsandbox", HomeFrom::HomeDir)
         );
         let empty = env(&[("MSB_HOME", ""), ("HOME", "/home/u")]);
         assert_eq!(
             default_home(empty),
-            Some(PathBuf::from("/home/u/.microsandbox"))
+            home("/home/u/.microsandbox", HomeFrom::HomeDir)
         );
         assert_eq!(default_home(env(&[])), None);
     }
 
     #[test]
     fn home_gives_every_path_and_explicit_flags_override_it() {
-        let home = Some(PathBuf::from("/msb"));
+        let home = Some(Home {
+            path: "/msb".into(),
+            from: HomeFrom::MsbHome,
+        });
         let sweep =
             |args: &[&str]| match Args::parse_with(args.iter().map(OsString::from), home.clone()) {
                 Ok(Args {
