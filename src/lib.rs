@@ -31,7 +31,12 @@
 //!   [`Catalog::newest_running_run`]).
 //! - Tools and tests that drive the steps: [`Catalog::try_acquire`],
 //!   [`Sweeper::sweep`], [`Sweeper::dry_run`], [`Catalog::summary`], with a
-//!   [`Clock`] of their own.
+//!   [`Clock`] of their own. A tool that only reads (a report, a dry run)
+//!   opens the catalog with [`Catalog::open_read_only`].
+//!
+//! Nothing in this crate changes the process's identity: run as root over a
+//! home that another user owns, files it creates are root's. A tool run as
+//! root calls [`home::ActingAsOwner::of`] first, as the CLI does.
 //!
 //! The crate links SQLite through [`rusqlite`] 0.43, re-exported here: a
 //! host that uses rusqlite itself must use this version (two versions cannot
@@ -58,6 +63,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`home`] | a tool run as root acting as the owner of a home another user owns ([`home::ActingAsOwner`]) |
 //! | [`lease`] | the sweep lease for tools that drive a sweep themselves, and the install-exclusive lease |
 //! | [`orphans`] | what no row accounts for (directories, sockets, lock files, trash leftovers): a read-only scan, and a removal of what is safe to remove |
 //! | [`process`] | who a process is, whether a recorded one is alive, and why not; why pids are `i64` |
