@@ -139,7 +139,7 @@ impl OpenOptions {
     /// let conn = OpenOptions::new().read_only(true).open(&path)?;
     /// assert!(conn.execute("DELETE FROM sandbox", []).is_err());
     /// let catalog = Catalog::from_connection(conn)?;
-    /// assert_eq!(catalog.summary()?.total, 0);
+    /// assert_eq!(catalog.summary()?.active.total, 0);
     /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
