@@ -65,11 +65,44 @@ fn try_main() -> Result<ExitCode, CliError> {
     if args.verbose {
         cli::logger::install();
     }
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    let code = run(args.command, &mut out)?;
+    let json = args.json();
+    let mut out = Tracked {
+        inner: io::stdout().lock(),
+        wrote: false,
+    };
+    let code = match run(args.command, &mut out) {
+        // A script that asked for JSON parses stdout whatever happened: a
+        // failure before any output (no home, no catalog) gets its line.
+        Err(err) if json && !out.wrote && !matches!(err, CliError::Io(_)) => {
+            let line = format!(
+                "{{\"error\":\"failed\",\"message\":{}}}\n",
+                print::quote(&err.to_string())
+            );
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.flush();
+            return Err(err);
+        }
+        other => other?,
+    };
     out.flush()?;
     Ok(code)
+}
+
+/// Stdout, and whether anything was written to it.
+struct Tracked<W> {
+    inner: W,
+    wrote: bool,
+}
+
+impl<W: Write> Write for Tracked<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.wrote |= !buf.is_empty();
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Maps a parsed command onto library calls.
@@ -82,11 +115,16 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             writeln!(out, "sandbox-sweep {}", env!("CARGO_PKG_VERSION"))?;
         }
         Command::Init { home, db } => {
-            // A home that is there already is its owner's: so is the catalog.
-            let _owner = match &home {
-                Some(h) if h.path.exists() => cli::home::enter(Some(h))?,
-                _ => None,
-            };
+            let _owner = cli::home::enter(home.as_ref())?;
+            // msb refuses a catalog it did not make ("tables but no
+            // migration history"): in a home, only msb makes the first one.
+            if home
+                .as_ref()
+                .is_some_and(|h| db == h.path.join("db/msb.db"))
+                && !db.exists()
+            {
+                return Err(CliError::Other(cli::home::no_catalog(home.as_ref(), &db)));
+            }
             if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| CliError::Other(format!("{}: {e}", parent.display())))?;

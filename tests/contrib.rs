@@ -191,6 +191,15 @@ fn sweep_metrics_parse_and_replace_the_file_atomically() -> TestResult {
         .collect::<Result<_, _>>()?;
     assert_eq!(names, ["sandbox_sweep.prom"]);
 
+    // A dry run writes nothing, metrics included.
+    let out = cli(&env.sweep_args(&["--dry-run", "--metrics", prom_arg]));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: --metrics records a sweep, and --dry-run writes nothing (see `sandbox-sweep --help`)\n"
+    );
+    assert_eq!(std::fs::metadata(&prom)?.ino(), second.ino());
+
     // A file that cannot be replaced (a directory is in the way): exit 1,
     // what was there stays, and no temporary file is left.
     let blocked = dir.path().join("blocked.prom");

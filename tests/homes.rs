@@ -319,6 +319,23 @@ fn no_home_at_all_says_what_was_looked_for_and_how_to_point_at_one() {
             "{args:?}"
         );
     }
+    // A script that asked for JSON gets a line it can parse.
+    let out = bin()
+        .args(["sweep", "--json"])
+        .env_remove("MSB_HOME")
+        .env("HOME", dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{{\"error\":\"failed\",\"message\":\"no microsandbox home: $MSB_HOME is not set and {} \
+             does not exist; point at one with --home DIR, $MSB_HOME or --db PATH\"}}\n",
+            missing.display()
+        )
+    );
     assert!(!missing.exists(), "nothing was created");
     let out = cli(&["status", "--home", missing.to_str().expect("utf8")]);
     assert_eq!(out.status.code(), Some(1));
@@ -336,11 +353,16 @@ fn no_home_at_all_says_what_was_looked_for_and_how_to_point_at_one() {
     assert_eq!(
         stderr(&out),
         format!(
-            "error: {}: no catalog yet ({}/db/msb.db is missing; msb makes it on its first command)\n",
+            "error: {}: no catalog yet ({}/db/msb.db is missing; msb makes it on its first \
+             command, such as `msb ls`, and refuses one that another program made first)\n",
             missing.display(),
             missing.display()
         )
     );
+    // `init` does not make msb's catalog for it: msb would refuse that one.
+    let init = cli(&["init", "--home", missing.to_str().expect("utf8")]);
+    assert_eq!(init.status.code(), Some(1));
+    assert_eq!(stderr(&init), stderr(&out));
     assert_eq!(std::fs::read_dir(&missing).expect("read").count(), 0);
 }
 

@@ -265,6 +265,11 @@ impl Given {
             "demo" => Command::Demo {
                 keep: self.value("--keep").map(PathBuf::from),
             },
+            _ if self.switch("--dry-run") && self.switch("--metrics") => {
+                return Err(usage(
+                    "--metrics records a sweep, and --dry-run writes nothing".into(),
+                ));
+            }
             _ => Command::Sweep(SweepArgs {
                 home: given_home.clone(),
                 dirs_given: self.dirs_given(),
@@ -296,6 +301,15 @@ pub fn default_home(env: impl Fn(&str) -> Option<OsString>) -> Option<Home> {
 }
 
 impl Args {
+    /// Whether the command prints JSON.
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Sweep(args) => args.json,
+            Command::Status { json, .. } | Command::Orphans { json, .. } => *json,
+            _ => false,
+        }
+    }
+
     /// Parses the arguments after the program name, with microsandbox's
     /// home from this process's environment.
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, CliError> {

@@ -52,7 +52,8 @@ fn no_home(home: &Home) -> String {
 pub fn no_catalog(home: Option<&Home>, db: &Path) -> String {
     match home {
         Some(home) if db == home.path.join("db/msb.db") => format!(
-            "{}: no catalog yet ({} is missing; msb makes it on its first command)",
+            "{}: no catalog yet ({} is missing; msb makes it on its first command, such as \
+             `msb ls`, and refuses one that another program made first)",
             home.path.display(),
             db.display()
         ),
