@@ -87,6 +87,14 @@ pub enum Error {
         /// SQLite's error.
         source: rusqlite::Error,
     },
+    /// The paths a tool run as root was to act in cannot be acted in as
+    /// one user safely ([`ActingAsOwner::of`](crate::home::ActingAsOwner::of)).
+    Ownership {
+        /// The path that decided it.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
     /// A `/proc` record (or another process fact) could not be read or parsed.
     Process {
         /// The process id concerned.
@@ -164,6 +172,7 @@ impl fmt::Display for Error {
                  the home's owner does)",
                 path.display()
             ),
+            Error::Ownership { path, detail } => write!(f, "{}: {detail}", path.display()),
             Error::Process { pid, detail } => write!(f, "process {pid}: {detail}"),
         }
     }
@@ -183,7 +192,7 @@ impl std::error::Error for Error {
             Error::DuplicateName { .. } => None,
             Error::UnknownString { .. } => None,
             Error::Install(_) => None,
-            Error::Process { .. } => None,
+            Error::Ownership { .. } | Error::Process { .. } => None,
         }
     }
 }

@@ -115,7 +115,9 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             writeln!(out, "sandbox-sweep {}", env!("CARGO_PKG_VERSION"))?;
         }
         Command::Init { home, db } => {
-            let _owner = cli::home::enter(home.as_ref())?;
+            // Where the catalog goes decides whose it is: what exists of
+            // its directory, up to the first part that does not.
+            let _owner = cli::home::enter(home.as_ref(), &[Some(&db)])?;
             // msb refuses a catalog it did not make ("tables but no
             // migration history"): in a home, only msb makes the first one.
             if home
@@ -141,7 +143,10 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             json,
             all,
         } => {
-            let _owner = cli::home::enter(home.as_ref())?;
+            let _owner = cli::home::enter(
+                home.as_ref(),
+                &[Some(&db), run_dir.as_ref(), sandboxes_dir.as_ref()],
+            )?;
             let conn = cli::open_existing(home.as_ref(), &db, true)?;
             let catalog = Catalog::from_connection(conn)?;
             let mut options = SummaryOptions::new();
@@ -171,10 +176,18 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             json,
             remove,
         } => {
-            let _owner = cli::home::enter(home.as_ref())?;
-            let conn = cli::open_existing(home.as_ref(), &db, remove.is_none())?;
-            let catalog = Catalog::from_connection(conn)?;
+            let _owner = cli::home::enter(
+                home.as_ref(),
+                &[Some(&db), run_dir.as_ref(), Some(&sandboxes_dir)],
+            )?;
+            // Read-only until there is something to remove.
+            let mut catalog =
+                Catalog::from_connection(cli::open_existing(home.as_ref(), &db, true)?)?;
             let empty = cli::home::holds_no_sandbox(home.as_ref(), dirs_given, &catalog)?;
+            if empty.is_none() && remove.is_some() {
+                drop(catalog);
+                catalog = Catalog::from_connection(cli::open_existing(home.as_ref(), &db, false)?)?;
+            }
             if let Some(message) = empty {
                 let mut none = sandbox_sweep::orphans::Orphans::default();
                 none.complete = true;
@@ -263,7 +276,12 @@ fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
 /// The sweep of the home, acting as its owner: its outcome, or
 /// `Err(message)` when msb has created no sandbox there yet.
 fn sweep_home(args: &SweepArgs) -> Result<Result<SweepOutcome, String>, CliError> {
-    let _owner = cli::home::enter(args.home.as_ref())?;
+    let dirs = [
+        Some(&args.db),
+        args.run_dir.as_ref(),
+        Some(&args.sandboxes_dir),
+    ];
+    let _owner = cli::home::enter(args.home.as_ref(), &dirs)?;
     // Whether there is anything to do is read read-only: a home where msb
     // has created no sandbox is left exactly as it is.
     let mut catalog =

@@ -16,8 +16,30 @@ use common::msb::{self, Home, Msb};
 use common::*;
 use rusqlite::{Connection, params};
 
-/// The user a home belongs to in these tests.
-const USER: u32 = 65534;
+/// The user a home belongs to in these tests: Debian's `_apt`, whose uid
+/// (42) is not its primary gid (65534, `nogroup`), so a swapped uid and
+/// gid would show.
+const USER: u32 = 42;
+
+/// [`USER`]'s primary group.
+const GROUP: u32 = 65534;
+
+/// `true` when the user database has [`USER`] as the tests expect;
+/// otherwise [`cannot_run`] says so.
+fn user_as_expected() -> bool {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    if passwd
+        .lines()
+        .any(|l| l.starts_with(&format!("_apt:x:{USER}:{GROUP}:")))
+    {
+        return true;
+    }
+    cannot_run(
+        "a home of another user",
+        "no _apt user (uid 42, gid 65534) here",
+    );
+    false
+}
 
 /// How long one `msb create` may take here.
 const CREATE_LIMIT: Duration = Duration::from_secs(180);
@@ -121,7 +143,7 @@ fn run_in(home: &Path, user: Option<u32>, args: &[&str]) -> Output {
         Some(uid) => {
             let mut cmd = Command::new("setpriv");
             cmd.arg(format!("--reuid={uid}"))
-                .arg(format!("--regid={uid}"))
+                .arg(format!("--regid={GROUP}"))
                 .arg("--clear-groups")
                 .arg(env!("CARGO_BIN_EXE_sandbox-sweep"));
             cmd
@@ -398,6 +420,22 @@ fn add_every_status(home: &Path) -> TestResult {
         }
         std::fs::create_dir_all(home.join("sandboxes").join(name).join("runtime"))?;
     }
+    as_msb_leaves_it(home, conn)
+}
+
+/// Closes `conn` leaving the catalog as msb leaves it: with its `-wal`
+/// and `-shm` (the last connection here would checkpoint and remove
+/// them, which msb's do not).
+fn as_msb_leaves_it(home: &Path, conn: Connection) -> TestResult {
+    let db = home.join("db");
+    let aside = tempfile::tempdir()?;
+    for file in ["msb.db", "msb.db-wal", "msb.db-shm"] {
+        std::fs::copy(db.join(file), aside.path().join(file))?;
+    }
+    drop(conn);
+    for file in ["msb.db", "msb.db-wal", "msb.db-shm"] {
+        std::fs::copy(aside.path().join(file), db.join(file))?;
+    }
     Ok(())
 }
 
@@ -529,11 +567,11 @@ fn open_to_all(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
 
-/// `chown -R uid:uid path`.
+/// `chown -R uid:GROUP path`.
 fn chown_tree(path: &Path, uid: u32) {
     let status = Command::new("chown")
         .arg("-R")
-        .arg(format!("{uid}:{uid}"))
+        .arg(format!("{uid}:{GROUP}"))
         .arg(path)
         .status()
         .expect("chown");
@@ -542,7 +580,7 @@ fn chown_tree(path: &Path, uid: u32) {
 
 #[test]
 fn reads_serve_a_user_who_may_only_read_the_home() -> TestResult {
-    if !root_for("reading a home as another user") {
+    if !user_as_expected() || !root_for("reading a home as another user") {
         return Ok(());
     }
     let Some(msb) = msb::msb() else {
@@ -593,18 +631,18 @@ fn reads_serve_a_user_who_may_only_read_the_home() -> TestResult {
 }
 
 /// Every path under `home` that `uid` does not own, or whose group is not
-/// `uid`'s: `find HOME ! -user UID -o ! -group UID`.
+/// [`GROUP`]: `find HOME ! -user UID -o ! -group GID`.
 fn not_owned_by(home: &Path, uid: u32) -> Vec<String> {
     snapshot(home)
         .into_iter()
-        .filter(|(_, line)| !line.contains(&format!(" {uid}:{uid} ")))
+        .filter(|(_, line)| !line.contains(&format!(" {uid}:{GROUP} ")))
         .map(|(path, line)| format!("{} {line}", path.display()))
         .collect()
 }
 
 #[test]
 fn a_root_sweep_leaves_a_users_home_to_its_user_and_their_msb() -> TestResult {
-    if !root_for("sweeping another user's home as root") {
+    if !user_as_expected() || !root_for("sweeping another user's home as root") {
         return Ok(());
     }
     let Some(msb) = msb::msb() else {
@@ -662,9 +700,10 @@ fn a_root_sweep_leaves_a_users_home_to_its_user_and_their_msb() -> TestResult {
         metrics.contains("\nsandbox_sweep_last_run_reconciled 4\n"),
         "{metrics}"
     );
+    let meta = std::fs::metadata(&prom)?;
     assert_eq!(
-        std::fs::metadata(&prom)?.uid(),
-        0,
+        (meta.uid(), meta.gid()),
+        (0, 0),
         "the file is root's, as asked"
     );
     assert_eq!(json_field(&line, "reconciled"), "4", "{line}");
@@ -672,7 +711,7 @@ fn a_root_sweep_leaves_a_users_home_to_its_user_and_their_msb() -> TestResult {
     assert_eq!(json_field(&line, "errors"), "0", "{line}");
     assert!(
         stderr(&out).contains(&format!(
-            "{}: acting as its owner, uid {USER} gid {USER}",
+            "{}: acting as its owner, uid {USER} gid {GROUP}",
             home.display()
         )),
         "{}",
@@ -732,13 +771,61 @@ fn a_root_sweep_leaves_a_users_home_to_its_user_and_their_msb() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn a_home_is_as_trusted_as_the_directories_on_the_way_to_it() -> TestResult {
+    if !user_as_expected() || !root_for("judging a home's owner as root") {
+        return Ok(());
+    }
+    let Some(msb) = msb::msb() else {
+        return Ok(());
+    };
+    // A home of root's, in a directory the user owns (who could swap it
+    // for one of their own at any instant): acted on as that user.
+    let dir = tempfile::tempdir()?;
+    open_to_all(dir.path());
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs)?;
+    msb::copy_tree(&msb.template, &theirs.join("home"));
+    chown_tree(&theirs, USER);
+    chown_tree(&theirs.join("home"), 0);
+    let home = theirs.join("home");
+    let says = format!("acting as its owner, uid {USER} gid {GROUP}");
+    let out = run_in(&home, None, &["-v", "status"]);
+    assert!(stderr(&out).contains(&says), "{}", stderr(&out));
+    // Named by --db alone, without a home, the same.
+    let db = home.join("db/msb.db");
+    let out = cli(&["-v", "status", "--db", db.to_str().expect("utf8")]);
+    assert!(stderr(&out).contains(&says), "{}", stderr(&out));
+    // Paths of two users at once: refused, nothing opened.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other)?;
+    chown_tree(&other, 65534);
+    let out = cli(&[
+        "sweep",
+        "--db",
+        db.to_str().expect("utf8"),
+        "--sandboxes-dir",
+        other.to_str().expect("utf8"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: {}: belongs to uid 65534, and {} to uid {USER}: act as one user at a time\n",
+            other.display(),
+            theirs.display()
+        )
+    );
+    Ok(())
+}
+
 /// `msb ARGS` as [`USER`] on `home`, bounded in time.
 fn as_user_msb(msb: &Msb, home: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new("timeout");
     cmd.arg(CREATE_LIMIT.as_secs().to_string())
         .arg("setpriv")
         .arg(format!("--reuid={USER}"))
-        .arg(format!("--regid={USER}"))
+        .arg(format!("--regid={GROUP}"))
         .arg("--clear-groups")
         .arg(&msb.bin)
         .args(args)
@@ -756,18 +843,22 @@ fn as_user_msb(msb: &Msb, home: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn symlinks_the_owner_plants_steer_a_root_sweep_nowhere() -> TestResult {
-    if !root_for("sweeping another user's home as root") {
+    if !user_as_expected() || !root_for("sweeping another user's home as root") {
         return Ok(());
     }
     let Some(msb) = msb::msb() else {
         return Ok(());
     };
-    // Each place the owner may plant a link to a directory of root's.
+    // Each place the owner may plant a link to a directory of root's,
+    // which holds what a root sweep would act on there: directories named
+    // as the finished ephemeral sandboxes, sockets' and locks' names.
     for place in [
         "run",
         "run/locks",
         "run/creation-locks",
+        "sandboxes",
         &format!("sandboxes/{TRASH_DIR}"),
+        "sandboxes/eph-stopped",
         "sandboxes/running/runtime",
     ] {
         let dir = Home::new(msb);
@@ -775,7 +866,16 @@ fn symlinks_the_owner_plants_steer_a_root_sweep_nowhere() -> TestResult {
         let home = &dir.path;
         add_every_status(home)?;
         let target = dir.dir.path().join("roots");
-        std::fs::create_dir(&target)?;
+        for inside in [
+            "eph-stopped/x",
+            "eph-crashed/x",
+            "locks",
+            "sandboxes",
+            "agent",
+        ] {
+            std::fs::create_dir_all(target.join(inside))?;
+        }
+        std::fs::write(target.join("agent.sock"), b"root's")?;
         chown_tree(home, USER);
         let link = home.join(place);
         if link.exists() {
@@ -784,7 +884,7 @@ fn symlinks_the_owner_plants_steer_a_root_sweep_nowhere() -> TestResult {
         std::os::unix::fs::symlink(&target, &link)?;
         Command::new("chown")
             .arg("-h")
-            .arg(format!("{USER}:{USER}"))
+            .arg(format!("{USER}:{GROUP}"))
             .arg(&link)
             .status()?;
         let before = snapshot(&target);
@@ -805,7 +905,13 @@ fn symlinks_the_owner_plants_steer_a_root_sweep_nowhere() -> TestResult {
             before,
             "{place}: root's directory changed"
         );
-        assert!(link.is_symlink(), "{place}: the link itself stays");
+        if place == "sandboxes/eph-stopped" {
+            // A finished ephemeral sandbox's directory that is a link: the
+            // link goes with its row, itself, never what it names.
+            assert!(!exists(&link), "{place}: the link itself is removed");
+        } else {
+            assert!(link.is_symlink(), "{place}: the link itself stays");
+        }
         assert_eq!(not_owned_by(home, USER), Vec::<String>::new(), "{place}");
     }
     Ok(())

@@ -167,15 +167,12 @@ impl OpenOptions {
             flags |= OpenFlags::SQLITE_OPEN_READ_WRITE;
         }
         if self.read_only {
-            // The first statement opens the WAL index: where it cannot,
-            // say what is missing rather than SQLite's "unable to open".
-            let conn = Connection::open_with_flags(read_only_uri(path), flags)?;
-            return match self.prepare(&conn).and_then(|()| Schema::detect(&conn)) {
-                Err(Error::Sqlite(err)) if cannot_open(&err) => Err(Error::ReadOnlyWal {
-                    path: path.to_path_buf(),
-                    source: err,
-                }),
-                other => other.map(|_| conn),
+            let shm = has_shm(path);
+            return match self.open_read_only(path, shm, flags) {
+                // The -shm went between the look and the open (a writer's
+                // last connection closing): once more, the other way.
+                Err(Error::ReadOnlyWal { .. }) if shm => self.open_read_only(path, false, flags),
+                other => other,
             };
         }
         let conn = Connection::open_with_flags(path, flags)?;
@@ -193,6 +190,24 @@ impl OpenOptions {
 }
 
 impl OpenOptions {
+    /// A read-only connection, with SQLite's `readonly_shm` when `shm`.
+    /// The first statement opens the WAL index: where it cannot, the error
+    /// says what is missing rather than SQLite's "unable to open".
+    fn open_read_only(&self, path: &Path, shm: bool, flags: OpenFlags) -> Result<Connection> {
+        let conn = if shm {
+            Connection::open_with_flags(read_only_uri(path), flags)?
+        } else {
+            Connection::open_with_flags(path, flags)?
+        };
+        match self.prepare(&conn).and_then(|()| Schema::detect(&conn)) {
+            Err(Error::Sqlite(err)) if cannot_open(&err) => Err(Error::ReadOnlyWal {
+                path: path.to_path_buf(),
+                source: err,
+            }),
+            other => other.map(|_| conn),
+        }
+    }
+
     /// The PRAGMAs every connection gets, whatever its mode.
     fn prepare(&self, conn: &Connection) -> Result<()> {
         conn.busy_timeout(self.busy_timeout)?;
@@ -202,23 +217,28 @@ impl OpenOptions {
     }
 }
 
-/// `file:<path>?readonly_shm=1` where the `-shm` exists: SQLite then opens
-/// it read-only too (a reader otherwise writes its read marks there), so a
-/// read-only connection writes nothing at all. Every byte but the
-/// unreserved ones is percent-encoded, so no path reads as a URI's query
-/// or fragment. Where the `-shm` is missing (the last connection closed
-/// cleanly), the plain path: a read-only reader cannot make the index with
-/// `readonly_shm`.
+/// Whether the WAL index beside the catalog exists, beside the file the
+/// path resolves to (SQLite follows a symlinked catalog to its target).
+fn has_shm(path: &Path) -> bool {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut shm = real.into_os_string();
+    shm.push("-shm");
+    std::fs::symlink_metadata(&shm).is_ok()
+}
+
+/// `file:<path>?readonly_shm=1`: SQLite then opens the `-shm` read-only
+/// too (a reader otherwise writes its read marks there), so a read-only
+/// connection writes nothing at all. Every byte but the unreserved ones is
+/// percent-encoded, so no path reads as a URI's query or fragment; an
+/// absolute path gets an empty authority (`file://`), so one that starts
+/// with `//` is not read as a host.
 fn read_only_uri(path: &Path) -> std::path::PathBuf {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
-    let mut shm = path.as_os_str().to_owned();
-    shm.push("-shm");
-    if std::fs::symlink_metadata(&shm).is_err() {
-        // No index to read: SQLite makes it, as any reader of the file
-        // would, where this user may write the directory.
-        return path.to_path_buf();
-    }
-    let mut uri = b"file:".to_vec();
+    let mut uri = if path.is_absolute() {
+        b"file://".to_vec()
+    } else {
+        b"file:".to_vec()
+    };
     for &byte in path.as_os_str().as_bytes() {
         if byte.is_ascii_alphanumeric() || b"/._~-".contains(&byte) {
             uri.push(byte);
@@ -785,6 +805,59 @@ mod tests {
         assert!(catalog.has_active_config());
         catalog.refresh()?;
         assert!(!catalog.has_active_config());
+        Ok(())
+    }
+
+    #[test]
+    fn a_read_only_open_reads_any_path_and_writes_nothing() -> Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let io = |e| Error::Io {
+            path: "tmp".into(),
+            source: e,
+        };
+        let dir = tempfile::tempdir().map_err(io)?;
+        // Bytes a URI would read as a query, a fragment or an escape, and
+        // one that is not UTF-8.
+        let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"a ?#%\xff=1"));
+        std::fs::create_dir(&odd).map_err(io)?;
+        let path = odd.join("c.db");
+        let writer = OpenOptions::new().open(&path)?;
+        migrate(&writer)?;
+        writer.execute(
+            "INSERT INTO sandbox (name, config, status) VALUES ('a', '{}', 'Stopped')",
+            [],
+        )?;
+        // A home as msb leaves it: the -wal and -shm of a writer that is
+        // gone (a copy, so that no connection of this process shares the
+        // index: SQLite maps one index per file and process).
+        let copy = dir.path().join("copy");
+        std::fs::create_dir(&copy).map_err(io)?;
+        for suffix in ["", "-wal", "-shm"] {
+            std::fs::copy(
+                odd.join(format!("c.db{suffix}")),
+                copy.join(format!("c.db{suffix}")),
+            )
+            .map_err(io)?;
+        }
+        drop(writer);
+        std::fs::remove_dir_all(&odd).map_err(io)?;
+        std::fs::rename(&copy, &odd).map_err(io)?;
+        let shm = odd.join("c.db-shm");
+        let before = std::fs::read(&shm).map_err(io)?;
+        // An absolute path that starts with `//` is still a path.
+        let mut doubled = std::ffi::OsString::from("/");
+        doubled.push(&path);
+        for at in [path.clone(), std::path::PathBuf::from(doubled)] {
+            let conn = OpenOptions::new().read_only(true).open(&at)?;
+            let n: i64 = conn.query_row("SELECT count(*) FROM sandbox", [], |r| r.get(0))?;
+            assert_eq!(n, 1);
+            assert!(conn.execute("DELETE FROM sandbox", []).is_err());
+        }
+        assert_eq!(
+            std::fs::read(&shm).map_err(io)?,
+            before,
+            "not a byte of the -shm"
+        );
         Ok(())
     }
 

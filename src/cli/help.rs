@@ -38,8 +38,7 @@ Where things are:
 
 Options:
   --home DIR           microsandbox's home (default $MSB_HOME, else ~/.microsandbox); as
-                       root over a home another user owns, every file is made and opened
-                       as that user
+                       root over a home another user owns, acts as that user throughout
   --db PATH            the catalog (SQLite) file; sweep and status never create it
   --sandboxes-dir DIR  where sandbox directories live (<DIR>/<name>)
   --run-dir DIR        microsandbox's run dir: honour its creation, lifecycle and

@@ -3,7 +3,7 @@
 //! has made no sandbox yet. Std only; opens nothing for writing.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sandbox_sweep::Catalog;
 use sandbox_sweep::home::ActingAsOwner;
@@ -12,11 +12,18 @@ use super::CliError;
 use super::args::{Home, HomeFrom};
 
 /// Checks that `home` (when the command has one) is there and, run as
-/// root over a home another user owns, acts as that user from here on
-/// (said under `-v`). Call before the catalog or any directory is opened.
-pub fn enter(home: Option<&Home>) -> Result<Option<ActingAsOwner>, CliError> {
+/// root over a home (or over `paths`: the catalog and the directories a
+/// command was given) that another user owns, acts as that user from here
+/// on (said under `-v`). Call before the catalog or any directory is
+/// opened.
+pub fn enter(
+    home: Option<&Home>,
+    paths: &[Option<&PathBuf>],
+) -> Result<Option<ActingAsOwner>, CliError> {
+    let given = paths.iter().flatten().map(|p| p.as_path());
+    let paths = home.map(|h| h.path.as_path()).into_iter().chain(given);
     let Some(home) = home else {
-        return Ok(None);
+        return Ok(ActingAsOwner::of(paths)?);
     };
     match std::fs::metadata(&home.path) {
         Ok(meta) if meta.is_dir() => {}
@@ -31,7 +38,7 @@ pub fn enter(home: Option<&Home>) -> Result<Option<ActingAsOwner>, CliError> {
         }
         Err(err) => return Err(CliError::Other(format!("{}: {err}", home.path.display()))),
     }
-    Ok(ActingAsOwner::of(&home.path)?)
+    Ok(ActingAsOwner::of(paths)?)
 }
 
 /// What was looked for, and how to point at a home.

@@ -1,5 +1,6 @@
 //! A microsandbox home as a tool run by hand or by a timer meets it: whose
-//! it is, and acting on it as its owner.
+//! it is (its owner's, or the owner's of a directory on the way), and
+//! acting on it as its owner.
 //!
 //! Owns the rule for which identity a tool run as root takes before it
 //! touches a home another user owns. The sweep, the scan and every other

@@ -1,38 +1,35 @@
 //! Acting as a home's owner: what a tool run as root does before it opens
-//! anything in a home that another user owns (logrotate's `su`, for the
-//! file system only).
+//! anything in a home that another user owns (logrotate's `su`).
 //!
-//! Owns whose identity that is and that the switch is checked. Must not
-//! change anything but the identity file calls use: the sweep's evidence
-//! (signals, `/proc`) is read as before, and no file is touched here
-//! beyond the two `stat`s of the home.
+//! Owns whose identity that is, when a path is not safe to act in as
+//! anyone, and that the switch is checked. Must not open, create or change
+//! any file: it reads path metadata and the user database, nothing else.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
-use nix::unistd::{Gid, Uid, geteuid};
+use nix::unistd::{Uid, geteuid};
 
-use crate::error::{IoContext, Result};
-use crate::sys::user::{current_groups, groups_of, set_fs_identity};
+use crate::error::{Error, IoContext, Result};
+use crate::sys::user::{Identity, become_user, current, restore, user_of};
 
-/// This process acting on files as a home's owner, until dropped.
+/// This process acting as a home's owner, until dropped.
 ///
 /// Run as root over a home that another user owns (a system timer, `sudo
 /// sandbox-sweep sweep`), everything a sweep creates there (lock files and
 /// their folders, the trash) would be root's, and microsandbox, run as
 /// that user, then fails with `Permission denied` on its own sandboxes.
-/// Acting as the owner, every file call is checked against the owner's
-/// permissions and every file made is the owner's, by construction: a
-/// symlink the owner plants anywhere in the home steers nothing the owner
-/// could not do alone.
+/// Acting as the owner (their uid, primary group and groups, as the
+/// effective ids), every call is checked against the owner's permissions,
+/// every file made is the owner's, and root's capabilities are out of
+/// effect: a symlink the owner plants anywhere in the home, at any
+/// instant, steers nothing the owner could not do alone.
 ///
-/// Only the identity used for files changes (Linux's file-system uid and
-/// gid, and the supplementary groups): the process keeps its user, so it
-/// may still read every process's liveness and, once this is dropped,
-/// write a file where root asked (a metrics file in a root-owned
-/// directory). Linux keeps the file-system ids per thread: take this on
-/// the thread that does the work, in a tool with one thread. Nothing else
-/// in this crate changes the process's identity.
+/// The real and saved ids stay root's, so dropping this gives root back
+/// (for a metrics file in a root-owned directory, say), and the owner
+/// cannot signal or trace the process meanwhile. The ids are the whole
+/// process's (glibc applies them to every thread). Nothing else in this
+/// crate changes the process's identity.
 ///
 /// # Examples
 ///
@@ -40,7 +37,7 @@ use crate::sys::user::{current_groups, groups_of, set_fs_identity};
 /// use sandbox_sweep::home::ActingAsOwner;
 ///
 /// let home = std::path::Path::new("/home/alice/.microsandbox");
-/// let acting = ActingAsOwner::of(home)?;
+/// let acting = ActingAsOwner::of([home])?;
 /// if let Some(acting) = &acting {
 ///     println!("acting as uid {} gid {}", acting.uid(), acting.gid());
 /// }
@@ -53,55 +50,81 @@ use crate::sys::user::{current_groups, groups_of, set_fs_identity};
 pub struct ActingAsOwner {
     uid: u32,
     gid: u32,
-    /// Root's supplementary groups, given back on drop.
-    groups: Vec<Gid>,
+    /// Who the process was, given back on drop.
+    was: Identity,
 }
 
 impl ActingAsOwner {
-    /// Acts as the owner of `home` (its owner and group, and the owner's
-    /// supplementary groups from the user database) when this process runs
-    /// as root and the home belongs to another user; `None` otherwise
-    /// (not root, or a home of root's), with nothing changed.
+    /// Acts as the user who owns `paths` (a home; or a catalog's directory
+    /// and the directories a sweep works in) when this process runs as
+    /// root and another user owns any of them; `None`, with nothing
+    /// changed, when the process is not root or root owns them all.
     ///
-    /// The owner is that of `home` itself when it is a symlink that
-    /// another user owns, else that of the directory it names: a user who
-    /// swaps their home for a link to a directory of root's does not get
-    /// root's hands.
+    /// A path belongs to a user when that user owns it or any directory on
+    /// the way to it, as given (a symlink included, itself) and as
+    /// resolved: whoever owns a directory on the way can swap what lies
+    /// below it at any instant, so its contents are only as trusted as
+    /// that user. A path that does not exist yet is judged by the
+    /// directories that do.
     ///
     /// # Errors
     ///
-    /// [`Error::Io`](crate::Error::Io) when `home` cannot be examined, or
-    /// when a switch did not take (checked after each of groups, gid and
-    /// uid); the identity is then root's again.
-    pub fn of(home: &Path) -> Result<Option<ActingAsOwner>> {
+    /// [`Error::Ownership`] when the paths belong to more than one user,
+    /// when a directory on the way is root's but writable by a group or by
+    /// everyone without the sticky bit (anyone there could swap it), or
+    /// when the owner has no entry in the user database (no primary group
+    /// to act with); [`Error::Io`] when a path cannot be examined or a
+    /// switch did not take (checked after each of groups, gid and uid; the
+    /// identity is then root's again).
+    pub fn of<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Option<ActingAsOwner>> {
         if !geteuid().is_root() {
             return Ok(None);
         }
-        let link = std::fs::symlink_metadata(home).at(home)?;
-        let meta = if link.file_type().is_symlink() && link.uid() != 0 {
-            link
-        } else {
-            std::fs::metadata(home).at(home)?
-        };
-        if meta.uid() == 0 {
-            return Ok(None);
+        let mut owner: Option<(u32, PathBuf)> = None;
+        for path in paths {
+            let path = path.as_ref();
+            for (at, uid) in owners_on_the_way(path)? {
+                match &owner {
+                    None => owner = Some((uid, at)),
+                    Some((first, _)) if *first == uid => {}
+                    Some((first, first_at)) => {
+                        return Err(Error::Ownership {
+                            path: at,
+                            detail: format!(
+                                "belongs to uid {uid}, and {} to uid {first}: act as one user at a time",
+                                first_at.display()
+                            ),
+                        });
+                    }
+                }
+            }
         }
-        let (uid, gid) = (Uid::from_raw(meta.uid()), Gid::from_raw(meta.gid()));
-        let groups = current_groups().at(home)?;
-        let theirs = groups_of(uid, gid).at(home)?;
+        let Some((uid, at)) = owner else {
+            return Ok(None);
+        };
+        let Some((groups, gid)) = user_of(Uid::from_raw(uid)).at(&at)? else {
+            return Err(Error::Ownership {
+                path: at,
+                detail: format!(
+                    "belongs to uid {uid}, which has no entry in the user database: \
+                     run as that user instead"
+                ),
+            });
+        };
+        let was = current().at(&at)?;
         let acting = ActingAsOwner {
-            uid: meta.uid(),
-            gid: meta.gid(),
-            groups,
+            uid,
+            gid: gid.as_raw(),
+            was,
         };
         // On failure, `acting` is dropped here and gives root's back.
-        set_fs_identity(&theirs, gid, uid).at(home)?;
+        become_user(&groups, gid, Uid::from_raw(uid)).at(&at)?;
         log::info!(
             "{}: acting as its owner, uid {} gid {} (groups {})",
-            home.display(),
+            at.display(),
             acting.uid,
             acting.gid,
-            theirs
+            groups
                 .iter()
                 .map(|g| g.to_string())
                 .collect::<Vec<_>>()
@@ -110,12 +133,13 @@ impl ActingAsOwner {
         Ok(Some(acting))
     }
 
-    /// The uid files are now made and checked as.
+    /// The effective uid the process now acts with.
     pub fn uid(&self) -> u32 {
         self.uid
     }
 
-    /// The gid files are now made and checked as.
+    /// The effective gid the process now acts with (the owner's primary
+    /// group).
     pub fn gid(&self) -> u32 {
         self.gid
     }
@@ -123,13 +147,95 @@ impl ActingAsOwner {
 
 impl Drop for ActingAsOwner {
     fn drop(&mut self) {
-        // Root may always take its own ids back; were it refused, the
-        // process would only go on with less than it had, never more.
-        if set_fs_identity(&self.groups, Gid::from_raw(0), Uid::from_raw(0)).is_err() {
+        // Root may always take its own ids back (the saved uid is 0); were
+        // it refused, the process would go on with less than it had, never
+        // more.
+        if let Err(errno) = restore(&self.was) {
             log::warn!(
-                "could not act as root again after acting as uid {}",
+                "could not take back the identity it had before acting as uid {}: {errno}",
                 self.uid
             );
         }
+    }
+}
+
+/// Every component of `path` that a user other than root owns, with that
+/// user: each prefix as given (a symlink examined itself) and each prefix
+/// of where it resolves. `Err` for a root directory on the way that others
+/// may write without the sticky bit.
+fn owners_on_the_way(path: &Path) -> Result<Vec<(PathBuf, u32)>> {
+    let given = std::path::absolute(path).at(path)?;
+    let mut found = Vec::new();
+    let mut walk = |full: &Path| -> Result<()> {
+        let mut prefix = PathBuf::new();
+        for part in full.components() {
+            prefix.push(part);
+            let meta = match std::fs::symlink_metadata(&prefix) {
+                Ok(meta) => meta,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(err) => return Err(err).at(&prefix),
+            };
+            if meta.uid() != 0 {
+                found.push((prefix.clone(), meta.uid()));
+                continue;
+            }
+            let mode = meta.permissions().mode();
+            let others_write = mode & 0o022 != 0;
+            let sticky = mode & 0o1000 != 0;
+            if meta.is_dir() && others_write && !sticky {
+                return Err(Error::Ownership {
+                    path: prefix,
+                    detail: format!(
+                        "is root's but writable by others (mode {:o}) without the sticky bit: \
+                         anyone there could swap what lies below it",
+                        mode & 0o7777
+                    ),
+                });
+            }
+        }
+        Ok(())
+    };
+    walk(&given)?;
+    if let Ok(resolved) = std::fs::canonicalize(&given) {
+        walk(&resolved)?;
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_root_home_needs_no_switch_and_a_shared_one_is_refused() -> Result<()> {
+        if !geteuid().is_root() {
+            assert!(std::env::var_os("CI").is_none(), "needs root under CI");
+            return Ok(());
+        }
+        let dir = tempfile::tempdir().at(Path::new("tmp"))?;
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).at(&home)?;
+        assert!(ActingAsOwner::of([&home])?.is_none());
+        // A directory on the way that a group may write: refused.
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).at(&shared)?;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o775)).at(&shared)?;
+        std::fs::create_dir(shared.join("home")).at(&shared)?;
+        match ActingAsOwner::of([shared.join("home")]) {
+            Err(Error::Ownership { path, .. }) => assert_eq!(path, shared),
+            other => panic!("expected Ownership, got {other:?}"),
+        }
+        // Two users' paths at once: refused, before anything changed.
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for (p, uid) in [(&a, 65534), (&b, 42)] {
+            std::fs::create_dir(p).at(p)?;
+            nix::unistd::chown(p.as_path(), Some(Uid::from_raw(uid)), None).at(p)?;
+        }
+        match ActingAsOwner::of([&a, &b]) {
+            Err(Error::Ownership { path, .. }) => assert_eq!(path, b),
+            other => panic!("expected Ownership, got {other:?}"),
+        }
+        assert!(geteuid().is_root());
+        Ok(())
     }
 }

@@ -394,12 +394,10 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).map(|m| m.permissions().mode() & 0o7777);
         std::fs::set_permissions(tree.join("ro"), std::fs::Permissions::from_mode(0o555))?;
         std::fs::set_permissions(&holder, std::fs::Permissions::from_mode(0o555))?;
-        let root_groups = nix::unistd::getgroups()?;
-        // Root's own groups kept: `setgroups` reaches every thread.
-        crate::sys::user::set_fs_identity(&root_groups, nobody.1, nobody.0)?;
+        crate::sys::user::files_as(nobody.0, nobody.1);
         let holder_fd = open_root(&holder);
         let removed = remove_tree_at(holder_fd.as_fd(), c"t", None);
-        crate::sys::user::set_fs_identity(&root_groups, Gid::from_raw(0), Uid::from_raw(0))?;
+        crate::sys::user::files_as(Uid::from_raw(0), Gid::from_raw(0));
         // Everything inside went (`ro` was made writable: it is garbage),
         // the top could not, and the directory holding it kept its mode.
         assert_eq!(

@@ -4,7 +4,7 @@
 //! following a symlink), `listing` reads directory entries (the crate's only
 //! `unsafe` code, so that closing one can never panic), `procfs` reads
 //! `/proc` (the one platform-specific corner, behind its own `imp`), `user`
-//! sets the identity file calls use, and
+//! the identity the process acts with, and
 //! [`probe_pid`] is the kill probe. Only
 //! mechanism here: no catalog, no verdicts, no policy on what to delete.
 

@@ -1,52 +1,90 @@
-//! The file-system identity of this process: who owns what it creates and
-//! whose permissions its file calls are checked against.
+//! The identity this process acts with: who owns what it creates, whose
+//! permissions its calls are checked against, and the user database.
 //!
-//! Mechanism only: whose identity to take is `home::owner`'s. Linux's
-//! `setfsuid`/`setfsgid` change the identity every file call uses and
-//! nothing else (signals, `/proc` access by pid, the saved ids stay);
-//! changing the file-system uid away from 0 also drops the file
-//! capabilities (`CAP_DAC_OVERRIDE`, `CAP_FOWNER`, `CAP_CHOWN`, …) from the
-//! effective set, and changing it back to 0 restores them.
+//! Mechanism only: whose identity to take is `home::owner`'s. Only the
+//! effective ids and the supplementary groups change; the real and saved
+//! ids stay, so root can take its own back. Changing the effective uid
+//! away from 0 clears every capability from the effective set (and the
+//! file-system uid follows it); taking 0 back restores them. glibc applies
+//! these calls to every thread of the process.
 
 use std::ffi::CString;
 
 use nix::errno::Errno;
-use nix::unistd::{Gid, Uid, User, getgrouplist, getgroups, setfsgid, setfsuid, setgroups};
+use nix::unistd::{
+    Gid, Uid, User, getegid, geteuid, getgrouplist, getgroups, getresgid, getresuid, setgroups,
+    setresgid, setresuid,
+};
 
-/// The supplementary groups `uid` has by the user database (its name's
-/// groups, with `gid`); just `gid` when no user has that uid.
-pub(crate) fn groups_of(uid: Uid, gid: Gid) -> nix::Result<Vec<Gid>> {
+/// Effective ids and supplementary groups, to be given back.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    groups: Vec<Gid>,
+    gid: Gid,
+    uid: Uid,
+}
+
+/// This process's identity now.
+pub(crate) fn current() -> nix::Result<Identity> {
+    Ok(Identity {
+        groups: getgroups()?,
+        gid: getegid(),
+        uid: geteuid(),
+    })
+}
+
+/// The user `uid` is by the user database: its name's groups (with its
+/// primary group) and that primary group; `None` when no user has it.
+pub(crate) fn user_of(uid: Uid) -> nix::Result<Option<(Vec<Gid>, Gid)>> {
     let Some(user) = User::from_uid(uid)? else {
-        return Ok(vec![gid]);
+        return Ok(None);
     };
     let name = CString::new(user.name).map_err(|_| Errno::EINVAL)?;
-    getgrouplist(&name, gid)
+    Ok(Some((getgrouplist(&name, user.gid)?, user.gid)))
 }
 
-/// This process's supplementary groups.
-pub(crate) fn current_groups() -> nix::Result<Vec<Gid>> {
-    getgroups()
-}
-
-/// Takes `groups`, then `gid`, then `uid` as the identity file calls use,
-/// in that order, and checks each: `EPERM` when one did not take (only
-/// root may change them).
-pub(crate) fn set_fs_identity(groups: &[Gid], gid: Gid, uid: Uid) -> nix::Result<()> {
+/// Takes `groups`, then effective `gid`, then effective `uid`, in that
+/// order (after the uid, no other may change), and checks each: `EPERM`
+/// when one did not take.
+pub(crate) fn become_user(groups: &[Gid], gid: Gid, uid: Uid) -> nix::Result<()> {
     setgroups(groups)?;
     let now = getgroups()?;
     let same = |a: &[Gid], b: &[Gid]| a.iter().all(|g| b.contains(g));
     if !same(&now, groups) || !same(groups, &now) {
         return Err(Errno::EPERM);
     }
-    // Each call answers the previous id, never an error: a second call
-    // with the same id answers what the first one set.
-    setfsgid(gid);
-    if setfsgid(gid) != gid {
+    let rgid = getresgid()?;
+    setresgid(rgid.real, gid, rgid.saved)?;
+    if getegid() != gid {
         return Err(Errno::EPERM);
     }
-    setfsuid(uid);
-    if setfsuid(uid) != uid {
+    let ruid = getresuid()?;
+    setresuid(ruid.real, uid, ruid.saved)?;
+    if geteuid() != uid {
         return Err(Errno::EPERM);
     }
     Ok(())
+}
+
+/// Gives `to` back: the effective uid first (only it may then change the
+/// rest), then the effective gid and the groups; checked.
+pub(crate) fn restore(to: &Identity) -> nix::Result<()> {
+    let ruid = getresuid()?;
+    setresuid(ruid.real, to.uid, ruid.saved)?;
+    let rgid = getresgid()?;
+    setresgid(rgid.real, to.gid, rgid.saved)?;
+    setgroups(&to.groups)?;
+    if geteuid() != to.uid || getegid() != to.gid {
+        return Err(Errno::EPERM);
+    }
+    Ok(())
+}
+
+/// For a test thread: file calls as `uid`/`gid` on this thread only
+/// (Linux keeps the file-system ids per thread, and glibc does not spread
+/// them), so tests running beside it keep root's.
+#[cfg(test)]
+pub(crate) fn files_as(uid: Uid, gid: Gid) {
+    nix::unistd::setfsgid(gid);
+    nix::unistd::setfsuid(uid);
 }
