@@ -1,5 +1,6 @@
 //! Every command on microsandbox homes as users have them, made by the
-//! real msb 0.7.11 and never `init`ed: one where msb only loaded an image
+//! real msb (0.6.18, 0.7.0 and 0.7.11 for the first two) and never
+//! `init`ed: one where msb only loaded an image
 //! (no `run/`, no `sandboxes/`), one where it created a sandbox, read by a
 //! user who may only read it, and one that another user owns, swept as
 //! root, after which that user's msb still gets past its locks.
@@ -228,11 +229,23 @@ fn loaded_home(msb: &Msb) -> (tempfile::TempDir, PathBuf) {
     (dir, home)
 }
 
-#[test]
-fn every_command_on_a_home_where_msb_has_created_no_sandbox() -> TestResult {
-    let Some(msb) = msb::msb() else {
+/// Runs `test` on a home of each release users run.
+fn on_every_release(test: fn(&Msb) -> TestResult) -> TestResult {
+    let Some(releases) = msb::releases() else {
         return Ok(());
     };
+    for msb in releases {
+        test(msb).map_err(|e| format!("msb {}: {e}", msb.release))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn every_command_on_a_home_where_msb_has_created_no_sandbox() -> TestResult {
+    on_every_release(no_sandbox_yet)
+}
+
+fn no_sandbox_yet(msb: &Msb) -> TestResult {
     let (_dir, home) = loaded_home(msb);
     let before = snapshot(&home);
     let nothing = "nothing to do: msb has created no sandbox in HOME yet (no run/, no sandboxes/)";
@@ -469,9 +482,10 @@ fn every_status_swept(dry_run: bool) -> String {
 
 #[test]
 fn every_command_on_a_home_msb_created_a_sandbox_in_and_nobody_inited() -> TestResult {
-    let Some(msb) = msb::msb() else {
-        return Ok(());
-    };
+    on_every_release(a_row_of_each_status)
+}
+
+fn a_row_of_each_status(msb: &Msb) -> TestResult {
     let home = Home::new(msb);
     let home = &home.path;
     add_every_status(home)?;
