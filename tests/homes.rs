@@ -249,7 +249,6 @@ fn no_sandbox_yet(msb: &Msb) -> TestResult {
     let (_dir, home) = loaded_home(msb);
     let before = snapshot(&home);
     let nothing = "nothing to do: msb has created no sandbox in HOME yet (no run/, no sandboxes/)";
-    let missing = "\"missing_indexes\":[\"idx_run_sandbox_status\",\"idx_sandbox_status\",\"idx_volume_attach_sandbox_id\"]";
     let out = run_in(&home, None, &["status"]);
     assert_eq!(
         text(ok(&out), &home),
@@ -264,7 +263,7 @@ fn no_sandbox_yet(msb: &Msb) -> TestResult {
     assert_eq!(
         json(ok(&out)),
         format!(
-            "{{\"stale\":[],\"active\":[],\"by_status\":{{}},\"other_status\":0,{missing},\
+            "{{\"stale\":[],\"active\":[],\"by_status\":{{}},\"other_status\":0,\"missing_indexes\":{MISSING_LIST},\
              \"ephemeral_terminal\":0,\"dead_active_count\":0,\"lifecycle_owned_count\":0,\
              \"abandoned_starts_count\":0,\"active_count\":0"
         )
@@ -291,17 +290,7 @@ fn no_sandbox_yet(msb: &Msb) -> TestResult {
         let out = run_in(&home, None, args);
         assert_eq!(
             json(ok(&out)),
-            format!(
-                "{{\"outcome\":\"nothing_to_do\",\"skip_reason\":null,\"reconciled\":0,\"removed\":0,\"errors\":0,\
-                 \"timed_out\":false,\"lease_lost\":false,\"installing\":false,\"elapsed_us\":0,\"complete\":true,\
-                 \"dry_run\":{dry},\"crashed\":0,\"stopped\":0,\"abandoned\":0,\"lifecycle_owned\":0,\
-                 \"dead\":{{\"no_pid\":0,\"invalid_pid\":0,\"no_such_process\":0,\"zombie\":0,\"pid_reused\":0,\"rebooted\":0}},\
-                 \"cleanup\":{{\"removed\":0,\"dir_remove_failed\":0,\"already_gone\":0,\"already_claimed\":0,\
-                 \"skipped_persistent\":0,\"skipped_active\":0,\"skipped_live_pid\":0,\"invalid_name\":0,\
-                 \"lifecycle_owned\":0,\"lock_failed\":0,\"socket_remove_failed\":0,\"snapshot_in_progress\":0,\
-                 \"invalid_row\":0}},\"invalid_row\":{{\"name\":0,\"status\":0,\"ephemeral\":0,\"pid\":0,\"started_at\":0}},\
-                 \"missing_indexes\":[],\"error\":null}}"
-            )
+            sweep_json("nothing_to_do", dry, false, "[]")
         );
     }
     // Nothing in the home changed, the catalog's bytes included.
@@ -463,21 +452,35 @@ fn statuses(home: &Path) -> Vec<(String, String)> {
         .expect("rows")
 }
 
-const MISSING: &str = "\"missing_indexes\":[\"idx_run_sandbox_status\",\"idx_sandbox_status\",\"idx_volume_attach_sandbox_id\"]";
+/// This crate's indexes, all missing on a catalog nobody `init`ed.
+const MISSING_LIST: &str =
+    "[\"idx_run_sandbox_status\",\"idx_sandbox_status\",\"idx_volume_attach_sandbox_id\"]";
 
-/// The counts of a sweep of [`add_every_status`]'s rows, dry or not.
-fn every_status_swept(dry_run: bool) -> String {
+/// The JSON line of a sweep (`elapsed_us` zeroed): of
+/// [`add_every_status`]'s rows when `every_status`, else of none.
+fn sweep_json(outcome: &str, dry_run: bool, every_status: bool, missing: &str) -> String {
+    let [reconciled, removed, crashed, stopped, abandoned, dead] = if every_status {
+        [3, 2, 2, 1, 1, 2]
+    } else {
+        [0; 6]
+    };
     format!(
-        "{{\"outcome\":\"swept\",\"skip_reason\":null,\"reconciled\":3,\"removed\":2,\"errors\":0,\
+        "{{\"outcome\":\"{outcome}\",\"skip_reason\":null,\"reconciled\":{reconciled},\"removed\":{removed},\"errors\":0,\
          \"timed_out\":false,\"lease_lost\":false,\"installing\":false,\"elapsed_us\":0,\"complete\":true,\
-         \"dry_run\":{dry_run},\"crashed\":2,\"stopped\":1,\"abandoned\":1,\"lifecycle_owned\":0,\
-         \"dead\":{{\"no_pid\":0,\"invalid_pid\":0,\"no_such_process\":2,\"zombie\":0,\"pid_reused\":0,\"rebooted\":0}},\
-         \"cleanup\":{{\"removed\":2,\"dir_remove_failed\":0,\"already_gone\":0,\"already_claimed\":0,\
+         \"dry_run\":{dry_run},\"crashed\":{crashed},\"stopped\":{stopped},\"abandoned\":{abandoned},\"lifecycle_owned\":0,\
+         \"dead\":{{\"no_pid\":0,\"invalid_pid\":0,\"no_such_process\":{dead},\"zombie\":0,\"pid_reused\":0,\"rebooted\":0}},\
+         \"cleanup\":{{\"removed\":{removed},\"dir_remove_failed\":0,\"already_gone\":0,\"already_claimed\":0,\
          \"skipped_persistent\":0,\"skipped_active\":0,\"skipped_live_pid\":0,\"invalid_name\":0,\
          \"lifecycle_owned\":0,\"lock_failed\":0,\"socket_remove_failed\":0,\"snapshot_in_progress\":0,\
          \"invalid_row\":0}},\"invalid_row\":{{\"name\":0,\"status\":0,\"ephemeral\":0,\"pid\":0,\"started_at\":0}},\
-         {MISSING},\"error\":null}}"
+         \"missing_indexes\":{missing},\"error\":null}}"
     )
+}
+
+/// [`sweep_json`] of [`add_every_status`]'s rows on a catalog nobody
+/// `init`ed.
+fn every_status_swept(dry_run: bool) -> String {
+    sweep_json("swept", dry_run, true, MISSING_LIST)
 }
 
 #[test]
@@ -517,7 +520,7 @@ fn a_row_of_each_status(msb: &Msb) -> TestResult {
              {{\"name\":\"paused\",\"status\":\"Paused\",\"pid\":null}},{{\"name\":\"running\",\"status\":\"Running\",\"pid\":{DEAD}}},\
              {{\"name\":\"starting\",\"status\":\"Starting\",\"pid\":null}}],\
              \"by_status\":{{\"Crashed\":1,\"Created\":1,\"Draining\":1,\"Paused\":1,\"Running\":1,\"Starting\":1,\"Stopped\":2}},\
-             \"other_status\":0,{MISSING},\"ephemeral_terminal\":2,\"dead_active_count\":2,\"lifecycle_owned_count\":0,\
+             \"other_status\":0,\"missing_indexes\":{MISSING_LIST},\"ephemeral_terminal\":2,\"dead_active_count\":2,\"lifecycle_owned_count\":0,\
              \"abandoned_starts_count\":1,\"active_count\":5"
         )
     );

@@ -128,47 +128,34 @@ pub fn render(ran: Ran<'_>, now: SystemTime) -> String {
         "Whether the last sweep went through every candidate.",
         &flag(report.complete),
     );
-    let dead = DeadReason::ALL
+    let labelled = |label: &str, pairs: &mut dyn Iterator<Item = (&str, u64)>| {
+        pairs
+            .map(|(value, n)| (format!("{{{label}=\"{value}\"}}"), count(n)))
+            .collect::<Vec<_>>()
+    };
+    let mut dead = DeadReason::ALL
         .iter()
-        .map(|&r| {
-            (
-                format!("{{reason=\"{}\"}}", r.as_str()),
-                count(report.dead(r)),
-            )
-        })
-        .collect::<Vec<_>>();
+        .map(|&r| (r.as_str(), report.dead(r)));
     gauge(
         &mut text,
         "last_run_dead_runtimes",
         "Dead runtimes the last sweep found, by the evidence.",
-        &dead,
+        &labelled("reason", &mut dead),
     );
-    let cleanup = CleanupOutcome::ALL
+    let mut cleanup = CleanupOutcome::ALL
         .iter()
-        .map(|&o| {
-            (
-                format!("{{outcome=\"{}\"}}", o.as_str()),
-                count(report.outcome(o)),
-            )
-        })
-        .collect::<Vec<_>>();
+        .map(|&o| (o.as_str(), report.outcome(o)));
     gauge(
         &mut text,
         "last_run_cleanup",
         "Ephemeral candidates of the last sweep, by outcome.",
-        &cleanup,
+        &labelled("outcome", &mut cleanup),
     );
-    let invalid = report
-        .invalid_row
-        .by_column()
-        .into_iter()
-        .map(|(c, n)| (format!("{{column=\"{c}\"}}"), count(n)))
-        .collect::<Vec<_>>();
     gauge(
         &mut text,
         "last_run_invalid_rows",
         "Rows left alone for a column of the wrong storage class.",
-        &invalid,
+        &labelled("column", &mut report.invalid_row.by_column().into_iter()),
     );
     text
 }
