@@ -180,24 +180,20 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
                 home.as_ref(),
                 &[Some(&db), run_dir.as_ref(), Some(&sandboxes_dir)],
             )?;
-            // Read-only until there is something to remove.
-            let mut catalog =
-                Catalog::from_connection(cli::open_existing(home.as_ref(), &db, true)?)?;
-            let empty = cli::home::holds_no_sandbox(home.as_ref(), dirs_given, &catalog)?;
-            if empty.is_none() && remove.is_some() {
-                drop(catalog);
-                catalog = Catalog::from_connection(cli::open_existing(home.as_ref(), &db, false)?)?;
-            }
-            if let Some(message) = empty {
-                let mut none = sandbox_sweep::orphans::Orphans::default();
-                none.complete = true;
-                if json {
-                    print::orphans_json(out, &none)?;
-                } else {
-                    writeln!(out, "{message}")?;
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
+            let catalog =
+                match cli::home::catalog_for(home.as_ref(), &db, dirs_given, remove.is_some())? {
+                    Ok(catalog) => catalog,
+                    Err(message) => {
+                        let mut none = sandbox_sweep::orphans::Orphans::default();
+                        none.complete = true;
+                        if json {
+                            print::orphans_json(out, &none)?;
+                        } else {
+                            writeln!(out, "{message}")?;
+                        }
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                };
             let mut scan = OrphanScan::new(&sandboxes_dir);
             if let Some(run_dir) = run_dir {
                 scan = scan.run_dir(run_dir);
@@ -282,20 +278,12 @@ fn sweep_home(args: &SweepArgs) -> Result<Result<SweepOutcome, String>, CliError
         Some(&args.sandboxes_dir),
     ];
     let _owner = cli::home::enter(args.home.as_ref(), &dirs)?;
-    // Whether there is anything to do is read read-only: a home where msb
-    // has created no sandbox is left exactly as it is.
-    let mut catalog =
-        Catalog::from_connection(cli::open_existing(args.home.as_ref(), &args.db, true)?)?;
-    if let Some(message) =
-        cli::home::holds_no_sandbox(args.home.as_ref(), args.dirs_given, &catalog)?
-    {
-        return Ok(Err(message));
-    }
-    if !args.dry_run {
-        drop(catalog);
-        catalog =
-            Catalog::from_connection(cli::open_existing(args.home.as_ref(), &args.db, false)?)?;
-    }
+    let catalog =
+        match cli::home::catalog_for(args.home.as_ref(), &args.db, args.dirs_given, !args.dry_run)?
+        {
+            Ok(catalog) => catalog,
+            Err(message) => return Ok(Err(message)),
+        };
     let mut sweeper = Sweeper::new(&args.sandboxes_dir).force(args.force);
     if let Some(run_dir) = &args.run_dir {
         sweeper = sweeper.run_dir(run_dir);

@@ -72,12 +72,35 @@ pub fn no_catalog(home: Option<&Home>, db: &Path) -> String {
     }
 }
 
+/// The catalog a sweep or a scan works on, opened read-only and, when
+/// `write`, again for writing; or `Err(message)` when there is nothing to
+/// do ([`holds_no_sandbox`]). Whether there is is read read-only, so a
+/// home where msb has created no sandbox is left exactly as it is.
+pub fn catalog_for(
+    home: Option<&Home>,
+    db: &Path,
+    dirs_given: bool,
+    write: bool,
+) -> Result<Result<Catalog, String>, CliError> {
+    let catalog = Catalog::from_connection(super::open_existing(home, db, true)?)?;
+    if let Some(message) = holds_no_sandbox(home, dirs_given, &catalog)? {
+        return Ok(Err(message));
+    }
+    if !write {
+        return Ok(Ok(catalog));
+    }
+    drop(catalog);
+    Ok(Ok(Catalog::from_connection(super::open_existing(
+        home, db, false,
+    )?)?))
+}
+
 /// `Some(message)` when the run and sandboxes directories are the home's
 /// own, neither exists, and the catalog holds no sandbox: msb has created
 /// none here yet (a home after `msb pull` or `msb load`), so a sweep or a
 /// scan has nothing to do. A directory named by a flag that is missing
 /// stays an error, and so does a home whose catalog holds sandboxes.
-pub fn holds_no_sandbox(
+fn holds_no_sandbox(
     home: Option<&Home>,
     dirs_given: bool,
     catalog: &Catalog,
