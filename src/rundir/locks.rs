@@ -387,6 +387,23 @@ mod tests {
     }
 
     #[test]
+    fn a_symlinked_lock_folder_is_refused_and_nothing_is_made_through_it() {
+        for kind in [LockKind::Lifecycle, LockKind::Creation] {
+            let run = tempfile::tempdir().expect("tempdir");
+            let elsewhere = tempfile::tempdir().expect("tempdir");
+            std::os::unix::fs::symlink(elsewhere.path(), run.path().join(kind.dir()))
+                .expect("symlink");
+            let run_dir = RunDir::new(run.path());
+            let err = run_dir
+                .try_lock_fd(kind, "web")
+                .expect_err("a symlinked folder");
+            assert!(err.to_string().contains(kind.dir()), "{err}");
+            let made = std::fs::read_dir(elsewhere.path()).expect("read").count();
+            assert_eq!(made, 0, "{kind:?}: nothing made through the link");
+        }
+    }
+
+    #[test]
     fn a_symlinked_or_odd_lock_path_is_an_error_and_is_left_alone() -> Result<()> {
         let run = tempfile::tempdir().expect("tempdir");
         let target = run.path().join("elsewhere");
