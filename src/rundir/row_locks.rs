@@ -5,8 +5,9 @@
 //! cleanup share these steps, log lines included.
 //!
 //! Owns how many locks one transaction may hold (the open-file limit is
-//! finite and a batch may be large) and that a lock is never given up
-//! before its row's transaction commits or rolls back. No SQL here.
+//! finite and a batch may be large), that a lock of a row that changed is
+//! never given up before its transaction commits or rolls back, and that
+//! a row left alone gives its locks back at once. No SQL here.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -164,5 +165,18 @@ impl<'p> RowLocks<'p> {
     /// lock up (closing the files; the files stay).
     pub(crate) fn release_all(&mut self) {
         self.held.clear();
+    }
+
+    /// Where the next row's locks start: [`RowLocks::release_since`] gives
+    /// back only that row's.
+    pub(crate) fn mark(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Gives back the locks taken since `mark`: a row left alone needs
+    /// none of them until the batch commits, and a runtime's own
+    /// non-blocking attempt on that sandbox must not fail meanwhile.
+    pub(crate) fn release_since(&mut self, mark: usize) {
+        self.held.truncate(mark);
     }
 }

@@ -366,6 +366,44 @@ mod tests {
     use crate::lease::Acquire;
 
     #[test]
+    fn a_row_left_alone_gives_its_locks_back_before_the_batch_commits() -> Result<()> {
+        use crate::rundir::locks::name_hash;
+        use crate::rundir::try_lock_lifecycle;
+        let f = Fixture::new()?;
+        let run = f.dir.path().join("run");
+        // A start with no run whose endpoint answers: locked, probed, left.
+        let booting = f.sandbox("booting", "Starting", false)?;
+        let socket_dir = run.join("sandboxes").join(name_hash("booting", 12));
+        std::fs::create_dir_all(&socket_dir).expect("mkdir");
+        let _listening =
+            std::os::unix::net::UnixListener::bind(socket_dir.join("agent.sock")).expect("bind");
+        // A dead runtime: locked and crashed, its locks held to the commit.
+        let dead = f.sandbox("dead", "Running", false)?;
+        f.run(dead, Some(DEAD_PID), "Running")?;
+        let catalog = &f.catalog;
+        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
+            panic!("lease should be free");
+        };
+        let mut settings = Settings::new(f.sandboxes.clone());
+        settings.run_dir = Some(run.clone());
+        let mut pass = Pass::new(&settings, catalog, &now, Some(&mut lease));
+        let Ok(tx) = pass.begin()? else {
+            panic!("the fence holds");
+        };
+        pass.reconcile(booting, now.now())?;
+        pass.reconcile(dead, now.now())?;
+        // Mid-batch: the left row's lock is free, the changed row's held.
+        assert!(try_lock_lifecycle(&run, "booting")?.is_some());
+        assert!(try_lock_lifecycle(&run, "dead")?.is_none());
+        tx.commit()?;
+        pass.release_locks();
+        assert!(try_lock_lifecycle(&run, "dead")?.is_some());
+        assert_eq!(f.status(booting)?.as_deref(), Some("Starting"));
+        assert_eq!(f.status(dead)?.as_deref(), Some("Crashed"));
+        Ok(())
+    }
+
+    #[test]
     fn restart_between_selection_and_action_survives() -> Result<()> {
         let f = Fixture::new()?;
         let eph = f.sandbox("eph", "Stopped", true)?;

@@ -1,17 +1,20 @@
-//! One row of a pass: hand it to the reconcile or cleanup step and count
-//! what came of it. What happens to the row is the step's to decide.
+//! One row of a pass: hand it to the reconcile or cleanup step, count what
+//! came of it, and give back at once the locks of a row left alone. What
+//! happens to the row is the step's to decide.
 
 use time::PrimitiveDateTime;
 
 use super::Pass;
 use crate::error::Result;
+use crate::rundir::row_locks::RowLocks;
 use crate::sandboxes::trash::Moved;
-use crate::sweep::cleanup::clean_row;
+use crate::sweep::cleanup::{CleanupOutcome, clean_row};
 use crate::sweep::reconcile::{Reconciled, reconcile_row};
 
 impl Pass<'_, '_, '_> {
     pub(super) fn clean(&mut self, id: i64, moved: &mut Vec<Moved>) -> Result<()> {
         let dry_run = self.lease.is_none();
+        let mark = self.locks.as_ref().map(RowLocks::mark);
         let (outcome, dir, invalid) = clean_row(
             self.catalog,
             &mut self.stmts,
@@ -22,6 +25,9 @@ impl Pass<'_, '_, '_> {
             dry_run,
         )?;
         moved.extend(dir);
+        if outcome != CleanupOutcome::Removed {
+            self.release_since(mark);
+        }
         self.report.count_outcome(outcome);
         if let Some(column) = invalid {
             self.report.count_invalid(id, column);
@@ -32,6 +38,7 @@ impl Pass<'_, '_, '_> {
     pub(super) fn reconcile(&mut self, id: i64, now: PrimitiveDateTime) -> Result<()> {
         let write = self.lease.is_some();
         let deadline = self.started.checked_add(self.settings.limits.budget);
+        let mark = self.locks.as_ref().map(RowLocks::mark);
         let beside = self.locks.as_mut().map(|locks| (locks, &self.trash));
         let done = reconcile_row(
             self.catalog,
@@ -43,6 +50,12 @@ impl Pass<'_, '_, '_> {
             write,
             deadline,
         )?;
+        if !matches!(
+            done,
+            Reconciled::Crashed(_) | Reconciled::Stopped(_) | Reconciled::Abandoned
+        ) {
+            self.release_since(mark);
+        }
         match done {
             Reconciled::Left => {}
             Reconciled::Crashed(reason) => self.report.count_reconciled(false, Some(reason)),
@@ -56,5 +69,12 @@ impl Pass<'_, '_, '_> {
             Reconciled::Invalid(column) => self.report.count_invalid(id, column),
         }
         Ok(())
+    }
+
+    /// Gives back the locks the row since `mark` took: it was left alone.
+    fn release_since(&mut self, mark: Option<usize>) {
+        if let (Some(locks), Some(mark)) = (self.locks.as_mut(), mark) {
+            locks.release_since(mark);
+        }
     }
 }
