@@ -311,10 +311,10 @@ impl<'p> RunDir<'p> {
     }
 }
 
-/// Which sandboxes' creation and lifecycle locks someone holds now, read
-/// from `/proc/locks` without taking a lock: a read-only report must never
-/// make a runtime's own non-blocking `flock` fail, as a taken-and-dropped
-/// probe could. Creates nothing.
+/// Which sandboxes' locks someone holds now, read from `/proc/locks`
+/// without taking a lock: a read-only report or a dry run must never make
+/// a runtime's own non-blocking `flock` fail, as a taken-and-dropped probe
+/// could, nor create a lock file. Creates nothing.
 #[derive(Debug)]
 pub(crate) struct HeldLocks {
     locks: Option<OwnedFd>,
@@ -347,21 +347,26 @@ impl HeldLocks {
     /// [`HeldLocks::is_held`] for the sandbox whose `H16` is `h16` (what
     /// a leftover lock file or socket names; its sandbox is unknown).
     pub(crate) fn is_held_hashed(&self, h16: &[u8; 32]) -> bool {
-        [
-            (&self.locks, LockKind::Lifecycle),
-            (&self.creation, LockKind::Creation),
-        ]
-        .into_iter()
-        .any(|(dir, kind)| {
-            let file = LockFileName::hashed(kind, h16);
-            let (Some(dir), Ok(file)) = (dir, file.as_c_str()) else {
-                return false;
-            };
-            file_id_at(dir.as_fd(), file)
-                .ok()
-                .flatten()
-                .is_some_and(|id| self.files.contains(&id))
-        })
+        [LockKind::Lifecycle, LockKind::Creation]
+            .into_iter()
+            .any(|kind| self.holds(kind, h16))
+    }
+
+    /// Whether lock `kind` of the sandbox whose `H16` is `h16` exists and
+    /// is held (a missing file has no holder).
+    pub(crate) fn holds(&self, kind: LockKind, h16: &[u8; 32]) -> bool {
+        let dir = match kind {
+            LockKind::Lifecycle | LockKind::SnapshotLineage => &self.locks,
+            LockKind::Creation => &self.creation,
+        };
+        let file = LockFileName::hashed(kind, h16);
+        let (Some(dir), Ok(file)) = (dir, file.as_c_str()) else {
+            return false;
+        };
+        file_id_at(dir.as_fd(), file)
+            .ok()
+            .flatten()
+            .is_some_and(|id| self.files.contains(&id))
     }
 }
 

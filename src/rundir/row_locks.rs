@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::rundir::locks::{LockKind, RunDir, h16};
+use crate::rundir::locks::{HeldLocks, LockKind, RunDir, h16};
 use crate::rundir::sockets::{Bootstrap, SocketDirs, may_be_live, remove_runtime_files};
 use crate::sandboxes::trash::Trash;
 use crate::sys::flock::open_file_limit;
@@ -53,6 +53,8 @@ pub(crate) struct RowLocks<'p> {
     run: RunDir<'p>,
     sockets: std::cell::OnceCell<SocketDirs>,
     held: Vec<OwnedFd>,
+    /// For a dry run: who holds which lock, read once.
+    seen: std::cell::OnceCell<Option<HeldLocks>>,
     cap: usize,
     /// A sandbox whose lock the caller already holds (a runtime cleaning
     /// up after its own sandbox): taking it again would find it held.
@@ -65,6 +67,7 @@ impl<'p> RowLocks<'p> {
             run: RunDir::new(run_dir),
             sockets: std::cell::OnceCell::new(),
             held: Vec::new(),
+            seen: std::cell::OnceCell::new(),
             cap: lock_cap(),
             caller_holds: None,
         }
@@ -110,6 +113,33 @@ impl<'p> RowLocks<'p> {
             return Some(refusal);
         }
         None
+    }
+
+    /// For a dry run: the refusal [`RowLocks::claim`] would meet now, read
+    /// from `/proc/locks` (once per pass) instead of taken, since a dry run
+    /// writes nothing (taking a lock creates its file when it is missing)
+    /// and must not make a runtime's own non-blocking `flock` fail. Where
+    /// `/proc/locks` cannot be read, nothing is known to be held.
+    pub(crate) fn held_elsewhere(
+        &self,
+        kinds: &[LockKind],
+        id: i64,
+        name: &str,
+    ) -> Option<Refusal> {
+        let held = self
+            .seen
+            .get_or_init(|| HeldLocks::read(self.run.path()))
+            .as_ref()?;
+        let hash = h16(name);
+        let kind = kinds.iter().copied().find(|&kind| {
+            !(kind == LockKind::Lifecycle && self.caller_holds == Some(name))
+                && held.holds(kind, &hash)
+        })?;
+        log::info!(
+            "sandbox {name:?} (id {id}): its {} is held; a sweep would leave it alone",
+            kind.as_str()
+        );
+        Some(Refusal::Owned(kind))
     }
 
     /// Whether the run directory can be opened (it is, once, for the sweep).

@@ -144,12 +144,15 @@ pub(crate) type Skip = (CleanupOutcome, Option<Column>);
 
 /// Reads sandbox `id` and decides whether it may be removed: its name
 /// when it may, why not otherwise. Each column is read by its storage
-/// class; a row with any other is left exactly as it is.
+/// class; a row with any other is left exactly as it is. `ended`: a dry
+/// run's row that its reconcile would have ended, so its active status
+/// stands for the `Stopped` or `Crashed` the sweep would have written.
 fn candidate(
     catalog: &Catalog,
     stmts: &mut Statements<'_>,
     prober: &Prober,
     id: i64,
+    ended: bool,
 ) -> Result<Result<String, Skip>> {
     let invalid = |column| Ok(Err((CleanupOutcome::InvalidRow, Some(column))));
     let stmt = stmts.get(CLEANUP_CANDIDATE)?;
@@ -164,6 +167,7 @@ fn candidate(
     }
     match columns::text(row.get_ref(1)?, Column::Status) {
         Ok("Stopped" | "Crashed") => {}
+        Ok(_) if ended => {}
         Ok(_) => return Ok(Err((CleanupOutcome::SkippedActive, None))),
         Err(column) => return invalid(column),
     }
@@ -191,12 +195,17 @@ fn guard(
     let refusal = locks
         .claim(&CLEANUP_LOCKS, id, name)
         .or_else(|| locks.remove_artifacts(trash, id, name, Bootstrap::Keep))?;
-    Some(match refusal {
+    Some(refused(refusal))
+}
+
+/// The outcome of a row a refusal keeps.
+fn refused(refusal: Refusal) -> CleanupOutcome {
+    match refusal {
         Refusal::Owned(LockKind::SnapshotLineage) => CleanupOutcome::SnapshotInProgress,
         Refusal::Owned(_) => CleanupOutcome::LifecycleOwned,
         Refusal::LockFailed => CleanupOutcome::LockFailed,
         Refusal::ArtifactsFailed => CleanupOutcome::SocketRemoveFailed,
-    })
+    }
 }
 
 /// Deletes sandbox `id`'s runs and row once its directory is in the trash;
@@ -224,7 +233,17 @@ fn delete_rows(
     outcome
 }
 
-/// Decides, and unless `dry_run` carries out inside the caller's write
+/// How a row is cleaned: for real, inside the caller's write transaction,
+/// or only decided (a dry run), where `ended` marks a row that the dry
+/// run's reconcile would have ended (the sweep would clean it in the same
+/// pass).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Write,
+    DryRun { ended: bool },
+}
+
+/// Decides, and in [`Mode::Write`] carries out inside the caller's write
 /// transaction, the cleanup of sandbox `id`. A returned [`Moved`] must be
 /// discarded after the commit or put back if it fails.
 #[allow(clippy::too_many_arguments)]
@@ -235,14 +254,17 @@ pub(crate) fn clean_row(
     trash: &Trash<'_>,
     locks: Option<&mut RowLocks<'_>>,
     id: i64,
-    dry_run: bool,
+    mode: Mode,
 ) -> Result<(CleanupOutcome, Option<Moved>, Option<Column>)> {
-    let name = match candidate(catalog, stmts, prober, id)? {
+    let ended = mode == Mode::DryRun { ended: true };
+    let name = match candidate(catalog, stmts, prober, id, ended)? {
         Ok(name) => name,
         Err((outcome, invalid)) => return Ok((outcome, None, invalid)),
     };
-    if dry_run {
-        return Ok((CleanupOutcome::Removed, None, None));
+    if mode != Mode::Write {
+        // What the sweep's locks would find, read without taking them.
+        let held = locks.and_then(|locks| locks.held_elsewhere(&CLEANUP_LOCKS, id, &name));
+        return Ok((held.map_or(CleanupOutcome::Removed, refused), None, None));
     }
     if let Some(locks) = locks
         && let Some(left) = guard(locks, trash, id, &name)
@@ -408,7 +430,7 @@ impl<'p> Cleanup<'p> {
             &trash,
             locks.as_mut(),
             sandbox_id,
-            false,
+            Mode::Write,
         )?;
         drop(stmts);
         if let Some(column) = invalid {

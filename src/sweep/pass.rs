@@ -78,6 +78,8 @@ pub(crate) struct Pass<'s, 'c, 'l> {
     started: Instant,
     pub(crate) report: Report,
     pub(crate) ids: Vec<i64>,
+    /// A dry run's rows that its reconcile would have ended.
+    ended: Vec<i64>,
     stmts: Statements<'c>,
 }
 
@@ -102,6 +104,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             locks: settings.run_dir.as_deref().map(RowLocks::new),
             started: Instant::now(),
             ids: Vec::with_capacity(settings.batch_size),
+            ended: Vec::new(),
             stmts: Statements::new(&catalog.conn),
         }
     }
@@ -186,6 +189,9 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
                 end = self.purge_trash()?;
                 if end == End::Complete {
                     end = self.phase(Phase::Ephemeral, limits.max_ephemeral)?;
+                }
+                if end == End::Complete && self.lease.is_none() {
+                    self.clean_ended()?;
                 }
                 if self.lease.is_some() && self.report.trash_deferred == 0 {
                     self.trash.remove_if_empty();

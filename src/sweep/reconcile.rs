@@ -67,7 +67,8 @@ enum Guarded {
 /// Beside a run directory, before a dead runtime's row changes: take its
 /// creation and lifecycle locks, tell whether a start with no run is
 /// abandoned (no endpoint answers), and remove its runtime files. A dry run
-/// (`write` false) takes no lock and removes nothing; it only probes.
+/// (`write` false) takes no lock and removes nothing: it reads who holds
+/// the locks and probes the endpoints, as the sweep would find them.
 fn guard(
     stmts: &mut Statements<'_>,
     locks: &mut RowLocks<'_>,
@@ -97,7 +98,12 @@ fn guard(
     if !acts {
         return Ok(Guarded::Stop(Reconciled::Left));
     }
-    if write && let Some(refusal) = locks.claim(&RECONCILE_LOCKS, id, &name) {
+    let refusal = if write {
+        locks.claim(&RECONCILE_LOCKS, id, &name)
+    } else {
+        locks.held_elsewhere(&RECONCILE_LOCKS, id, &name)
+    };
+    if let Some(refusal) = refusal {
         return Ok(Guarded::Stop(refused(refusal)));
     }
     if start {

@@ -8,12 +8,29 @@ use super::Pass;
 use crate::error::Result;
 use crate::rundir::row_locks::RowLocks;
 use crate::sandboxes::trash::Moved;
-use crate::sweep::cleanup::{CleanupOutcome, clean_row};
+use crate::sweep::cleanup::{CleanupOutcome, Mode, clean_row};
 use crate::sweep::reconcile::{Reconciled, reconcile_row};
 
 impl Pass<'_, '_, '_> {
     pub(super) fn clean(&mut self, id: i64, moved: &mut Vec<Moved>) -> Result<()> {
-        let dry_run = self.lease.is_none();
+        let mode = match self.lease {
+            Some(_) => Mode::Write,
+            None => Mode::DryRun { ended: false },
+        };
+        self.clean_as(id, moved, mode)
+    }
+
+    /// A dry run's cleanup of the rows its reconcile would have ended, as
+    /// the sweep cleans them in the same pass once they are `Stopped` or
+    /// `Crashed`: so the dry run counts what the sweep will do.
+    pub(super) fn clean_ended(&mut self) -> Result<()> {
+        for id in std::mem::take(&mut self.ended) {
+            self.clean_as(id, &mut Vec::new(), Mode::DryRun { ended: true })?;
+        }
+        Ok(())
+    }
+
+    fn clean_as(&mut self, id: i64, moved: &mut Vec<Moved>, mode: Mode) -> Result<()> {
         let mark = self.locks.as_ref().map(RowLocks::mark);
         let (outcome, dir, invalid) = clean_row(
             self.catalog,
@@ -22,11 +39,18 @@ impl Pass<'_, '_, '_> {
             &self.trash,
             self.locks.as_mut(),
             id,
-            dry_run,
+            mode,
         )?;
         moved.extend(dir);
         if outcome != CleanupOutcome::Removed {
             self.release_since(mark);
+        }
+        // The sweep's cleanup selects ephemeral rows only: one that is not
+        // (or not stored as an integer) it never looks at, nor counts.
+        let selected = outcome != CleanupOutcome::SkippedPersistent
+            && invalid != Some(crate::catalog::columns::Column::Ephemeral);
+        if mode == (Mode::DryRun { ended: true }) && !selected {
+            return Ok(());
         }
         self.report.count_outcome(outcome);
         if let Some(column) = invalid {
@@ -55,6 +79,8 @@ impl Pass<'_, '_, '_> {
             Reconciled::Crashed(_) | Reconciled::Stopped(_) | Reconciled::Abandoned
         ) {
             self.release_since(mark);
+        } else if !write {
+            self.ended.push(id);
         }
         match done {
             Reconciled::Left => {}
