@@ -479,3 +479,76 @@ fn a_snapshot_capture_keeps_its_sandbox_until_it_is_published() -> Result<()> {
     assert!(lineage.is_file(), "a lock file is never deleted");
     Ok(())
 }
+
+#[test]
+fn a_huge_bootstrap_root_never_holds_the_write_lock_and_one_sweep_reaps_its_row() -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let b = Beside::new()?;
+    let dead = b.f.sandbox("big", "Running", false)?;
+    b.f.run(dead, Some(DEAD_PID), "Running")?;
+    let other = b.f.sandbox("other", "Stopped", false)?;
+    // 75,000 files in 300 folders: a real root file system's order.
+    let root = b.f.sandboxes.join("big/.bootstrap-rootfs");
+    for d in 0..300 {
+        let dir = root.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for f in 0..250 {
+            std::fs::write(dir.join(format!("f{f}")), b"").expect("write");
+        }
+    }
+    std::fs::write(b.f.sandboxes.join("big/config.json"), b"{}").expect("write");
+    // A runtime beside the sweep, writing all along: its longest wait for
+    // the write lock.
+    let done = AtomicBool::new(false);
+    let db = b.f.db_path();
+    let longest = std::thread::scope(|s| {
+        let writer = s.spawn(|| -> rusqlite::Result<Duration> {
+            let conn = rusqlite::Connection::open(&db)?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            let mut longest = Duration::ZERO;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let asked = Instant::now();
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                longest = longest.max(asked.elapsed());
+                conn.execute(
+                    "UPDATE sandbox SET updated_at = ?1 WHERE id = ?2",
+                    rusqlite::params![format!("{:?}", asked), other],
+                )?;
+                conn.execute_batch("COMMIT")?;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok(longest)
+        });
+        let report = b.sweep();
+        done.store(true, Ordering::Relaxed);
+        let longest = writer
+            .join()
+            .expect("the writer")
+            .expect("the writer's statements");
+        (report, longest)
+    });
+    let (report, longest) = longest;
+    let report = report?;
+    // One sweep reaps the row; its bootstrap root waits in the trash.
+    assert_eq!((report.reconciled, report.errors), (1, 0), "{report}");
+    assert_eq!(b.f.status(dead)?.as_deref(), Some("Crashed"));
+    assert!(!exists(&root), "moved out of the sandbox in one rename");
+    assert!(exists(&b.f.sandboxes.join("big/config.json")));
+    assert!(
+        longest < Duration::from_millis(50),
+        "a writer waited {longest:?} for the write lock"
+    );
+    // Later sweeps delete the rest within their budgets.
+    let trash = b.f.sandboxes.join(TRASH_DIR);
+    for _ in 0..100 {
+        if !exists(&trash) {
+            break;
+        }
+        b.sweep()?;
+    }
+    assert!(!exists(&trash), "the trash was never emptied");
+    assert_eq!(b.f.status(dead)?.as_deref(), Some("Crashed"));
+    Ok(())
+}

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::rundir::locks::{HeldLocks, LockKind, RunDir, h16};
-use crate::rundir::sockets::{Bootstrap, SocketDirs, may_be_live, remove_runtime_files};
+use crate::rundir::sockets::{SocketDirs, may_be_live, remove_runtime_files};
 use crate::sandboxes::trash::Trash;
 use crate::sys::flock::open_file_limit;
 
@@ -156,18 +156,16 @@ impl<'p> RowLocks<'p> {
     }
 
     /// Removes the socket artifacts of sandbox `name` (row `id`), whose
-    /// runtime is dead and whose locks this transaction holds, and, as
-    /// `bootstrap` says, its bootstrap root. A failure is logged: the row
-    /// must then be kept for a retry.
+    /// runtime is dead and whose locks this transaction holds. A failure is
+    /// logged: the row must then be kept for a retry.
     pub(crate) fn remove_artifacts(
         &self,
         trash: &Trash<'_>,
         id: i64,
         name: &str,
-        bootstrap: Bootstrap,
     ) -> Option<Refusal> {
         let removed = self.socket_dirs().and_then(|dirs| {
-            remove_runtime_files(&self.run, dirs, trash.root()?, trash.dir(), name, bootstrap)
+            remove_runtime_files(&self.run, dirs, trash.root()?, trash.dir(), name)
         });
         match removed {
             Ok(()) => None,

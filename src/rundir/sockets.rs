@@ -10,13 +10,12 @@
 //! - fallback: `<sandboxes_dir>/<name>/runtime/agent.sock` and
 //!   `agent.control.sock`.
 //!
-//! Reaping a runtime also removes `<sandboxes_dir>/<name>/.bootstrap-rootfs`,
-//! a stopped sandbox's bootstrap root (microsandbox 0.7.11 and 0.7.13 do,
-//! measured on 0.7.11's binary). Missing is success. Only called for a runtime
-//! already judged dead whose locks this process holds: a live runtime's
-//! files are never touched. No catalog here.
+//! Missing is success. Only called for a runtime already judged dead whose
+//! locks this process holds: a live runtime's files are never touched. Each
+//! step is O(1) (an unlink, an rmdir of an empty directory): it runs under
+//! the catalog's write lock. No catalog here; the bootstrap root a reap
+//! also takes goes through the trash (`sandboxes::trash`).
 
-use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::error::{IoContext, Result};
 use crate::rundir::locks::{RunDir, name_hash};
 use crate::sys::c_name;
-use crate::sys::dir::{Subdir, open_subdir, remove_dir_if_empty, remove_tree_at, unlink_entry};
+use crate::sys::dir::{Subdir, open_subdir, remove_dir_if_empty, unlink_entry};
 use crate::sys::socket::{Knock, knock};
 
 /// How long every endpoint of one sandbox may take to answer, in all, as
@@ -36,9 +35,6 @@ const BUSY_RETRY: Duration = Duration::from_millis(5);
 
 /// The socket files a canonical `<H12>` directory may hold.
 const CANONICAL_SOCKETS: [&str; 3] = ["agent.sock", "control.sock", "display.sock"];
-
-/// A stopped sandbox's bootstrap root, inside its directory.
-const BOOTSTRAP_ROOTFS: &std::ffi::CStr = c".bootstrap-rootfs";
 
 /// Opens directory `name` in `parent` without following a symlink; `None`
 /// when there is no directory there (missing, a symlink, a file).
@@ -135,27 +131,14 @@ pub(crate) fn may_be_live(run: &Path, sandboxes: Option<&Path>, name: &str) -> R
     Ok(false)
 }
 
-/// Whether removing a runtime's files takes its bootstrap root too.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Bootstrap {
-    /// Leave it (a cleanup deletes the whole directory anyway).
-    Keep,
-    /// Remove `<sandboxes>/<name>/.bootstrap-rootfs`, stopping at the
-    /// deadline (an error: the row stays, and the next sweep goes on).
-    Remove(Option<Instant>),
-}
-
-/// Removes every socket artifact of sandbox `name` and, as `bootstrap`
-/// says, its bootstrap root (see the module docs). `sandboxes` is the
-/// sandboxes directory, open, at path `sandboxes_path`; the sandbox's own
-/// directory is opened once for both.
+/// Removes every socket artifact of sandbox `name` (see the module docs).
+/// `sandboxes` is the sandboxes directory, open, at path `sandboxes_path`.
 pub(crate) fn remove_runtime_files(
     run: &RunDir<'_>,
     dirs: &SocketDirs,
     sandboxes: BorrowedFd<'_>,
     sandboxes_path: &Path,
     name: &str,
-    bootstrap: Bootstrap,
 ) -> Result<()> {
     let run_path = run.path();
     if let Some(dir) = &dirs.canonical {
@@ -184,12 +167,6 @@ pub(crate) fn remove_runtime_files(
         let runtime = sandbox.join("runtime");
         if let Some(dir) = subdir(dir.as_fd(), "runtime", &runtime)? {
             unlink_all(dir.as_fd(), &["agent.sock", "agent.control.sock"], &runtime)?;
-        }
-        if let Bootstrap::Remove(deadline) = bootstrap {
-            let at = sandbox.join(".bootstrap-rootfs");
-            if !remove_tree_at(dir.as_fd(), BOOTSTRAP_ROOTFS, deadline).at(&at)? {
-                return Err(io::Error::from(io::ErrorKind::TimedOut)).at(&at);
-            }
         }
     }
     Ok(())

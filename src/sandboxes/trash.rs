@@ -1,4 +1,5 @@
-//! The trash: moving a sandbox directory aside, putting it back, deleting it.
+//! The trash: moving a sandbox directory (or a dead runtime's bootstrap
+//! root) aside, putting it back, deleting it.
 //!
 //! A directory is moved into `<sandboxes_dir>/.sandbox-sweep-trash/<id>`
 //! while the catalog's write lock is held, and deleted only after the commit
@@ -60,7 +61,13 @@ pub(crate) struct Trash<'p> {
     /// The trash, opened once per sweep without following a symlink, again
     /// if a rename suggests it vanished.
     bin: RefCell<Option<OwnedFd>>,
+    /// Entries moved in that are garbage whatever their transaction does
+    /// (dead runtimes' bootstrap roots), to delete after it.
+    garbage: RefCell<Vec<OsString>>,
 }
+
+/// A stopped sandbox's bootstrap root, inside its directory.
+const BOOTSTRAP_ROOTFS: &CStr = c".bootstrap-rootfs";
 
 impl<'p> Trash<'p> {
     /// The trash of `sandboxes_dir`; nothing is opened yet.
@@ -69,6 +76,7 @@ impl<'p> Trash<'p> {
             dir: sandboxes_dir,
             root: OnceCell::new(),
             bin: RefCell::new(None),
+            garbage: RefCell::new(Vec::new()),
         }
     }
 
@@ -178,7 +186,7 @@ impl<'p> Trash<'p> {
             Err(errno) if dir::target_in_the_way(errno) => {
                 // A leftover from a crash under this id holds an older copy
                 // of this same sandbox, which is being removed now anyway.
-                self.delete(OsStr::new(&entry), None)?;
+                self.set_aside(&entry)?;
                 true
             }
             Err(errno) => return failed(errno, &source()),
@@ -190,6 +198,80 @@ impl<'p> Trash<'p> {
             name: name.to_owned(),
             entry: entry.into(),
         }))
+    }
+
+    /// Moves a dead runtime's bootstrap root, `<dir>/<name>/.bootstrap-rootfs`,
+    /// to `<trash>/<id>.bootstrap-rootfs` with one `renameat`: however
+    /// large, it costs the caller's write transaction O(1), and it is
+    /// deleted after (see [`Trash::take_garbage`]). It is garbage whether
+    /// or not the transaction commits (the runtime is dead and its locks
+    /// held), so it is never put back; an entry that is no id is deleted by
+    /// the next sweep's purge. Nothing there (no sandbox directory, no
+    /// bootstrap root, a symlink in either place) is nothing to move.
+    pub(crate) fn move_bootstrap(&self, id: i64, name: &str) -> Result<()> {
+        let at = self.dir.join(name).join(".bootstrap-rootfs");
+        let sandbox = match dir::open_subdir(self.root()?, &c_name(name, || at.clone())?).at(&at)? {
+            Subdir::Open(fd) => fd,
+            Subdir::Missing | Subdir::NotADir => return Ok(()),
+        };
+        let entry = format!("{id}.bootstrap-rootfs");
+        let rename = || -> Result<nix::Result<()>> {
+            Ok(renameat(
+                sandbox.as_fd(),
+                BOOTSTRAP_ROOTFS,
+                self.made_bin()?.as_fd(),
+                entry.as_str(),
+            ))
+        };
+        let retry = match rename()? {
+            Ok(()) => false,
+            Err(Errno::ENOENT) => match entry_exists(sandbox.as_fd(), BOOTSTRAP_ROOTFS) {
+                Ok(false) => return Ok(()),
+                Err(errno) => return failed(errno, &at),
+                // The source exists, so the trash went away: make it again.
+                Ok(true) => {
+                    *self.bin.borrow_mut() = None;
+                    true
+                }
+            },
+            // A leftover of a crash under this name: garbage too.
+            Err(errno) if dir::target_in_the_way(errno) => {
+                self.set_aside(&entry)?;
+                true
+            }
+            Err(errno) => return failed(errno, &at),
+        };
+        if retry {
+            rename()?.at(&at)?;
+        }
+        self.garbage.borrow_mut().push(entry.into());
+        Ok(())
+    }
+
+    /// Renames trash entry `entry` (a crash's leftover in the way of a new
+    /// one) to a name no id parses as, for deletion with the garbage: one
+    /// rename, since the caller holds the catalog's write lock and the
+    /// leftover may be any size.
+    fn set_aside(&self, entry: &str) -> Result<()> {
+        let Some(bin) = self.bin()? else {
+            return Ok(());
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let aside = format!("{entry}.stale-{}-{nanos}", std::process::id());
+        renameat(bin.as_fd(), entry, bin.as_fd(), aside.as_str())
+            .at(&self.bin_path().join(entry))?;
+        drop(bin);
+        self.garbage.borrow_mut().push(aside.into());
+        Ok(())
+    }
+
+    /// The entries [`Trash::move_bootstrap`] moved in, and the leftovers set
+    /// aside, since the last call: to delete once their transaction has
+    /// ended, whichever way.
+    pub(crate) fn take_garbage(&self) -> Vec<OsString> {
+        std::mem::take(&mut *self.garbage.borrow_mut())
     }
 
     /// After a failed commit (or a crash that rolled back the row's

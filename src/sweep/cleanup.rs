@@ -21,7 +21,6 @@ use crate::process::runs::any_live_running;
 use crate::rundir::locks::LifecycleLock;
 use crate::rundir::locks::LockKind;
 use crate::rundir::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
-use crate::rundir::sockets::Bootstrap;
 use crate::sandboxes::names::stored_name;
 use crate::sandboxes::trash::{Moved, Trash};
 
@@ -194,7 +193,7 @@ fn guard(
 ) -> Option<CleanupOutcome> {
     let refusal = locks
         .claim(&CLEANUP_LOCKS, id, name)
-        .or_else(|| locks.remove_artifacts(trash, id, name, Bootstrap::Keep))?;
+        .or_else(|| locks.remove_artifacts(trash, id, name))?;
     Some(refused(refusal))
 }
 
@@ -441,7 +440,12 @@ impl<'p> Cleanup<'p> {
         // `locks` is held until the row's transaction has ended and its
         // directory is deleted or put back.
         let ended = tx.commit().map_err(Error::from_sqlite);
-        if let Some(moved) = trash.settle(ended, moved)? {
+        let settled = trash.settle(ended, moved);
+        // A crash's leftover set aside on the way: garbage either way.
+        for entry in trash.take_garbage() {
+            trash.discard(&entry, None);
+        }
+        if let Some(moved) = settled? {
             trash.discard(moved.entry(), None);
             trash.remove_if_empty();
         }

@@ -324,6 +324,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             if let Err(err) = acted {
                 let failed = self.trash.settle(Err(err), moved).map(|_| end);
                 self.release_locks();
+                self.delete_garbage();
                 return failed;
             }
             *after = id;
@@ -337,10 +338,11 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             .and_then(|()| tx.commit().map_err(Error::from_sqlite));
         self.confirm_renewal(committed.is_ok());
         let result = self.trash.settle(committed, moved);
+        self.release_locks();
         if let Ok(moved) = &result {
             self.delete_within_budget(moved.iter().map(Moved::entry));
         }
-        self.release_locks();
+        self.delete_garbage();
         result.map(|_| end)
     }
 

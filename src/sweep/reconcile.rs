@@ -10,8 +10,6 @@
 //! system calls of its own, and no batching: the pass decides when to
 //! call it and commits.
 
-use std::time::Instant;
-
 use rusqlite::params;
 use rusqlite::types::ValueRef;
 use time::PrimitiveDateTime;
@@ -25,7 +23,6 @@ use crate::error::Result;
 use crate::process::liveness::{DeadReason, Liveness, Prober};
 use crate::process::runs::{RunningRun, latest_running};
 use crate::rundir::row_locks::{RECONCILE_LOCKS, Refusal, RowLocks};
-use crate::rundir::sockets::Bootstrap;
 use crate::sandboxes::lifecycle::{SandboxStatus, TerminationReason};
 use crate::sandboxes::names::stored_name;
 use crate::sandboxes::trash::Trash;
@@ -76,7 +73,6 @@ fn guard(
     id: i64,
     has_run: bool,
     write: bool,
-    deadline: Option<Instant>,
 ) -> Result<Guarded> {
     let mut rows = stmts.get(CLEANUP_CANDIDATE)?.query([id])?;
     let Some(row) = rows.next()? else {
@@ -121,10 +117,20 @@ fn guard(
             }
         }
     }
-    if write
-        && let Some(refusal) = locks.remove_artifacts(trash, id, &name, Bootstrap::Remove(deadline))
-    {
+    if !write {
+        return Ok(Guarded::Proceed { abandoned: start });
+    }
+    if let Some(refusal) = locks.remove_artifacts(trash, id, &name) {
         return Ok(Guarded::Stop(refused(refusal)));
+    }
+    // One rename under the write lock, however large the tree; deleted
+    // after the commit (0.7.11 and 0.7.13 delete it in place, before the
+    // status change, outside any transaction).
+    if let Err(err) = trash.move_bootstrap(id, &name) {
+        log::warn!(
+            "sandbox {name:?} (id {id}): bootstrap root not moved to the trash, row kept: {err}"
+        );
+        return Ok(Guarded::Stop(Reconciled::Failed));
     }
     Ok(Guarded::Proceed { abandoned: start })
 }
@@ -144,7 +150,6 @@ fn refused(refusal: Refusal) -> Reconciled {
 /// an abandoned start or left; with no run directory there is no evidence
 /// about such a row, so it is never touched. With `write` false (a dry run)
 /// it only checks, and takes no lock.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn reconcile_row(
     catalog: &Catalog,
     stmts: &mut Statements<'_>,
@@ -153,7 +158,6 @@ pub(crate) fn reconcile_row(
     id: i64,
     now: PrimitiveDateTime,
     write: bool,
-    deadline: Option<Instant>,
 ) -> Result<Reconciled> {
     let (run_id, reason) = match latest_running(catalog, stmts, prober, id)? {
         Some(RunningRun {
@@ -168,7 +172,7 @@ pub(crate) fn reconcile_row(
     };
     let mut abandoned = false;
     if let Some((locks, trash)) = beside {
-        match guard(stmts, locks, trash, id, run_id.is_some(), write, deadline)? {
+        match guard(stmts, locks, trash, id, run_id.is_some(), write)? {
             Guarded::Proceed { abandoned: a } => abandoned = a,
             Guarded::Stop(left) => return Ok(left),
         }

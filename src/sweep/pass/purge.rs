@@ -1,5 +1,6 @@
 //! The trash's part of a pass: sorting what a killed sweep left there,
-//! and deleting within the budget what a committed batch moved there.
+//! and deleting within the budget what a batch moved there (after it
+//! committed, or whichever way it ended for a bootstrap root).
 //!
 //! Decides nothing about rows beyond "does this id still have a valid
 //! name"; how a directory is moved or deleted is the trash's.
@@ -48,6 +49,13 @@ impl Pass<'_, '_, '_> {
                 .optional()?;
             Ok(name.flatten())
         })
+    }
+
+    /// Deletes, while the budget lasts, the bootstrap roots this batch
+    /// moved into the trash: garbage whichever way its transaction ended.
+    pub(super) fn delete_garbage(&mut self) {
+        let garbage = self.trash.take_garbage();
+        self.delete_within_budget(garbage.iter().map(OsString::as_os_str));
     }
 
     /// Deletes trash entries while the budget lasts, checking the clock

@@ -61,7 +61,6 @@ impl Pass<'_, '_, '_> {
 
     pub(super) fn reconcile(&mut self, id: i64, now: PrimitiveDateTime) -> Result<()> {
         let write = self.lease.is_some();
-        let deadline = self.started.checked_add(self.settings.limits.budget);
         let mark = self.locks.as_ref().map(RowLocks::mark);
         let beside = self.locks.as_mut().map(|locks| (locks, &self.trash));
         let done = reconcile_row(
@@ -72,7 +71,6 @@ impl Pass<'_, '_, '_> {
             id,
             now,
             write,
-            deadline,
         )?;
         if !matches!(
             done,
