@@ -141,3 +141,82 @@ fn concurrent_cli_sweeps_reconcile_each_row_once() -> TestResult {
     assert_eq!(crashed, STALE as i64);
     Ok(())
 }
+
+#[test]
+fn a_catalog_locked_past_the_budget_is_a_skip_within_the_budget() -> TestResult {
+    use std::time::Instant;
+    let env = Env::new();
+    let conn = env.conn();
+    let (dead, eph) = add_dead_and_finished(&env, &conn);
+    let budget = Duration::from_millis(250);
+    // What the issue measured: a writer holding the lock for 3 s, and a
+    // host whose connection waits 5 s (the default).
+    let blocker = env.conn();
+    blocker.execute_batch("BEGIN IMMEDIATE")?;
+    let catalog = Catalog::from_connection(OpenOptions::new().open(&env.db)?)?;
+    let sweeper = Sweeper::new(&env.sandboxes).budget(budget);
+    let asked = Instant::now();
+    let outcome = sweeper.run(&catalog);
+    let took = asked.elapsed();
+    assert!(
+        matches!(outcome, SweepOutcome::Skipped(SkipReason::Busy)),
+        "{outcome:?}"
+    );
+    assert!(took < budget + Duration::from_millis(20), "{took:?}");
+    // The host's own statements wait as long as it said, after.
+    let host: i64 = catalog
+        .connection()
+        .query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
+    assert_eq!(host, 5000);
+
+    // The CLI likewise (its own process start and catalog open on top).
+    let asked = Instant::now();
+    let out = cli(&env.sweep_args(&["--budget-ms", "250", "--json"]));
+    let took = asked.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json_field(&json_line(&out), "skip_reason"), "\"busy\"");
+    assert!(took < budget + Duration::from_millis(100), "{took:?}");
+
+    // Locked after the lease was taken: the batch waits what is left of
+    // the budget, stops as timed out, and writes nothing.
+    blocker.execute_batch("COMMIT")?;
+    let Acquire::Acquired(mut lease) = catalog.try_acquire(&noon, true)? else {
+        panic!("the lease is free");
+    };
+    blocker.execute_batch("BEGIN IMMEDIATE")?;
+    let asked = Instant::now();
+    let report = sweeper.sweep(&mut lease, &noon)?;
+    let took = asked.elapsed();
+    assert!(report.timed_out && !report.complete, "{report}");
+    assert_eq!((report.reconciled, report.removed), (0, 0), "{report}");
+    assert!(took < budget + Duration::from_millis(20), "{took:?}");
+    blocker.execute_batch("COMMIT")?;
+    drop(lease);
+
+    // The next sweep does the work; a lock held for part of its budget is
+    // waited for, and counted in its time.
+    drop(blocker);
+    let held = Duration::from_millis(100);
+    let (locked, db) = (Barrier::new(2), &env.db);
+    let report = std::thread::scope(|s| {
+        s.spawn(|| -> rusqlite::Result<()> {
+            let blocker = rusqlite::Connection::open(db)?;
+            let taken = blocker.execute_batch("BEGIN IMMEDIATE");
+            locked.wait();
+            std::thread::sleep(held);
+            taken.and_then(|()| blocker.execute_batch("COMMIT"))
+        });
+        locked.wait();
+        sweeper.run(&catalog)
+    });
+    match report {
+        SweepOutcome::Swept(report) => {
+            assert_eq!((report.reconciled, report.removed), (1, 1), "{report}");
+            assert!(report.elapsed >= held, "{report}");
+        }
+        other => panic!("expected a sweep, got {other:?}"),
+    }
+    assert_eq!(status_of(&conn, dead).as_deref(), Some("Crashed"));
+    assert_eq!(status_of(&conn, eph), None);
+    Ok(())
+}

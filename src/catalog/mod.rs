@@ -671,6 +671,29 @@ impl Catalog {
         Ok(schema)
     }
 
+    /// How long a statement now waits for another connection's lock
+    /// (`PRAGMA busy_timeout`): the host's setting, which a sweep shortens
+    /// to its budget and gives back.
+    pub(crate) fn busy_timeout(&self) -> Result<Duration> {
+        let ms: i64 = self
+            .conn
+            .prepare_cached("PRAGMA busy_timeout")?
+            .query_row([], |r| r.get(0))?;
+        Ok(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+    }
+
+    /// Waits for another connection's lock at most until `deadline`, and
+    /// never longer than `host` (the host's own busy timeout); `None`
+    /// waits `host`. Past the deadline a locked catalog answers busy at
+    /// once.
+    pub(crate) fn wait_until(&self, host: Duration, deadline: Option<Instant>) -> Result<()> {
+        let wait = deadline.map_or(host, |at| {
+            host.min(at.saturating_duration_since(Instant::now()))
+        });
+        self.conn.busy_timeout(wait)?;
+        Ok(())
+    }
+
     /// Starts a `BEGIN IMMEDIATE` transaction (the write lock, taken up front
     /// so that every check inside sees what the write will act on).
     pub(crate) fn immediate(&self) -> Result<rusqlite::Transaction<'_>> {

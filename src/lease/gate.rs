@@ -29,7 +29,8 @@ pub enum SkipReason {
     Held,
     /// A sweep completed less than [`MIN_SWEEP_INTERVAL`](crate::lease::MIN_SWEEP_INTERVAL) (30 s) ago.
     Recent,
-    /// The catalog stayed locked past the busy timeout.
+    /// The catalog stayed locked past the busy timeout, or (in
+    /// [`Sweeper::run`](crate::Sweeper::run)) past the sweep's budget.
     Busy,
     /// An installer (an upgrade, a schema rollback) holds the
     /// install-exclusive lease: nothing may write the catalog.

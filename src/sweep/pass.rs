@@ -6,7 +6,7 @@
 //! happens to one row is decided by `reconcile` and `cleanup`; how a
 //! directory is moved or deleted by `trash`. No per-row rule here.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::{OptionalExtension, params};
 
@@ -76,6 +76,8 @@ pub(crate) struct Pass<'s, 'c, 'l> {
     /// Beside a run directory: the locks the current transaction holds.
     locks: Option<RowLocks<'s>>,
     started: Instant,
+    /// The host's busy timeout, given back when the pass ends.
+    host_wait: Duration,
     pub(crate) report: Report,
     pub(crate) ids: Vec<i64>,
     /// A dry run's rows that its reconcile would have ended.
@@ -84,11 +86,14 @@ pub(crate) struct Pass<'s, 'c, 'l> {
 }
 
 impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
+    /// A pass whose budget runs from `started` (the call's start: waiting
+    /// for the lease counts).
     pub(crate) fn new(
         settings: &'s Settings,
         catalog: &'c Catalog,
         clock: &'s dyn Clock,
         lease: Option<&'s mut Lease<'l>>,
+        started: Instant,
     ) -> Self {
         Pass {
             settings,
@@ -102,7 +107,8 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             prober: Prober::new(),
             trash: Trash::new(&settings.sandboxes_dir),
             locks: settings.run_dir.as_deref().map(RowLocks::new),
-            started: Instant::now(),
+            started,
+            host_wait: Duration::ZERO,
             ids: Vec::with_capacity(settings.batch_size),
             ended: Vec::new(),
             stmts: Statements::new(&catalog.conn),
@@ -114,6 +120,16 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     }
 
     pub(crate) fn run(mut self) -> Result<Report> {
+        self.host_wait = self.catalog.busy_timeout()?;
+        let ran = self.run_within();
+        // The host's own statements wait as long as it said.
+        let given_back = self.catalog.wait_until(self.host_wait, None);
+        let report = ran?;
+        given_back?;
+        Ok(report)
+    }
+
+    fn run_within(&mut self) -> Result<Report> {
         // Another program may have migrated the file since the host built
         // its catalog; the per-row statements are chosen by its shape.
         self.catalog.refresh()?;
@@ -126,7 +142,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             self.report.errors += 1;
             self.report.run_dir_error = Some(err.to_string());
             self.report.elapsed = self.started.elapsed();
-            return Ok(self.report);
+            return Ok(std::mem::take(&mut self.report));
         }
         self.report.missing_indexes = self.catalog.missing_indexes()?;
         if !self.report.missing_indexes.is_empty() {
@@ -165,7 +181,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         self.report.settled = active_done && end == End::Complete;
         self.report.complete = self.report.settled && dir_ok;
         self.report.elapsed = self.started.elapsed();
-        Ok(self.report)
+        Ok(std::mem::take(&mut self.report))
     }
 
     /// Both phases and the trash purge between them: how the pass ended,
@@ -201,11 +217,22 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         Ok((end, active_done, dir_ok))
     }
 
-    /// Opens a write transaction and checks the fence and the installer;
-    /// `Err(end)` when the lease is lost or an installer holds the catalog
-    /// (the transaction is then rolled back, nothing written).
+    /// Opens a write transaction, waiting for the write lock at most what is
+    /// left of the budget, and checks the fence and the installer;
+    /// `Err(end)` when the lease is lost, an installer holds the catalog,
+    /// or the catalog stayed locked to the deadline (`TimedOut`; the next
+    /// sweep goes on), the transaction then rolled back, nothing written.
     fn begin(&mut self) -> Result<std::result::Result<rusqlite::Transaction<'c>, End>> {
-        let tx = self.catalog.immediate()?;
+        let deadline = self.started.checked_add(self.settings.limits.budget);
+        self.catalog.wait_until(self.host_wait, deadline)?;
+        let tx = match self.catalog.immediate() {
+            Ok(tx) => tx,
+            Err(err) if err.is_busy() => {
+                log::info!("the catalog stayed locked to the sweep's deadline: stopping");
+                return Ok(Err(End::TimedOut));
+            }
+            Err(err) => return Err(err),
+        };
         let now = self.clock.now();
         if crate::lease::install::installing(self.catalog, now)? {
             log::warn!("an installer holds the catalog: stopping the sweep");
@@ -394,7 +421,7 @@ mod tests {
         };
         let mut settings = Settings::new(f.sandboxes.clone());
         settings.run_dir = Some(run.clone());
-        let mut pass = Pass::new(&settings, catalog, &now, Some(&mut lease));
+        let mut pass = Pass::new(&settings, catalog, &now, Some(&mut lease), Instant::now());
         let Ok(tx) = pass.begin()? else {
             panic!("the fence holds");
         };
@@ -424,7 +451,7 @@ mod tests {
             panic!("lease should be free");
         };
         let settings = Settings::new(f.sandboxes.clone());
-        let mut pass = Pass::new(&settings, catalog, &now, Some(&mut lease));
+        let mut pass = Pass::new(&settings, catalog, &now, Some(&mut lease), Instant::now());
         for (phase, id) in [(Phase::Ephemeral, eph), (Phase::Active, web)] {
             pass.page(phase, 0, i64::MAX, 64)?;
             assert_eq!(pass.ids, [id]);

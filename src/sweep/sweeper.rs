@@ -7,7 +7,7 @@
 //! here.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::catalog::Catalog;
 use crate::clock::{Clock, SystemClock};
@@ -17,6 +17,10 @@ use crate::lease::guard::Lease;
 use crate::sweep::pass::Pass;
 use crate::sweep::report::Report;
 use crate::sweep::settings::{Limits, Settings};
+
+/// How much past its budget a sweep may wait to release its lease: a lease
+/// not released blocks the next sweeps until it expires (10 s).
+const RELEASE_GRACE: Duration = Duration::from_millis(10);
 
 /// What the startup entry point did. It never panics and never returns `Err`.
 ///
@@ -190,18 +194,53 @@ impl Sweeper {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn run_with(&self, catalog: &Catalog, clock: &dyn Clock) -> SweepOutcome {
+        // The budget covers the whole call: waiting for the lease too.
+        let started = Instant::now();
+        let deadline = started.checked_add(self.settings.limits.budget);
+        let host = match catalog.busy_timeout() {
+            Ok(host) => host,
+            Err(err) => return SweepOutcome::Failed(err),
+        };
+        let outcome = self.run_by(catalog, clock, started, host, deadline);
+        // The host's own statements wait as long as it said.
+        if let Err(err) = catalog.wait_until(host, None) {
+            log::warn!("could not give the connection its busy timeout back: {err}");
+        }
+        outcome
+    }
+
+    fn run_by(
+        &self,
+        catalog: &Catalog,
+        clock: &dyn Clock,
+        started: Instant,
+        host: Duration,
+        deadline: Option<Instant>,
+    ) -> SweepOutcome {
+        if let Err(err) = catalog.wait_until(host, deadline) {
+            return SweepOutcome::Failed(err);
+        }
         let mut lease = match catalog.try_acquire(clock, self.force) {
             Ok(Acquire::Acquired(lease)) => lease,
             Ok(Acquire::Skipped(reason)) => return SweepOutcome::Skipped(reason),
             Err(err) if err.is_busy() => return SweepOutcome::Skipped(SkipReason::Busy),
             Err(err) => return SweepOutcome::Failed(err),
         };
-        match self.sweep(&mut lease, clock) {
+        let catalog = lease.catalog();
+        match Pass::new(&self.settings, catalog, clock, Some(&mut lease), started).run() {
             Ok(mut report) => {
                 // Candidates left behind: release without completion, so
-                // the next start goes on with the backlog at once.
+                // the next start goes on with the backlog at once. Its wait
+                // is what is left of the budget and a little more: a lease
+                // not released expires in 10 s anyway.
+                let release_by =
+                    deadline.and_then(|at| at.max(Instant::now()).checked_add(RELEASE_GRACE));
                 let completed_at = report.settled.then(|| clock.now());
-                match lease.finish(completed_at) {
+                let released = catalog
+                    .wait_until(host, release_by)
+                    .and_then(|()| lease.finish(completed_at));
+                report.elapsed = started.elapsed();
+                match released {
                     Ok(still_ours) => report.lease_lost |= !still_ours,
                     Err(err) => log::warn!(
                         "could not release the maintenance lease (it will expire): {err}"
@@ -251,7 +290,7 @@ impl Sweeper {
     /// ```
     pub fn sweep(&self, lease: &mut Lease<'_>, clock: &dyn Clock) -> Result<Report> {
         let catalog = lease.catalog();
-        Pass::new(&self.settings, catalog, clock, Some(lease)).run()
+        Pass::new(&self.settings, catalog, clock, Some(lease), Instant::now()).run()
     }
 
     /// Reads only: reports what a sweep would reconcile and remove now,
@@ -281,6 +320,6 @@ impl Sweeper {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn dry_run(&self, catalog: &Catalog, clock: &dyn Clock) -> Result<Report> {
-        Pass::new(&self.settings, catalog, clock, None).run()
+        Pass::new(&self.settings, catalog, clock, None, Instant::now()).run()
     }
 }

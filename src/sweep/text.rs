@@ -165,7 +165,7 @@ fn explain(reason: SkipReason) -> &'static str {
     match reason {
         SkipReason::Held => "another process holds the maintenance lease",
         SkipReason::Recent => "a sweep completed less than 30 s ago (use --force)",
-        SkipReason::Busy => "the catalog stayed locked past the busy timeout",
+        SkipReason::Busy => "the catalog stayed locked (past the budget or the busy timeout)",
         SkipReason::Installing => "an installer holds the catalog (install_exclusive)",
     }
 }
