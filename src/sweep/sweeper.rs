@@ -196,6 +196,14 @@ impl Sweeper {
     pub fn run_with(&self, catalog: &Catalog, clock: &dyn Clock) -> SweepOutcome {
         // The budget covers the whole call: waiting for the lease too.
         let started = Instant::now();
+        // Most starts end here, on one read that waits for no lock: the
+        // busy timeout is not touched for them.
+        match catalog.gate(clock.now(), self.force) {
+            Ok(Some(reason)) => return SweepOutcome::Skipped(reason),
+            Ok(None) => {}
+            Err(err) if err.is_busy() => return SweepOutcome::Skipped(SkipReason::Busy),
+            Err(err) => return SweepOutcome::Failed(err),
+        }
         let deadline = started.checked_add(self.settings.limits.budget);
         let host = match catalog.busy_timeout() {
             Ok(host) => host,
