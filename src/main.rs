@@ -263,7 +263,10 @@ fn sweep(args: &SweepArgs, out: &mut impl Write) -> Result<ExitCode, CliError> {
             (None, Some(err)) => Err(CliError::Other(format!(
                 "ephemeral sandboxes not cleaned: {err}"
             ))),
-            (None, None) => Ok(ExitCode::SUCCESS),
+            (None, None) => match report.trash_error {
+                Some(err) => Err(CliError::Other(format!("trash not deleted: {err}"))),
+                None => Ok(ExitCode::SUCCESS),
+            },
         },
         SweepOutcome::Skipped(_) => Ok(ExitCode::SUCCESS),
     }

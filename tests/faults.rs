@@ -106,34 +106,6 @@ fn blocked_trash_keeps_every_row_and_counts_errors() -> TestResult {
     Ok(())
 }
 
-/// Unmounts on drop, so a failing assertion cannot leave a mount behind.
-struct Mount(std::path::PathBuf);
-
-impl Mount {
-    /// Runs `mount ARGS TARGET`; `None` when this process may not mount
-    /// (not root). As root, which CI is, the mount must work.
-    fn new(args: &[&str], target: &std::path::Path, what: &str) -> Option<Mount> {
-        let mounted = std::process::Command::new("mount")
-            .args(args)
-            .arg(target)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            assert!(!is_root(), "running as root but could not {what}");
-            cannot_run(what, "not root, so no mount");
-            return None;
-        }
-        Some(Mount(target.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn sandbox_dir_that_is_a_mount_point_keeps_its_row() -> TestResult {
     let env = Env::new();
@@ -154,6 +126,63 @@ fn sandbox_dir_that_is_a_mount_point_keeps_its_row() -> TestResult {
     assert_eq!(report.outcome(CleanupOutcome::DirRemoveFailed), 1);
     assert_eq!(status_of(&conn, id).as_deref(), Some("Stopped"));
     assert_eq!(std::fs::read(dir.join("inside"))?, b"data");
+    Ok(())
+}
+
+#[test]
+fn a_tree_that_cannot_be_deleted_is_counted_said_and_retried() -> TestResult {
+    let env = Env::new();
+    let conn = env.conn();
+    let id = add_sandbox(&conn, "eph", "Stopped", true);
+    let mnt = env.sandboxes.join("eph/mnt");
+    std::fs::create_dir_all(&mnt)?;
+    let Some(mount) = Mount::new(&["-t", "tmpfs", "tmpfs"], &mnt, "mount a tmpfs") else {
+        return Ok(());
+    };
+    std::fs::write(mnt.join("inside"), b"data")?;
+    // Where the mount goes with the tree: unmounted there on any exit.
+    let in_trash = env.sandboxes.join(format!("{TRASH_DIR}/{id}/mnt"));
+    let _moved = Mount(in_trash.clone());
+    let sweep = || cli(&env.sweep_args(&["--force", "--json"]));
+    // The row goes (the tree is in the trash, as msb's rule allows), the
+    // mount point in it cannot: counted, named, exit 1.
+    let out = sweep();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let line = json_line(&out);
+    assert_eq!(json_field(&line, "removed"), "1", "{line}");
+    assert_eq!(json_field(&line, "errors"), "1", "{line}");
+    assert_eq!(json_field(&line, "trash_failed"), "1", "{line}");
+    let entry = env.sandboxes.join(format!("{TRASH_DIR}/{id}"));
+    assert_eq!(
+        json_field(&line, "error"),
+        format!(
+            "\"{}: Device or resource busy (os error 16)\"",
+            entry.display()
+        ),
+        "{line}"
+    );
+    assert!(
+        stderr(&out).starts_with("error: trash not deleted: "),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(status_of(&conn, id), None);
+    // What could go went; the mount point stays, in the trash.
+    assert!(in_trash.is_dir() && !exists(&in_trash.join("inside")));
+    // Every sweep tries again, and says so again.
+    let out = sweep();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_field(&json_line(&out), "trash_failed"), "1");
+    // Once it can go, it goes.
+    let umounted = std::process::Command::new("umount")
+        .arg(&in_trash)
+        .status()?;
+    assert!(umounted.success());
+    drop(mount);
+    let out = sweep();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json_field(&json_line(&out), "trash_failed"), "0");
+    assert!(!exists(&env.sandboxes.join(TRASH_DIR)));
     Ok(())
 }
 

@@ -473,7 +473,7 @@ fn sweep_json(outcome: &str, dry_run: bool, every_status: bool, missing: &str) -
          \"skipped_persistent\":0,\"skipped_active\":0,\"skipped_live_pid\":0,\"invalid_name\":0,\
          \"lifecycle_owned\":0,\"lock_failed\":0,\"socket_remove_failed\":0,\"snapshot_in_progress\":0,\
          \"invalid_row\":0}},\"invalid_row\":{{\"name\":0,\"status\":0,\"ephemeral\":0,\"pid\":0,\"started_at\":0}},\
-         \"missing_indexes\":{missing},\"error\":null}}"
+         \"trash_failed\":0,\"missing_indexes\":{missing},\"error\":null}}"
     )
 }
 

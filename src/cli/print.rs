@@ -74,7 +74,8 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
             report
                 .run_dir_error
                 .clone()
-                .or_else(|| report.sandboxes_dir_error.clone()),
+                .or_else(|| report.sandboxes_dir_error.clone())
+                .or_else(|| report.trash_error.clone()),
         ),
         SweepOutcome::Skipped(reason) => ("skipped", Some(reason.as_str()), &empty, None),
         SweepOutcome::Failed(err) => ("failed", None, &empty, Some(err.to_string())),
@@ -103,7 +104,7 @@ fn report_json(
         out,
         "{{\"outcome\":{},\"skip_reason\":{},\"reconciled\":{},\"removed\":{},\"errors\":{},\
          \"timed_out\":{},\"lease_lost\":{},\"installing\":{},\"elapsed_us\":{},\"complete\":{},\"dry_run\":{},\
-         \"crashed\":{},\"stopped\":{},\"abandoned\":{},\"lifecycle_owned\":{},\"dead\":{},\"cleanup\":{},\"invalid_row\":{},\"missing_indexes\":[{}],\"error\":{}}}",
+         \"crashed\":{},\"stopped\":{},\"abandoned\":{},\"lifecycle_owned\":{},\"dead\":{},\"cleanup\":{},\"invalid_row\":{},\"trash_failed\":{},\"missing_indexes\":[{}],\"error\":{}}}",
         quote(kind),
         opt_quote(skip),
         report.reconciled,
@@ -122,6 +123,7 @@ fn report_json(
         dead_counts(report),
         outcome_counts(report),
         counts(report.invalid_row.by_column().into_iter()),
+        report.trash_failed,
         names_json(&report.missing_indexes),
         opt_quote(error),
     )

@@ -72,6 +72,13 @@ pub struct Report {
     /// Removed sandboxes' directories left in the trash because the budget
     /// ran out while deleting them; the next sweep deletes them.
     pub trash_deferred: u64,
+    /// Trash entries this sweep could not delete (a mount point inside, an
+    /// immutable file, a directory this user may not write). Counted in
+    /// `errors` too: each stays in the trash (its row is gone, as msb's
+    /// rule allows only there), and every later sweep tries again.
+    pub trash_failed: u64,
+    /// The first of those failures: the path and the error.
+    pub trash_error: Option<String>,
     /// Rows left exactly as they were because a column a rule reads had
     /// the wrong storage class, by column. Not errors: another program's
     /// rows, reported (and logged once per column per sweep).

@@ -65,6 +65,9 @@ impl Report {
         if self.trash_deferred > 0 {
             write!(f, ", trash deferred {}", self.trash_deferred)?;
         }
+        if self.trash_failed > 0 {
+            write!(f, ", trash not deleted {}", self.trash_failed)?;
+        }
         let invalid = self.invalid_row.by_column();
         nonzero(f, ("; ", "invalid rows left alone: ", false), invalid)?;
         nonzero(f, ("; ", "dead: ", false), self.deaths())?;
@@ -128,6 +131,13 @@ impl Report {
                 f,
                 "\n  the catalog lacks {} (each run lookup scans the whole table): `sandbox-sweep init` adds them",
                 self.missing_indexes.join(", ")
+            )?;
+        }
+        if let Some(err) = &self.trash_error {
+            write!(
+                f,
+                "\n  trash not deleted ({}; every sweep tries again): {err}",
+                self.trash_failed
             )?;
         }
         if let Some(err) = &self.sandboxes_dir_error {

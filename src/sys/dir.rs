@@ -189,6 +189,29 @@ struct Level {
     name: CString,
     /// Every entry seen by a listing that reached the end has been deleted.
     drained: bool,
+    /// Names listed but not yet deleted, last first: a subdirectory met in
+    /// a batch is emptied before the rest of that batch, which must not be
+    /// lost (the listing has moved past it).
+    pending: Vec<CString>,
+    /// The listing reached its end.
+    listed: bool,
+    /// How many times it was listed again, found not empty after a
+    /// listing that reached its end (entries unlinked while a listing is
+    /// open can be skipped by it, and a writer may add some).
+    refills: u32,
+}
+
+impl Level {
+    fn new(dir: Listing, name: CString, refills: u32) -> Level {
+        Level {
+            dir,
+            name,
+            drained: false,
+            pending: Vec::new(),
+            listed: false,
+            refills,
+        }
+    }
 }
 
 /// A tree being deleted: the open directories from its top down to where
@@ -197,7 +220,6 @@ struct Removal<'p> {
     parent: BorrowedFd<'p>,
     stack: Vec<Level>,
     deadline: Option<Instant>,
-    refills: u32,
 }
 
 impl Removal<'_> {
@@ -224,14 +246,10 @@ impl Removal<'_> {
         };
         match removed {
             Ok(()) | Err(Errno::ENOENT) => Ok(()),
-            Err(Errno::ENOTEMPTY | Errno::EEXIST) if self.refills < REFILLS => {
-                self.refills += 1;
+            Err(Errno::ENOTEMPTY | Errno::EEXIST) if done.refills < REFILLS => {
                 let dir = open_listing(parent, &done.name)?;
-                self.stack.push(Level {
-                    dir,
-                    name: done.name,
-                    drained: false,
-                });
+                self.stack
+                    .push(Level::new(dir, done.name, done.refills + 1));
                 Ok(())
             }
             Err(errno) => Err(errno.into()),
@@ -246,23 +264,27 @@ impl Removal<'_> {
         let Some(level) = self.stack.last_mut() else {
             return Ok(true);
         };
-        let (names, complete) = list_batch(&mut level.dir)?;
+        if level.pending.is_empty() {
+            if level.listed {
+                level.drained = true;
+                return Ok(true);
+            }
+            let (mut names, complete) = list_batch(&mut level.dir)?;
+            names.reverse();
+            (level.pending, level.listed) = (names, complete);
+        }
         let fd = level.dir.as_fd();
-        for child in names {
+        while let Some(child) = level.pending.pop() {
             if past() {
+                level.pending.push(child);
                 return Ok(false);
             }
             if !unlink_non_dir(fd, &child, true)? {
                 let dir = open_listing(fd, &child)?;
-                self.stack.push(Level {
-                    dir,
-                    name: child,
-                    drained: false,
-                });
+                self.stack.push(Level::new(dir, child, 0));
                 return Ok(true);
             }
         }
-        level.drained = complete;
         Ok(true)
     }
 }
@@ -294,13 +316,8 @@ pub(crate) fn remove_tree_at(
     };
     let mut removal = Removal {
         parent,
-        stack: vec![Level {
-            dir: top,
-            name: name.to_owned(),
-            drained: false,
-        }],
+        stack: vec![Level::new(top, name.to_owned(), 0)],
         deadline,
-        refills: 0,
     };
     while let Some(level) = removal.stack.last() {
         if removal.past() {

@@ -4,11 +4,13 @@
 pub mod fixture;
 pub mod holder;
 pub mod measure;
+pub mod mount;
 pub mod msb;
 pub mod rundir;
 
 pub use fixture::{DEAD_PID, Fixture, NOW, TRASH_DIR, exists, now, own_pid};
 pub use holder::Holder;
+pub use mount::Mount;
 pub use rundir::{h16, lock_at, socket_paths};
 
 use std::path::PathBuf;

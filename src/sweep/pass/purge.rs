@@ -65,8 +65,22 @@ impl Pass<'_, '_, '_> {
     pub(super) fn delete_within_budget<'p>(&mut self, entries: impl Iterator<Item = &'p OsStr>) {
         let deadline = self.started.checked_add(self.settings.limits.budget);
         for entry in entries {
-            if self.out_of_time() || !self.trash.discard(entry, deadline) {
+            if self.out_of_time() {
                 self.report.trash_deferred += 1;
+                continue;
+            }
+            match self.trash.delete(entry, deadline) {
+                Ok(true) => {}
+                Ok(false) => self.report.trash_deferred += 1,
+                // Never a silent leak: counted, said, and tried again.
+                Err(err) => {
+                    log::warn!("{err}: left in the trash; every sweep tries again");
+                    self.report.trash_failed += 1;
+                    self.report.errors += 1;
+                    self.report
+                        .trash_error
+                        .get_or_insert_with(|| err.to_string());
+                }
             }
         }
     }
