@@ -87,18 +87,6 @@ fn counts(report: &Report) -> Vec<(String, u64)> {
     all
 }
 
-/// The rows as stored: name and status, by id.
-fn rows_of(catalog: &Catalog) -> Vec<(String, String)> {
-    let conn = catalog.connection();
-    let mut stmt = conn
-        .prepare("SELECT name, status FROM sandbox ORDER BY id")
-        .expect("prepare");
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("query")
-        .collect::<rusqlite::Result<_>>()
-        .expect("rows")
-}
-
 /// The files under `dir`, recursively.
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -137,10 +125,10 @@ fn check(rows: &[Row]) -> Result<(), TestCaseError> {
     }
     let catalog = Catalog::from_connection(sandbox_sweep::open(&env.db)?)?;
     let sweeper = Sweeper::new(&env.sandboxes).run_dir(&run).force(true);
-    let before = (rows_of(&catalog), files_under(&run));
+    let before = (names_and_statuses(catalog.connection()), files_under(&run));
     let dry = sweeper.dry_run(&catalog, &SystemClock)?;
     prop_assert_eq!(
-        (rows_of(&catalog), files_under(&run)),
+        (names_and_statuses(catalog.connection()), files_under(&run)),
         before,
         "the dry run wrote"
     );

@@ -442,14 +442,7 @@ fn as_msb_leaves_it(home: &Path, conn: Connection) -> TestResult {
 }
 
 fn statuses(home: &Path) -> Vec<(String, String)> {
-    let conn = Connection::open(home.join("db/msb.db")).expect("open");
-    let mut stmt = conn
-        .prepare("SELECT name, status FROM sandbox ORDER BY id")
-        .expect("prepare");
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("query")
-        .collect::<rusqlite::Result<_>>()
-        .expect("rows")
+    names_and_statuses(&Connection::open(home.join("db/msb.db")).expect("open"))
 }
 
 /// This crate's indexes, all missing on a catalog nobody `init`ed.

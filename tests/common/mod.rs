@@ -138,6 +138,17 @@ pub fn add_dead_and_finished(env: &Env, conn: &Connection) -> (i64, i64) {
     (dead, eph)
 }
 
+/// Every sandbox row as stored, `(name, status)` by id.
+pub fn names_and_statuses(conn: &Connection) -> Vec<(String, String)> {
+    let mut stmt = conn
+        .prepare("SELECT name, status FROM sandbox ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
+
 pub fn status_of(conn: &Connection, id: i64) -> Option<String> {
     conn.query_row("SELECT status FROM sandbox WHERE id = ?1", [id], |r| {
         r.get(0)
