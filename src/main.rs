@@ -175,6 +175,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             budget_ms,
             json,
             remove,
+            all,
         } => {
             let _owner = cli::home::enter(
                 home.as_ref(),
@@ -187,7 +188,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
                         let mut none = sandbox_sweep::orphans::Orphans::default();
                         none.complete = true;
                         if json {
-                            print::orphans_json(out, &none)?;
+                            print::orphans_json(out, &none, all)?;
                         } else {
                             writeln!(out, "{message}")?;
                         }
@@ -204,18 +205,22 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             if let Some(grace) = remove {
                 let done = scan.remove(&catalog, grace)?;
                 if json {
-                    print::reclaimed_json(out, &done)?;
+                    print::reclaimed_json(out, &done, all)?;
                 } else {
-                    print::reclaimed(out, &db, &done)?;
+                    print::reclaimed(out, &db, &done, all)?;
                 }
                 return Ok(ExitCode::SUCCESS);
             }
             let found = scan.scan(&catalog)?;
             if json {
-                print::orphans_json(out, &found)?;
+                print::orphans_json(out, &found, all)?;
             } else {
                 writeln!(out, "orphans beside catalog {}", db.display())?;
-                writeln!(out, "{found}")?;
+                if all {
+                    writeln!(out, "{found:#}")?;
+                } else {
+                    writeln!(out, "{found}")?;
+                }
             }
         }
         Command::Sweep(args) => return sweep(&args, out),

@@ -281,7 +281,7 @@ fn no_sandbox_yet(msb: &Msb) -> TestResult {
     let out = run_in(&home, None, &["orphans", "--json"]);
     assert_eq!(
         json(ok(&out)),
-        "{\"orphans\":[],\"count\":0,\"total_bytes\":0,\"examined\":0,\"errors\":0,\"complete\":true,\"stopped_at\":null}"
+        "{\"orphans\":[],\"count\":0,\"total_bytes\":0,\"examined\":0,\"errors\":0,\"complete\":true,\"stopped_at\":null,\"lock_files\":{\"count\":0,\"bytes\":0,\"oldest_s\":null}}"
     );
     for (args, dry) in [
         (&["sweep", "--json"][..], false),
@@ -525,7 +525,7 @@ fn a_row_of_each_status(msb: &Msb) -> TestResult {
     let out = run_in(home, None, &["orphans", "--json"]);
     assert_eq!(
         json(ok(&out)),
-        "{\"orphans\":[],\"count\":0,\"total_bytes\":0,\"examined\":10,\"errors\":0,\"complete\":true,\"stopped_at\":null}"
+        "{\"orphans\":[],\"count\":0,\"total_bytes\":0,\"examined\":10,\"errors\":0,\"complete\":true,\"stopped_at\":null,\"lock_files\":{\"count\":0,\"bytes\":0,\"oldest_s\":null}}"
     );
     let out = run_in(home, None, &["sweep", "--dry-run"]);
     assert_eq!(

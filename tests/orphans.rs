@@ -220,6 +220,74 @@ fn the_cli_lists_them_in_text_and_json() -> TestResult {
 }
 
 #[test]
+fn lock_files_without_a_row_are_summed_in_one_line_unless_all_are_asked_for() -> TestResult {
+    let (f, run) = fixture()?;
+    let locks: Vec<PathBuf> = (0..500)
+        .map(|i| lock_at(&run, "locks", &format!("gone-{i}"), ".lock"))
+        .collect();
+    for lock in &locks {
+        std::fs::write(lock, b"")?;
+    }
+    let base = [
+        "orphans".to_owned(),
+        "--db".into(),
+        f.db_path().display().to_string(),
+        "--sandboxes-dir".into(),
+        f.sandboxes.display().to_string(),
+        "--run-dir".into(),
+        run.display().to_string(),
+    ];
+    let run_cli = |extra: &[&str]| {
+        let mut args: Vec<&str> = base.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        let out = cli(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        out
+    };
+    let text = stdout(&run_cli(&[]));
+    let lines: Vec<&str> = text.lines().collect();
+    // Kind, size, the oldest one's age, then the count and why they stay.
+    assert!(
+        lines[1].starts_with("  lock_file            0 B "),
+        "{text}"
+    );
+    assert!(
+        lines[1].ends_with("s  500 without a row, kept: msb never deletes one (deleting a held one could give a sandbox two owners)"),
+        "{text}"
+    );
+    assert!(lines[2].starts_with("total: 500 orphans, 0 B ("), "{text}");
+    assert_eq!(lines.len(), 3, "{text}");
+    let every = stdout(&run_cli(&["--all"]));
+    for lock in &locks {
+        assert!(
+            every.contains(&lock.display().to_string()),
+            "{}",
+            lock.display()
+        );
+    }
+    assert_eq!(every.lines().count(), 502, "{every}");
+    let line = json_line(&run_cli(&["--json"]));
+    assert!(line.starts_with("{\"orphans\":[],\"count\":500,"), "{line}");
+    assert!(
+        line.contains(",\"lock_files\":{\"count\":500,\"bytes\":0,\"oldest_s\":"),
+        "{line}"
+    );
+    assert_eq!(json_field(&line, "count"), "500");
+    let line = json_line(&run_cli(&["--json", "--all"]));
+    assert_eq!(line.matches("\"kind\":\"lock_file\"").count(), 500);
+    let text = stdout(&run_cli(&["--remove"]));
+    assert!(
+        text.contains("\n  kept     500 lock files without a row: msb never deletes one"),
+        "{text}"
+    );
+    assert!(!text.contains("kept     lock_file"), "{text}");
+    for lock in &locks {
+        assert!(exists(lock), "{}", lock.display());
+    }
+    Ok(())
+}
+
+#[test]
 fn a_home_msb_made_has_no_orphans_until_one_is_left() -> TestResult {
     let Some(msb) = msb::msb() else {
         return Ok(());
@@ -252,57 +320,74 @@ fn a_home_msb_made_has_no_orphans_until_one_is_left() -> TestResult {
     Ok(())
 }
 
-/// Sets the modification time of `path` (not following a symlink) to
-/// `secs` seconds ago, as `touch -h` does.
-fn age_by(path: &Path, secs: u64) {
-    let at = std::time::SystemTime::now() - Duration::from_secs(secs);
-    let epoch = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
-    let status = std::process::Command::new("touch")
-        .arg("-h")
-        .arg("-d")
-        .arg(format!("@{epoch}"))
-        .arg(path)
-        .status()
-        .expect("run touch");
-    assert!(status.success(), "touch {}", path.display());
+/// The grace period the removal tests give: what they made before
+/// [`older_than_grace`] is older, what they make after is young. An age
+/// reads the newer of `st_mtime` and `st_ctime`, and nothing but time sets
+/// `st_ctime` back, so the tests wait for it.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// Waits until everything made so far is older than [`GRACE`].
+fn older_than_grace() {
+    std::thread::sleep(GRACE + Duration::from_millis(100));
+}
+
+/// A Unix socket at `path` with a listener, alive while the value is.
+fn listener(path: &Path) -> std::os::unix::net::UnixListener {
+    std::os::unix::net::UnixListener::bind(path).expect("bind")
+}
+
+/// A Unix socket file at `path` whose listener is gone.
+fn dead_socket(path: &Path) {
+    drop(listener(path));
 }
 
 #[test]
-fn remove_takes_only_what_is_safe_and_names_why_it_kept_the_rest() -> TestResult {
+fn remove_takes_only_what_is_proven_safe_and_names_why_it_kept_the_rest() -> TestResult {
     let (f, run) = fixture()?;
     f.sandbox("kept", "Stopped", false)?;
-    age_by(&f.mkdir("kept"), 7200);
+    f.mkdir("kept");
     let gone = f.mkdir("gone");
-    age_by(&gone, 7200);
-    let fresh = f.mkdir("fresh");
     let owned = f.mkdir("owned");
-    age_by(&owned, 7200);
     let _holder = Holder::new(&run, "owned");
     let outside = f.dir.path().join("outside");
     std::fs::create_dir_all(&outside)?;
     std::fs::write(outside.join("precious"), b"keep")?;
     let planted = f.sandboxes.join("planted");
     std::os::unix::fs::symlink(&outside, &planted)?;
-    age_by(&planted, 7200);
-    let socket_dir = run.join("sandboxes").join(&h16("ghost")[..24]);
-    std::fs::create_dir_all(&socket_dir)?;
-    std::fs::write(socket_dir.join("agent.sock"), b"")?;
-    age_by(&socket_dir, 7200);
+    let socket_dir = |name: &str| run.join("sandboxes").join(&h16(name)[..24]);
+    // A runtime that died: every socket refuses.
+    let ghost = socket_dir("ghost");
+    std::fs::create_dir_all(&ghost)?;
+    dead_socket(&ghost.join("agent.sock"));
+    std::fs::write(ghost.join("control.sock"), b"")?;
     let legacy = run
         .join("agent")
         .join(format!("{}.control.sock", h16("ghost")));
-    std::fs::write(&legacy, b"")?;
-    age_by(&legacy, 7200);
+    dead_socket(&legacy);
     let lock = lock_at(&run, "locks", "ghost", ".lock");
     std::fs::write(&lock, b"")?;
-    age_by(&lock, 7200);
+    // A runtime whose row is gone but which still listens, on each path.
+    let live = socket_dir("live");
+    std::fs::create_dir_all(&live)?;
+    dead_socket(&live.join("control.sock"));
+    let _live = listener(&live.join("agent.sock"));
+    let live_legacy = run.join("agent").join(format!("{}.sock", h16("live")));
+    let _live_legacy = listener(&live_legacy);
+    // Not a runtime's: a file a runtime never makes.
+    let odd = socket_dir("odd");
+    std::fs::create_dir_all(&odd)?;
+    std::fs::write(odd.join("notes.txt"), b"mine")?;
+    older_than_grace();
+    let fresh = f.mkdir("fresh");
+    // A copy that kept its old modification time is still new.
+    let copied = f.mkdir("copied");
+    let old = std::fs::File::open(&copied)?;
+    old.set_modified(std::time::SystemTime::now() - Duration::from_secs(7200))?;
+    drop(old);
 
     let done = OrphanScan::new(&f.sandboxes)
         .run_dir(&run)
-        .remove(&f.catalog, Duration::from_secs(3600))?;
+        .remove(&f.catalog, GRACE)?;
     let removed: BTreeMap<PathBuf, OrphanKind> = done
         .removed
         .iter()
@@ -311,27 +396,35 @@ fn remove_takes_only_what_is_safe_and_names_why_it_kept_the_rest() -> TestResult
     let expected_removed: BTreeMap<PathBuf, OrphanKind> = [
         (gone.clone(), OrphanKind::SandboxDir),
         (planted.clone(), OrphanKind::SandboxDir),
-        (socket_dir.clone(), OrphanKind::SocketDir),
+        (ghost.clone(), OrphanKind::SocketDir),
         (legacy.clone(), OrphanKind::LegacySocket),
     ]
     .into_iter()
     .collect();
-    assert_eq!(removed, expected_removed);
+    assert_eq!(removed, expected_removed, "kept: {:?}", done.kept);
     let kept: BTreeMap<PathBuf, &str> = done
         .kept
         .iter()
         .map(|(o, why)| (o.path.clone(), why.as_str()))
         .collect();
-    let lineage = lock_at(&run, "locks", "gone", ".snapshot-lineage.lock");
-    assert_eq!(kept.get(&fresh).copied(), Some("young"));
-    assert_eq!(kept.get(&owned).copied(), Some("lock_held"));
-    assert_eq!(kept.get(&lock).copied(), Some("lock_file"));
+    let expected_kept: BTreeMap<PathBuf, &str> = [
+        (fresh.clone(), "young"),
+        (copied.clone(), "young"),
+        (owned.clone(), "lock_held"),
+        (lock.clone(), "lock_file"),
+        (lock_at(&run, "locks", "owned", ".lock"), "lock_file"),
+        (live.clone(), "listening"),
+        (live_legacy.clone(), "listening"),
+        (odd.clone(), "unknown_entries"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(kept, expected_kept);
     assert_eq!(done.deferred, 0);
     assert!(done.removed_bytes() > 0);
     // On disk: the removed are gone, the symlink's target untouched, the
-    // rest as it was; lock files are never deleted (taking the orphan's
-    // locks made its lock files, as microsandbox's own cleanup does).
-    for path in [&gone, &planted, &socket_dir, &legacy] {
+    // rest as it was; lock files are never deleted.
+    for path in [&gone, &planted, &ghost, &legacy] {
         assert!(
             std::fs::symlink_metadata(path).is_err(),
             "{}",
@@ -339,11 +432,77 @@ fn remove_takes_only_what_is_safe_and_names_why_it_kept_the_rest() -> TestResult
         );
     }
     assert_eq!(std::fs::read(outside.join("precious"))?, b"keep");
-    for path in [&fresh, &owned, &f.sandboxes.join("kept")] {
+    for path in [&fresh, &copied, &owned, &f.sandboxes.join("kept")] {
         assert!(exists(&path.join("rootfs/data")), "{}", path.display());
     }
-    assert!(exists(&lock) && exists(&lineage));
+    assert!(exists(&live.join("agent.sock")) && exists(&live.join("control.sock")));
+    assert!(exists(&live_legacy) && exists(&odd.join("notes.txt")) && exists(&lock));
+    // The one lock file a removal makes is a removed directory's creation
+    // lock, as msb's create would; a missing lifecycle or snapshot-lineage
+    // lock is free and stays missing, and a socket's removal makes none.
+    assert!(exists(&lock_at(&run, "creation-locks", "gone", ".lock")));
+    for (dir, name, suffix) in [
+        ("locks", "gone", ".lock"),
+        ("locks", "gone", ".snapshot-lineage.lock"),
+        ("creation-locks", "ghost", ".lock"),
+        ("locks", "ghost", ".snapshot-lineage.lock"),
+        ("locks", "live", ".lock"),
+        ("creation-locks", "live", ".lock"),
+    ] {
+        let path = lock_at(&run, dir, name, suffix);
+        assert!(!exists(&path), "made {}", path.display());
+    }
     assert!(!exists(&f.sandboxes.join(TRASH_DIR)));
+    Ok(())
+}
+
+#[test]
+fn without_a_run_directory_no_sandbox_directory_is_removed() -> TestResult {
+    let f = Fixture::new()?;
+    let stray = f.mkdir("stray");
+    let done = OrphanScan::new(&f.sandboxes).remove(&f.catalog, Duration::ZERO)?;
+    let kept: Vec<(PathBuf, &str)> = done
+        .kept
+        .iter()
+        .map(|(o, why)| (o.path.clone(), why.as_str()))
+        .collect();
+    assert_eq!(kept, [(stray.clone(), "no_run_dir")]);
+    assert!(done.removed.is_empty());
+    assert!(exists(&stray.join("rootfs/data")));
+    Ok(())
+}
+
+#[test]
+fn a_listening_socket_directory_stays_whatever_its_age() -> TestResult {
+    let (f, run) = fixture()?;
+    let dir = run.join("sandboxes").join(&h16("gone-row")[..24]);
+    std::fs::create_dir_all(&dir)?;
+    let _live = listener(&dir.join("agent.sock"));
+    let db = f.db_path().display().to_string();
+    let sandboxes = f.sandboxes.display().to_string();
+    let run_s = run.display().to_string();
+    let out = cli(&[
+        "orphans",
+        "--db",
+        &db,
+        "--sandboxes-dir",
+        &sandboxes,
+        "--run-dir",
+        &run_s,
+        "--remove",
+        "--older-than",
+        "0s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "  kept     socket_dir    {} (listening)",
+            dir.display()
+        )),
+        "{text}"
+    );
+    assert!(exists(&dir.join("agent.sock")));
     Ok(())
 }
 
@@ -351,7 +510,7 @@ fn remove_takes_only_what_is_safe_and_names_why_it_kept_the_rest() -> TestResult
 fn the_cli_removes_on_request_only_and_rejects_a_bad_duration() -> TestResult {
     let (f, run) = fixture()?;
     let gone = f.mkdir("gone");
-    age_by(&gone, 7200);
+    older_than_grace();
     let db = f.db_path().display().to_string();
     let sandboxes = f.sandboxes.display().to_string();
     let run_s = run.display().to_string();
@@ -376,7 +535,7 @@ fn the_cli_removes_on_request_only_and_rejects_a_bad_duration() -> TestResult {
     assert_eq!(json_field(&line, "removed_count"), "0", "{line}");
     assert!(line.contains("\"why\":\"young\""), "{line}");
     assert!(exists(&gone.join("rootfs/data")));
-    let out = cli(&[&base[..], &["--remove"]].concat());
+    let out = cli(&[&base[..], &["--remove", "--older-than", "2s"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("  removed  sandbox_dir"), "{text}");
@@ -465,14 +624,12 @@ fn a_racing_creator_never_loses_a_directory() -> TestResult {
 
 #[test]
 fn sigkill_at_any_instant_during_a_removal_loses_nothing_named_and_converges() -> TestResult {
-    let f = Fixture::new()?;
+    let (f, run) = fixture()?;
     let named: Vec<PathBuf> = (0..40)
         .map(|i| -> Result<PathBuf> {
             let name = format!("named-{i}");
             f.sandbox(&name, "Stopped", false)?;
-            let dir = f.mkdir(&name);
-            age_by(&dir, 7200);
-            Ok(dir)
+            Ok(f.mkdir(&name))
         })
         .collect::<Result<_>>()?;
     for i in 0..300 {
@@ -480,19 +637,22 @@ fn sigkill_at_any_instant_during_a_removal_loses_nothing_named_and_converges() -
         for j in 0..8 {
             std::fs::write(dir.join(format!("f{j}")), vec![0u8; 4096])?;
         }
-        age_by(&dir, 7200);
     }
+    older_than_grace();
     let db = f.db_path().display().to_string();
     let sandboxes = f.sandboxes.display().to_string();
+    let run_s = run.display().to_string();
     let remove = [
         "orphans",
         "--db",
         &db,
         "--sandboxes-dir",
         &sandboxes,
+        "--run-dir",
+        &run_s,
         "--remove",
         "--older-than",
-        "1h",
+        "2s",
     ];
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

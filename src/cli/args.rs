@@ -71,6 +71,8 @@ pub enum Command {
         json: bool,
         /// `--remove`, with its grace period (`--older-than`, default 1 h).
         remove: Option<std::time::Duration>,
+        /// `--all`: every lock file on its own line, not summed.
+        all: bool,
     },
     Demo {
         keep: Option<PathBuf>,
@@ -261,6 +263,7 @@ impl Given {
                 budget_ms: self.number("--budget-ms")?,
                 json: self.switch("--json"),
                 remove: self.remove()?,
+                all: self.switch("--all"),
             },
             "demo" => Command::Demo {
                 keep: self.value("--keep").map(PathBuf::from),

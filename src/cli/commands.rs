@@ -46,6 +46,7 @@ pub(super) fn flags(command: &str) -> &'static [(&'static str, bool)] {
             ("--json", false),
             ("--remove", false),
             ("--older-than", true),
+            ("--all", false),
         ],
         "demo" => &[("--keep", true)],
         _ => &[],

@@ -52,7 +52,8 @@ Options:
   --metrics FILE       sweep: replace FILE (atomically) with the sweep's counts and
                        timings in the Prometheus text format (node_exporter's textfile
                        collector); written as the invoking user, even as root
-  --all                status: list every dead runtime (default: the first 20)
+  --all                status: list every dead runtime (default: the first 20);
+                       orphans: list every lock file without a row (default: summed)
   --json               one JSON object on the last line of stdout (status: the full list)
   --remove             orphans: remove orphaned sandbox directories, socket directories
                        and sockets (never lock files): each older than --older-than,

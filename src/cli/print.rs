@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use sandbox_sweep::orphans::{Kept, Orphan, Orphans, Reclaimed};
+use sandbox_sweep::orphans::{Kept, Orphan, OrphanKind, Orphans, Reclaimed};
 use sandbox_sweep::process::DeadReason;
 use sandbox_sweep::status::{Entry, LeaseRecord, Summary, SummaryOptions};
 use sandbox_sweep::{Catalog, CleanupOutcome, Report, SweepOutcome};
@@ -143,11 +143,22 @@ fn orphan_json(o: &Orphan, why: Option<&str>) -> String {
     )
 }
 
+/// Whether `o` is listed: lock files only with `--all` (they are summed).
+fn listed(o: &Orphan, all: bool) -> bool {
+    all || o.kind != OrphanKind::LockFile
+}
+
 /// The scan's own fields, shared by both JSON forms.
-fn scan_fields(found: &Orphans) -> String {
-    let entries: Vec<String> = found.entries.iter().map(|o| orphan_json(o, None)).collect();
+fn scan_fields(found: &Orphans, all: bool) -> String {
+    let entries: Vec<String> = found
+        .entries
+        .iter()
+        .filter(|o| listed(o, all))
+        .map(|o| orphan_json(o, None))
+        .collect();
+    let locks = found.lock_files();
     format!(
-        "\"orphans\":[{}],\"count\":{},\"total_bytes\":{},\"examined\":{},\"errors\":{},\"complete\":{},\"stopped_at\":{}",
+        "\"orphans\":[{}],\"count\":{},\"total_bytes\":{},\"examined\":{},\"errors\":{},\"complete\":{},\"stopped_at\":{},\"lock_files\":{{\"count\":{},\"bytes\":{},\"oldest_s\":{}}}",
         entries.join(","),
         found.entries.len(),
         found.total_bytes(),
@@ -161,26 +172,32 @@ fn scan_fields(found: &Orphans) -> String {
                 .map(|p| p.to_string_lossy())
                 .as_deref()
         ),
+        locks.count,
+        locks.bytes,
+        locks
+            .oldest
+            .map_or_else(|| "null".to_owned(), |a| a.as_secs().to_string()),
     )
 }
 
 /// `orphans --json`: one line.
-pub fn orphans_json(out: &mut impl Write, found: &Orphans) -> io::Result<()> {
-    writeln!(out, "{{{}}}", scan_fields(found))
+pub fn orphans_json(out: &mut impl Write, found: &Orphans, all: bool) -> io::Result<()> {
+    writeln!(out, "{{{}}}", scan_fields(found, all))
 }
 
 /// `orphans --remove --json`: the scan, then what was removed and kept.
-pub fn reclaimed_json(out: &mut impl Write, done: &Reclaimed) -> io::Result<()> {
+pub fn reclaimed_json(out: &mut impl Write, done: &Reclaimed, all: bool) -> io::Result<()> {
     let removed: Vec<String> = done.removed.iter().map(|o| orphan_json(o, None)).collect();
     let kept: Vec<String> = done
         .kept
         .iter()
+        .filter(|(o, _)| listed(o, all))
         .map(|(o, why)| orphan_json(o, Some(why.as_str())))
         .collect();
     writeln!(
         out,
         "{{{},\"removed\":[{}],\"removed_count\":{},\"removed_bytes\":{},\"kept\":[{}],\"kept_count\":{},\"deferred\":{}}}",
-        scan_fields(&done.scan),
+        scan_fields(&done.scan, all),
         removed.join(","),
         done.removed.len(),
         done.removed_bytes(),
@@ -191,7 +208,7 @@ pub fn reclaimed_json(out: &mut impl Write, done: &Reclaimed) -> io::Result<()> 
 }
 
 /// `orphans --remove` for a person.
-pub fn reclaimed(out: &mut impl Write, db: &Path, done: &Reclaimed) -> io::Result<()> {
+pub fn reclaimed(out: &mut impl Write, db: &Path, done: &Reclaimed, all: bool) -> io::Result<()> {
     writeln!(out, "orphans beside catalog {}", db.display())?;
     for o in &done.removed {
         writeln!(
@@ -201,7 +218,7 @@ pub fn reclaimed(out: &mut impl Write, db: &Path, done: &Reclaimed) -> io::Resul
             o.path.display()
         )?;
     }
-    for (o, why) in &done.kept {
+    for (o, why) in done.kept.iter().filter(|(o, _)| listed(o, all)) {
         let detail = match why {
             Kept::Failed(msg) => format!(": {msg}"),
             _ => String::new(),
@@ -212,6 +229,14 @@ pub fn reclaimed(out: &mut impl Write, db: &Path, done: &Reclaimed) -> io::Resul
             o.kind.as_str(),
             o.path.display(),
             why.as_str()
+        )?;
+    }
+    let locks = done.scan.lock_files();
+    if locks.count > 0 && !all {
+        writeln!(
+            out,
+            "  kept     {} lock files without a row: msb never deletes one (deleting a held one could give a sandbox two owners)",
+            locks.count
         )?;
     }
     writeln!(

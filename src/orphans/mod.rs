@@ -112,6 +112,39 @@ impl Orphans {
     pub fn total_bytes(&self) -> u64 {
         self.entries.iter().map(|o| o.bytes).sum()
     }
+
+    /// The lock files found, summed: they are never deleted (see
+    /// [`LockFiles`]), so a busy home gathers thousands, and a report
+    /// lists them one by one only when asked.
+    pub fn lock_files(&self) -> LockFiles {
+        let files = self
+            .entries
+            .iter()
+            .filter(|o| o.kind == OrphanKind::LockFile);
+        files.fold(LockFiles::default(), |mut sum, o| {
+            sum.count += 1;
+            sum.bytes += o.bytes;
+            sum.oldest = sum.oldest.max(o.age);
+            sum
+        })
+    }
+}
+
+/// Lock files no row accounts for, summed. They stay: msb opens a lock
+/// file by its path and never checks, once locked, that the path still
+/// names the file it locked, so deleting one while a process holds it
+/// could let the next process lock a new file of the same name, and give
+/// one sandbox two owners.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockFiles {
+    /// How many.
+    pub count: u64,
+    /// Their allocated bytes.
+    pub bytes: u64,
+    /// The oldest one's age (`None`: none found, or every time is in the
+    /// future).
+    pub oldest: Option<Duration>,
 }
 
 /// A read-only scan for orphans of one sandboxes directory.
@@ -154,12 +187,13 @@ impl OrphanScan {
     /// An entry that cannot be examined is counted in
     /// [`Orphans::errors`], not an error.
     pub fn scan(&self, catalog: &Catalog) -> Result<Orphans> {
-        scan::run(
+        let (found, _places) = scan::run(
             catalog,
             &self.sandboxes_dir,
             self.run_dir.as_deref(),
             self.budget,
-        )
+        )?;
+        Ok(found)
     }
 
     /// Scans, then removes what is safe to remove: orphaned sandbox

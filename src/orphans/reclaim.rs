@@ -1,30 +1,41 @@
 //! Removing orphans safely: only what a scan found, only after every
-//! check has been made again under the catalog's write lock.
+//! check has been made again, with proof, under the catalog's write lock.
 //!
-//! A sandbox directory goes only when it is a plain directory directly
-//! inside the sandboxes directory (a symlink there is unlinked, never
-//! followed), its name is a valid name, it is older than the grace
-//! period, its creation, lifecycle and snapshot-lineage locks are free
-//! (beside a run directory), and inside one `BEGIN IMMEDIATE` transaction
-//! no row names it. It moves into the trash there, on the sweep's
-//! crash-safe path, and is deleted after. Lock files are never deleted.
+//! A sandbox directory goes only beside a run directory (without one a
+//! launcher making it now could not be seen), when it is a plain directory
+//! directly inside the sandboxes directory (a symlink there is unlinked,
+//! never followed), its name is a valid name, it is older than the grace
+//! period, its creation lock is taken (made if missing, as msb's create
+//! makes it, so a launcher starting now waits) and its lifecycle and
+//! snapshot-lineage locks are free, and inside one `BEGIN IMMEDIATE`
+//! transaction no row names it. It moves into the trash there, on the
+//! sweep's crash-safe path, and is deleted after.
+//!
+//! A socket directory or legacy socket goes only when every lock file of
+//! its hash that exists is taken (a missing one has no holder, and none is
+//! made: msb never deletes a lock file, so one made here would stay as an
+//! orphan for ever), every socket in it refuses a connection (asked
+//! through the descriptor the scan opened), and under `BEGIN IMMEDIATE` no
+//! row has its hash; it is removed there relative to that same descriptor,
+//! a few unlinks and an `rmdir`. Lock files are never deleted.
 
-use std::ffi::CString;
-use std::os::fd::AsFd;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::scan::row_hashes;
+use super::scan::{RunPlaces, row_hashes};
 use super::{Orphan, OrphanKind, Orphans};
 use crate::catalog::Catalog;
 use crate::catalog::sql::SANDBOX_NAMED;
 use crate::error::{Error, IoContext, Result};
-use crate::rundir::locks::{LockKind, h16};
-use crate::rundir::row_locks::{Refusal, RowLocks};
+use crate::rundir::locks::{LockKind, Present, RunDir, h16, try_lock_present};
+use crate::rundir::sockets::CANONICAL_SOCKETS;
 use crate::sandboxes::names::validate_name;
 use crate::sandboxes::trash::Trash;
-use crate::sys::dir::{self, Subdir, open_subdir, remove_tree_at, unlink_entry};
+use crate::sys::dir::{Subdir, list_all, open_subdir, remove_empty_dir, unlink_entry};
+use crate::sys::socket::nothing_listens_at;
 
 /// Which locks an orphan's removal takes, as a launcher, a runtime and a
 /// snapshot capture would hold them.
@@ -33,6 +44,11 @@ const ORPHAN_LOCKS: [LockKind; 3] = [
     LockKind::Lifecycle,
     LockKind::SnapshotLineage,
 ];
+
+/// How many socket orphans are proven before one write transaction checks
+/// them against the rows and removes them: each holds its locks and an
+/// open directory until then.
+const RUNTIME_BATCH: usize = 64;
 
 /// Why an orphan was kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +61,15 @@ pub enum Kept {
     LockHeld,
     /// A row names it now (made since the scan).
     Named,
+    /// Something accepted a connection on one of its sockets (or its
+    /// queue was full): a live runtime.
+    Listening,
+    /// A socket directory holding entries a runtime does not make: not
+    /// ours to judge.
+    UnknownEntries,
+    /// A sandbox directory with no run directory given: whether a launcher
+    /// is making it now (its creation lock) cannot be known.
+    NoRunDir,
     /// Its name is not one a sandbox may have; nothing of ours.
     InvalidName,
     /// A lock file: never deleted (a runtime may be about to take it).
@@ -64,6 +89,9 @@ impl Kept {
             Kept::Young => "young",
             Kept::LockHeld => "lock_held",
             Kept::Named => "named",
+            Kept::Listening => "listening",
+            Kept::UnknownEntries => "unknown_entries",
+            Kept::NoRunDir => "no_run_dir",
             Kept::InvalidName => "invalid_name",
             Kept::LockFile => "lock_file",
             Kept::Trash => "trash",
@@ -96,16 +124,31 @@ impl Reclaimed {
     }
 }
 
+/// A socket orphan proven dead, waiting for the write transaction that
+/// checks it against the rows and removes it.
+struct Proven {
+    orphan: Orphan,
+    /// The name hashes whose lock files it holds.
+    hashes: Vec<[u8; 32]>,
+    /// Its hash's lock files that exist, taken: held until it is gone.
+    _locks: Vec<OwnedFd>,
+    /// The socket directory, opened no-follow; `None` for a legacy socket
+    /// or an entry that is not a directory (it is unlinked itself).
+    dir: Option<OwnedFd>,
+}
+
 /// One removal in progress.
 struct Removal<'a> {
     catalog: &'a Catalog,
     trash: Trash<'a>,
-    run: Option<&'a Path>,
+    run: Option<RunDir<'a>>,
+    places: RunPlaces,
     grace: Duration,
     deadline: Instant,
     done: Reclaimed,
-    /// Socket directories and sockets to remove together, last.
-    runtime: Vec<Orphan>,
+    /// Socket directories and sockets proven dead, removed a batch at a
+    /// time.
+    runtime: Vec<Proven>,
 }
 
 impl Removal<'_> {
@@ -119,6 +162,43 @@ impl Removal<'_> {
         super::scan::is_named(&mut self.catalog.conn.prepare_cached(SANDBOX_NAMED)?, name)
     }
 
+    /// Takes the locks of the sandbox hashed `hash`: for sandbox `create`,
+    /// its creation lock made if missing (as msb's create would make it,
+    /// so a launcher starting now waits for us), every other one only
+    /// where its file exists. `Ok(None)`: one is held. `at` names the
+    /// orphan in an error.
+    fn take_locks(
+        &self,
+        hash: &[u8; 32],
+        create: Option<&str>,
+        at: &Path,
+    ) -> Result<Option<Vec<OwnedFd>>> {
+        let mut taken = Vec::new();
+        for kind in ORPHAN_LOCKS {
+            let present = match (&self.run, kind, create) {
+                (Some(run), LockKind::Creation, Some(name)) => {
+                    match run.try_lock_hashed(kind, name, hash)? {
+                        Some(fd) => Present::Taken(fd),
+                        None => Present::Held,
+                    }
+                }
+                _ => {
+                    let folder = match kind {
+                        LockKind::Creation => &self.places.creation,
+                        LockKind::Lifecycle | LockKind::SnapshotLineage => &self.places.locks,
+                    };
+                    try_lock_present(folder.as_ref().map(|f| f.as_fd()), kind, hash).at(at)?
+                }
+            };
+            match present {
+                Present::Taken(fd) => taken.push(fd),
+                Present::Missing => {}
+                Present::Held => return Ok(None),
+            }
+        }
+        Ok(Some(taken))
+    }
+
     fn sandbox_dir(&mut self, orphan: Orphan) -> Result<()> {
         let Some(name) = orphan
             .path
@@ -130,20 +210,15 @@ impl Removal<'_> {
             self.keep(orphan, Kept::InvalidName);
             return Ok(());
         };
-        let mut locks = self.run.map(RowLocks::new);
-        if let Some(locks) = locks.as_mut() {
-            match locks.claim(&ORPHAN_LOCKS, 0, &name) {
-                None => {}
-                Some(Refusal::Owned(_)) => {
-                    self.keep(orphan, Kept::LockHeld);
-                    return Ok(());
-                }
-                Some(_) => {
-                    self.keep(orphan, Kept::Failed("its locks could not be taken".into()));
-                    return Ok(());
-                }
-            }
+        if self.run.is_none() {
+            self.keep(orphan, Kept::NoRunDir);
+            return Ok(());
         }
+        let hash = h16(&name);
+        let Some(locks) = self.take_locks(&hash, Some(&name), &orphan.path)? else {
+            self.keep(orphan, Kept::LockHeld);
+            return Ok(());
+        };
         let tx = self.catalog.immediate()?;
         if self.named(name.as_bytes())? {
             self.keep(orphan, Kept::Named);
@@ -167,7 +242,7 @@ impl Removal<'_> {
         }
         let moved = self
             .trash
-            .move_orphan(&name, &String::from_utf8_lossy(&h16(&name)))?;
+            .move_orphan(&name, &String::from_utf8_lossy(&hash))?;
         let ended = tx.commit().map_err(Error::from_sqlite);
         if let Some(moved) = self.trash.settle(ended, moved)? {
             if !self.trash.discard(moved.entry(), Some(self.deadline)) {
@@ -179,9 +254,120 @@ impl Removal<'_> {
         Ok(())
     }
 
-    /// Socket directories and legacy sockets that passed the other checks:
-    /// under one `BEGIN IMMEDIATE`, every row's name hashed once, and each
-    /// that matches no row removed (a failure keeps that one and goes on).
+    /// Proves a socket directory or legacy socket dead before any write
+    /// lock: every existing lock file of its hash taken, and every socket
+    /// in it refusing a connection, asked through the descriptor the scan
+    /// opened. What passes waits for [`Removal::runtime_files`].
+    fn prove_runtime(&mut self, orphan: Orphan) -> Result<()> {
+        let socket_dir = orphan.kind == OrphanKind::SocketDir;
+        let Some(file) = orphan.path.file_name().map(|f| f.as_bytes().to_vec()) else {
+            self.keep(orphan, Kept::InvalidName);
+            return Ok(());
+        };
+        let c_file = CString::new(file.clone())
+            .map_err(std::io::Error::other)
+            .at(&orphan.path)?;
+        let hashes: Vec<[u8; 32]> = if socket_dir {
+            <[u8; 24]>::try_from(file.as_slice())
+                .ok()
+                .and_then(|p| self.places.hashes_by_prefix.get(&p).cloned())
+                .unwrap_or_default()
+        } else {
+            file.get(..32)
+                .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                .into_iter()
+                .collect()
+        };
+        let mut locks = Vec::new();
+        for hash in &hashes {
+            // A legacy socket and a socket directory of one sandbox: the
+            // first one's proof holds the locks already (a second open
+            // file's `flock` would find them held, by us).
+            if self.runtime.iter().any(|p| p.hashes.contains(hash)) {
+                continue;
+            }
+            match self.take_locks(hash, None, &orphan.path)? {
+                Some(taken) => locks.extend(taken),
+                None => {
+                    self.keep(orphan, Kept::LockHeld);
+                    return Ok(());
+                }
+            }
+        }
+        let place = if socket_dir {
+            &self.places.sockets
+        } else {
+            &self.places.agent
+        };
+        let Some(parent) = place.as_ref() else {
+            self.keep(orphan, Kept::Failed("its folder was not opened".into()));
+            return Ok(());
+        };
+        let dir = if socket_dir {
+            match open_subdir(parent.as_fd(), &c_file).at(&orphan.path)? {
+                Subdir::Open(dir) => Some(dir),
+                // A symlink or a file where the directory was: nothing
+                // listens on an entry that is not a socket directory, and
+                // it goes itself, never followed.
+                Subdir::NotADir => None,
+                Subdir::Missing => {
+                    self.keep(orphan, Kept::Failed("gone since the scan".into()));
+                    return Ok(());
+                }
+            }
+        } else {
+            None
+        };
+        let (probed, names) = match &dir {
+            Some(dir) => (dir.as_fd(), list_all(dir.as_fd()).at(&orphan.path)?),
+            None if socket_dir => (parent.as_fd(), Vec::new()),
+            None => (parent.as_fd(), vec![c_file]),
+        };
+        for name in &names {
+            if dir.is_some()
+                && !CANONICAL_SOCKETS
+                    .iter()
+                    .any(|s| s.as_bytes() == name.as_bytes())
+            {
+                self.keep(orphan, Kept::UnknownEntries);
+                return Ok(());
+            }
+            let at = || {
+                orphan
+                    .path
+                    .join(std::ffi::OsStr::from_bytes(name.as_bytes()))
+            };
+            match nothing_listens_at(probed, name) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.keep(orphan, Kept::Listening);
+                    return Ok(());
+                }
+                Err(errno) => {
+                    let err = Err::<(), _>(errno).at(&at());
+                    let why = err.err().map_or_else(String::new, |e| e.to_string());
+                    self.keep(orphan, Kept::Failed(why));
+                    return Ok(());
+                }
+            }
+        }
+        self.runtime.push(Proven {
+            orphan,
+            hashes,
+            _locks: locks,
+            dir,
+        });
+        if self.runtime.len() >= RUNTIME_BATCH {
+            self.runtime_files()?;
+        }
+        Ok(())
+    }
+
+    /// Socket directories and legacy sockets proven dead: under one
+    /// `BEGIN IMMEDIATE`, every row's name hashed once, and each that
+    /// matches no row removed relative to the scan's descriptors, O(1)
+    /// each (a few unlinks and an `rmdir`). A failure keeps that one and
+    /// goes on; the locks go with the transaction.
     fn runtime_files(&mut self) -> Result<()> {
         let pending = std::mem::take(&mut self.runtime);
         if pending.is_empty() {
@@ -189,7 +375,8 @@ impl Removal<'_> {
         }
         let tx = self.catalog.immediate()?;
         let hashes = row_hashes(self.catalog)?;
-        for orphan in pending {
+        for proven in pending {
+            let orphan = proven.orphan;
             let hash_len = if orphan.kind == OrphanKind::SocketDir {
                 24
             } else {
@@ -203,7 +390,7 @@ impl Removal<'_> {
                 self.keep(orphan, Kept::Named);
                 continue;
             }
-            match remove_runtime_file(&orphan, self.deadline) {
+            match self.remove_runtime_file(&orphan, proven.dir.as_ref()) {
                 Ok(()) => self.done.removed.push(orphan),
                 Err(err) => {
                     log::warn!("{}: kept: {err}", orphan.path.display());
@@ -215,6 +402,36 @@ impl Removal<'_> {
         Ok(())
     }
 
+    /// Unlinks a socket (or what stands where a socket directory was), or
+    /// a socket directory's sockets and then the directory, which must be
+    /// empty by then: a file made since the proof keeps it.
+    fn remove_runtime_file(&self, orphan: &Orphan, dir: Option<&OwnedFd>) -> Result<()> {
+        let place = if orphan.kind == OrphanKind::SocketDir {
+            &self.places.sockets
+        } else {
+            &self.places.agent
+        };
+        let (Some(parent), Some(file)) = (place.as_ref(), orphan.path.file_name()) else {
+            return Ok(());
+        };
+        let c_file = CString::new(file.as_bytes())
+            .map_err(std::io::Error::other)
+            .at(&orphan.path)?;
+        let Some(dir) = dir else {
+            return unlink_entry(parent.as_fd(), &c_file).at(&orphan.path);
+        };
+        for socket in CANONICAL_SOCKETS {
+            let c_socket: &CStr = &CString::new(socket)
+                .map_err(std::io::Error::other)
+                .at(&orphan.path)?;
+            unlink_entry(dir.as_fd(), c_socket).at(&orphan.path.join(socket))?;
+        }
+        match remove_empty_dir(parent.as_fd(), &c_file) {
+            Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+            Err(errno) => Err(errno).at(&orphan.path),
+        }
+    }
+
     fn one(&mut self, orphan: Orphan) -> Result<()> {
         match orphan.kind {
             OrphanKind::LockFile => self.keep(orphan, Kept::LockFile),
@@ -223,28 +440,10 @@ impl Removal<'_> {
             _ if orphan.age.is_none_or(|age| age < self.grace) => self.keep(orphan, Kept::Young),
             _ if orphan.lock_held => self.keep(orphan, Kept::LockHeld),
             OrphanKind::SandboxDir => self.sandbox_dir(orphan)?,
-            _ => self.runtime.push(orphan),
+            _ => self.prove_runtime(orphan)?,
         }
         Ok(())
     }
-}
-
-/// Removes a socket directory (and what is in it) or unlinks a socket,
-/// never following a symlink.
-fn remove_runtime_file(orphan: &Orphan, deadline: Instant) -> Result<()> {
-    let (Some(parent), Some(file)) = (orphan.path.parent(), orphan.path.file_name()) else {
-        return Ok(());
-    };
-    let dir_fd = dir::open_dir(parent).at(parent)?;
-    let c_file = CString::new(file.as_bytes())
-        .map_err(std::io::Error::other)
-        .at(&orphan.path)?;
-    if orphan.kind == OrphanKind::SocketDir {
-        remove_tree_at(dir_fd.as_fd(), &c_file, Some(deadline)).at(&orphan.path)?;
-    } else {
-        unlink_entry(dir_fd.as_fd(), &c_file).at(&orphan.path)?;
-    }
-    Ok(())
 }
 
 pub(crate) fn run(
@@ -255,11 +454,12 @@ pub(crate) fn run(
     grace: Duration,
 ) -> Result<Reclaimed> {
     let started = Instant::now();
-    let scan = super::scan::run(catalog, sandboxes, run, budget)?;
+    let (scan, places) = super::scan::run(catalog, sandboxes, run, budget)?;
     let mut removal = Removal {
         catalog,
         trash: Trash::new(sandboxes),
-        run,
+        run: run.map(RunDir::new),
+        places,
         grace,
         deadline: started.checked_add(budget).unwrap_or(started),
         done: Reclaimed::default(),

@@ -20,12 +20,31 @@ use crate::sandboxes::trash::TRASH_DIR;
 use crate::sys::dir::{self, Subdir, list_all, open_subdir};
 use crate::sys::usage::usage_at;
 
+/// The run directory's folders as the scan opened them (no symlink
+/// followed), kept for a removal: it takes locks and removes entries
+/// relative to these very descriptors, never by path again.
+#[derive(Debug, Default)]
+pub(crate) struct RunPlaces {
+    /// `<run>/locks`: lifecycle and snapshot-lineage lock files.
+    pub(crate) locks: Option<OwnedFd>,
+    /// `<run>/creation-locks`.
+    pub(crate) creation: Option<OwnedFd>,
+    /// `<run>/agent`: legacy sockets.
+    pub(crate) agent: Option<OwnedFd>,
+    /// `<run>/sandboxes`: socket directories.
+    pub(crate) sockets: Option<OwnedFd>,
+    /// Every lock file's full name hash, by its first 24 digits: a socket
+    /// directory is named by those alone.
+    pub(crate) hashes_by_prefix: HashMap<[u8; 24], Vec<[u8; 32]>>,
+}
+
 /// One scan in progress.
 struct Scan<'c> {
     catalog: &'c Catalog,
     deadline: Instant,
     held: Option<HeldLocks>,
     found: Orphans,
+    places: RunPlaces,
 }
 
 impl Scan<'_> {
@@ -145,9 +164,6 @@ impl Scan<'_> {
         };
         let hashes = row_hashes(self.catalog)?;
         let prefixes: HashSet<&[u8]> = hashes.iter().map(|h| &h[..24]).collect();
-        // Lock files name a sandbox's full hash; a socket directory only its
-        // first 24 digits: which held lock, if any, is that directory's.
-        let mut by_prefix: HashMap<[u8; 24], [u8; 32]> = HashMap::new();
         let places: [(&str, OrphanKind, &[&str]); 4] = [
             (
                 "locks",
@@ -167,22 +183,21 @@ impl Scan<'_> {
             let Ok(Subdir::Open(fd)) = open_subdir(run_fd.as_fd(), &name) else {
                 continue;
             };
-            if !self.run_subdir(
-                &run.join(sub),
-                &fd,
-                kind,
-                suffixes,
-                &hashes,
-                &prefixes,
-                &mut by_prefix,
-            ) {
+            let done = self.run_subdir(&run.join(sub), &fd, kind, suffixes, &hashes, &prefixes);
+            let place = match sub {
+                "locks" => &mut self.places.locks,
+                "creation-locks" => &mut self.places.creation,
+                "agent" => &mut self.places.agent,
+                _ => &mut self.places.sockets,
+            };
+            *place = Some(fd);
+            if !done {
                 return Ok(false);
             }
         }
         Ok(true)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run_subdir(
         &mut self,
         at: &Path,
@@ -191,7 +206,6 @@ impl Scan<'_> {
         suffixes: &[&str],
         hashes: &HashSet<[u8; 32]>,
         prefixes: &HashSet<&[u8]>,
-        by_prefix: &mut HashMap<[u8; 24], [u8; 32]>,
     ) -> bool {
         let Ok(entries) = list_all(fd.as_fd()) else {
             self.found.errors += 1;
@@ -220,18 +234,27 @@ impl Scan<'_> {
             {
                 continue;
             }
+            // Lock files name a sandbox's full hash; a socket directory
+            // only its first 24 digits: which held lock, if any, is that
+            // directory's (the lock folders are listed first).
             let (known, held) = if let Ok(full) = <[u8; 32]>::try_from(hash) {
                 let mut prefix = [0u8; 24];
                 prefix.copy_from_slice(&full[..24]);
-                by_prefix.insert(prefix, full);
+                let same = self.places.hashes_by_prefix.entry(prefix).or_default();
+                if kind == OrphanKind::LockFile && !same.contains(&full) {
+                    same.push(full);
+                }
                 let held = self.held.as_ref().is_some_and(|h| h.is_held_hashed(&full));
                 (hashes.contains(&full), held)
             } else {
-                let full = <[u8; 24]>::try_from(hash)
+                let held = <[u8; 24]>::try_from(hash)
                     .ok()
-                    .and_then(|p| by_prefix.get(&p).copied());
-                let held =
-                    full.is_some_and(|f| self.held.as_ref().is_some_and(|h| h.is_held_hashed(&f)));
+                    .and_then(|p| self.places.hashes_by_prefix.get(&p))
+                    .is_some_and(|fulls| {
+                        fulls
+                            .iter()
+                            .any(|f| self.held.as_ref().is_some_and(|h| h.is_held_hashed(f)))
+                    });
                 (prefixes.contains(hash), held)
             };
             if !known && !self.add(fd.as_fd(), &entry, path, kind, held) {
@@ -280,23 +303,25 @@ fn is_plain_file(parent: BorrowedFd<'_>, name: &CStr) -> bool {
         .is_ok_and(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
 }
 
+/// Scans, and hands over the run directory's folders as it opened them.
 pub(crate) fn run(
     catalog: &Catalog,
     sandboxes: &Path,
     run: Option<&Path>,
     budget: Duration,
-) -> Result<Orphans> {
+) -> Result<(Orphans, RunPlaces)> {
     let started = Instant::now();
     let mut scan = Scan {
         catalog,
         deadline: started.checked_add(budget).unwrap_or(started),
         held: run.and_then(HeldLocks::read),
         found: Orphans::default(),
+        places: RunPlaces::default(),
     };
     let mut done = scan.sandboxes(sandboxes)?;
     if done && let Some(run) = run {
         done = scan.run_dir(run)?;
     }
     scan.found.complete = done && scan.found.stopped_at.is_none();
-    Ok(scan.found)
+    Ok((scan.found, scan.places))
 }

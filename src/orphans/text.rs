@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::Orphans;
+use super::{OrphanKind, Orphans};
 
 /// `12.0 KiB`: bytes in the largest binary unit that keeps a whole part.
 pub(crate) struct Bytes(pub u64);
@@ -40,10 +40,16 @@ fn age(age: Option<Duration>) -> String {
 }
 
 /// One orphan a line (kind, size, age, whether its lock is held, path),
-/// then a total, and where the scan stopped if it did.
+/// lock files summed in one line (`{:#}` lists them too), then a total,
+/// and where the scan stopped if it did.
 impl fmt::Display for Orphans {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let every = f.alternate();
+        let locks = self.lock_files();
         for o in &self.entries {
+            if o.kind == OrphanKind::LockFile && !every {
+                continue;
+            }
             let held = if o.lock_held { "  lock held" } else { "" };
             writeln!(
                 f,
@@ -52,6 +58,16 @@ impl fmt::Display for Orphans {
                 Bytes(o.bytes).to_string(),
                 age(o.age),
                 o.path.display()
+            )?;
+        }
+        if locks.count > 0 && !every {
+            writeln!(
+                f,
+                "  {:<13} {:>10} {:>7}  {} without a row, kept: msb never deletes one (deleting a held one could give a sandbox two owners)",
+                OrphanKind::LockFile.as_str(),
+                Bytes(locks.bytes).to_string(),
+                age(locks.oldest),
+                locks.count,
             )?;
         }
         write!(

@@ -20,7 +20,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{IoContext, Result};
 use crate::sys::dir;
-use crate::sys::flock::{Attempt, FileId, file_id_at, flocked_files, try_lock_at};
+use crate::sys::flock::{
+    Attempt, FileId, file_id_at, flocked_files, try_lock_at, try_lock_existing_at,
+};
 
 /// The folder of lock files inside a run directory.
 const LOCKS_DIR: &str = "locks";
@@ -302,12 +304,48 @@ impl<'p> RunDir<'p> {
         match try_lock_at(self.lock_dir(kind)?, c_file, kind.mode()) {
             Ok(Attempt::Acquired(fd)) => Ok(Some(fd)),
             Ok(Attempt::Held) => Ok(None),
+            Ok(Attempt::Missing) => Err(io::Error::from(io::ErrorKind::NotFound)).at(&path()),
             Ok(Attempt::NotAFile) => Err(io::Error::other(
                 "lock path is a symlink or not a regular file",
             ))
             .at(&path()),
             Err(errno) => Err(errno).at(&path()),
         }
+    }
+}
+
+/// What taking a lock that is not to be made found.
+#[derive(Debug)]
+pub(crate) enum Present {
+    /// Ours until the descriptor is closed.
+    Taken(OwnedFd),
+    /// No lock file (or no folder for it): no holder.
+    Missing,
+    /// Someone holds it: an owner.
+    Held,
+}
+
+/// Takes lock `kind` of the sandbox whose `H16` is `h16`, in its folder
+/// `folder` as the caller opened it (`None`: there is none), only where
+/// the file exists: a lock file that does not exist has no holder, and one
+/// made here would be a file no row accounts for, which msb never deletes.
+pub(crate) fn try_lock_present(
+    folder: Option<BorrowedFd<'_>>,
+    kind: LockKind,
+    h16: &[u8; 32],
+) -> io::Result<Present> {
+    let Some(folder) = folder else {
+        return Ok(Present::Missing);
+    };
+    let file = LockFileName::hashed(kind, h16);
+    let c_file = file.as_c_str().map_err(io::Error::other)?;
+    match try_lock_existing_at(folder, c_file)? {
+        Attempt::Acquired(fd) => Ok(Present::Taken(fd)),
+        Attempt::Missing => Ok(Present::Missing),
+        Attempt::Held => Ok(Present::Held),
+        Attempt::NotAFile => Err(io::Error::other(
+            "lock path is a symlink or not a regular file",
+        )),
     }
 }
 

@@ -34,7 +34,7 @@ const ENDPOINT_PROBE_BUDGET: Duration = Duration::from_millis(50);
 const BUSY_RETRY: Duration = Duration::from_millis(5);
 
 /// The socket files a canonical `<H12>` directory may hold.
-const CANONICAL_SOCKETS: [&str; 3] = ["agent.sock", "control.sock", "display.sock"];
+pub(crate) const CANONICAL_SOCKETS: [&str; 3] = ["agent.sock", "control.sock", "display.sock"];
 
 /// Opens directory `name` in `parent` without following a symlink; `None`
 /// when there is no directory there (missing, a symlink, a file).

@@ -22,18 +22,33 @@ pub(crate) enum Attempt {
     Held,
     /// The path is a symlink or not a regular file: nothing was locked.
     NotAFile,
+    /// No such file, and it was not to be made: a lock file that does not
+    /// exist has no holder.
+    Missing,
 }
 
 /// Opens `name` in `dir` read-write, creating it with `mode` if missing
 /// and never truncating it (as microsandbox does), without following a
 /// symlink, then takes `flock(LOCK_EX | LOCK_NB)` on it.
 pub(crate) fn try_lock_at(dir: BorrowedFd<'_>, name: &CStr, mode: Mode) -> nix::Result<Attempt> {
+    try_lock(dir, name, Some(mode))
+}
+
+/// [`try_lock_at`] on a file that already exists: a missing one is
+/// [`Attempt::Missing`] and nothing is created.
+pub(crate) fn try_lock_existing_at(dir: BorrowedFd<'_>, name: &CStr) -> nix::Result<Attempt> {
+    try_lock(dir, name, None)
+}
+
+fn try_lock(dir: BorrowedFd<'_>, name: &CStr, create: Option<Mode>) -> nix::Result<Attempt> {
     let flags = OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mode = create.unwrap_or(Mode::empty());
     // Lock files outlive their holders, so the file is usually there: a
     // plain open first, since `O_CREAT` takes the directory's lock even
     // when the file exists.
     let opened = match openat(dir, name, flags, mode) {
-        Err(Errno::ENOENT) => openat(dir, name, flags | OFlag::O_CREAT, mode),
+        Err(Errno::ENOENT) if create.is_some() => openat(dir, name, flags | OFlag::O_CREAT, mode),
+        Err(Errno::ENOENT) => return Ok(Attempt::Missing),
         other => other,
     };
     let fd = match opened {

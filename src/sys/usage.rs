@@ -20,7 +20,8 @@ use super::listing::Listing;
 pub(crate) struct Usage {
     /// Allocated bytes (`st_blocks` × 512), the entry and all below it.
     pub bytes: u64,
-    /// Since its last modification (`None`: a time in the future).
+    /// Since it last changed, its data or its inode (`None`: a time in
+    /// the future).
     pub age: Option<Duration>,
     /// A directory (not a symlink to one).
     pub is_dir: bool,
@@ -38,10 +39,13 @@ fn is_dir(stat: &FileStat) -> bool {
     SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
 }
 
+/// Since the newer of its modification and status-change times: `touch
+/// -d`, `cp -a` or `rsync -a` set `st_mtime` freely, but any change sets
+/// `st_ctime` to now.
 fn age(stat: &FileStat) -> Option<Duration> {
-    let secs = u64::try_from(stat.st_mtime).ok()?;
-    let mtime = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))?;
-    SystemTime::now().duration_since(mtime).ok()
+    let secs = u64::try_from(stat.st_mtime.max(stat.st_ctime)).ok()?;
+    let changed = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))?;
+    SystemTime::now().duration_since(changed).ok()
 }
 
 /// The usage of `name` in `parent`; `Ok(None)` when it is gone. Entries
