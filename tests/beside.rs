@@ -168,6 +168,55 @@ fn a_symlink_planted_at_a_socket_entry_is_unlinked_never_followed() -> Result<()
     Ok(())
 }
 
+/// Msb fails (`not an owned directory`) where `<run>/sandboxes` or
+/// `<run>/agent` is a symlink or a file, and keeps the row; so do we, and
+/// nothing is done through the symlink. Once the shape is put right, the
+/// next sweep reaps the row and its sockets.
+#[test]
+fn a_socket_folder_that_is_a_symlink_or_a_file_keeps_the_row_until_it_is_put_right() -> Result<()> {
+    for (folder, as_symlink) in [
+        ("agent", true),
+        ("agent", false),
+        ("sandboxes", true),
+        ("sandboxes", false),
+    ] {
+        let b = Beside::new()?;
+        let dead = b.f.sandbox("dead", "Running", false)?;
+        b.f.run(dead, Some(DEAD_PID), "Running")?;
+        b.f.mkdir("dead");
+        let sockets = b.sockets("dead");
+        let place = b.run.join(folder);
+        let outside = b.f.dir.path().join("outside");
+        std::fs::rename(&place, &outside).expect("move the folder away");
+        if as_symlink {
+            std::os::unix::fs::symlink(&outside, &place).expect("symlink");
+        } else {
+            std::fs::write(&place, b"not a folder").expect("write");
+        }
+        let report = b.sweep()?;
+        let case = format!("<run>/{folder}, symlink {as_symlink}");
+        assert_eq!((report.reconciled, report.errors), (0, 1), "{case}");
+        assert_eq!(b.f.status(dead)?.as_deref(), Some("Running"), "{case}");
+        let listing: Vec<String> = std::fs::read_dir(&outside)
+            .expect("read the folder moved away")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!listing.is_empty(), "{case}: emptied through the symlink");
+        // The other places were still tried, as msb tries them.
+        let fallback = b.f.sandboxes.join("dead/runtime/agent.sock");
+        assert!(sockets.contains(&fallback) && !exists(&fallback), "{case}");
+        std::fs::remove_file(&place).expect("remove the odd entry");
+        std::fs::rename(&outside, &place).expect("put the folder back");
+        let report = b.sweep()?;
+        assert_eq!((report.reconciled, report.errors), (1, 0), "{case}");
+        assert_eq!(b.f.status(dead)?.as_deref(), Some("Crashed"), "{case}");
+        for path in &sockets {
+            assert!(!exists(path), "{case}: {} remains", path.display());
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn a_lock_path_that_is_a_symlink_is_an_error_and_nothing_is_touched() -> Result<()> {
     let b = Beside::new()?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::msb::{self, Home, Msb};
 use common::*;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sandbox_sweep::process::ProcessIdentity;
 
 /// How long one `msb create` may take here (its VM fails at boot after
@@ -56,6 +56,16 @@ enum Extra {
     Listening,
     /// A lock held by another process (a lock folder and a file suffix).
     Held(&'static str, &'static str),
+    /// Socket files at all six paths, and a file no runtime makes in the
+    /// canonical directory.
+    Unknown,
+    /// No sandbox directory at all.
+    NoDir,
+    /// The sandbox directory is a symlink to a directory elsewhere, which
+    /// holds a bootstrap root and fallback sockets.
+    DirSymlink,
+    /// A regular file where the sandbox directory should be.
+    DirFile,
 }
 
 const LIFECYCLE: Extra = Extra::Held("locks", ".lock");
@@ -126,6 +136,14 @@ const CASES: &[Case] = &[
         msb_differs: Some((Some("Running"), "the pid now belongs to an unrelated process (its start time differs); msb sees a live pid")) },
     Case { name: "running-rebooted", status: "Running", ephemeral: false, run: Run::Rebooted, extra: Extra::Nothing, expect: Some("Crashed"), expect_run: CRASHED_RUN,
         msb_differs: Some((Some("Running"), "the run was recorded in an earlier boot (its boot id differs); msb sees a live pid")) },
+    // Directory shapes: msb fails where a path is not what it made, and
+    // keeps the row for a retry; so do we.
+    Case { name: "running-dead-unknown", status: "Running", ephemeral: false, run: Run::Dead, extra: Extra::Unknown, expect: Some("Running"), expect_run: RUNNING, msb_differs: None },
+    Case { name: "running-dead-no-dir", status: "Running", ephemeral: false, run: Run::Dead, extra: Extra::NoDir, expect: Some("Crashed"), expect_run: CRASHED_RUN, msb_differs: None },
+    Case { name: "running-dead-dir-file", status: "Running", ephemeral: false, run: Run::Dead, extra: Extra::DirFile, expect: Some("Running"), expect_run: RUNNING, msb_differs: None },
+    // On purpose: msb resolves `<sandboxes>/<name>/...` by path.
+    Case { name: "running-dead-dir-symlink", status: "Running", ephemeral: false, run: Run::Dead, extra: Extra::DirSymlink, expect: Some("Running"), expect_run: RUNNING,
+        msb_differs: Some((Some("Crashed"), "the sandbox directory is a symlink: msb follows it and deletes the bootstrap root and sockets in its target; we never follow one, so the row waits")) },
     // Not compared here, and why: a runtime hidden by `hidepid=2` is alive
     // for both (kill says EPERM, which both read as alive); that needs a
     // second user and a private /proc, and tests/faults.rs runs it.
@@ -183,6 +201,7 @@ fn build(home: &Path, live: u32) -> Result<(), Box<dyn std::error::Error>> {
         std::fs::create_dir_all(dir.join("runtime"))?;
         std::fs::create_dir_all(dir.join(".bootstrap-rootfs/bin"))?;
         std::fs::write(dir.join("runtime/root-disk.json"), b"{}")?;
+        shape(home, case)?;
         let pid = match case.run {
             Run::None => continue,
             Run::Dead => Some(i64::from(i32::MAX)),
@@ -205,7 +224,7 @@ fn build(home: &Path, live: u32) -> Result<(), Box<dyn std::error::Error>> {
                 params![id, start, boot],
             )?;
         }
-        if matches!(case.extra, Extra::Sockets | Extra::Display) {
+        if matches!(case.extra, Extra::Sockets | Extra::Display | Extra::Unknown) {
             for path in sockets_in(home, case.name) {
                 std::fs::create_dir_all(path.parent().expect("parent"))?;
                 drop(UnixListener::bind(&path)?);
@@ -217,6 +236,10 @@ fn build(home: &Path, live: u32) -> Result<(), Box<dyn std::error::Error>> {
                 canonical.with_file_name("display.sock"),
             )?);
         }
+        if case.extra == Extra::Unknown {
+            let canonical = &sockets_in(home, case.name)[0];
+            std::fs::write(canonical.with_file_name("notes"), b"mine")?;
+        }
     }
     // Free the lease and forget the last sweep, so msb's runtime sweeps.
     conn.execute_batch(
@@ -225,6 +248,29 @@ fn build(home: &Path, live: u32) -> Result<(), Box<dyn std::error::Error>> {
          WHERE name = 'sandbox_lifecycle_maintenance'",
     )?;
     Ok(())
+}
+
+/// Gives `case`'s sandbox directory the shape its `Extra` says (built as
+/// a plain directory first).
+fn shape(home: &Path, case: &Case) -> std::io::Result<()> {
+    let dir = home.join("sandboxes").join(case.name);
+    match case.extra {
+        Extra::NoDir => std::fs::remove_dir_all(&dir),
+        Extra::DirFile => {
+            std::fs::remove_dir_all(&dir)?;
+            std::fs::write(&dir, b"not a directory")
+        }
+        Extra::DirSymlink => {
+            let elsewhere = home.join("elsewhere").join(case.name);
+            std::fs::create_dir_all(home.join("elsewhere"))?;
+            std::fs::rename(&dir, &elsewhere)?;
+            std::fs::create_dir_all(elsewhere.join("runtime"))?;
+            drop(UnixListener::bind(elsewhere.join("runtime/agent.sock"))?);
+            // Relative, so that each copy of the home points into its own.
+            std::os::unix::fs::symlink(Path::new("../elsewhere").join(case.name), &dir)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What a sweep is judged by, per sandbox name: status, whether
@@ -251,7 +297,7 @@ fn observe(home: &Path, name: &str) -> Result<Row, Box<dyn std::error::Error>> {
             [name],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?, r.get::<_, Option<i64>>(3)?)),
         )
-        .ok();
+        .optional()?;
     let runs = match row {
         Some((id, ..)) => conn
             .prepare(
@@ -298,7 +344,13 @@ fn hold(home: &Path) -> (Vec<Holder>, Vec<UnixListener>) {
                 std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
                 listeners.push(UnixListener::bind(path).expect("bind"));
             }
-            Extra::Nothing | Extra::Sockets | Extra::Display => {}
+            Extra::Nothing
+            | Extra::Sockets
+            | Extra::Display
+            | Extra::Unknown
+            | Extra::NoDir
+            | Extra::DirSymlink
+            | Extra::DirFile => {}
         }
     }
     (holders, listeners)
@@ -430,7 +482,8 @@ fn end_every_kind_of_row_alike(msb: &Msb) -> TestResult {
     );
     let json = sweep_with_us(&ours);
     assert_eq!(json_field(&json, "outcome"), "\"swept\"", "{json}");
-    assert_eq!(json_field(&json, "errors"), "0", "{json}");
+    // The directory shapes msb fails on, and so do we: kept, and counted.
+    assert_eq!(json_field(&json, "errors"), "3", "{json}");
     assert_eq!(json_field(&json, "abandoned"), "1", "{json}");
     drop(held);
 
@@ -441,7 +494,8 @@ fn end_every_kind_of_row_alike(msb: &Msb) -> TestResult {
         // Our outcome, exactly.
         assert_eq!(o.status.as_deref(), case.expect, "{}: {o:?}", case.name);
         let removed = case.expect.is_none();
-        assert_eq!(o.dir, !removed, "{}: directory", case.name);
+        let made_dir = case.extra != Extra::NoDir;
+        assert_eq!(o.dir, !removed && made_dir, "{}: directory", case.name);
         if let Some(run) = case.expect_run {
             let want = (run.0.to_owned(), run.1.map(str::to_owned));
             assert_eq!(o.runs, vec![want], "{}: runs", case.name);
@@ -464,7 +518,13 @@ fn end_every_kind_of_row_alike(msb: &Msb) -> TestResult {
                 "{}: slot",
                 case.name
             );
-            assert_eq!(o.bootstrap, !changed, "{}: .bootstrap-rootfs", case.name);
+            let made_bootstrap = !matches!(case.extra, Extra::NoDir | Extra::DirFile);
+            assert_eq!(
+                o.bootstrap,
+                !changed && made_bootstrap,
+                "{}: .bootstrap-rootfs",
+                case.name
+            );
         }
         if matches!(case.extra, Extra::Sockets | Extra::Display) && changed {
             assert_eq!(o.sockets, vec![false; 6], "{}: sockets", case.name);
@@ -479,7 +539,8 @@ fn end_every_kind_of_row_alike(msb: &Msb) -> TestResult {
                 // and never deleted, so only their existence differs.
                 t.locks.clear();
                 o.locks.clear();
-                if keeps_bootstrap(msb.release) && changed && !removed {
+                if keeps_bootstrap(msb.release) && changed && !removed && case.extra != Extra::NoDir
+                {
                     // Asserted both ways: that release leaves it, we remove it.
                     if !t.bootstrap || o.bootstrap {
                         disagree.push(format!(
@@ -514,7 +575,15 @@ fn end_every_kind_of_row_alike(msb: &Msb) -> TestResult {
     );
     eprintln!("msb {}: differences on purpose: {report:#?}", msb.release);
 
-    // The round trip: msb reads back every row we wrote.
+    // The round trip: msb reads back every row we wrote. msb's `ls` runs
+    // its maintenance and fails where that fails: on a file where a
+    // sandbox directory should be ("Not a directory") and on a dead
+    // runtime's socket directory holding another file ("Directory not
+    // empty"; on its own copy, the `display.sock` it leaves does that).
+    // Those two shapes go first.
+    std::fs::remove_file(ours.join("sandboxes/running-dead-dir-file"))?;
+    let canonical = &sockets_in(&ours, "running-dead-unknown")[0];
+    std::fs::remove_file(canonical.with_file_name("notes"))?;
     let out = msb::run(msb, &ours, &["ls"], Duration::from_secs(60));
     assert!(
         out.status.success(),

@@ -10,7 +10,11 @@
 //! - fallback: `<sandboxes_dir>/<name>/runtime/agent.sock` and
 //!   `agent.control.sock`.
 //!
-//! Missing is success. Only called for a runtime already judged dead whose
+//! Missing is success. A symlink or a file where `<run>/sandboxes`,
+//! `<run>/agent`, `<sandbox>` or `<sandbox>/runtime` should be, or an
+//! `<H12>` directory still holding anything once its sockets are gone, is
+//! an error, as it is for msb: the row waits, and every place is still
+//! tried. (msb follows a symlinked `<sandbox>`; this crate follows none.) Only called for a runtime already judged dead whose
 //! locks this process holds: a live runtime's files are never touched. Each
 //! step is O(1) (an unlink, an rmdir of an empty directory): it runs under
 //! the catalog's write lock. No catalog here; the bootstrap root a reap
@@ -20,10 +24,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+
 use crate::error::{IoContext, Result};
 use crate::rundir::locks::{RunDir, name_hash};
 use crate::sys::c_name;
-use crate::sys::dir::{Subdir, open_subdir, remove_dir_if_empty, unlink_entry};
+use crate::sys::dir::{Subdir, not_a_directory, open_subdir, remove_empty_dir, unlink_entry};
 use crate::sys::socket::{Knock, knock};
 
 /// How long every endpoint of one sandbox may take to answer, in all, as
@@ -37,11 +43,14 @@ const BUSY_RETRY: Duration = Duration::from_millis(5);
 pub(crate) const CANONICAL_SOCKETS: [&str; 3] = ["agent.sock", "control.sock", "display.sock"];
 
 /// Opens directory `name` in `parent` without following a symlink; `None`
-/// when there is no directory there (missing, a symlink, a file).
+/// when nothing is there. A symlink or a file where the directory should
+/// be is an error, as it is for msb ("not an owned directory"): the row
+/// waits, and is never judged through a path someone swapped.
 fn subdir(parent: BorrowedFd<'_>, name: &str, at: &Path) -> Result<Option<OwnedFd>> {
     match open_subdir(parent, &c_name(name, || at.to_owned())?).at(at)? {
         Subdir::Open(fd) => Ok(Some(fd)),
-        Subdir::Missing | Subdir::NotADir => Ok(None),
+        Subdir::Missing => Ok(None),
+        Subdir::NotADir => Err(not_a_directory()).at(at),
     }
 }
 
@@ -58,10 +67,42 @@ fn unlink_all(dir: BorrowedFd<'_>, names: &[&str], at: &Path) -> Result<()> {
 /// where there is no such directory): looking them up again for every row
 /// doubled what the lock protocol cost. A dead runtime's sockets were made
 /// before it died, so a directory absent when the sweep starts holds none.
+/// One that is a symlink or a file is kept as that: each row's removal
+/// fails on it (the row waits), and still tries the other places.
 #[derive(Debug)]
 pub(crate) struct SocketDirs {
-    canonical: Option<OwnedFd>,
-    legacy: Option<OwnedFd>,
+    canonical: Place,
+    legacy: Place,
+}
+
+/// One of the run directory's socket folders, as the sweep found it.
+#[derive(Debug)]
+enum Place {
+    Open(OwnedFd),
+    Absent,
+    /// A symlink or a file: never followed.
+    NotADir,
+}
+
+impl Place {
+    fn open(run: BorrowedFd<'_>, name: &str, at: &Path) -> Result<Place> {
+        Ok(
+            match open_subdir(run, &c_name(name, || at.to_owned())?).at(at)? {
+                Subdir::Open(fd) => Place::Open(fd),
+                Subdir::Missing => Place::Absent,
+                Subdir::NotADir => Place::NotADir,
+            },
+        )
+    }
+
+    /// The folder, `None` when absent; an error when it is no directory.
+    fn get(&self, at: &Path) -> Result<Option<BorrowedFd<'_>>> {
+        match self {
+            Place::Open(fd) => Ok(Some(fd.as_fd())),
+            Place::Absent => Ok(None),
+            Place::NotADir => Err(not_a_directory()).at(at),
+        }
+    }
 }
 
 impl SocketDirs {
@@ -69,8 +110,8 @@ impl SocketDirs {
         let run_fd = run.fd()?;
         let path = run.path();
         Ok(SocketDirs {
-            canonical: subdir(run_fd, "sandboxes", &path.join("sandboxes"))?,
-            legacy: subdir(run_fd, "agent", &path.join("agent"))?,
+            canonical: Place::open(run_fd, "sandboxes", &path.join("sandboxes"))?,
+            legacy: Place::open(run_fd, "agent", &path.join("agent"))?,
         })
     }
 }
@@ -133,6 +174,8 @@ pub(crate) fn may_be_live(run: &Path, sandboxes: Option<&Path>, name: &str) -> R
 
 /// Removes every socket artifact of sandbox `name` (see the module docs).
 /// `sandboxes` is the sandboxes directory, open, at path `sandboxes_path`.
+/// Each place is tried even after another failed, as msb does, and the
+/// first failure is returned: the row waits for a retry.
 pub(crate) fn remove_runtime_files(
     run: &RunDir<'_>,
     dirs: &SocketDirs,
@@ -141,33 +184,50 @@ pub(crate) fn remove_runtime_files(
     name: &str,
 ) -> Result<()> {
     let run_path = run.path();
-    if let Some(dir) = &dirs.canonical {
+    let canonical = || -> Result<()> {
+        let Some(dir) = dirs.canonical.get(&run_path.join("sandboxes"))? else {
+            return Ok(());
+        };
         let h12 = name_hash(name, 12);
         let at = run_path.join("sandboxes").join(&h12);
         let c_h12 = c_name(&h12, || at.clone())?;
-        match open_subdir(dir.as_fd(), &c_h12).at(&at)? {
+        match open_subdir(dir, &c_h12).at(&at)? {
             Subdir::Open(fd) => {
                 unlink_all(fd.as_fd(), &CANONICAL_SOCKETS, &at)?;
                 drop(fd);
-                remove_dir_if_empty(dir.as_fd(), &c_h12).at(&at)?;
+                // Anything else in it is not a runtime's to lose: msb's
+                // `rmdir` fails there too, and the row waits.
+                match remove_empty_dir(dir, &c_h12) {
+                    Ok(()) | Err(Errno::ENOENT) => Ok(()),
+                    Err(errno) => Err(errno).at(&at),
+                }
             }
-            Subdir::Missing => {}
+            Subdir::Missing => Ok(()),
             // Not a directory: the entry itself goes, never followed.
-            Subdir::NotADir => unlink_entry(dir.as_fd(), &c_h12).at(&at)?,
+            Subdir::NotADir => unlink_entry(dir, &c_h12).at(&at),
         }
-    }
-    if let Some(dir) = &dirs.legacy {
+    };
+    let legacy = || -> Result<()> {
+        let at = run_path.join("agent");
+        let Some(dir) = dirs.legacy.get(&at)? else {
+            return Ok(());
+        };
         let h16 = name_hash(name, 16);
         let agent = format!("{h16}.sock");
         let control = format!("{h16}.control.sock");
-        unlink_all(dir.as_fd(), &[&agent, &control], &run_path.join("agent"))?;
-    }
-    let sandbox = sandboxes_path.join(name);
-    if let Some(dir) = subdir(sandboxes, name, &sandbox)? {
+        unlink_all(dir, &[&agent, &control], &at)
+    };
+    let fallback = || -> Result<()> {
+        let sandbox = sandboxes_path.join(name);
+        let Some(dir) = subdir(sandboxes, name, &sandbox)? else {
+            return Ok(());
+        };
         let runtime = sandbox.join("runtime");
-        if let Some(dir) = subdir(dir.as_fd(), "runtime", &runtime)? {
-            unlink_all(dir.as_fd(), &["agent.sock", "agent.control.sock"], &runtime)?;
-        }
-    }
-    Ok(())
+        let Some(dir) = subdir(dir.as_fd(), "runtime", &runtime)? else {
+            return Ok(());
+        };
+        unlink_all(dir.as_fd(), &["agent.sock", "agent.control.sock"], &runtime)
+    };
+    let (legacy, canonical, fallback) = (legacy(), canonical(), fallback());
+    legacy.and(canonical).and(fallback)
 }

@@ -207,12 +207,17 @@ impl<'p> Trash<'p> {
     /// or not the transaction commits (the runtime is dead and its locks
     /// held), so it is never put back; an entry that is no id is deleted by
     /// the next sweep's purge. Nothing there (no sandbox directory, no
-    /// bootstrap root, a symlink in either place) is nothing to move.
+    /// bootstrap root) is nothing to move; a bootstrap root that is a
+    /// symlink moves as itself. A sandbox directory that is a symlink or a
+    /// file is an error, as it is for msb: the row waits.
     pub(crate) fn move_bootstrap(&self, id: i64, name: &str) -> Result<()> {
         let at = self.dir.join(name).join(".bootstrap-rootfs");
         let sandbox = match dir::open_subdir(self.root()?, &c_name(name, || at.clone())?).at(&at)? {
             Subdir::Open(fd) => fd,
-            Subdir::Missing | Subdir::NotADir => return Ok(()),
+            Subdir::Missing => return Ok(()),
+            Subdir::NotADir => {
+                return Err(dir::not_a_directory()).at(&self.dir.join(name));
+            }
         };
         let entry = format!("{id}.bootstrap-rootfs");
         let rename = || -> Result<nix::Result<()>> {

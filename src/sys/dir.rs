@@ -79,6 +79,12 @@ pub(crate) fn make_dir<P: ?Sized + nix::NixPath>(
     }
 }
 
+/// The error for a symlink or a file found where a directory should be:
+/// nothing is done through it.
+pub(crate) fn not_a_directory() -> std::io::Error {
+    std::io::Error::other("not a directory (a symlink or a file); never followed")
+}
+
 /// Removes directory `name` in `parent` if it is empty; gone already, or
 /// not empty (`ENOTEMPTY`, or POSIX's `EEXIST`), is not an error.
 pub(crate) fn remove_dir_if_empty(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<()> {
