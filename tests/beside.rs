@@ -141,6 +141,33 @@ fn dead_runtimes_sockets_go_and_live_ones_stay() -> Result<()> {
     Ok(())
 }
 
+/// A runtime whose queue is full answers `EAGAIN`: busy is alive, for us
+/// as for msb 0.7.11 (it retries until its 50 ms probe budget is spent,
+/// then keeps the start).
+#[test]
+fn an_abandoned_start_whose_listener_is_busy_stays_starting() -> Result<()> {
+    let b = Beside::new()?;
+    let start = b.f.sandbox("busy", "Starting", false)?;
+    b.f.mkdir("busy");
+    let agent = b
+        .run
+        .join("sandboxes")
+        .join(&h16("busy")[..24])
+        .join("agent.sock");
+    std::fs::create_dir_all(agent.parent().expect("parent")).expect("mkdir");
+    let held = busy_listener(&agent);
+    let report = b.sweep()?;
+    assert_eq!((report.reconciled, report.errors), (0, 0));
+    assert_eq!(b.f.status(start)?.as_deref(), Some("Starting"));
+    assert!(exists(&agent));
+    drop(held);
+    let report = b.sweep()?;
+    assert_eq!((report.reconciled, report.errors), (1, 0));
+    assert_eq!(b.f.status(start)?.as_deref(), Some("Crashed"));
+    assert!(!exists(&agent));
+    Ok(())
+}
+
 #[test]
 fn a_symlink_planted_at_a_socket_entry_is_unlinked_never_followed() -> Result<()> {
     let b = Beside::new()?;

@@ -9,6 +9,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -54,6 +55,9 @@ enum Extra {
     Display,
     /// A runtime older than the locks, listening on its canonical socket.
     Listening,
+    /// Listening on its legacy (`<run>/agent/<H16>.sock`) or fallback
+    /// (`<sandbox>/runtime/agent.sock`) path: [`sockets_in`]'s index.
+    ListeningAt(usize),
     /// A lock held by another process (a lock folder and a file suffix).
     Held(&'static str, &'static str),
     /// Socket files at all six paths, and a file no runtime makes in the
@@ -116,6 +120,13 @@ const CASES: &[Case] = &[
     Case { name: "starting-listening", status: "Starting", ephemeral: false, run: Run::None, extra: Extra::Listening, expect: Some("Starting"), expect_run: None, msb_differs: None },
     Case { name: "starting-creation-held", status: "Starting", ephemeral: false, run: Run::None, extra: CREATION, expect: Some("Starting"), expect_run: None, msb_differs: None },
     Case { name: "starting-lifecycle-held", status: "Starting", ephemeral: false, run: Run::None, extra: LIFECYCLE, expect: Some("Starting"), expect_run: None, msb_differs: None },
+    Case { name: "starting-legacy-listening", status: "Starting", ephemeral: false, run: Run::None, extra: Extra::ListeningAt(2), expect: Some("Starting"), expect_run: None, msb_differs: None },
+    Case { name: "starting-fallback-listening", status: "Starting", ephemeral: false, run: Run::None, extra: Extra::ListeningAt(4), expect: Some("Starting"), expect_run: None, msb_differs: None },
+    // A dead run whose sandbox someone still owns.
+    Case { name: "starting-dead-creation-held", status: "Starting", ephemeral: false, run: Run::Dead, extra: CREATION, expect: Some("Starting"), expect_run: RUNNING, msb_differs: None },
+    Case { name: "starting-dead-lifecycle-held", status: "Starting", ephemeral: false, run: Run::Dead, extra: LIFECYCLE, expect: Some("Starting"), expect_run: RUNNING, msb_differs: None },
+    Case { name: "draining-dead-lifecycle-held", status: "Draining", ephemeral: false, run: Run::Dead, extra: LIFECYCLE, expect: Some("Draining"), expect_run: RUNNING, msb_differs: None },
+    Case { name: "draining-dead-creation-held", status: "Draining", ephemeral: false, run: Run::Dead, extra: CREATION, expect: Some("Draining"), expect_run: RUNNING, msb_differs: None },
     // Not active: never reconciled.
     Case { name: "paused-dead", status: "Paused", ephemeral: false, run: Run::Dead, extra: Extra::Nothing, expect: Some("Paused"), expect_run: RUNNING, msb_differs: None },
     Case { name: "created", status: "Created", ephemeral: false, run: Run::None, extra: Extra::Nothing, expect: Some("Created"), expect_run: None, msb_differs: None },
@@ -331,19 +342,21 @@ fn observe(home: &Path, name: &str) -> Result<Row, Box<dyn std::error::Error>> {
 
 /// Holds what each case's `Extra` says in `home`: lock holders and
 /// listeners, released when dropped.
-fn hold(home: &Path) -> (Vec<Holder>, Vec<UnixListener>) {
+fn hold(home: &Path) -> (Vec<Holder>, Vec<OwnedFd>) {
     let mut holders = Vec::new();
     let mut listeners = Vec::new();
     for case in CASES {
+        let listen_at = |at: usize| {
+            let path = &sockets_in(home, case.name)[at];
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            OwnedFd::from(UnixListener::bind(path).expect("bind"))
+        };
         match case.extra {
             Extra::Held(dir, suffix) => {
                 holders.push(Holder::at(&lock_file(home, dir, suffix, case.name)));
             }
-            Extra::Listening => {
-                let path = &sockets_in(home, case.name)[0];
-                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-                listeners.push(UnixListener::bind(path).expect("bind"));
-            }
+            Extra::Listening => listeners.push(listen_at(0)),
+            Extra::ListeningAt(at) => listeners.push(listen_at(at)),
             Extra::Nothing
             | Extra::Sockets
             | Extra::Display
@@ -404,10 +417,23 @@ fn msb_differs(case: &Case, release: &str) -> Option<(Option<&'static str>, &'st
             "0.6.18 has no snapshot-lineage lock and removes an ephemeral sandbox while a \
              snapshot capture holds it; we keep it until the capture lets go (0.7.x does too)",
         ),
-        ("0.7.0", "starting-listening") => (
+        (
+            "0.7.0",
+            "starting-listening" | "starting-legacy-listening" | "starting-fallback-listening",
+        ) => (
             Some("Crashed"),
             "0.7.0 crashes an abandoned start without asking its endpoints; one answers here \
              (a runtime older than the locks), so we leave it, as 0.7.11 does",
+        ),
+        ("0.6.18", "starting-dead-creation-held") => (
+            Some("Crashed"),
+            "0.6.18's reconcile takes only the lifecycle lock and crashes a dead runtime whose \
+             creation lock a launcher holds; a held creation lock is an owner, so we leave it",
+        ),
+        ("0.6.18", "draining-dead-creation-held") => (
+            Some("Stopped"),
+            "0.6.18's reconcile takes only the lifecycle lock and stops a dead runtime whose \
+             creation lock a launcher holds; a held creation lock is an owner, so we leave it",
         ),
         _ => return case.msb_differs,
     };

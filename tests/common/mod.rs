@@ -11,7 +11,7 @@ pub mod rundir;
 pub use fixture::{DEAD_PID, Fixture, NOW, TRASH_DIR, exists, now, own_pid};
 pub use holder::Holder;
 pub use mount::Mount;
-pub use rundir::{h16, lock_at, socket_paths};
+pub use rundir::{busy_listener, h16, lock_at, socket_paths};
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

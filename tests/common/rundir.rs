@@ -3,6 +3,7 @@
 //! (so the hash is the crate's, checked against microsandbox's vectors in
 //! its unit tests). Test-only.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use sandbox_sweep::rundir::lifecycle_lock_path;
@@ -34,4 +35,36 @@ pub fn socket_paths(run: &Path, sandboxes: &Path, name: &str) -> Vec<PathBuf> {
         fallback.join("agent.sock"),
         fallback.join("agent.control.sock"),
     ]
+}
+
+/// A listener at `path` whose queue is full: a non-blocking connect
+/// says `EAGAIN`. Its descriptors (listener first, then the queued
+/// connections), which keep it so until dropped.
+pub fn busy_listener(path: &Path) -> Vec<OwnedFd> {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, socket,
+    };
+    let addr = UnixAddr::new(path).expect("address");
+    let open = || {
+        socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .expect("socket")
+    };
+    let listener = open();
+    bind(listener.as_raw_fd(), &addr).expect("bind");
+    listen(&listener, Backlog::new(0).expect("backlog")).expect("listen");
+    let mut fds = vec![listener];
+    for _ in 0..64 {
+        let client = open();
+        match connect(client.as_raw_fd(), &addr) {
+            Ok(()) => fds.push(client),
+            Err(nix::errno::Errno::EAGAIN) => return fds,
+            Err(errno) => panic!("connect to {}: {errno}", path.display()),
+        }
+    }
+    panic!("the queue at {} never filled", path.display());
 }
