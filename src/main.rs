@@ -62,9 +62,7 @@ fn complain(msg: std::fmt::Arguments<'_>) {
 
 fn try_main() -> Result<ExitCode, CliError> {
     let args = Args::parse(std::env::args_os().skip(1))?;
-    if args.verbose {
-        cli::logger::install();
-    }
+    cli::logger::install(args.verbose);
     let json = args.json();
     let mut out = Tracked {
         inner: io::stdout().lock(),
@@ -209,7 +207,12 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
                 } else {
                     print::reclaimed(out, &db, &done, all)?;
                 }
-                return Ok(ExitCode::SUCCESS);
+                // A tree left in the trash is a leak until someone acts.
+                return Ok(if done.trash_failed > 0 {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                });
             }
             let found = scan.scan(&catalog)?;
             if json {

@@ -141,6 +141,50 @@ fn dead_runtimes_sockets_go_and_live_ones_stay() -> Result<()> {
     Ok(())
 }
 
+/// A row kept because its runtime's files cannot be moved says why, with
+/// the path and the error, without `-v`; nothing else is said.
+#[test]
+fn the_cli_says_why_a_row_was_kept_without_being_asked() -> Result<()> {
+    let b = Beside::new()?;
+    let dead = b.f.sandbox("dead", "Running", false)?;
+    b.f.run(dead, Some(DEAD_PID), "Running")?;
+    let place = b.f.sandboxes.join("dead");
+    std::fs::write(&place, b"not a directory").expect("write");
+    let (db, run) = (b.f.db_path(), b.run.clone());
+    let sandboxes = b.f.sandboxes.display().to_string();
+    let base = [
+        "sweep",
+        "--db",
+        db.to_str().expect("utf8"),
+        "--sandboxes-dir",
+        &sandboxes,
+        "--run-dir",
+        run.to_str().expect("utf8"),
+        "--force",
+    ];
+    let out = cli(&base);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "warning: sandbox \"dead\" (id {dead}): runtime files not removed, row kept: {}: \
+             not a directory (a symlink or a file); never followed\n",
+            place.display()
+        )
+    );
+    assert!(stdout(&out).contains("errors 1"), "{}", stdout(&out));
+    assert_eq!(b.f.status(dead)?.as_deref(), Some("Running"));
+    // With -v, every record, this one included.
+    let out = cli(&[&base[..], &["-v"]].concat());
+    let text = stderr(&out);
+    assert!(
+        text.contains("[WARN sandbox_sweep::kept] sandbox \"dead\""),
+        "{text}"
+    );
+    assert!(text.contains("[DEBUG "), "{text}");
+    Ok(())
+}
+
 /// A runtime whose queue is full answers `EAGAIN`: busy is alive, for us
 /// as for msb 0.7.11 (it retries until its 50 ms probe budget is spent,
 /// then keeps the start).

@@ -296,7 +296,7 @@ fn status_shows_counts_dead_runtimes_and_the_lease() -> TestResult {
              \"active\":[{{\"name\":\"live\",\"status\":\"Running\",\"pid\":{me}}},{{\"name\":\"dead\",\"status\":\"Running\",\"pid\":{DEAD_PID}}}],\
              \"by_status\":{{\"Crashed\":1,\"Running\":2,\"Stopped\":1}},\"other_status\":2,\"missing_indexes\":[],\"ephemeral_terminal\":1,\
              \"dead_active_count\":1,\"lifecycle_owned_count\":0,\"abandoned_starts_count\":0,\"active_count\":2,\
-             \"lease\":null,\"install\":null,\"error\":null}}\n"
+             \"lease\":null,\"install\":null,\"trash\":null,\"error\":null}}\n"
         )
     );
     let out = cli(&["status", "--db", env.db_str()]);

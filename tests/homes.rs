@@ -898,11 +898,11 @@ fn symlinks_the_owner_plants_steer_a_root_sweep_nowhere() -> TestResult {
             .arg(&link)
             .status()?;
         let before = snapshot(&target);
-        let out = run_in(home, None, &["sweep", "--force", "--json"]);
+        let swept = run_in(home, None, &["sweep", "--force", "--json"]);
         assert!(
-            matches!(out.status.code(), Some(0 | 1)),
+            matches!(swept.status.code(), Some(0 | 1)),
             "{place}: {}",
-            stderr(&out)
+            stderr(&swept)
         );
         let out = run_in(home, None, &["orphans", "--remove", "--older-than", "0s"]);
         assert!(
@@ -918,7 +918,12 @@ fn symlinks_the_owner_plants_steer_a_root_sweep_nowhere() -> TestResult {
         if place == "sandboxes/eph-stopped" {
             // A finished ephemeral sandbox's directory that is a link: the
             // link goes with its row, itself, never what it names.
-            assert!(!exists(&link), "{place}: the link itself is removed");
+            assert!(
+                !exists(&link),
+                "{place}: the link itself is removed: {} {}",
+                stdout(&swept),
+                stderr(&swept)
+            );
         } else {
             assert!(link.is_symlink(), "{place}: the link itself stays");
         }

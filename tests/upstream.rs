@@ -153,8 +153,8 @@ const CASES: &[Case] = &[
     Case { name: "running-dead-no-dir", status: "Running", ephemeral: false, run: Run::Dead, extra: Extra::NoDir, expect: Some("Crashed"), expect_run: CRASHED_RUN, msb_differs: None },
     Case { name: "running-dead-dir-file", status: "Running", ephemeral: false, run: Run::Dead, extra: Extra::DirFile, expect: Some("Running"), expect_run: RUNNING, msb_differs: None },
     // On purpose: msb resolves `<sandboxes>/<name>/...` by path.
-    Case { name: "running-dead-dir-symlink", status: "Running", ephemeral: false, run: Run::Dead, extra: Extra::DirSymlink, expect: Some("Running"), expect_run: RUNNING,
-        msb_differs: Some((Some("Crashed"), "the sandbox directory is a symlink: msb follows it and deletes the bootstrap root and sockets in its target; we never follow one, so the row waits")) },
+    Case { name: "running-dead-dir-symlink", status: "Running", ephemeral: false, run: Run::Dead, extra: Extra::DirSymlink, expect: Some("Crashed"), expect_run: CRASHED_RUN,
+        msb_differs: Some((Some("Crashed"), "the sandbox directory is a symlink: both crash the row; msb follows it and deletes the bootstrap root and fallback sockets in its target, we never follow one and leave them")) },
     // Not compared here, and why: a runtime hidden by `hidepid=2` is alive
     // for both (kill says EPERM, which both read as alive); that needs a
     // second user and a private /proc, and tests/faults.rs runs it.
@@ -509,7 +509,7 @@ fn end_every_kind_of_row_alike(msb: &Msb) -> TestResult {
     let json = sweep_with_us(&ours);
     assert_eq!(json_field(&json, "outcome"), "\"swept\"", "{json}");
     // The directory shapes msb fails on, and so do we: kept, and counted.
-    assert_eq!(json_field(&json, "errors"), "3", "{json}");
+    assert_eq!(json_field(&json, "errors"), "2", "{json}");
     assert_eq!(json_field(&json, "abandoned"), "1", "{json}");
     drop(held);
 
@@ -545,9 +545,11 @@ fn end_every_kind_of_row_alike(msb: &Msb) -> TestResult {
                 case.name
             );
             let made_bootstrap = !matches!(case.extra, Extra::NoDir | Extra::DirFile);
+            // Behind a symlink, nothing is ours: it stays, whatever happens.
+            let followed = case.extra == Extra::DirSymlink;
             assert_eq!(
                 o.bootstrap,
-                !changed && made_bootstrap,
+                (!changed || followed) && made_bootstrap,
                 "{}: .bootstrap-rootfs",
                 case.name
             );

@@ -60,7 +60,7 @@ Options:
                        its locks free, no row naming it under the write lock
   --older-than DURATION  with --remove: the grace period, such as 30s, 15m, 1h, 2d (default 1h)
   --keep DIR           build the demo in DIR and keep it
-  -v, --verbose        log to stderr
+  -v, --verbose        log to stderr (without it, only what was left in place and why)
   -h, --help           this text, or after a command, that command's
   -V, --version        the version
 

@@ -196,7 +196,7 @@ pub fn reclaimed_json(out: &mut impl Write, done: &Reclaimed, all: bool) -> io::
         .collect();
     writeln!(
         out,
-        "{{{},\"removed\":[{}],\"removed_count\":{},\"removed_bytes\":{},\"kept\":[{}],\"kept_count\":{},\"deferred\":{}}}",
+        "{{{},\"removed\":[{}],\"removed_count\":{},\"removed_bytes\":{},\"kept\":[{}],\"kept_count\":{},\"deferred\":{},\"trash_failed\":{}}}",
         scan_fields(&done.scan, all),
         removed.join(","),
         done.removed.len(),
@@ -204,6 +204,7 @@ pub fn reclaimed_json(out: &mut impl Write, done: &Reclaimed, all: bool) -> io::
         kept.join(","),
         done.kept.len(),
         done.deferred,
+        done.trash_failed,
     )
 }
 
@@ -241,12 +242,20 @@ pub fn reclaimed(out: &mut impl Write, db: &Path, done: &Reclaimed, all: bool) -
     }
     writeln!(
         out,
-        "reclaimed: {} orphans, {} bytes; kept {}{}",
+        "reclaimed: {} orphans, {} bytes; kept {}{}{}",
         done.removed.len(),
         done.removed_bytes(),
         done.kept.len(),
         if done.deferred > 0 {
             format!("; {} left in the trash for the next sweep", done.deferred)
+        } else {
+            String::new()
+        },
+        if done.trash_failed > 0 {
+            format!(
+                "; {} could not be deleted from the trash (every sweep tries again)",
+                done.trash_failed
+            )
         } else {
             String::new()
         }
@@ -311,7 +320,7 @@ pub fn status_json(
     let by_status = counts(summary.by_status.iter().map(|(s, n)| (s.as_str(), *n)));
     writeln!(
         out,
-        "],\"by_status\":{by_status},\"other_status\":{},\"missing_indexes\":[{}],\"ephemeral_terminal\":{},\"dead_active_count\":{},\"lifecycle_owned_count\":{},\"abandoned_starts_count\":{},\"active_count\":{},\"lease\":{},\"install\":{},\"error\":null}}",
+        "],\"by_status\":{by_status},\"other_status\":{},\"missing_indexes\":[{}],\"ephemeral_terminal\":{},\"dead_active_count\":{},\"lifecycle_owned_count\":{},\"abandoned_starts_count\":{},\"active_count\":{},\"lease\":{},\"install\":{},\"trash\":{},\"error\":null}}",
         summary.other_status,
         names_json(&summary.missing_indexes),
         summary.ephemeral_terminal,
@@ -321,8 +330,34 @@ pub fn status_json(
         summary.active.total,
         lease_json(summary.lease.as_ref()),
         lease_json(summary.install.as_ref()),
+        summary
+            .trash
+            .as_ref()
+            .map_or_else(|| "null".to_owned(), trash_json),
     )?;
     Ok(())
+}
+
+/// `status --json`'s `trash`: what sweeps did not finish deleting.
+fn trash_json(trash: &Orphans) -> String {
+    let entries: Vec<String> = trash
+        .entries
+        .iter()
+        .map(|o| {
+            format!(
+                "{{\"path\":{},\"bytes\":{}}}",
+                quote(&o.path.to_string_lossy()),
+                o.bytes
+            )
+        })
+        .collect();
+    format!(
+        "{{\"count\":{},\"bytes\":{},\"complete\":{},\"entries\":[{}]}}",
+        trash.entries.len(),
+        trash.total_bytes(),
+        trash.complete,
+        entries.join(",")
+    )
 }
 
 /// The two arrays of `status --json`, written an entry at a time.

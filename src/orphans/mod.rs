@@ -27,9 +27,10 @@
 
 mod reclaim;
 mod scan;
-mod text;
+pub(crate) mod text;
 
 pub use reclaim::{Kept, Reclaimed};
+pub(crate) use scan::trash_only;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

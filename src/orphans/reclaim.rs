@@ -115,6 +115,11 @@ pub struct Reclaimed {
     /// Removed directories whose deletion the budget cut short: they wait
     /// in the trash for the next sweep's purge.
     pub deferred: u64,
+    /// Removed directories the trash could not delete (a mount point
+    /// inside, an immutable file, a directory this user may not write):
+    /// they wait in the trash, every sweep tries again and counts them,
+    /// and `orphans` lists them.
+    pub trash_failed: u64,
 }
 
 impl Reclaimed {
@@ -245,8 +250,13 @@ impl Removal<'_> {
             .move_orphan(&name, &String::from_utf8_lossy(&hash))?;
         let ended = tx.commit().map_err(Error::from_sqlite);
         if let Some(moved) = self.trash.settle(ended, moved)? {
-            if !self.trash.discard(moved.entry(), Some(self.deadline)) {
-                self.done.deferred += 1;
+            match self.trash.delete(moved.entry(), Some(self.deadline)) {
+                Ok(true) => {}
+                Ok(false) => self.done.deferred += 1,
+                Err(err) => {
+                    log::warn!(target: crate::LOG_KEPT, "{err}: left in the trash; every sweep tries again");
+                    self.done.trash_failed += 1;
+                }
             }
             self.done.removed.push(orphan);
         }
@@ -309,7 +319,7 @@ impl Removal<'_> {
                 // A symlink or a file where the directory was: nothing
                 // listens on an entry that is not a socket directory, and
                 // it goes itself, never followed.
-                Subdir::NotADir => None,
+                Subdir::Symlink | Subdir::NotADir => None,
                 Subdir::Missing => {
                     self.keep(orphan, Kept::Failed("gone since the scan".into()));
                     return Ok(());
@@ -393,7 +403,7 @@ impl Removal<'_> {
             match self.remove_runtime_file(&orphan, proven.dir.as_ref()) {
                 Ok(()) => self.done.removed.push(orphan),
                 Err(err) => {
-                    log::warn!("{}: kept: {err}", orphan.path.display());
+                    log::warn!(target: crate::LOG_KEPT, "{}: kept: {err}", orphan.path.display());
                     self.keep(orphan, Kept::Failed(err.to_string()));
                 }
             }
@@ -471,7 +481,7 @@ pub(crate) fn run(
             if err.is_busy() {
                 return Err(err);
             }
-            log::warn!("{}: kept: {err}", path.display());
+            log::warn!(target: crate::LOG_KEPT, "{}: kept: {err}", path.display());
             removal.keep(orphan, Kept::Failed(err.to_string()));
         }
     }

@@ -14,9 +14,9 @@ use rusqlite::types::ValueRef;
 use super::{Orphan, OrphanKind, Orphans};
 use crate::catalog::Catalog;
 use crate::catalog::sql::{ALL_NAMES, SANDBOX_NAMED};
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::rundir::locks::{HeldLocks, h16};
-use crate::sandboxes::trash::TRASH_DIR;
+use crate::sandboxes::trash::{C_TRASH, TRASH_DIR};
 use crate::sys::dir::{self, Subdir, list_all, open_subdir};
 use crate::sys::usage::usage_at;
 
@@ -40,7 +40,8 @@ pub(crate) struct RunPlaces {
 
 /// One scan in progress.
 struct Scan<'c> {
-    catalog: &'c Catalog,
+    /// `None` for a look at the trash alone, which reads no row.
+    catalog: Option<&'c Catalog>,
     deadline: Instant,
     held: Option<HeldLocks>,
     found: Orphans,
@@ -91,11 +92,16 @@ impl Scan<'_> {
         }
     }
 
-    /// `<sandboxes>/<name>` entries no row names, and the trash's leftovers.
+    /// `<sandboxes>/<name>` entries no row names, and the trash's leftovers
+    /// (only those without a catalog).
     fn sandboxes(&mut self, sandboxes: &Path) -> Result<bool> {
         let root = dir::open_dir(sandboxes).at(sandboxes)?;
+        let Some(catalog) = self.catalog else {
+            let path = sandboxes.join(TRASH_DIR);
+            return Ok(self.trash(root.as_fd(), C_TRASH, &path));
+        };
         let names = list_all(root.as_fd()).at(sandboxes)?;
-        let mut named = self.catalog.conn.prepare_cached(SANDBOX_NAMED)?;
+        let mut named = catalog.conn.prepare_cached(SANDBOX_NAMED)?;
         for name in names {
             let path = || sandboxes.join(std::ffi::OsStr::from_bytes(name.as_bytes()));
             if self.out_of_time(path) {
@@ -153,7 +159,7 @@ impl Scan<'_> {
     }
 
     /// Sockets, socket directories and lock files in `run` matching no row.
-    fn run_dir(&mut self, run: &Path) -> Result<bool> {
+    fn run_dir(&mut self, catalog: &Catalog, run: &Path) -> Result<bool> {
         let Ok(run_fd) = dir::open_dir(run) else {
             self.found.errors += 1;
             log::warn!(
@@ -162,7 +168,7 @@ impl Scan<'_> {
             );
             return Ok(true);
         };
-        let hashes = row_hashes(self.catalog)?;
+        let hashes = row_hashes(catalog)?;
         let prefixes: HashSet<&[u8]> = hashes.iter().map(|h| &h[..24]).collect();
         let places: [(&str, OrphanKind, &[&str]); 4] = [
             (
@@ -312,7 +318,7 @@ pub(crate) fn run(
 ) -> Result<(Orphans, RunPlaces)> {
     let started = Instant::now();
     let mut scan = Scan {
-        catalog,
+        catalog: Some(catalog),
         deadline: started.checked_add(budget).unwrap_or(started),
         held: run.and_then(HeldLocks::read),
         found: Orphans::default(),
@@ -320,8 +326,34 @@ pub(crate) fn run(
     };
     let mut done = scan.sandboxes(sandboxes)?;
     if done && let Some(run) = run {
-        done = scan.run_dir(run)?;
+        done = scan.run_dir(catalog, run)?;
     }
     scan.found.complete = done && scan.found.stopped_at.is_none();
     Ok((scan.found, scan.places))
+}
+
+/// The trash's entries alone, measured: what sweeps did not finish
+/// deleting. Reads no row, takes no lock, writes nothing.
+pub(crate) fn trash_only(sandboxes: &Path, budget: Duration) -> Orphans {
+    let started = Instant::now();
+    let mut scan = Scan {
+        catalog: None,
+        deadline: started.checked_add(budget).unwrap_or(started),
+        held: None,
+        found: Orphans::default(),
+        places: RunPlaces::default(),
+    };
+    // No sandboxes directory yet holds no trash; one that cannot be read
+    // is counted, never a failure of the report that asked.
+    let done = match scan.sandboxes(sandboxes) {
+        Ok(done) => done,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => true,
+        Err(err) => {
+            log::warn!("{}: trash not examined: {err}", sandboxes.display());
+            scan.found.errors += 1;
+            false
+        }
+    };
+    scan.found.complete = done && scan.found.stopped_at.is_none();
+    scan.found
 }

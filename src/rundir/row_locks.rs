@@ -105,7 +105,7 @@ impl<'p> RowLocks<'p> {
                     Refusal::Owned(kind)
                 }
                 Err(err) => {
-                    log::warn!("sandbox {name:?} (id {id}): {err}; left alone");
+                    log::warn!(target: crate::LOG_KEPT, "sandbox {name:?} (id {id}): {err}; left alone");
                     Refusal::LockFailed
                 }
             };
@@ -171,6 +171,7 @@ impl<'p> RowLocks<'p> {
             Ok(()) => None,
             Err(err) => {
                 log::warn!(
+                    target: crate::LOG_KEPT,
                     "sandbox {name:?} (id {id}): runtime files not removed, row kept: {err}"
                 );
                 Some(Refusal::ArtifactsFailed)

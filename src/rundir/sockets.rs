@@ -10,11 +10,12 @@
 //! - fallback: `<sandboxes_dir>/<name>/runtime/agent.sock` and
 //!   `agent.control.sock`.
 //!
-//! Missing is success. A symlink or a file where `<run>/sandboxes`,
-//! `<run>/agent`, `<sandbox>` or `<sandbox>/runtime` should be, or an
-//! `<H12>` directory still holding anything once its sockets are gone, is
-//! an error, as it is for msb: the row waits, and every place is still
-//! tried. (msb follows a symlinked `<sandbox>`; this crate follows none.) Only called for a runtime already judged dead whose
+//! Missing is success. Where msb fails, so does this (the row waits, and
+//! every place is still tried): a symlink or a file where `<run>/sandboxes`
+//! or `<run>/agent` should be, a file where `<sandbox>` or
+//! `<sandbox>/runtime` should be, an `<H12>` directory still holding
+//! anything once its sockets are gone. A symlink at `<sandbox>` or
+//! `<sandbox>/runtime` msb follows; this crate follows none, and skips it. Only called for a runtime already judged dead whose
 //! locks this process holds: a live runtime's files are never touched. Each
 //! step is O(1) (an unlink, an rmdir of an empty directory): it runs under
 //! the catalog's write lock. No catalog here; the bootstrap root a reap
@@ -42,14 +43,15 @@ const BUSY_RETRY: Duration = Duration::from_millis(5);
 /// The socket files a canonical `<H12>` directory may hold.
 pub(crate) const CANONICAL_SOCKETS: [&str; 3] = ["agent.sock", "control.sock", "display.sock"];
 
-/// Opens directory `name` in `parent` without following a symlink; `None`
-/// when nothing is there. A symlink or a file where the directory should
-/// be is an error, as it is for msb ("not an owned directory"): the row
-/// waits, and is never judged through a path someone swapped.
+/// Opens `<sandbox>` or `<sandbox>/runtime` (`name` in `parent`) without
+/// following a symlink; `None` when nothing is there, or a symlink: msb
+/// follows one there and goes on, this crate never follows one, and
+/// nothing of the sandbox's is behind it. A file where the directory
+/// should be is an error, as it is for msb (`ENOTDIR`): the row waits.
 fn subdir(parent: BorrowedFd<'_>, name: &str, at: &Path) -> Result<Option<OwnedFd>> {
     match open_subdir(parent, &c_name(name, || at.to_owned())?).at(at)? {
         Subdir::Open(fd) => Ok(Some(fd)),
-        Subdir::Missing => Ok(None),
+        Subdir::Missing | Subdir::Symlink => Ok(None),
         Subdir::NotADir => Err(not_a_directory()).at(at),
     }
 }
@@ -90,7 +92,7 @@ impl Place {
             match open_subdir(run, &c_name(name, || at.to_owned())?).at(at)? {
                 Subdir::Open(fd) => Place::Open(fd),
                 Subdir::Missing => Place::Absent,
-                Subdir::NotADir => Place::NotADir,
+                Subdir::Symlink | Subdir::NotADir => Place::NotADir,
             },
         )
     }
@@ -204,7 +206,7 @@ pub(crate) fn remove_runtime_files(
             }
             Subdir::Missing => Ok(()),
             // Not a directory: the entry itself goes, never followed.
-            Subdir::NotADir => unlink_entry(dir, &c_h12).at(&at),
+            Subdir::Symlink | Subdir::NotADir => unlink_entry(dir, &c_h12).at(&at),
         }
     };
     let legacy = || -> Result<()> {

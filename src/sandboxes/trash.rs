@@ -122,7 +122,7 @@ impl<'p> Trash<'p> {
             let fd = match dir::open_subdir(self.root()?, C_TRASH).at(&self.bin_path())? {
                 Subdir::Open(fd) => fd,
                 Subdir::Missing => return Ok(None),
-                Subdir::NotADir => {
+                Subdir::Symlink | Subdir::NotADir => {
                     return Err(io::Error::other("trash exists and is not a directory"))
                         .at(&self.bin_path());
                 }
@@ -207,14 +207,17 @@ impl<'p> Trash<'p> {
     /// or not the transaction commits (the runtime is dead and its locks
     /// held), so it is never put back; an entry that is no id is deleted by
     /// the next sweep's purge. Nothing there (no sandbox directory, no
-    /// bootstrap root) is nothing to move; a bootstrap root that is a
-    /// symlink moves as itself. A sandbox directory that is a symlink or a
-    /// file is an error, as it is for msb: the row waits.
+    /// bootstrap root, a sandbox directory that is a symlink) is nothing
+    /// to move; a bootstrap root that is a symlink moves as itself. A file
+    /// where the sandbox directory should be is an error, as it is for
+    /// msb: the row waits.
     pub(crate) fn move_bootstrap(&self, id: i64, name: &str) -> Result<()> {
         let at = self.dir.join(name).join(".bootstrap-rootfs");
         let sandbox = match dir::open_subdir(self.root()?, &c_name(name, || at.clone())?).at(&at)? {
             Subdir::Open(fd) => fd,
-            Subdir::Missing => return Ok(()),
+            // msb follows a symlink here and deletes in its target; this
+            // crate never follows one: nothing of the sandbox's is there.
+            Subdir::Missing | Subdir::Symlink => return Ok(()),
             Subdir::NotADir => {
                 return Err(dir::not_a_directory()).at(&self.dir.join(name));
             }
@@ -314,6 +317,7 @@ impl<'p> Trash<'p> {
         });
         if let Err(err) = back {
             log::warn!(
+                target: crate::LOG_KEPT,
                 "could not move a directory back to {} (the next sweep restores it): {err}",
                 self.dir.join(&moved.name).display()
             );
@@ -338,7 +342,7 @@ impl<'p> Trash<'p> {
         match self.delete(entry, deadline) {
             Ok(done) => done,
             Err(err) => {
-                log::warn!("could not delete trash (the next sweep retries): {err}");
+                log::warn!(target: crate::LOG_KEPT, "could not delete trash (the next sweep retries): {err}");
                 true
             }
         }
@@ -421,7 +425,7 @@ impl<'p> Trash<'p> {
 }
 
 /// [`TRASH_DIR`] as a C string.
-const C_TRASH: &CStr = c".sandbox-sweep-trash";
+pub(crate) const C_TRASH: &CStr = c".sandbox-sweep-trash";
 
 #[cfg(test)]
 mod tests {

@@ -112,7 +112,7 @@ fn guard(
                 return Ok(Guarded::Stop(Reconciled::Left));
             }
             Err(err) => {
-                log::warn!("sandbox {name:?} (id {id}): {err}; left alone");
+                log::warn!(target: crate::LOG_KEPT, "sandbox {name:?} (id {id}): {err}; left alone");
                 return Ok(Guarded::Stop(Reconciled::Failed));
             }
         }
@@ -128,6 +128,7 @@ fn guard(
     // status change, outside any transaction).
     if let Err(err) = trash.move_bootstrap(id, &name) {
         log::warn!(
+            target: crate::LOG_KEPT,
             "sandbox {name:?} (id {id}): bootstrap root not moved to the trash, row kept: {err}"
         );
         return Ok(Guarded::Stop(Reconciled::Failed));

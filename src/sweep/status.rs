@@ -18,6 +18,7 @@ use crate::catalog::statements::Statements;
 use crate::error::{Error, Result};
 use crate::lease::install::INSTALL_LEASE_NAME;
 use crate::lease::spec::LeaseSpec;
+use crate::orphans::{Orphans, trash_only};
 use crate::process::liveness::{DeadReason, Liveness, Prober};
 use crate::process::runs::{CopiedRuns, latest_running, newest_running_pid, run_lookups};
 use crate::rundir::locks::HeldLocks;
@@ -141,6 +142,10 @@ fn active_row(
     }))
 }
 
+/// How long a summary may spend measuring the trash: a tree left there
+/// can be any size, and what was measured by then is shown.
+const TRASH_LOOK_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What [`Catalog::summary`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -175,6 +180,13 @@ pub struct Summary {
     /// This crate's indexes the catalog lacks (see
     /// [`Catalog::missing_indexes`]): `sandbox-sweep init` adds them.
     pub missing_indexes: Vec<&'static str>,
+    /// What the trash holds (only given
+    /// [`SummaryOptions::sandboxes_dir`]): deletions a sweep did not
+    /// finish, each measured. An entry that stays across sweeps is a tree
+    /// the trash cannot delete (a mount point inside, an immutable file):
+    /// every sweep tries again and counts it in
+    /// [`Report::trash_failed`](crate::Report::trash_failed).
+    pub trash: Option<Orphans>,
 }
 
 /// A status column's value as a known status; `None` for anything else
@@ -288,6 +300,9 @@ impl Catalog {
             summary.active.push(sandbox, keep);
             Ok::<_, E>(())
         })?;
+        if let Some(sandboxes) = &options.sandboxes_dir {
+            summary.trash = Some(trash_only(sandboxes, TRASH_LOOK_BUDGET));
+        }
         Ok(summary)
     }
 

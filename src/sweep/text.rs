@@ -7,6 +7,7 @@
 use std::fmt;
 
 use crate::lease::gate::SkipReason;
+use crate::orphans::text::Bytes;
 use crate::process::liveness::DeadReason;
 use crate::sweep::cleanup::CleanupOutcome;
 use crate::sweep::report::Report;
@@ -282,6 +283,29 @@ impl fmt::Display for Summary {
                 "\nindexes missing: {} (sweeps do few rows in their budget): `sandbox-sweep init` adds them",
                 self.missing_indexes.join(", ")
             )?;
+        }
+        if let Some(trash) = self.trash.as_ref().filter(|t| !t.entries.is_empty()) {
+            write!(
+                f,
+                "\ntrash leftovers (deletions not finished; every sweep tries again): {}, {}",
+                trash.entries.len(),
+                Bytes(trash.total_bytes())
+            )?;
+            for entry in &trash.entries {
+                write!(
+                    f,
+                    "\n  {:>10}  {}",
+                    Bytes(entry.bytes).to_string(),
+                    entry.path.display()
+                )?;
+            }
+            if let Some(at) = &trash.stopped_at {
+                write!(
+                    f,
+                    "\n  (measured until {}: the rest is larger)",
+                    at.display()
+                )?;
+            }
         }
         match &self.install {
             Some(install) if install.holder_pid.is_some() => write!(

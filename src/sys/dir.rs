@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{Mode, fstatat};
+use nix::sys::stat::{Mode, SFlag, fstatat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::listing::Listing;
@@ -49,8 +49,9 @@ pub(crate) enum Subdir {
     Open(OwnedFd),
     /// Nothing by that name.
     Missing,
-    /// Something that is not a directory: a symlink (never followed), a
-    /// file, a socket.
+    /// A symlink, never followed (whatever it names).
+    Symlink,
+    /// Something else that is not a directory: a file, a socket.
     NotADir,
 }
 
@@ -60,8 +61,19 @@ pub(crate) fn open_subdir(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<Su
     match open_dir_nofollow(parent, name) {
         Ok(fd) => Ok(Subdir::Open(fd)),
         Err(Errno::ENOENT) => Ok(Subdir::Missing),
-        // O_NOFOLLOW on a symlink is ELOOP; O_DIRECTORY on the rest ENOTDIR.
-        Err(Errno::ELOOP | Errno::ENOTDIR) => Ok(Subdir::NotADir),
+        Err(Errno::ELOOP) => Ok(Subdir::Symlink),
+        // With O_DIRECTORY, Linux says ENOTDIR for a symlink too: which one
+        // it is, asked without following it.
+        Err(Errno::ENOTDIR) => match fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat)
+                if SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK =>
+            {
+                Ok(Subdir::Symlink)
+            }
+            Ok(_) => Ok(Subdir::NotADir),
+            Err(Errno::ENOENT) => Ok(Subdir::Missing),
+            Err(errno) => Err(errno),
+        },
         Err(errno) => Err(errno),
     }
 }
@@ -341,6 +353,23 @@ pub(crate) fn remove_tree_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subdirectory_a_symlink_a_file_and_nothing_are_told_apart() -> nix::Result<()> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("d")).expect("mkdir");
+        std::os::unix::fs::symlink("d", dir.path().join("to-dir")).expect("symlink");
+        std::os::unix::fs::symlink("nowhere", dir.path().join("dangling")).expect("symlink");
+        std::fs::write(dir.path().join("f"), b"").expect("write");
+        let parent = open_dir(dir.path())?;
+        let at = |name: &CStr| open_subdir(parent.as_fd(), name);
+        assert!(matches!(at(c"d")?, Subdir::Open(_)));
+        assert!(matches!(at(c"to-dir")?, Subdir::Symlink));
+        assert!(matches!(at(c"dangling")?, Subdir::Symlink));
+        assert!(matches!(at(c"f")?, Subdir::NotADir));
+        assert!(matches!(at(c"missing")?, Subdir::Missing));
+        Ok(())
+    }
 
     fn open_root(path: &Path) -> OwnedFd {
         open_dir(path).expect("open dir")
