@@ -156,25 +156,26 @@ impl<'p> RowLocks<'p> {
     }
 
     /// Removes the socket artifacts of sandbox `name` (row `id`), whose
-    /// runtime is dead and whose locks this transaction holds. A failure is
-    /// logged: the row must then be kept for a retry.
+    /// runtime is dead and whose locks this transaction holds; the
+    /// sandbox's directory as it was opened on the way (`None`: there is
+    /// none). A failure is logged: the row must then be kept for a retry.
     pub(crate) fn remove_artifacts(
         &self,
         trash: &Trash<'_>,
         id: i64,
         name: &str,
-    ) -> Option<Refusal> {
+    ) -> std::result::Result<Option<OwnedFd>, Refusal> {
         let removed = self.socket_dirs().and_then(|dirs| {
             remove_runtime_files(&self.run, dirs, trash.root()?, trash.dir(), name)
         });
         match removed {
-            Ok(()) => None,
+            Ok(sandbox) => Ok(sandbox),
             Err(err) => {
                 log::warn!(
                     target: crate::LOG_KEPT,
                     "sandbox {name:?} (id {id}): runtime files not removed, row kept: {err}"
                 );
-                Some(Refusal::ArtifactsFailed)
+                Err(Refusal::ArtifactsFailed)
             }
         }
     }

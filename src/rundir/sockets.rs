@@ -177,14 +177,16 @@ pub(crate) fn may_be_live(run: &Path, sandboxes: Option<&Path>, name: &str) -> R
 /// Removes every socket artifact of sandbox `name` (see the module docs).
 /// `sandboxes` is the sandboxes directory, open, at path `sandboxes_path`.
 /// Each place is tried even after another failed, as msb does, and the
-/// first failure is returned: the row waits for a retry.
+/// first failure is returned: the row waits for a retry. On success, the
+/// sandbox's directory as it opened it (no symlink followed; `None` when
+/// there is none), for the caller's next step in it.
 pub(crate) fn remove_runtime_files(
     run: &RunDir<'_>,
     dirs: &SocketDirs,
     sandboxes: BorrowedFd<'_>,
     sandboxes_path: &Path,
     name: &str,
-) -> Result<()> {
+) -> Result<Option<OwnedFd>> {
     let run_path = run.path();
     let canonical = || -> Result<()> {
         let Some(dir) = dirs.canonical.get(&run_path.join("sandboxes"))? else {
@@ -219,16 +221,16 @@ pub(crate) fn remove_runtime_files(
         let control = format!("{h16}.control.sock");
         unlink_all(dir, &[&agent, &control], &at)
     };
-    let fallback = || -> Result<()> {
-        let sandbox = sandboxes_path.join(name);
-        let Some(dir) = subdir(sandboxes, name, &sandbox)? else {
-            return Ok(());
+    let fallback = || -> Result<Option<OwnedFd>> {
+        let at = sandboxes_path.join(name);
+        let Some(sandbox) = subdir(sandboxes, name, &at)? else {
+            return Ok(None);
         };
-        let runtime = sandbox.join("runtime");
-        let Some(dir) = subdir(dir.as_fd(), "runtime", &runtime)? else {
-            return Ok(());
-        };
-        unlink_all(dir.as_fd(), &["agent.sock", "agent.control.sock"], &runtime)
+        let runtime = at.join("runtime");
+        if let Some(dir) = subdir(sandbox.as_fd(), "runtime", &runtime)? {
+            unlink_all(dir.as_fd(), &["agent.sock", "agent.control.sock"], &runtime)?;
+        }
+        Ok(Some(sandbox))
     };
     let (legacy, canonical, fallback) = (legacy(), canonical(), fallback());
     legacy.and(canonical).and(fallback)

@@ -206,22 +206,27 @@ impl<'p> Trash<'p> {
     /// deleted after (see [`Trash::take_garbage`]). It is garbage whether
     /// or not the transaction commits (the runtime is dead and its locks
     /// held), so it is never put back; an entry that is no id is deleted by
-    /// the next sweep's purge. Nothing there (no sandbox directory, no
-    /// bootstrap root, a sandbox directory that is a symlink) is nothing
-    /// to move; a bootstrap root that is a symlink moves as itself. A file
-    /// where the sandbox directory should be is an error, as it is for
-    /// msb: the row waits.
-    pub(crate) fn move_bootstrap(&self, id: i64, name: &str) -> Result<()> {
+    /// the next sweep's purge. `sandbox` is sandbox `name`'s directory as
+    /// the caller opened it, no symlink followed (`None`: there is none, or
+    /// a symlink, which msb follows and this crate never does): nothing
+    /// there is nothing to move; a bootstrap root that is a symlink moves
+    /// as itself.
+    pub(crate) fn move_bootstrap(
+        &self,
+        id: i64,
+        name: &str,
+        sandbox: Option<BorrowedFd<'_>>,
+    ) -> Result<()> {
         let at = self.dir.join(name).join(".bootstrap-rootfs");
-        let sandbox = match dir::open_subdir(self.root()?, &c_name(name, || at.clone())?).at(&at)? {
-            Subdir::Open(fd) => fd,
-            // msb follows a symlink here and deletes in its target; this
-            // crate never follows one: nothing of the sandbox's is there.
-            Subdir::Missing | Subdir::Symlink => return Ok(()),
-            Subdir::NotADir => {
-                return Err(dir::not_a_directory()).at(&self.dir.join(name));
-            }
+        let Some(sandbox) = sandbox else {
+            return Ok(());
         };
+        // Most sandboxes have none: one lookup, and no trash made for it.
+        match entry_exists(sandbox, BOOTSTRAP_ROOTFS) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            Err(errno) => return failed(errno, &at),
+        }
         let entry = format!("{id}.bootstrap-rootfs");
         let rename = || -> Result<nix::Result<()>> {
             Ok(renameat(

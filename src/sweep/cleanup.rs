@@ -193,7 +193,7 @@ fn guard(
 ) -> Option<CleanupOutcome> {
     let refusal = locks
         .claim(&CLEANUP_LOCKS, id, name)
-        .or_else(|| locks.remove_artifacts(trash, id, name))?;
+        .or_else(|| locks.remove_artifacts(trash, id, name).err())?;
     Some(refused(refusal))
 }
 
