@@ -141,7 +141,7 @@ fn a_tree_that_cannot_be_deleted_is_counted_said_and_retried() -> TestResult {
     };
     std::fs::write(mnt.join("inside"), b"data")?;
     // Where the mount goes with the tree: unmounted there on any exit.
-    let in_trash = env.sandboxes.join(format!("{TRASH_DIR}/{id}/mnt"));
+    let in_trash = env.sandboxes.join(format!("{TRASH_DIR}/{id}-eph/mnt"));
     let _moved = Mount(in_trash.clone());
     let sweep = || cli(&env.sweep_args(&["--force", "--json"]));
     // The row goes (the tree is in the trash, as msb's rule allows), the
@@ -152,7 +152,7 @@ fn a_tree_that_cannot_be_deleted_is_counted_said_and_retried() -> TestResult {
     assert_eq!(json_field(&line, "removed"), "1", "{line}");
     assert_eq!(json_field(&line, "errors"), "1", "{line}");
     assert_eq!(json_field(&line, "trash_failed"), "1", "{line}");
-    let entry = env.sandboxes.join(format!("{TRASH_DIR}/{id}"));
+    let entry = env.sandboxes.join(format!("{TRASH_DIR}/{id}-eph"));
     assert_eq!(
         json_field(&line, "error"),
         format!(
@@ -256,7 +256,7 @@ fn a_tree_its_user_may_not_delete_is_counted_said_and_retried() -> TestResult {
     let line = json_line(&out);
     assert_eq!(json_field(&line, "removed"), "1", "{line}");
     assert_eq!(json_field(&line, "trash_failed"), "1", "{line}");
-    let entry = env.sandboxes.join(format!("{TRASH_DIR}/{id}"));
+    let entry = env.sandboxes.join(format!("{TRASH_DIR}/{id}-eph"));
     let file = entry.join("theirs/file");
     assert_eq!(
         json_field(&line, "error"),

@@ -173,9 +173,19 @@ impl Scene {
             Some(0 | 1) => {}
             code => bad.push(format!("exit {code:?}: {}", stderr(out))),
         }
+        // What was left in place, one `warning:` line each (path and
+        // error), then at most one `error:` line, last.
         let err = stderr(out);
-        if err.lines().count() > 1 || !(err.is_empty() || err.starts_with("error: ")) {
-            bad.push(format!("stderr is not one error line: {err:?}"));
+        let lines: Vec<&str> = err.lines().collect();
+        let (last, warnings) = lines
+            .split_last()
+            .map_or((None, &[][..]), |(l, w)| (Some(*l), w));
+        let well_formed = warnings.iter().all(|l| l.starts_with("warning: "))
+            && last.is_none_or(|l| l.starts_with("warning: ") || l.starts_with("error: "));
+        if !well_formed {
+            bad.push(format!(
+                "stderr is not warnings then one error line: {err:?}"
+            ));
         }
         let conn = match Connection::open(&self.env.db) {
             Ok(conn) => conn,

@@ -524,7 +524,7 @@ fn after_kill(home: &Home, ids: &[i64], scenario: Scenario) -> Vec<String> {
             if exists(&sockets) {
                 bad.push(format!("{name}: row gone, socket directory still in place"));
             }
-        } else if !exists(&dir) && !exists(&home.trash().join(id.to_string())) {
+        } else if !exists(&dir) && !exists(&home.trash().join(format!("{id}-{name}"))) {
             bad.push(format!("{name}: row kept, directory lost"));
         }
         if changed && matches!(status, Some("Crashed" | "Stopped")) {

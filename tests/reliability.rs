@@ -331,7 +331,7 @@ fn check_invariants(conn: &Connection, sandboxes: &Path, p: &Population) -> Test
     for (id, name) in &p.ephemeral {
         let present = status(conn, *id)?.is_some();
         let dir = exists(&sandboxes.join(name));
-        let in_trash = exists(&trash(sandboxes).join(id.to_string()));
+        let in_trash = exists(&trash(sandboxes).join(format!("{id}-{name}")));
         ensure(present || !dir, || {
             format!("{name}: row deleted but directory left in place")
         })?;

@@ -145,20 +145,22 @@ impl<'p> Trash<'p> {
         }
     }
 
-    /// Moves `<dir>/<name>` to `<trash>/<id>`; `None` when there was nothing to move.
+    /// Moves `<dir>/<name>` to `<trash>/<id>-<name>`, which says whose it
+    /// was (`<trash>/<id>` when that would be longer than a name may be);
+    /// `None` when there was nothing to move.
     ///
     /// The common case costs one `renameat`: no `lstat` first, since a
     /// missing source and a leftover target both show up as its error.
     pub(crate) fn move_in(&self, id: i64, name: &str) -> Result<Option<Moved>> {
-        self.move_as(id.to_string(), name)
+        self.move_as(entry_for(&id.to_string(), name, ""), name)
     }
 
     /// Moves the orphan `<dir>/<name>` (no row names it) to
-    /// `<trash>/orphan-<H16>`: not an id, so a crash before its deletion
-    /// leaves it for the next sweep's purge, which deletes what no row
-    /// claims.
+    /// `<trash>/orphan-<name>` (`orphan-<H16>` when too long): not an id,
+    /// so a crash before its deletion leaves it for the next sweep's purge,
+    /// which deletes what no row claims.
     pub(crate) fn move_orphan(&self, name: &str, h16: &str) -> Result<Option<Moved>> {
-        self.move_as(format!("orphan-{h16}"), name)
+        self.move_as(entry_for("orphan", name, h16), name)
     }
 
     fn move_as(&self, entry: String, name: &str) -> Result<Option<Moved>> {
@@ -404,9 +406,11 @@ impl<'p> Trash<'p> {
         let mut doomed = Vec::new();
         for entry in entries {
             let entry = OsStr::from_bytes(entry.to_bytes()).to_owned();
-            let id = entry.to_str().and_then(|s| s.parse::<i64>().ok());
-            let name = match id {
-                Some(id) => owner(id)?,
+            // Put back only into the row it was moved in for: a row id
+            // can be given again once its row is gone, so the name must
+            // agree too, where the entry has one.
+            let name = match entry.to_str().and_then(parse_entry) {
+                Some((id, named)) => owner(id)?.filter(|row| named.is_none_or(|n| n == row)),
                 None => None,
             };
             if let Some(name) = name {
@@ -427,6 +431,35 @@ impl<'p> Trash<'p> {
         }
         Ok(doomed)
     }
+}
+
+/// A trash entry's name: `<head>-<name>`, saying which sandbox it was,
+/// or `<head>` then `-<short>` (when given) where that would be longer
+/// than `NAME_MAX`.
+fn entry_for(head: &str, name: &str, short: &str) -> String {
+    const NAME_MAX: usize = 255;
+    if head.len() + 1 + name.len() <= NAME_MAX {
+        format!("{head}-{name}")
+    } else if short.is_empty() {
+        head.to_owned()
+    } else {
+        format!("{head}-{short}")
+    }
+}
+
+/// The row id and sandbox name a trash entry was moved in for:
+/// `<id>-<name>`, or `<id>` (a long name, or an older sweep's entry).
+/// Anything else (a bootstrap root, an orphan, a leftover set aside) is
+/// no sandbox's to put back.
+fn parse_entry(entry: &str) -> Option<(i64, Option<&str>)> {
+    let (id, name) = match entry.split_once('-') {
+        Some((id, name)) => (id, Some(name)),
+        None => (entry, None),
+    };
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((id.parse().ok()?, name))
 }
 
 /// [`TRASH_DIR`] as a C string.
@@ -463,7 +496,7 @@ mod tests {
         std::os::unix::fs::symlink(&outside, &bin).expect("symlink");
         let second = trash.move_in(2, "b")?.expect("moved");
         assert_eq!(count(&outside), 0);
-        assert!(sandboxes.join("old-trash/2/rootfs/data").exists());
+        assert!(sandboxes.join("old-trash/2-b/rootfs/data").exists());
         assert!(trash.discard(first.entry(), None));
         assert!(trash.discard(second.entry(), None));
         assert_eq!(count(&sandboxes.join("old-trash")), 0);
@@ -481,7 +514,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sandboxes = dir.path();
         let bin = sandboxes.join(TRASH_DIR);
-        for entry in ["7", "8", "not-an-id"] {
+        for entry in [
+            "7-seven",
+            "8-eight",
+            "9",
+            "10-ten",
+            "11-was-eleven",
+            "not-an-id",
+            "12.bootstrap-rootfs",
+            "orphan-stray",
+        ] {
             sandbox_dir(&bin, entry).expect("trash entry");
         }
         // Sandbox 8's place is taken again: its copy in the trash is stale.
@@ -491,15 +533,54 @@ mod tests {
             Ok(match id {
                 7 => Some("seven".to_owned()),
                 8 => Some("eight".to_owned()),
+                // An older sweep's entry, named by the id alone.
+                9 => Some("nine".to_owned()),
+                // Row 11's id was given again, to another sandbox.
+                11 => Some("eleven-again".to_owned()),
+                12 => Some("twelve".to_owned()),
                 _ => None,
             })
         };
         let mut doomed = trash.recover(owners)?;
         doomed.sort();
-        assert_eq!(doomed, [OsString::from("8"), OsString::from("not-an-id")]);
+        let want: Vec<OsString> = [
+            "10-ten",
+            "11-was-eleven",
+            "12.bootstrap-rootfs",
+            "8-eight",
+            "not-an-id",
+            "orphan-stray",
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(doomed, want);
         assert!(sandboxes.join("seven/rootfs/data").exists());
         assert!(sandboxes.join("eight/rootfs/data").exists());
-        assert!(!bin.join("7").exists());
+        assert!(sandboxes.join("nine/rootfs/data").exists());
+        assert!(!sandboxes.join("eleven-again").exists());
+        assert!(!bin.join("7-seven").exists() && !bin.join("9").exists());
         Ok(())
+    }
+
+    #[test]
+    fn an_entry_names_its_sandbox_unless_that_would_be_too_long() {
+        assert_eq!(entry_for("7", "job-1", ""), "7-job-1");
+        assert_eq!(entry_for("orphan", "stray", "abc"), "orphan-stray");
+        let long = "n".repeat(254);
+        assert_eq!(entry_for("7", &long, ""), "7");
+        assert_eq!(entry_for("orphan", &long, "abc"), "orphan-abc");
+        assert_eq!(parse_entry("7-job-1"), Some((7, Some("job-1"))));
+        assert_eq!(parse_entry("7"), Some((7, None)));
+        for no in [
+            "orphan-x",
+            "7.bootstrap-rootfs",
+            "7.stale-1-2",
+            "-x",
+            "",
+            "x7",
+        ] {
+            assert_eq!(parse_entry(no), None, "{no}");
+        }
     }
 }

@@ -127,7 +127,9 @@ fn guard(
     // One rename under the write lock, however large the tree; deleted
     // after the commit (0.7.11 and 0.7.13 delete it in place, before the
     // status change, outside any transaction).
-    if let Err(err) = trash.move_bootstrap(id, &name, sandbox.as_ref().map(std::os::fd::AsFd::as_fd)) {
+    if let Err(err) =
+        trash.move_bootstrap(id, &name, sandbox.as_ref().map(std::os::fd::AsFd::as_fd))
+    {
         log::warn!(
             target: crate::LOG_KEPT,
             "sandbox {name:?} (id {id}): bootstrap root not moved to the trash, row kept: {err}"
