@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use rusqlite::params;
 use sandbox_sweep::__private::parse_stamp;
 use sandbox_sweep::lease::Acquire;
@@ -277,6 +277,9 @@ fn gate(c: &mut Criterion) {
 fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("reconcile");
     group.sample_size(10);
+    // An iteration takes about a second with its setup: ten of them, not
+    // linear sampling's fifty-five.
+    group.sampling_mode(SamplingMode::Flat);
     let template = Template::new(Shape {
         stale: 10_000,
         ..Shape::default()
@@ -329,6 +332,7 @@ fn throughput(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("cleanup");
     group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
     let template = Template::new(Shape {
         ephemeral: 10_000,
         ..Shape::default()
