@@ -74,6 +74,8 @@ pub enum Error {
     DuplicateName {
         /// The name asked for.
         name: String,
+        /// SQLite's unique-constraint error (the error's `source()`).
+        source: rusqlite::Error,
     },
     /// The install-exclusive lease said no: another installer holds it, or
     /// this holder lost it.
@@ -95,6 +97,9 @@ pub enum Error {
         /// Why.
         detail: String,
     },
+    /// No microsandbox home to resolve: `$MSB_HOME` and `$HOME` are both
+    /// unset or empty ([`MsbHome::from_env`](crate::home::MsbHome::from_env)).
+    NoHome,
     /// A `/proc` record (or another process fact) could not be read or parsed.
     Process {
         /// The process id concerned.
@@ -159,7 +164,7 @@ impl fmt::Display for Error {
             Error::UnknownString { column, text } => {
                 write!(f, "{text:?} is not a known `{column}` value")
             }
-            Error::DuplicateName { name } => {
+            Error::DuplicateName { name, .. } => {
                 write!(f, "a sandbox named {name:?} is already in the catalog")
             }
             Error::Install(refusal) => write!(f, "{refusal}"),
@@ -174,6 +179,9 @@ impl fmt::Display for Error {
             ),
             Error::Ownership { path, detail } => write!(f, "{}: {detail}", path.display()),
             Error::Process { pid, detail } => write!(f, "process {pid}: {detail}"),
+            Error::NoHome => {
+                f.write_str("no microsandbox home: $MSB_HOME and $HOME are both unset or empty")
+            }
         }
     }
 }
@@ -189,10 +197,10 @@ impl std::error::Error for Error {
             Error::MissingTable { .. } => None,
             Error::MissingColumn { .. } => None,
             Error::InvalidName { .. } => None,
-            Error::DuplicateName { .. } => None,
+            Error::DuplicateName { source, .. } => Some(source),
             Error::UnknownString { .. } => None,
             Error::Install(_) => None,
-            Error::Ownership { .. } | Error::Process { .. } => None,
+            Error::Ownership { .. } | Error::Process { .. } | Error::NoHome => None,
         }
     }
 }

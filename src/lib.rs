@@ -51,7 +51,8 @@
 //! | item | what it is for |
 //! |---|---|
 //! | [`Catalog`], [`open`], [`OpenOptions`], [`migrate`] | the catalog a host keeps; opening a file with the right PRAGMAs; this crate's indexes and columns |
-//! | [`Sweeper`], [`Limits`], [`SweepOutcome`], [`SkipReason`], [`Report`], [`InvalidRows`] | configure and run the startup sweep, and what it did (`Display` for logs) |
+//! | [`Sweeper`], [`Limits`], [`SweepOutcome`], [`SkipReason`], [`Report`], [`SweepEnd`], [`InvalidRows`] | configure and run the startup sweep, and what it did (`Display` for logs; `as_str` and `FromStr` for the words) |
+//! | [`LOG_KEPT`] | the `log` target of what was left in place because a call failed |
 //! | [`insert_sandbox`], [`insert_running_run`], [`finish_run`], [`RunEnd`] | a runtime's writes around the sweep |
 //! | [`SandboxStatus`], [`TerminationReason`] | the catalog's status and termination-reason strings (`Display`, `FromStr`) |
 //! | [`clean_ephemeral`], [`Cleanup`], [`CleanupOutcome`] | remove one finished ephemeral sandbox (with options: [`Cleanup`]) |
@@ -63,7 +64,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`home`] | a tool run as root acting as the owner of a home another user owns ([`home::ActingAsOwner`]) |
+//! | [`home`] | a microsandbox home: where it is (`$MSB_HOME`, `~/.microsandbox`) and its parts, with a catalog, a sweeper and a scan one call each ([`home::MsbHome`]); a tool run as root acting as the owner of a home another user owns ([`home::ActingAsOwner`]) |
 //! | [`lease`] | the sweep lease for tools that drive a sweep themselves, and the install-exclusive lease |
 //! | [`orphans`] | what no row accounts for (directories, sockets, lock files, trash leftovers): a read-only scan, and a removal of what is safe to remove |
 //! | [`process`] | who a process is, whether a recorded one is alive, and why not; why pids are `i64` |
@@ -154,7 +155,7 @@ pub use sandboxes::lifecycle::{
     RunEnd, SandboxStatus, TerminationReason, finish_run, insert_running_run, insert_sandbox,
 };
 pub use sweep::cleanup::{Cleanup, CleanupOutcome, clean_ephemeral};
-pub use sweep::report::{InvalidRows, Report};
+pub use sweep::report::{InvalidRows, Report, SweepEnd};
 pub use sweep::settings::Limits;
 pub use sweep::sweeper::{SweepOutcome, Sweeper};
 

@@ -118,11 +118,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             let _owner = cli::home::enter(home.as_ref(), &[Some(&db)])?;
             // msb refuses a catalog it did not make ("tables but no
             // migration history"): in a home, only msb makes the first one.
-            if home
-                .as_ref()
-                .is_some_and(|h| db == h.path.join("db/msb.db"))
-                && !db.exists()
-            {
+            if home.as_ref().is_some_and(|h| db == h.catalog_path()) && !db.exists() {
                 return Err(CliError::Other(cli::home::no_catalog(home.as_ref(), &db)));
             }
             if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {

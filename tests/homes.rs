@@ -931,3 +931,61 @@ fn symlinks_the_owner_plants_steer_a_root_sweep_nowhere() -> TestResult {
     }
     Ok(())
 }
+
+/// The library's home, on a home msb made: found from `$MSB_HOME` as msb
+/// finds it, then a read-only report, a sweep and a scan, one call each,
+/// with what the CLI's own tests assert of the same home.
+#[test]
+fn the_library_home_reports_sweeps_and_scans_a_home_msb_made() -> TestResult {
+    on_every_release(library_home)
+}
+
+fn library_home(msb: &Msb) -> TestResult {
+    use sandbox_sweep::home::{HomeSource, MsbHome};
+    let home = Home::new(msb);
+    add_every_status(&home.path)?;
+    let found = MsbHome::from_vars(|name| match name {
+        "MSB_HOME" => Some(home.path.clone().into_os_string()),
+        _ => None,
+    })?;
+    assert_eq!(
+        (found.path(), found.source()),
+        (home.path.as_path(), HomeSource::MsbHomeVar)
+    );
+    let before = snapshot(&home.path);
+    let summary = found
+        .open_catalog_read_only()?
+        .summary_with(&found.summary_options(), |_| {
+            Ok::<_, sandbox_sweep::Error>(())
+        })?;
+    assert_eq!(
+        (
+            summary.ephemeral_terminal,
+            summary.dead_active.total,
+            summary.abandoned_starts.total
+        ),
+        (2, 2, 1)
+    );
+    assert_eq!(summary.trash.as_ref().map(|t| t.entries.len()), Some(0));
+    assert_eq!(
+        found
+            .orphan_scan()
+            .scan(&found.open_catalog_read_only()?)?
+            .entries
+            .len(),
+        0
+    );
+    assert_unchanged(&before, &snapshot(&home.path));
+    let catalog = found.open_catalog()?;
+    let sandbox_sweep::SweepOutcome::Swept(report) = found.sweeper().force(true).run(&catalog)
+    else {
+        panic!("expected a sweep");
+    };
+    assert_eq!(
+        (report.reconciled, report.removed, report.errors),
+        (3, 2, 0),
+        "{report:#}"
+    );
+    assert_eq!(report.end(), sandbox_sweep::SweepEnd::Complete);
+    Ok(())
+}

@@ -6,23 +6,10 @@ use std::path::PathBuf;
 use super::CliError;
 use super::commands::{command_named, duration, flags};
 
-/// A microsandbox home and how it was chosen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Home {
-    pub path: PathBuf,
-    pub from: HomeFrom,
-}
-
-/// Where a home came from, for the message when it is not there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HomeFrom {
-    /// `--home`.
-    Flag,
-    /// `$MSB_HOME`.
-    MsbHome,
-    /// `$HOME/.microsandbox`.
-    HomeDir,
-}
+/// A microsandbox home and how it was chosen (`--home` is
+/// [`HomeSource::Given`](sandbox_sweep::home::HomeSource::Given)): the
+/// library's, so that nothing here resolves one.
+pub type Home = sandbox_sweep::home::MsbHome;
 
 /// A sweep's options.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,10 +177,7 @@ impl Given {
     /// microsandbox's home: `--home`, else (without `--db`) the default.
     fn home(&self) -> Result<Option<Home>, CliError> {
         if let Some(home) = self.value("--home") {
-            return Ok(Some(Home {
-                path: home.into(),
-                from: HomeFrom::Flag,
-            }));
+            return Ok(Some(Home::at(home)));
         }
         if self.value("--db").is_some() {
             return Ok(None);
@@ -207,16 +191,16 @@ impl Given {
         }
     }
 
-    /// `flag`'s path, else `<home>/<under>`, else a usage error.
+    /// `flag`'s path, else the home's (`part`), else a usage error.
     fn path_or_home(
         &self,
         flag: &str,
-        home: Option<&PathBuf>,
-        under: &str,
+        home: Option<&Home>,
+        part: fn(&Home) -> PathBuf,
     ) -> Result<PathBuf, CliError> {
         match (self.value(flag), home) {
             (Some(path), _) => Ok(path.into()),
-            (None, Some(home)) => Ok(home.join(under)),
+            (None, Some(home)) => Ok(part(home)),
             (None, None) => self.path(flag),
         }
     }
@@ -226,39 +210,39 @@ impl Given {
         self.switch("--run-dir") || self.switch("--sandboxes-dir")
     }
 
-    /// `--run-dir`, else `<home>/run`, else none.
-    fn run_dir(&self, home: Option<&PathBuf>) -> Option<PathBuf> {
+    /// `--run-dir`, else the home's, else none.
+    fn run_dir(&self, home: Option<&Home>) -> Option<PathBuf> {
         match (self.value("--run-dir"), home) {
             (Some(dir), _) => Some(dir.into()),
-            (None, home) => home.map(|home| home.join("run")),
+            (None, home) => home.map(Home::run_dir),
         }
     }
 
     /// The command the flags describe, with required flags checked.
     fn command(&self) -> Result<Command, CliError> {
         let given_home = self.home()?;
-        let home = given_home.as_ref().map(|h| &h.path);
+        let home = given_home.as_ref();
         Ok(match self.command {
             "init" => Command::Init {
-                db: self.path_or_home("--db", home, "db/msb.db")?,
+                db: self.path_or_home("--db", home, Home::catalog_path)?,
                 home: given_home,
             },
             "status" => Command::Status {
                 home: given_home.clone(),
-                db: self.path_or_home("--db", home, "db/msb.db")?,
+                db: self.path_or_home("--db", home, Home::catalog_path)?,
                 run_dir: self.run_dir(home),
                 sandboxes_dir: self
                     .value("--sandboxes-dir")
                     .map(PathBuf::from)
-                    .or_else(|| home.map(|home| home.join("sandboxes"))),
+                    .or_else(|| home.map(Home::sandboxes_dir)),
                 json: self.switch("--json"),
                 all: self.switch("--all"),
             },
             "orphans" => Command::Orphans {
                 home: given_home.clone(),
                 dirs_given: self.dirs_given(),
-                db: self.path_or_home("--db", home, "db/msb.db")?,
-                sandboxes_dir: self.path_or_home("--sandboxes-dir", home, "sandboxes")?,
+                db: self.path_or_home("--db", home, Home::catalog_path)?,
+                sandboxes_dir: self.path_or_home("--sandboxes-dir", home, Home::sandboxes_dir)?,
                 run_dir: self.run_dir(home),
                 budget_ms: self.number("--budget-ms")?,
                 json: self.switch("--json"),
@@ -276,8 +260,8 @@ impl Given {
             _ => Command::Sweep(SweepArgs {
                 home: given_home.clone(),
                 dirs_given: self.dirs_given(),
-                db: self.path_or_home("--db", home, "db/msb.db")?,
-                sandboxes_dir: self.path_or_home("--sandboxes-dir", home, "sandboxes")?,
+                db: self.path_or_home("--db", home, Home::catalog_path)?,
+                sandboxes_dir: self.path_or_home("--sandboxes-dir", home, Home::sandboxes_dir)?,
                 run_dir: self.run_dir(home),
                 force: self.switch("--force"),
                 dry_run: self.switch("--dry-run"),
@@ -289,18 +273,6 @@ impl Given {
             }),
         })
     }
-}
-
-/// microsandbox's default home from the environment: `$MSB_HOME`
-/// verbatim, else `$HOME/.microsandbox`.
-pub fn default_home(env: impl Fn(&str) -> Option<OsString>) -> Option<Home> {
-    let set = |name| env(name).filter(|v| !v.is_empty());
-    let home = |path, from| Home { path, from };
-    set("MSB_HOME")
-        .map(|p| home(PathBuf::from(p), HomeFrom::MsbHome))
-        .or_else(|| {
-            set("HOME").map(|h| home(PathBuf::from(h).join(".microsandbox"), HomeFrom::HomeDir))
-        })
 }
 
 impl Args {
@@ -316,7 +288,7 @@ impl Args {
     /// Parses the arguments after the program name, with microsandbox's
     /// home from this process's environment.
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Args, CliError> {
-        Args::parse_with(args, default_home(|name| std::env::var_os(name)))
+        Args::parse_with(args, Home::from_env().ok())
     }
 
     /// Parses the arguments after the program name, with `default_home`
@@ -474,41 +446,8 @@ mod tests {
     }
 
     #[test]
-    fn msb_home_wins_over_home_and_is_used_verbatim() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                vars.iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| OsString::from(v))
-            }
-        };
-        let both = env(&[("MSB_HOME", "/srv/msb/"), ("HOME", "/home/u")]);
-        let home = |path: &str, from| {
-            Some(Home {
-                path: path.into(),
-                from,
-            })
-        };
-        assert_eq!(default_home(both), home("/srv/msb/", HomeFrom::MsbHome));
-        let home_only = env(&[("HOME", "/home/u")]);
-        assert_eq!(
-            default_home(home_only),
-            home("/home/u/.microsandbox", HomeFrom::HomeDir)
-        );
-        let empty = env(&[("MSB_HOME", ""), ("HOME", "/home/u")]);
-        assert_eq!(
-            default_home(empty),
-            home("/home/u/.microsandbox", HomeFrom::HomeDir)
-        );
-        assert_eq!(default_home(env(&[])), None);
-    }
-
-    #[test]
     fn home_gives_every_path_and_explicit_flags_override_it() {
-        let home = Some(Home {
-            path: "/msb".into(),
-            from: HomeFrom::MsbHome,
-        });
+        let home = Some(Home::at("/msb"));
         let sweep =
             |args: &[&str]| match Args::parse_with(args.iter().map(OsString::from), home.clone()) {
                 Ok(Args {

@@ -9,7 +9,9 @@ use sandbox_sweep::Catalog;
 use sandbox_sweep::home::ActingAsOwner;
 
 use super::CliError;
-use super::args::{Home, HomeFrom};
+use sandbox_sweep::home::HomeSource;
+
+use super::args::Home;
 
 /// Checks that `home` (when the command has one) is there and, run as
 /// root over a home (or over `paths`: the catalog and the directories a
@@ -21,34 +23,35 @@ pub fn enter(
     paths: &[Option<&PathBuf>],
 ) -> Result<Option<ActingAsOwner>, CliError> {
     let given = paths.iter().flatten().map(|p| p.as_path());
-    let paths = home.map(|h| h.path.as_path()).into_iter().chain(given);
+    let paths = home.map(|h| h.path()).into_iter().chain(given);
     let Some(home) = home else {
         return Ok(ActingAsOwner::of(paths)?);
     };
-    match std::fs::metadata(&home.path) {
+    match std::fs::metadata(home.path()) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
             return Err(CliError::Other(format!(
                 "{}: not a directory, so not a microsandbox home",
-                home.path.display()
+                home.path().display()
             )));
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             return Err(CliError::Other(no_home(home)));
         }
-        Err(err) => return Err(CliError::Other(format!("{}: {err}", home.path.display()))),
+        Err(err) => return Err(CliError::Other(format!("{}: {err}", home.path().display()))),
     }
     Ok(ActingAsOwner::of(paths)?)
 }
 
 /// What was looked for, and how to point at a home.
 fn no_home(home: &Home) -> String {
-    let path = home.path.display();
+    let path = home.path().display();
     let point = "point at one with --home DIR, $MSB_HOME or --db PATH";
-    match home.from {
-        HomeFrom::Flag => format!("{path}: no such microsandbox home (--home)"),
-        HomeFrom::MsbHome => format!("{path}: no such microsandbox home ($MSB_HOME); {point}"),
-        HomeFrom::HomeDir => {
+    match home.source() {
+        HomeSource::Given => format!("{path}: no such microsandbox home (--home)"),
+        HomeSource::MsbHomeVar => format!("{path}: no such microsandbox home ($MSB_HOME); {point}"),
+        // `$HOME/.microsandbox` (and any source a later release adds).
+        _ => {
             format!("no microsandbox home: $MSB_HOME is not set and {path} does not exist; {point}")
         }
     }
@@ -58,10 +61,10 @@ fn no_home(home: &Home) -> String {
 /// first command, so only a catalog named by `--db` is one to `init`.
 pub fn no_catalog(home: Option<&Home>, db: &Path) -> String {
     match home {
-        Some(home) if db == home.path.join("db/msb.db") => format!(
+        Some(home) if db == home.catalog_path() => format!(
             "{}: no catalog yet ({} is missing; msb makes it on its first command, such as \
              `msb ls`, and refuses one that another program made first)",
-            home.path.display(),
+            home.path().display(),
             db.display()
         ),
         _ => format!(
@@ -109,7 +112,7 @@ fn holds_no_sandbox(
         return Ok(None);
     };
     let missing = |p: &Path| matches!(std::fs::symlink_metadata(p), Err(e) if e.kind() == io::ErrorKind::NotFound);
-    if !missing(&home.path.join("run")) || !missing(&home.path.join("sandboxes")) {
+    if !missing(&home.run_dir()) || !missing(&home.sandboxes_dir()) {
         return Ok(None);
     }
     let any: bool =
@@ -119,7 +122,7 @@ fn holds_no_sandbox(
     Ok((!any).then(|| {
         format!(
             "nothing to do: msb has created no sandbox in {} yet (no run/, no sandboxes/)",
-            home.path.display()
+            home.path().display()
         )
     }))
 }

@@ -62,6 +62,33 @@ impl fmt::Display for SkipReason {
     }
 }
 
+/// The inverse of [`SkipReason::as_str`].
+///
+/// ```
+/// use sandbox_sweep::SkipReason;
+/// assert_eq!("busy".parse::<SkipReason>()?, SkipReason::Busy);
+/// assert!("later".parse::<SkipReason>().is_err());
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+impl std::str::FromStr for SkipReason {
+    type Err = crate::error::Error;
+
+    fn from_str(text: &str) -> Result<SkipReason, Self::Err> {
+        [
+            SkipReason::Held,
+            SkipReason::Recent,
+            SkipReason::Busy,
+            SkipReason::Installing,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+        .ok_or_else(|| crate::error::Error::UnknownString {
+            column: "skip_reason",
+            text: text.to_owned(),
+        })
+    }
+}
+
 /// A lease row as read, before any judgement.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LeaseRow {

@@ -221,7 +221,7 @@ impl RunEnd {
 /// assert_eq!(id, 1);
 /// assert!(insert_sandbox(&catalog, "../x", SandboxStatus::Created, true, SystemClock::now()).is_err());
 /// let again = insert_sandbox(&catalog, "job-1", SandboxStatus::Created, true, SystemClock::now());
-/// assert!(matches!(again, Err(sandbox_sweep::Error::DuplicateName { name }) if name == "job-1"));
+/// assert!(matches!(again, Err(sandbox_sweep::Error::DuplicateName { name, .. }) if name == "job-1"));
 /// # Ok::<(), sandbox_sweep::Error>(())
 /// ```
 pub fn insert_sandbox(
@@ -249,6 +249,7 @@ pub fn insert_sandbox(
         {
             Err(Error::DuplicateName {
                 name: name.to_owned(),
+                source: err,
             })
         }
         Err(err) => Err(err.into()),

@@ -131,6 +131,27 @@ impl CleanupOutcome {
     }
 }
 
+/// The inverse of [`CleanupOutcome::as_str`].
+///
+/// ```
+/// use sandbox_sweep::CleanupOutcome;
+/// assert_eq!("removed".parse::<CleanupOutcome>()?, CleanupOutcome::Removed);
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+impl std::str::FromStr for CleanupOutcome {
+    type Err = Error;
+
+    fn from_str(text: &str) -> std::result::Result<CleanupOutcome, Error> {
+        CleanupOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == text)
+            .ok_or_else(|| Error::UnknownString {
+                column: "cleanup_outcome",
+                text: text.to_owned(),
+            })
+    }
+}
+
 impl fmt::Display for CleanupOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -180,33 +180,32 @@ impl Report {
         self.outcomes[outcome.index()]
     }
 
-    /// How the sweep ended, as one stable word, the first that applies:
-    /// `run_dir` (nothing swept, see [`Report::run_dir_error`]),
-    /// `lease_lost`, `installing`, `timed_out`, `sandboxes_dir` (cleanup
-    /// skipped, see [`Report::sandboxes_dir_error`]), `row_limit`, or
-    /// `complete`. Every printer of a report words these, so none works
-    /// the order out again.
+    /// How the sweep ended, the first that applies, in the order of
+    /// [`SweepEnd`]'s variants. Every printer of a report words these, so
+    /// none works the order out again.
     ///
     /// # Examples
     ///
     /// ```
-    /// assert_eq!(sandbox_sweep::Report::default().end(), "row_limit");
+    /// use sandbox_sweep::{Report, SweepEnd};
+    /// assert_eq!(Report::default().end(), SweepEnd::RowLimit);
+    /// assert_eq!(SweepEnd::RowLimit.as_str(), "row_limit");
     /// ```
-    pub fn end(&self) -> &'static str {
+    pub fn end(&self) -> SweepEnd {
         if self.run_dir_error.is_some() {
-            "run_dir"
+            SweepEnd::RunDir
         } else if self.lease_lost {
-            "lease_lost"
+            SweepEnd::LeaseLost
         } else if self.installing {
-            "installing"
+            SweepEnd::Installing
         } else if self.timed_out {
-            "timed_out"
+            SweepEnd::TimedOut
         } else if self.sandboxes_dir_error.is_some() {
-            "sandboxes_dir"
+            SweepEnd::SandboxesDir
         } else if !self.complete {
-            "row_limit"
+            SweepEnd::RowLimit
         } else {
-            "complete"
+            SweepEnd::Complete
         }
     }
 
@@ -259,5 +258,80 @@ mod tests {
             "reconciled 2 (crashed 1, stopped 1), removed 1, errors 1; dead: zombie 1; \
              kept: skipped_live_pid 1, invalid_name 1; complete; 12 ms"
         );
+    }
+}
+
+/// How a sweep that ran ended ([`Report::end`]), the first that applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SweepEnd {
+    /// Nothing swept: the run directory could not be opened
+    /// ([`Report::run_dir_error`]).
+    RunDir,
+    /// Another process took the lease mid-sweep; this one stopped.
+    LeaseLost,
+    /// An installer holds the catalog; the sweep stopped.
+    Installing,
+    /// The time budget ran out.
+    TimedOut,
+    /// Cleanup was skipped: the sandboxes directory could not be opened
+    /// ([`Report::sandboxes_dir_error`]).
+    SandboxesDir,
+    /// A row limit stopped a phase before its last candidate.
+    RowLimit,
+    /// Both phases went through every candidate.
+    Complete,
+}
+
+impl SweepEnd {
+    /// Every end, in the order [`Report::end`] checks them.
+    pub const ALL: [SweepEnd; 7] = [
+        SweepEnd::RunDir,
+        SweepEnd::LeaseLost,
+        SweepEnd::Installing,
+        SweepEnd::TimedOut,
+        SweepEnd::SandboxesDir,
+        SweepEnd::RowLimit,
+        SweepEnd::Complete,
+    ];
+
+    /// One stable lowercase word, as the CLI's JSON and metrics show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SweepEnd::RunDir => "run_dir",
+            SweepEnd::LeaseLost => "lease_lost",
+            SweepEnd::Installing => "installing",
+            SweepEnd::TimedOut => "timed_out",
+            SweepEnd::SandboxesDir => "sandboxes_dir",
+            SweepEnd::RowLimit => "row_limit",
+            SweepEnd::Complete => "complete",
+        }
+    }
+}
+
+impl std::fmt::Display for SweepEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The inverse of [`SweepEnd::as_str`].
+///
+/// ```
+/// use sandbox_sweep::SweepEnd;
+/// assert_eq!("timed_out".parse::<SweepEnd>()?, SweepEnd::TimedOut);
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+impl std::str::FromStr for SweepEnd {
+    type Err = crate::error::Error;
+
+    fn from_str(text: &str) -> std::result::Result<SweepEnd, Self::Err> {
+        SweepEnd::ALL
+            .into_iter()
+            .find(|e| e.as_str() == text)
+            .ok_or_else(|| crate::error::Error::UnknownString {
+                column: "sweep_end",
+                text: text.to_owned(),
+            })
     }
 }

@@ -10,7 +10,7 @@ use crate::lease::gate::SkipReason;
 use crate::orphans::text::Bytes;
 use crate::process::liveness::DeadReason;
 use crate::sweep::cleanup::CleanupOutcome;
-use crate::sweep::report::Report;
+use crate::sweep::report::{Report, SweepEnd};
 use crate::sweep::status::{List, StaleSandbox, Summary};
 use crate::sweep::sweeper::SweepOutcome;
 
@@ -81,12 +81,12 @@ impl Report {
             write!(f, "; nothing swept: {err}")?;
         }
         let end = match self.end() {
-            "run_dir" | "sandboxes_dir" => "",
-            "lease_lost" => "; stopped early: lease lost",
-            "installing" => "; stopped early: an installer holds the catalog",
-            "timed_out" => "; stopped early: time budget",
-            "row_limit" => "; stopped early: row limit",
-            _ => "; complete",
+            SweepEnd::RunDir | SweepEnd::SandboxesDir => "",
+            SweepEnd::LeaseLost => "; stopped early: lease lost",
+            SweepEnd::Installing => "; stopped early: an installer holds the catalog",
+            SweepEnd::TimedOut => "; stopped early: time budget",
+            SweepEnd::RowLimit => "; stopped early: row limit",
+            SweepEnd::Complete => "; complete",
         };
         write!(f, "{end}; {} ms", self.elapsed.as_millis())
     }
@@ -148,13 +148,13 @@ impl Report {
             write!(f, "\n  nothing swept: {err}")?;
         }
         let left = match self.end() {
-            "run_dir" => "fix the run directory (--run-dir, or <home>/run)",
-            "lease_lost" => "stopped: the lease was taken by another process",
-            "installing" => "stopped: an installer took the catalog; nothing written after",
-            "timed_out" => "time budget ran out; the next sweep continues",
-            "sandboxes_dir" => "reconcile done; fix the sandboxes directory for cleanup",
-            "row_limit" => "row limit reached; the next sweep continues",
-            _ => "nothing left behind",
+            SweepEnd::RunDir => "fix the run directory (--run-dir, or <home>/run)",
+            SweepEnd::LeaseLost => "stopped: the lease was taken by another process",
+            SweepEnd::Installing => "stopped: an installer took the catalog; nothing written after",
+            SweepEnd::TimedOut => "time budget ran out; the next sweep continues",
+            SweepEnd::SandboxesDir => "reconcile done; fix the sandboxes directory for cleanup",
+            SweepEnd::RowLimit => "row limit reached; the next sweep continues",
+            SweepEnd::Complete => "nothing left behind",
         };
         write!(f, "\n  {left}")
     }
