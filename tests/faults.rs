@@ -200,10 +200,18 @@ fn a_tree_that_cannot_be_deleted_is_counted_said_and_retried() -> TestResult {
     );
     // What could go went; the mount point stays, in the trash.
     assert!(in_trash.is_dir() && !exists(&in_trash.join("inside")));
-    // Every sweep tries again, and says so again.
+    // Every sweep tries again, and says so again, never "nothing left".
     let out = sweep();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json_field(&json_line(&out), "trash_failed"), "1");
+    let out = cli(&env.sweep_args(&["--force"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out)
+            .ends_with("\n  every candidate done; what the trash could not delete stays there\n"),
+        "{}",
+        stdout(&out)
+    );
     // Once it can go, it goes.
     let umounted = std::process::Command::new("umount")
         .arg(&in_trash)

@@ -154,6 +154,14 @@ impl Report {
             SweepEnd::TimedOut => "time budget ran out; the next sweep continues",
             SweepEnd::SandboxesDir => "reconcile done; fix the sandboxes directory for cleanup",
             SweepEnd::RowLimit => "row limit reached; the next sweep continues",
+            // Every candidate was done; only the trash may still hold
+            // what the next sweep deletes.
+            SweepEnd::Complete if self.trash_failed > 0 => {
+                "every candidate done; what the trash could not delete stays there"
+            }
+            SweepEnd::Complete if self.trash_deferred > 0 => {
+                "every candidate done; the next sweep deletes the rest of the trash"
+            }
             SweepEnd::Complete => "nothing left behind",
         };
         write!(f, "\n  {left}")
