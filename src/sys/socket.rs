@@ -27,6 +27,19 @@ pub(crate) enum Knock {
     Busy,
 }
 
+/// One non-blocking `connect` to `addr` from a new stream socket, closed
+/// after: the inner result is the answer. A socket that could not be made
+/// is the outer error, never read as an answer.
+fn connect_once(addr: &UnixAddr) -> nix::Result<nix::Result<()>> {
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    Ok(connect(fd.as_raw_fd(), addr))
+}
+
 /// One non-blocking `connect` to the socket at `path`. Any other failure
 /// (a permission error, a failed `socket`) is `Err`: no evidence either way.
 pub(crate) fn knock(path: &Path) -> nix::Result<Knock> {
@@ -35,13 +48,7 @@ pub(crate) fn knock(path: &Path) -> nix::Result<Knock> {
         Err(Errno::ENAMETOOLONG) => return Ok(Knock::Absent),
         Err(errno) => return Err(errno),
     };
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    match connect(fd.as_raw_fd(), &addr) {
+    match connect_once(&addr)? {
         Ok(()) => Ok(Knock::Answered),
         Err(Errno::EAGAIN) => Ok(Knock::Busy),
         Err(
@@ -74,13 +81,7 @@ pub(crate) fn nothing_listens_at(dir: BorrowedFd<'_>, name: &CStr) -> nix::Resul
         return Err(Errno::ESTALE);
     }
     let addr = UnixAddr::new(&through.join(std::ffi::OsStr::from_bytes(name.to_bytes())))?;
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    match connect(fd.as_raw_fd(), &addr) {
+    match connect_once(&addr)? {
         Ok(()) | Err(Errno::EAGAIN) => Ok(false),
         Err(Errno::ECONNREFUSED | Errno::ENOENT) => Ok(true),
         Err(errno) => Err(errno),
