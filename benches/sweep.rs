@@ -14,7 +14,7 @@ use sandbox_sweep::time::PrimitiveDateTime;
 use sandbox_sweep::{Catalog, Limits, SweepOutcome, Sweeper, SystemClock};
 
 #[path = "../tests/common/fixture.rs"]
-mod fixture;
+pub mod fixture;
 
 use fixture::DEAD_PID;
 
@@ -143,10 +143,7 @@ struct Instance {
 }
 
 fn sweep(instance: &Instance, sweeper: Sweeper) -> sandbox_sweep::Report {
-    match sweeper.force(true).run_with(&instance.catalog, &now) {
-        SweepOutcome::Swept(report) => report,
-        other => panic!("expected a sweep, got {other:?}"),
-    }
+    fixture::swept(sweeper.force(true).run_with(&instance.catalog, &now))
 }
 
 /// Each row's name and its lock files' `H16`, for a floor: computed

@@ -145,7 +145,7 @@ mod sys;
 
 #[cfg(test)]
 #[path = "../tests/common/fixture.rs"]
-mod fixture;
+pub mod fixture;
 
 pub use catalog::{Catalog, OpenOptions, migrate, open};
 pub use clock::{Clock, SystemClock};

@@ -2,7 +2,7 @@
 //!
 //! Through the public API only, on the shared fixture (`tests/common/fixture.rs`).
 
-mod common;
+pub mod common;
 
 use common::*;
 use sandbox_sweep::*;

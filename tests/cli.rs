@@ -1,6 +1,6 @@
 //! The `sandbox-sweep` binary as a user runs it: exit codes, messages, JSON.
 
-mod common;
+pub mod common;
 
 use common::*;
 use std::time::Duration;
@@ -28,9 +28,7 @@ fn init_creates_and_migrates_idempotently() -> TestResult {
 
 #[test]
 fn sweep_json_reports_what_it_did_then_skips_as_recent() -> TestResult {
-    let env = Env::new();
-    let conn = env.conn();
-    let (dead, eph) = add_dead_and_finished(&env, &conn);
+    let (env, conn, dead, eph) = dead_and_finished();
     add_sandbox(&conn, "..", "Crashed", true);
 
     let args = env.sweep_args(&["--json"]);
@@ -89,9 +87,7 @@ fn held_lease_is_a_skip_with_exit_zero() -> TestResult {
 
 #[test]
 fn dry_run_writes_nothing() -> TestResult {
-    let env = Env::new();
-    let conn = env.conn();
-    let (dead, eph) = add_dead_and_finished(&env, &conn);
+    let (env, conn, dead, eph) = dead_and_finished();
     let out = cli(&env.sweep_args(&["--dry-run", "--json"]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let line = &json_line(&out);
@@ -647,9 +643,7 @@ fn the_default_budget_stops_a_long_sweep_in_time() -> TestResult {
 /// window is not recorded as swept, so the next start tries again.
 #[test]
 fn a_missing_run_directory_is_one_error_and_sweeps_nothing() -> TestResult {
-    let env = Env::new();
-    let conn = env.conn();
-    let (dead, eph) = add_dead_and_finished(&env, &conn);
+    let (env, conn, dead, eph) = dead_and_finished();
     let missing = env.dir.path().join("no-such-run");
     let run_dir = missing.to_str().ok_or("utf8")?;
     let out = cli(&env.sweep_args(&["--run-dir", run_dir, "--json"]));

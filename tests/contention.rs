@@ -1,6 +1,6 @@
 //! Several connections and processes on one catalog file.
 
-mod common;
+pub mod common;
 
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
@@ -145,9 +145,7 @@ fn concurrent_cli_sweeps_reconcile_each_row_once() -> TestResult {
 #[test]
 fn a_catalog_locked_past_the_budget_is_a_skip_within_the_budget() -> TestResult {
     use std::time::Instant;
-    let env = Env::new();
-    let conn = env.conn();
-    let (dead, eph) = add_dead_and_finished(&env, &conn);
+    let (env, conn, dead, eph) = dead_and_finished();
     let budget = Duration::from_millis(250);
     // What the issue measured: a writer holding the lock for 3 s, and a
     // host whose connection waits 5 s (the default).
@@ -209,13 +207,9 @@ fn a_catalog_locked_past_the_budget_is_a_skip_within_the_budget() -> TestResult 
         locked.wait();
         sweeper.run(&catalog)
     });
-    match report {
-        SweepOutcome::Swept(report) => {
-            assert_eq!((report.reconciled, report.removed), (1, 1), "{report}");
-            assert!(report.elapsed >= held, "{report}");
-        }
-        other => panic!("expected a sweep, got {other:?}"),
-    }
+    let report = swept(report);
+    assert_eq!((report.reconciled, report.removed), (1, 1), "{report}");
+    assert!(report.elapsed >= held, "{report}");
     assert_eq!(status_of(&conn, dead).as_deref(), Some("Crashed"));
     assert_eq!(status_of(&conn, eph), None);
     Ok(())

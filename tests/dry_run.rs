@@ -5,7 +5,7 @@
 //! counts equal those of the sweep run right after it, and the dry run
 //! wrote nothing (the catalog's rows, and no lock file made).
 
-mod common;
+pub mod common;
 
 use std::fs::File;
 use std::path::Path;

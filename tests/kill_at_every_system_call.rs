@@ -21,7 +21,7 @@
 //! checks, no sample in place of a call. A missing strace or a refused ptrace
 //! skips it loudly outside CI and fails it under CI.
 
-mod common;
+pub mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};

@@ -1,7 +1,7 @@
 //! A runtime's writes around the sweep, with no SQL of its own: insert a
 //! sandbox, record its run, finish the run, clean the sandbox.
 
-mod common;
+pub mod common;
 
 use common::*;
 use sandbox_sweep::process::*;

@@ -2,7 +2,7 @@
 //! Exact entries, sizes counted without following a symlink, held locks
 //! seen, nothing written; and the same on a home the real msb made.
 
-mod common;
+pub mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,22 @@ fn fixture() -> Result<(Fixture, PathBuf)> {
         std::fs::create_dir_all(run.join(sub)).expect("mkdir");
     }
     Ok((f, run))
+}
+
+/// `sandbox-sweep orphans` on `f`'s catalog and sandboxes beside `run`,
+/// then `extra`; never waits on stdin.
+fn orphans(f: &Fixture, run: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = bin();
+    cmd.arg("orphans")
+        .arg("--db")
+        .arg(f.db_path())
+        .arg("--sandboxes-dir")
+        .arg(&f.sandboxes)
+        .arg("--run-dir")
+        .arg(run)
+        .args(extra)
+        .stdin(std::process::Stdio::null());
+    cmd
 }
 
 fn found(orphans: &Orphans) -> BTreeMap<PathBuf, (OrphanKind, bool)> {
@@ -478,21 +494,7 @@ fn a_listening_socket_directory_stays_whatever_its_age() -> TestResult {
     let dir = run.join("sandboxes").join(&h16("gone-row")[..24]);
     std::fs::create_dir_all(&dir)?;
     let _live = listener(&dir.join("agent.sock"));
-    let db = f.db_path().display().to_string();
-    let sandboxes = f.sandboxes.display().to_string();
-    let run_s = run.display().to_string();
-    let out = cli(&[
-        "orphans",
-        "--db",
-        &db,
-        "--sandboxes-dir",
-        &sandboxes,
-        "--run-dir",
-        &run_s,
-        "--remove",
-        "--older-than",
-        "0s",
-    ]);
+    let out = orphans(&f, &run, &["--remove", "--older-than", "0s"]).output()?;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -511,31 +513,20 @@ fn the_cli_removes_on_request_only_and_rejects_a_bad_duration() -> TestResult {
     let (f, run) = fixture()?;
     let gone = f.mkdir("gone");
     older_than_grace();
-    let db = f.db_path().display().to_string();
-    let sandboxes = f.sandboxes.display().to_string();
-    let run_s = run.display().to_string();
-    let base = [
-        "orphans",
-        "--db",
-        &db,
-        "--sandboxes-dir",
-        &sandboxes,
-        "--run-dir",
-        &run_s,
-    ];
-    let out = cli(&[&base[..], &["--older-than", "1h"]].concat());
+    let cli = |extra: &[&str]| orphans(&f, &run, extra).output().expect("run the binary");
+    let out = cli(&["--older-than", "1h"]);
     assert_eq!(out.status.code(), Some(2), "--older-than alone");
-    let out = cli(&[&base[..], &["--remove", "--older-than", "soon"]].concat());
+    let out = cli(&["--remove", "--older-than", "soon"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(exists(&gone.join("rootfs/data")));
     // Not old enough for a 3-hour grace period.
-    let out = cli(&[&base[..], &["--remove", "--older-than", "3h", "--json"]].concat());
+    let out = cli(&["--remove", "--older-than", "3h", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let line = json_line(&out);
     assert_eq!(json_field(&line, "removed_count"), "0", "{line}");
     assert!(line.contains("\"why\":\"young\""), "{line}");
     assert!(exists(&gone.join("rootfs/data")));
-    let out = cli(&[&base[..], &["--remove", "--older-than", "2s"]].concat());
+    let out = cli(&["--remove", "--older-than", "2s"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("  removed  sandbox_dir"), "{text}");
@@ -584,25 +575,10 @@ fn a_racing_creator_never_loses_a_directory() -> TestResult {
         }
         Ok(())
     });
-    let db_s = f.db_path().display().to_string();
-    let sandboxes_s = f.sandboxes.display().to_string();
-    let run_s = run.display().to_string();
     let (mut runs, mut saw_owner) = (0, false);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !creator.is_finished() && runs < 500 && std::time::Instant::now() < deadline {
-        let out = cli(&[
-            "orphans",
-            "--db",
-            &db_s,
-            "--sandboxes-dir",
-            &sandboxes_s,
-            "--run-dir",
-            &run_s,
-            "--remove",
-            "--older-than",
-            "0s",
-            "--json",
-        ]);
+        let out = orphans(&f, &run, &["--remove", "--older-than", "0s", "--json"]).output()?;
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let line = json_line(&out);
         assert_eq!(json_field(&line, "removed_count"), "0", "{line}");
@@ -641,19 +617,7 @@ fn sigkill_at_any_instant_during_a_removal_loses_nothing_named_and_converges() -
     older_than_grace();
     let db = f.db_path().display().to_string();
     let sandboxes = f.sandboxes.display().to_string();
-    let run_s = run.display().to_string();
-    let remove = [
-        "orphans",
-        "--db",
-        &db,
-        "--sandboxes-dir",
-        &sandboxes,
-        "--run-dir",
-        &run_s,
-        "--remove",
-        "--older-than",
-        "2s",
-    ];
+    let remove = || orphans(&f, &run, &["--remove", "--older-than", "2s"]);
     // The kill comes later each time it came before the first removal, so
     // it finds the removal whatever the machine's load makes start-up cost
     // (a fixed range missed it on a busy CI machine).
@@ -661,10 +625,7 @@ fn sigkill_at_any_instant_during_a_removal_loses_nothing_named_and_converges() -
     let (mut killed_mid_removal, mut kills) = (0, 0);
     while killed_mid_removal < 4 && kills < 40 {
         let before = std::fs::read_dir(&f.sandboxes)?.count();
-        let mut child = bin()
-            .args(remove)
-            .stdout(std::process::Stdio::null())
-            .spawn()?;
+        let mut child = remove().stdout(std::process::Stdio::null()).spawn()?;
         std::thread::sleep(delay);
         let _ = child.kill();
         let status = child.wait()?;
@@ -684,7 +645,7 @@ fn sigkill_at_any_instant_during_a_removal_loses_nothing_named_and_converges() -
     }
     println!("  {kills} kills, {killed_mid_removal} mid-removal (last delay {delay:?})");
     // A run to the end, then a sweep's purge of what a kill left in the trash.
-    let out = cli(&remove);
+    let out = remove().output()?;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = cli(&[
         "sweep",

@@ -2,12 +2,11 @@
 //!
 //! Through the public API only, on the shared fixture (`tests/common/fixture.rs`).
 
-mod common;
+pub mod common;
 
 use std::time::Duration;
 
 use common::*;
-use sandbox_sweep::lease::*;
 use sandbox_sweep::process::*;
 use sandbox_sweep::*;
 
@@ -253,10 +252,7 @@ fn invalid_names_are_counted_and_nothing_outside_is_touched() -> Result<()> {
 fn lost_lease_stops_the_sweep_without_writing() -> Result<()> {
     let f = Fixture::new()?;
     f.stale(4)?;
-    let catalog = &f.catalog;
-    let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
-        panic!("lease should be free");
-    };
+    let mut lease = f.lease();
     let sweeper = Sweeper::new(&f.sandboxes).max_active(1);
     let first = sweeper.sweep(&mut lease, &now)?;
     assert_eq!(first.reconciled, 1);
@@ -344,18 +340,14 @@ fn budget_exhaustion_reports_timed_out_and_does_not_record_completion() -> Resul
     f.run(id, Some(DEAD_PID), "Running")?;
     let catalog = &f.catalog;
     let sweeper = Sweeper::new(&f.sandboxes).budget(Duration::ZERO);
-    let SweepOutcome::Swept(report) = sweeper.run_with(catalog, &now) else {
-        panic!("expected a sweep");
-    };
+    let report = swept(sweeper.run_with(catalog, &now));
     assert!(report.timed_out && !report.complete);
     assert_eq!(report.reconciled, 0);
     assert_eq!(f.status(id)?.as_deref(), Some("Running"));
     let row = catalog.lease_row()?.expect("row");
     assert_eq!((row.holder_pid, row.last_completed_at), (None, None));
     // The next start sweeps at once instead of waiting out the interval.
-    let SweepOutcome::Swept(report) = Sweeper::new(&f.sandboxes).run_with(catalog, &now) else {
-        panic!("expected a sweep");
-    };
+    let report = swept(Sweeper::new(&f.sandboxes).run_with(catalog, &now));
     assert_eq!(report.reconciled, 1);
     Ok(())
 }
@@ -370,24 +362,18 @@ fn row_limits_leave_the_rest_for_the_next_sweep() -> Result<()> {
     }
     let catalog = &f.catalog;
     let sweeper = Sweeper::new(&f.sandboxes).max_active(2).max_ephemeral(3);
-    let SweepOutcome::Swept(first) = sweeper.run_with(catalog, &now) else {
-        panic!("expected a sweep");
-    };
+    let first = swept(sweeper.run_with(catalog, &now));
     assert_eq!(
         (first.reconciled, first.removed, first.complete),
         (2, 3, false)
     );
     assert_eq!(catalog.lease_row()?.and_then(|r| r.last_completed_at), None);
-    let SweepOutcome::Swept(second) = sweeper.run_with(catalog, &now) else {
-        panic!("expected a sweep");
-    };
+    let second = swept(sweeper.run_with(catalog, &now));
     assert_eq!(
         (second.reconciled, second.removed, second.complete),
         (2, 2, false)
     );
-    let SweepOutcome::Swept(third) = sweeper.run_with(catalog, &now) else {
-        panic!("expected a sweep");
-    };
+    let third = swept(sweeper.run_with(catalog, &now));
     assert_eq!(
         (third.reconciled, third.removed, third.complete),
         (1, 0, true)
@@ -416,13 +402,9 @@ fn ineligible_rows_ahead_do_not_starve_later_candidates() -> Result<()> {
     let eph = f.sandbox("eph", "Crashed", true)?;
     let catalog = &f.catalog;
     let sweeper = Sweeper::new(&f.sandboxes).budget(Duration::from_secs(60));
-    let SweepOutcome::Swept(first) = sweeper.run_with(catalog, &now) else {
-        panic!("expected a sweep");
-    };
+    let first = swept(sweeper.run_with(catalog, &now));
     assert_eq!((first.reconciled, first.removed, first.errors), (0, 0, 250));
-    let SweepOutcome::Swept(second) = sweeper.run_with(catalog, &now) else {
-        panic!("expected a sweep");
-    };
+    let second = swept(sweeper.run_with(catalog, &now));
     assert_eq!((second.reconciled, second.removed), (1, 1));
     assert_eq!(f.status(dead)?.as_deref(), Some("Crashed"));
     assert_eq!(f.status(eph)?, None);
@@ -496,9 +478,7 @@ fn missing_sandboxes_dir_skips_cleanup_reports_it_and_records_completion() -> Re
     let catalog = &f.catalog;
     let typo = f.dir.path().join("sandboxs");
     let outcome = Sweeper::new(&typo).force(true).run_with(catalog, &now);
-    let SweepOutcome::Swept(report) = outcome else {
-        panic!("expected a sweep, got {outcome:?}");
-    };
+    let report = swept(outcome);
     // Reconcile needs no directory: done. Cleanup is skipped and says why.
     assert_eq!(
         (report.reconciled, report.removed, report.errors),
@@ -568,9 +548,7 @@ fn trash_that_does_not_fit_the_budget_waits_for_the_next_sweep() -> Result<()> {
     let sweeper = Sweeper::new(&f.sandboxes)
         .force(true)
         .budget(Duration::from_millis(15));
-    let SweepOutcome::Swept(report) = sweeper.run_with(catalog, &now) else {
-        panic!("expected a sweep");
-    };
+    let report = swept(sweeper.run_with(catalog, &now));
     let trash = f.sandboxes.join(TRASH_DIR);
     let in_trash = std::fs::read_dir(&trash).map_or(0, Iterator::count) as u64;
     // Whatever was removed from the catalog is gone from the sandboxes
@@ -627,14 +605,11 @@ fn a_statement_that_outlives_the_budget_is_interrupted_and_rolled_back() -> Resu
     let ids = f.stale(3)?;
     let sweep = |budget: Duration| -> Result<(Report, Duration)> {
         let started = std::time::Instant::now();
-        match Sweeper::new(&f.sandboxes)
+        let outcome = Sweeper::new(&f.sandboxes)
             .force(true)
             .budget(budget)
-            .run_with(&f.catalog, &now)
-        {
-            SweepOutcome::Swept(report) => Ok((report, started.elapsed())),
-            other => panic!("expected a sweep, got {other}"),
-        }
+            .run_with(&f.catalog, &now);
+        Ok((swept(outcome), started.elapsed()))
     };
     let budget = Duration::from_millis(10);
     let (report, took) = sweep(budget)?;

@@ -2,7 +2,6 @@
 //! this file) and the integration tests (through `tests/common`): a
 //! migrated catalog file and a sandboxes directory, and the constants every
 //! test agrees on. Test-only; uses the crate as a user would.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -16,23 +15,32 @@ pub const DEAD_PID: i64 = 2_000_000_000;
 /// The fixed "now" of the fixture clock.
 pub const NOW: &str = "2026-06-04 12:00:00";
 
+/// [`NOW`] as a time.
 pub fn now() -> PrimitiveDateTime {
     sandbox_sweep::__private::parse_stamp(NOW).expect("valid fixture time")
 }
 
+/// This test process's pid, as the catalog stores pids.
 pub fn own_pid() -> i64 {
     i64::from(std::process::id())
 }
 
+/// A run's `(status, termination_reason, terminated_at)` as stored.
+pub type RunRow = (String, Option<String>, Option<String>);
+
 /// A migrated catalog `catalog.db` and an empty `sandboxes` directory in a
 /// temporary directory, with one connection open.
 pub struct Fixture {
+    /// The temporary directory, removed on drop.
     pub dir: tempfile::TempDir,
+    /// `<dir>/sandboxes`, made empty.
     pub sandboxes: PathBuf,
+    /// The catalog, opened and migrated.
     pub catalog: Catalog,
 }
 
 impl Fixture {
+    /// A fresh fixture in a new temporary directory.
     pub fn new() -> Result<Fixture> {
         let dir = tempfile::tempdir().map_err(|e| sandbox_sweep::Error::Io {
             path: "tmp".into(),
@@ -43,6 +51,7 @@ impl Fixture {
         Fixture::with(dir, conn)
     }
 
+    /// A fixture on `conn` (already migrated, or not: the test's choice) in `dir`.
     pub fn with(dir: tempfile::TempDir, conn: Connection) -> Result<Fixture> {
         let sandboxes = dir.path().join("sandboxes");
         std::fs::create_dir(&sandboxes).map_err(|e| sandbox_sweep::Error::Io {
@@ -56,14 +65,18 @@ impl Fixture {
         })
     }
 
+    /// The catalog's connection, for the test's own SQL.
     pub fn conn(&self) -> &Connection {
         self.catalog.connection()
     }
 
+    /// The catalog file.
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("catalog.db")
     }
 
+    /// Inserts a sandbox row as microsandbox writes one (an `active_config`
+    /// set, as for a started sandbox); returns its id.
     pub fn sandbox(&self, name: &str, status: &str, ephemeral: bool) -> Result<i64> {
         self.conn().execute(
             "INSERT INTO sandbox (name, config, status, ephemeral, created_at, updated_at, active_config)
@@ -73,10 +86,12 @@ impl Fixture {
         Ok(self.conn().last_insert_rowid())
     }
 
+    /// Inserts a run with no identity columns, started at the fixture's epoch.
     pub fn run(&self, sandbox_id: i64, pid: Option<i64>, status: &str) -> Result<i64> {
         self.run_at(sandbox_id, pid, status, "2026-06-01 00:00:00")
     }
 
+    /// Inserts a run with no identity columns, started at `started_at`.
     pub fn run_at(
         &self,
         sandbox_id: i64,
@@ -110,6 +125,7 @@ impl Fixture {
         path
     }
 
+    /// A sandbox's status as stored; `None` once its row is gone.
     pub fn status(&self, id: i64) -> Result<Option<String>> {
         Ok(self
             .conn()
@@ -120,8 +136,7 @@ impl Fixture {
     }
 
     /// `(status, termination_reason, terminated_at)` of a run.
-    #[allow(clippy::type_complexity)]
-    pub fn run_row(&self, id: i64) -> Result<Option<(String, Option<String>, Option<String>)>> {
+    pub fn run_row(&self, id: i64) -> Result<Option<RunRow>> {
         Ok(self
             .conn()
             .query_row(
@@ -132,6 +147,7 @@ impl Fixture {
             .optional()?)
     }
 
+    /// The one integer `sql` selects.
     pub fn count(&self, sql: &str) -> Result<i64> {
         Ok(self.conn().query_row(sql, [], |r| r.get(0))?)
     }
@@ -144,3 +160,40 @@ pub fn exists(path: &Path) -> bool {
 
 /// The trash folder inside the sandboxes directory, as the crate documents it.
 pub const TRASH_DIR: &str = ".sandbox-sweep-trash";
+
+/// The report of a sweep that ran; a skip or a failure fails the test,
+/// saying which.
+#[track_caller]
+pub fn swept(outcome: sandbox_sweep::SweepOutcome) -> sandbox_sweep::Report {
+    match outcome {
+        sandbox_sweep::SweepOutcome::Swept(report) => report,
+        other => panic!("expected a sweep, got {other:?}"),
+    }
+}
+
+impl Fixture {
+    /// One forced sweep with no limits of `self` at the fixture's "now":
+    /// what the rules do to every row.
+    #[track_caller]
+    pub fn sweep(&self) -> sandbox_sweep::Report {
+        swept(
+            sandbox_sweep::Sweeper::new(&self.sandboxes)
+                .limits(sandbox_sweep::Limits::unlimited())
+                .force(true)
+                .run_with(&self.catalog, &now),
+        )
+    }
+}
+
+impl Fixture {
+    /// The sweep lease, forced past the recent-sweep window at the
+    /// fixture's "now"; held by someone else fails the test.
+    #[track_caller]
+    pub fn lease(&self) -> sandbox_sweep::lease::Lease<'_> {
+        match self.catalog.try_acquire(&now, true) {
+            Ok(sandbox_sweep::lease::Acquire::Acquired(lease)) => lease,
+            Ok(_) => panic!("the lease is not free"),
+            Err(err) => panic!("the lease: {err}"),
+        }
+    }
+}

@@ -1,5 +1,4 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code, unused_imports)]
 
 pub mod fixture;
 pub mod holder;
@@ -8,7 +7,7 @@ pub mod mount;
 pub mod msb;
 pub mod rundir;
 
-pub use fixture::{DEAD_PID, Fixture, NOW, TRASH_DIR, exists, now, own_pid};
+pub use fixture::{DEAD_PID, Fixture, NOW, TRASH_DIR, exists, now, own_pid, swept};
 pub use holder::Holder;
 pub use mount::Mount;
 pub use rundir::{busy_listener, h16, lock_at, socket_paths};
@@ -18,8 +17,10 @@ use std::process::{Command, Output};
 
 use rusqlite::{Connection, params};
 
+/// What a test returns: `?` on any error fails it with the error's text.
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// The built `sandbox-sweep` binary, ready for arguments.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sandbox-sweep"))
 }
@@ -33,10 +34,12 @@ pub fn cli(args: &[&str]) -> Output {
         .expect("run the sandbox-sweep binary")
 }
 
+/// A run's stdout as text.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A run's stderr as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -60,12 +63,22 @@ pub fn json_field<'a>(line: &'a str, key: &str) -> &'a str {
 
 /// A migrated catalog file and an existing sandboxes directory.
 pub struct Env {
+    /// The temporary directory, removed on drop.
     pub dir: tempfile::TempDir,
+    /// `<dir>/catalog.db`, migrated.
     pub db: PathBuf,
+    /// `<dir>/sandboxes`, made empty.
     pub sandboxes: PathBuf,
 }
 
+impl Default for Env {
+    fn default() -> Env {
+        Env::new()
+    }
+}
+
 impl Env {
+    /// An `Env` in a fresh temporary directory.
     pub fn new() -> Env {
         Env::with(tempfile::tempdir().expect("tempdir"))
     }
@@ -84,14 +97,29 @@ impl Env {
         Env { dir, db, sandboxes }
     }
 
+    /// A new connection to the catalog, as another process would open it.
     pub fn conn(&self) -> Connection {
         Connection::open(&self.db).expect("open catalog")
     }
 
+    /// One sweep with no limits, through the library on a new connection
+    /// (the lease window is fresh: nothing has swept this catalog yet).
+    #[track_caller]
+    pub fn sweep(&self) -> sandbox_sweep::Report {
+        let catalog = sandbox_sweep::Catalog::from_connection(self.conn()).expect("a catalog");
+        swept(
+            sandbox_sweep::Sweeper::new(&self.sandboxes)
+                .limits(sandbox_sweep::Limits::unlimited())
+                .run(&catalog),
+        )
+    }
+
+    /// The catalog's path as an argument.
     pub fn db_str(&self) -> &str {
         self.db.to_str().expect("utf8 path")
     }
 
+    /// The sandboxes directory as an argument.
     pub fn sandboxes_str(&self) -> &str {
         self.sandboxes.to_str().expect("utf8 path")
     }
@@ -110,6 +138,7 @@ impl Env {
     }
 }
 
+/// Inserts a sandbox row with only the columns microsandbox requires; returns its id.
 pub fn add_sandbox(conn: &Connection, name: &str, status: &str, ephemeral: bool) -> i64 {
     conn.execute(
         "INSERT INTO sandbox (name, config, status, ephemeral) VALUES (?1, '{}', ?2, ?3)",
@@ -119,6 +148,7 @@ pub fn add_sandbox(conn: &Connection, name: &str, status: &str, ephemeral: bool)
     conn.last_insert_rowid()
 }
 
+/// Inserts a `Running` run of `sandbox_id` owned by `pid`; returns its id.
 pub fn add_run(conn: &Connection, sandbox_id: i64, pid: Option<i64>) -> i64 {
     conn.execute(
         "INSERT INTO run (sandbox_id, pid, status, started_at) VALUES (?1, ?2, 'Running', '2026-06-01 00:00:00')",
@@ -128,14 +158,17 @@ pub fn add_run(conn: &Connection, sandbox_id: i64, pid: Option<i64>) -> i64 {
     conn.last_insert_rowid()
 }
 
-/// A `Running` sandbox whose runtime is dead and a finished ephemeral one
-/// with a directory: one thing for each phase to do.
-pub fn add_dead_and_finished(env: &Env, conn: &Connection) -> (i64, i64) {
-    let dead = add_sandbox(conn, "dead", "Running", false);
-    add_run(conn, dead, Some(DEAD_PID));
-    let eph = add_sandbox(conn, "eph", "Stopped", true);
+/// A fresh `Env` holding what every sweep acts on: a `Running` sandbox
+/// `dead` whose runtime is gone, and a finished ephemeral `eph` with its
+/// directory; with a connection and both ids.
+pub fn dead_and_finished() -> (Env, Connection, i64, i64) {
+    let env = Env::new();
+    let conn = env.conn();
+    let dead = add_sandbox(&conn, "dead", "Running", false);
+    add_run(&conn, dead, Some(DEAD_PID));
+    let eph = add_sandbox(&conn, "eph", "Stopped", true);
     std::fs::create_dir(env.sandboxes.join("eph")).expect("mkdir eph");
-    (dead, eph)
+    (env, conn, dead, eph)
 }
 
 /// Every sandbox row as stored, `(name, status)` by id.
@@ -149,6 +182,7 @@ pub fn names_and_statuses(conn: &Connection) -> Vec<(String, String)> {
         .expect("rows")
 }
 
+/// A sandbox's status as stored; `None` once its row is gone.
 pub fn status_of(conn: &Connection, id: i64) -> Option<String> {
     conn.query_row("SELECT status FROM sandbox WHERE id = ?1", [id], |r| {
         r.get(0)

@@ -20,8 +20,11 @@ pub const RELEASES: [&str; 3] = ["0.6.18", "0.7.0", "0.7.11"];
 /// The cached binary and the template home (image loaded, one sandbox
 /// `seed` that msb created) of one release.
 pub struct Msb {
+    /// One of [`RELEASES`].
     pub release: &'static str,
+    /// The `msb` binary.
     pub bin: PathBuf,
+    /// The template home, never written by a test.
     pub template: PathBuf,
 }
 
@@ -90,11 +93,14 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
 /// A microsandbox home of a test's own, copied from the template; removed
 /// (with everything msb put in it) when dropped.
 pub struct Home {
+    /// The temporary directory holding the home.
     pub dir: tempfile::TempDir,
+    /// `<dir>/home`, the copy.
     pub path: PathBuf,
 }
 
 impl Home {
+    /// A fresh copy of `msb`'s template home.
     pub fn new(msb: &Msb) -> Home {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("home");

@@ -2,23 +2,11 @@
 //!
 //! Through the public API only, on the shared fixture (`tests/common/fixture.rs`).
 
-mod common;
+pub mod common;
 
 use common::*;
 use sandbox_sweep::process::*;
 use sandbox_sweep::*;
-
-fn sweep(f: &Fixture) -> Result<sandbox_sweep::Report> {
-    let catalog = &f.catalog;
-    match Sweeper::new(&f.sandboxes)
-        .limits(Limits::unlimited())
-        .force(true)
-        .run_with(catalog, &now)
-    {
-        SweepOutcome::Swept(report) => Ok(report),
-        other => panic!("expected a sweep, got {other:?}"),
-    }
-}
 
 #[test]
 fn inserted_run_carries_identity_and_stays_alive() -> Result<()> {
@@ -35,7 +23,7 @@ fn inserted_run_carries_identity_and_stays_alive() -> Result<()> {
     assert_eq!(pid, own_pid());
     assert_eq!(start, me.start_time.map(|t| t as i64));
     assert_eq!(boot, me.boot_id);
-    assert_eq!(sweep(&f)?.reconciled, 0);
+    assert_eq!(f.sweep().reconciled, 0);
     assert_eq!(f.status(id)?.as_deref(), Some("Running"));
     Ok(())
 }
@@ -59,7 +47,7 @@ fn reused_pid_and_pre_reboot_runs_are_reconciled() -> Result<()> {
         ..me.clone()
     };
     insert_running_run(catalog, rebooted, &other_boot, now())?;
-    let report = sweep(&f)?;
+    let report = f.sweep();
     assert_eq!(report.dead(DeadReason::PidReused), 1);
     assert_eq!(report.dead(DeadReason::Rebooted), 1);
     assert_eq!(f.status(reused)?.as_deref(), Some("Crashed"));
@@ -100,7 +88,7 @@ fn null_identity_columns_fall_back_to_the_probe() -> Result<()> {
     let f = Fixture::new()?;
     let id = f.sandbox("web", "Running", false)?;
     f.run(id, Some(own_pid()), "Running")?;
-    assert_eq!(sweep(&f)?.reconciled, 0);
+    assert_eq!(f.sweep().reconciled, 0);
     assert_eq!(f.status(id)?.as_deref(), Some("Running"));
     Ok(())
 }

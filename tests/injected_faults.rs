@@ -11,7 +11,7 @@
 //! The injectors are test-only system tools; `.ci/run` installs them. Where
 //! one is missing outside CI, its test says so loudly and passes.
 
-mod common;
+pub mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,16 +1,14 @@
 //! Faults from outside: read-only catalogs, missing tables, blocked trash.
 
-mod common;
+pub mod common;
 
 use common::*;
 use rusqlite::OpenFlags;
-use sandbox_sweep::{Catalog, CleanupOutcome, Error, Limits, SweepOutcome, Sweeper};
+use sandbox_sweep::{Catalog, CleanupOutcome, Error, SweepOutcome, Sweeper};
 
 #[test]
 fn read_only_catalog_is_a_clear_error_and_changes_nothing() -> TestResult {
-    let env = Env::new();
-    let conn = env.conn();
-    let (dead, eph) = add_dead_and_finished(&env, &conn);
+    let (env, conn, dead, eph) = dead_and_finished();
     drop(conn);
     let ro = rusqlite::Connection::open_with_flags(&env.db, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let outcome = Sweeper::new(&env.sandboxes).run(&Catalog::from_connection(ro)?);
@@ -60,11 +58,7 @@ fn symlinked_trash_is_never_purged_through() -> TestResult {
     let conn = env.conn();
     let eph = add_sandbox(&conn, "eph", "Stopped", true);
     std::fs::create_dir(env.sandboxes.join("eph"))?;
-    let SweepOutcome::Swept(report) =
-        Sweeper::new(&env.sandboxes).run(&Catalog::from_connection(env.conn())?)
-    else {
-        panic!("expected a sweep");
-    };
+    let report = env.sweep();
     assert_eq!((report.removed, report.errors), (0, 1));
     assert_eq!(std::fs::read(outside.join("17/precious"))?, b"keep");
     assert_eq!(status_of(&conn, eph).as_deref(), Some("Stopped"));
@@ -87,12 +81,7 @@ fn blocked_trash_keeps_every_row_and_counts_errors() -> TestResult {
         env.sandboxes.join(".sandbox-sweep-trash"),
         b"not a directory",
     )?;
-    let outcome = Sweeper::new(&env.sandboxes)
-        .limits(Limits::unlimited())
-        .run(&Catalog::from_connection(env.conn())?);
-    let SweepOutcome::Swept(report) = outcome else {
-        panic!("expected a sweep, got {outcome:?}");
-    };
+    let report = env.sweep();
     assert_eq!((report.removed, report.errors), (0, 5));
     assert_eq!(report.outcome(CleanupOutcome::DirRemoveFailed), 5);
     for (i, id) in ids.iter().enumerate() {
@@ -117,11 +106,7 @@ fn sandbox_dir_that_is_a_mount_point_keeps_its_row() -> TestResult {
         return Ok(());
     };
     std::fs::write(dir.join("inside"), b"data")?;
-    let SweepOutcome::Swept(report) =
-        Sweeper::new(&env.sandboxes).run(&Catalog::from_connection(env.conn())?)
-    else {
-        panic!("expected a sweep");
-    };
+    let report = env.sweep();
     assert_eq!((report.removed, report.errors), (0, 1));
     assert_eq!(report.outcome(CleanupOutcome::DirRemoveFailed), 1);
     assert_eq!(status_of(&conn, id).as_deref(), Some("Stopped"));
@@ -287,9 +272,7 @@ fn a_tree_its_user_may_not_delete_is_counted_said_and_retried() -> TestResult {
 
 #[test]
 fn catalog_on_a_read_only_filesystem_is_a_clear_error() -> TestResult {
-    let env = Env::new();
-    let conn = env.conn();
-    let (dead, _) = add_dead_and_finished(&env, &conn);
+    let (env, conn, dead, _) = dead_and_finished();
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     drop(conn);
     let db_dir = env.dir.path().to_path_buf();

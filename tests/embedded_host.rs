@@ -2,7 +2,7 @@
 //! and its sweeper, built once, used for every start and every sandbox.
 //! Uses only the crate's root names and `sandbox_sweep::rusqlite`.
 
-mod common;
+pub mod common;
 
 use std::path::{Path, PathBuf};
 
@@ -55,10 +55,8 @@ fn a_host_struct_owns_its_catalog_for_every_call() -> TestResult {
         host.catalog.sandbox_status(job)?,
         Some(SandboxStatus::Stopped)
     );
-    match host.on_start() {
-        SweepOutcome::Swept(report) => assert_eq!(report.removed, 1, "{report}"),
-        other => panic!("expected a sweep, got {other}"),
-    }
+    let report = swept(host.on_start());
+    assert_eq!(report.removed, 1, "{report}");
     assert_eq!(host.catalog.sandbox_status(job)?, None);
     assert!(!exists(&host.sandboxes.join("job")));
     Ok(())

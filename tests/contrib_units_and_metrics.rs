@@ -5,7 +5,7 @@
 //! sweep leaves to watch, `sweep --metrics`, parses as Prometheus text and
 //! is replaced atomically.
 
-mod common;
+pub mod common;
 
 use std::process::Command;
 
@@ -131,9 +131,7 @@ fn parse_prometheus(text: &str) -> std::collections::BTreeMap<String, f64> {
 #[test]
 fn sweep_metrics_parse_and_replace_the_file_atomically() -> TestResult {
     use std::os::unix::fs::MetadataExt;
-    let env = Env::new();
-    let conn = env.conn();
-    add_dead_and_finished(&env, &conn);
+    let (env, _, _, _) = dead_and_finished();
     let dir = tempfile::tempdir()?;
     let prom = dir.path().join("sandbox_sweep.prom");
     let prom_arg = prom.to_str().expect("utf8");

@@ -2,23 +2,10 @@
 //! by column, never acted on. SQLite stores any value in any column, and
 //! a shared catalog holds rows other programs wrote.
 
-mod common;
+pub mod common;
 
 use common::*;
-use sandbox_sweep::{
-    CleanupOutcome, InvalidRows, Limits, Report, Result, SweepOutcome, Sweeper, clean_ephemeral,
-};
-
-fn sweep(f: &Fixture) -> Result<Report> {
-    match Sweeper::new(&f.sandboxes)
-        .limits(Limits::unlimited())
-        .force(true)
-        .run_with(&f.catalog, &now)
-    {
-        SweepOutcome::Swept(report) => Ok(report),
-        other => panic!("expected a sweep, got {other}"),
-    }
-}
+use sandbox_sweep::{CleanupOutcome, InvalidRows, Result, clean_ephemeral};
 
 /// `typeof(column)` of sandbox `id`, to prove the row is untouched.
 fn stored(f: &Fixture, id: i64, column: &str) -> Result<String> {
@@ -34,10 +21,18 @@ fn invalid(name: u64, status: u64, ephemeral: u64, pid: u64) -> InvalidRows {
     rows
 }
 
+/// Stores `assignment` (`column = value`, as SQL) into row `id` of
+/// `table`, as another program would.
+fn write_as(f: &Fixture, table: &str, id: i64, assignment: &str) -> Result<()> {
+    let sql = format!("UPDATE {table} SET {assignment} WHERE id = ?1");
+    f.conn().execute(&sql, [id])?;
+    Ok(())
+}
+
 /// A sweep removes nothing, counts `invalid_row` rows left alone, and
 /// leaves `rows` sandboxes.
 fn sweep_removes_nothing(f: &Fixture, invalid_row: InvalidRows, rows: i64) -> Result<()> {
-    let report = sweep(f)?;
+    let report = f.sweep();
     assert_eq!((report.removed, report.invalid_row), (0, invalid_row));
     assert_eq!(f.count("SELECT count(*) FROM sandbox")?, rows);
     Ok(())
@@ -47,12 +42,9 @@ fn sweep_removes_nothing(f: &Fixture, invalid_row: InvalidRows, rows: i64) -> Re
 fn a_blob_name_keeps_its_row_and_its_directory() -> Result<()> {
     let f = Fixture::new()?;
     let id = f.sandbox("job", "Stopped", true)?;
-    f.conn().execute(
-        "UPDATE sandbox SET name = CAST('job' AS BLOB) WHERE id = ?1",
-        [id],
-    )?;
+    write_as(&f, "sandbox", id, "name = CAST('job' AS BLOB)")?;
     let dir = f.mkdir("job");
-    let report = sweep(&f)?;
+    let report = f.sweep();
     assert_eq!(report.removed, 0, "{report}");
     assert_eq!(report.invalid_row, invalid(1, 0, 0, 0), "{report}");
     assert_eq!(report.outcome(CleanupOutcome::InvalidName), 1);
@@ -73,10 +65,7 @@ fn a_blob_name_keeps_its_row_and_its_directory() -> Result<()> {
 fn a_name_that_is_not_utf8_is_left_alone() -> Result<()> {
     let f = Fixture::new()?;
     let id = f.sandbox("job", "Crashed", true)?;
-    f.conn().execute(
-        "UPDATE sandbox SET name = CAST(x'6a6fff' AS TEXT) WHERE id = ?1",
-        [id],
-    )?;
+    write_as(&f, "sandbox", id, "name = CAST(x'6a6fff' AS TEXT)")?;
     sweep_removes_nothing(&f, invalid(1, 0, 0, 0), 1)
 }
 
@@ -86,15 +75,13 @@ fn a_pid_that_is_not_an_integer_proves_nothing() -> Result<()> {
     // Running, its newest run's pid stored as text: not crashed.
     let running = f.sandbox("web", "Running", false)?;
     let run = f.run(running, None, "Running")?;
-    f.conn()
-        .execute("UPDATE run SET pid = 'abc' WHERE id = ?1", [run])?;
+    write_as(&f, "run", run, "pid = 'abc'")?;
     // Finished ephemeral with such a run: not removed.
     let eph = f.sandbox("job", "Stopped", true)?;
     let eph_run = f.run(eph, None, "Running")?;
-    f.conn()
-        .execute("UPDATE run SET pid = 1.5 WHERE id = ?1", [eph_run])?;
+    write_as(&f, "run", eph_run, "pid = 1.5")?;
     let dir = f.mkdir("job");
-    let report = sweep(&f)?;
+    let report = f.sweep();
     assert_eq!((report.reconciled, report.removed), (0, 0), "{report}");
     assert_eq!(report.invalid_row, invalid(0, 0, 0, 2), "{report}");
     assert_eq!(report.outcome(CleanupOutcome::InvalidRow), 1);
@@ -119,11 +106,8 @@ fn a_start_time_that_is_not_a_timestamp_orders_nothing() -> Result<()> {
     let id = f.sandbox("web", "Running", false)?;
     f.run_at(id, Some(DEAD_PID), "Running", "2026-06-01 00:00:00")?;
     let odd = f.run_at(id, Some(DEAD_PID), "Running", "2026-06-02 00:00:00")?;
-    f.conn().execute(
-        "UPDATE run SET started_at = 'yesterday' WHERE id = ?1",
-        [odd],
-    )?;
-    let report = sweep(&f)?;
+    write_as(&f, "run", odd, "started_at = 'yesterday'")?;
+    let report = f.sweep();
     assert_eq!(report.reconciled, 0, "{report}");
     assert_eq!(report.invalid_row.started_at, 1, "{report}");
     assert_eq!(f.status(id)?.as_deref(), Some("Running"));
@@ -138,18 +122,16 @@ fn a_start_time_that_is_not_a_timestamp_orders_nothing() -> Result<()> {
 fn status_and_ephemeral_of_the_wrong_class_keep_a_runtimes_cleanup_off() -> Result<()> {
     let f = Fixture::new()?;
     let blob_status = f.sandbox("a", "Stopped", true)?;
-    f.conn().execute(
-        "UPDATE sandbox SET status = CAST('Stopped' AS BLOB) WHERE id = ?1",
-        [blob_status],
+    write_as(
+        &f,
+        "sandbox",
+        blob_status,
+        "status = CAST('Stopped' AS BLOB)",
     )?;
     let text_flag = f.sandbox("b", "Stopped", true)?;
-    f.conn().execute(
-        "UPDATE sandbox SET ephemeral = 'yes' WHERE id = ?1",
-        [text_flag],
-    )?;
+    write_as(&f, "sandbox", text_flag, "ephemeral = 'yes'")?;
     let two = f.sandbox("c", "Crashed", true)?;
-    f.conn()
-        .execute("UPDATE sandbox SET ephemeral = 2 WHERE id = ?1", [two])?;
+    write_as(&f, "sandbox", two, "ephemeral = 2")?;
     for (id, name) in [(blob_status, "a"), (text_flag, "b"), (two, "c")] {
         let dir = f.mkdir(name);
         assert_eq!(
@@ -170,10 +152,7 @@ fn status_and_ephemeral_of_the_wrong_class_keep_a_runtimes_cleanup_off() -> Resu
 fn the_report_and_the_cli_name_the_column() -> Result<()> {
     let f = Fixture::new()?;
     let id = f.sandbox("job", "Stopped", true)?;
-    f.conn().execute(
-        "UPDATE sandbox SET name = CAST('job' AS BLOB) WHERE id = ?1",
-        [id],
-    )?;
+    write_as(&f, "sandbox", id, "name = CAST('job' AS BLOB)")?;
     f.mkdir("job");
     let db = f.db_path();
     let sandboxes = f.sandboxes.to_str().expect("utf-8 path");

@@ -1,7 +1,7 @@
 //! The install-exclusive lease: an installer owns the catalog, and sweeps
 //! write nothing while it does.
 
-mod common;
+pub mod common;
 
 use std::time::Duration;
 
@@ -92,12 +92,11 @@ fn a_held_install_lease_skips_the_sweep_and_writes_nothing() -> Result<()> {
         "the sweep lease was never taken"
     );
     lease.clear(catalog, &now)?;
-    let SweepOutcome::Swept(report) = Sweeper::new(&f.sandboxes)
-        .force(true)
-        .run_with(catalog, &now)
-    else {
-        panic!("expected a sweep once the installer is done");
-    };
+    let report = swept(
+        Sweeper::new(&f.sandboxes)
+            .force(true)
+            .run_with(catalog, &now),
+    );
     assert_eq!((report.reconciled, report.removed), (1, 1));
     Ok(())
 }
@@ -106,10 +105,7 @@ fn a_held_install_lease_skips_the_sweep_and_writes_nothing() -> Result<()> {
 fn an_install_begun_mid_sweep_stops_it_before_its_next_write() -> Result<()> {
     let f = Fixture::new()?;
     f.stale(4)?;
-    let catalog = &f.catalog;
-    let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
-        panic!("lease should be free");
-    };
+    let mut lease = f.lease();
     let sweeper = Sweeper::new(&f.sandboxes).max_active(1);
     assert_eq!(sweeper.sweep(&mut lease, &now)?.reconciled, 1);
     // An installer starts between two of the sweep's transactions.
@@ -127,9 +123,7 @@ fn an_install_begun_mid_sweep_stops_it_before_its_next_write() -> Result<()> {
 
 #[test]
 fn the_cli_skips_as_installing_and_status_shows_the_installer() -> TestResult {
-    let env = Env::new();
-    let conn = env.conn();
-    let (dead, eph) = add_dead_and_finished(&env, &conn);
+    let (env, conn, dead, eph) = dead_and_finished();
     let catalog = Catalog::from_connection(conn)?;
     let conn = catalog.connection();
     let lease = InstallLease::acquire(&catalog, &SystemClock)?;

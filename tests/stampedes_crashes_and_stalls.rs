@@ -7,7 +7,7 @@
 //! tests otherwise. Every loop and wait is bounded in count and time.
 //! `SWEEP_CRASH_ITERATIONS` (default 50) sets the crash-injection count.
 
-mod common;
+pub mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Beside today's microsandbox: lifecycle locks held by other processes,
 //! runtime sockets, and finding microsandbox's home.
 
-mod common;
+pub mod common;
 
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -24,16 +24,11 @@ impl Beside {
         Ok(Beside { f, run })
     }
 
-    fn sweep(&self) -> Result<Report> {
-        let catalog = &self.f.catalog;
+    fn sweep(&self) -> Report {
         let sweeper = Sweeper::new(&self.f.sandboxes)
             .run_dir(&self.run)
             .force(true);
-        match sweeper.run_with(catalog, &now) {
-            SweepOutcome::Swept(report) => Ok(report),
-            SweepOutcome::Failed(err) => Err(err),
-            SweepOutcome::Skipped(reason) => panic!("skipped: {reason}"),
-        }
+        swept(sweeper.run_with(&self.f.catalog, &now))
     }
 
     /// `sandbox-sweep status --db DB --run-dir RUN` and `extra`, which must
@@ -73,7 +68,7 @@ fn a_lock_held_by_another_process_stops_both_phases_until_it_is_released() -> Re
     b.f.run(free, Some(DEAD_PID), "Running")?;
     let runtime = Holder::new(&b.run, "held-running");
     let cleaner = Holder::new(&b.run, "held-eph");
-    let report = b.sweep()?;
+    let report = b.sweep();
     // The recorded pid is dead, but the lock says a live owner: hands off.
     assert_eq!((report.reconciled, report.removed), (1, 0));
     assert_eq!((report.lifecycle_owned, report.errors), (2, 0));
@@ -96,7 +91,7 @@ fn a_lock_held_by_another_process_stops_both_phases_until_it_is_released() -> Re
     // A holder killed with SIGKILL frees its lock; the next sweep acts.
     runtime.kill();
     cleaner.kill();
-    let report = b.sweep()?;
+    let report = b.sweep();
     assert_eq!((report.reconciled, report.removed), (1, 1));
     assert_eq!(report.lifecycle_owned, 0);
     assert_eq!(b.f.status(dead)?.as_deref(), Some("Crashed"));
@@ -122,7 +117,7 @@ fn dead_runtimes_sockets_go_and_live_ones_stay() -> Result<()> {
     b.f.run(live, Some(own_pid()), "Running")?;
     b.f.mkdir("live");
     let live_sockets = b.sockets("live");
-    let report = b.sweep()?;
+    let report = b.sweep();
     assert_eq!(
         (report.reconciled, report.removed, report.errors),
         (1, 1, 0)
@@ -200,12 +195,12 @@ fn an_abandoned_start_whose_listener_is_busy_stays_starting() -> Result<()> {
         .join("agent.sock");
     std::fs::create_dir_all(agent.parent().expect("parent")).expect("mkdir");
     let held = busy_listener(&agent);
-    let report = b.sweep()?;
+    let report = b.sweep();
     assert_eq!((report.reconciled, report.errors), (0, 0));
     assert_eq!(b.f.status(start)?.as_deref(), Some("Starting"));
     assert!(exists(&agent));
     drop(held);
-    let report = b.sweep()?;
+    let report = b.sweep();
     assert_eq!((report.reconciled, report.errors), (1, 0));
     assert_eq!(b.f.status(start)?.as_deref(), Some("Crashed"));
     assert!(!exists(&agent));
@@ -225,7 +220,7 @@ fn a_symlink_planted_at_a_socket_entry_is_unlinked_never_followed() -> Result<()
     std::fs::create_dir(&canonical).expect("mkdir");
     let h12 = canonical.join(&h16("dead")[..24]);
     std::os::unix::fs::symlink(&outside, &h12).expect("symlink");
-    let report = b.sweep()?;
+    let report = b.sweep();
     assert_eq!((report.reconciled, report.errors), (1, 0));
     assert!(!exists(&h12), "the planted symlink is removed");
     assert_eq!(
@@ -264,7 +259,7 @@ fn a_socket_folder_that_is_a_symlink_or_a_file_keeps_the_row_until_it_is_put_rig
         } else {
             std::fs::write(&place, b"not a folder").expect("write");
         }
-        let report = b.sweep()?;
+        let report = b.sweep();
         let case = format!("<run>/{folder}, symlink {as_symlink}");
         assert_eq!((report.reconciled, report.errors), (0, 1), "{case}");
         assert_eq!(b.f.status(dead)?.as_deref(), Some("Running"), "{case}");
@@ -278,7 +273,7 @@ fn a_socket_folder_that_is_a_symlink_or_a_file_keeps_the_row_until_it_is_put_rig
         assert!(sockets.contains(&fallback) && !exists(&fallback), "{case}");
         std::fs::remove_file(&place).expect("remove the odd entry");
         std::fs::rename(&outside, &place).expect("put the folder back");
-        let report = b.sweep()?;
+        let report = b.sweep();
         assert_eq!((report.reconciled, report.errors), (1, 0), "{case}");
         assert_eq!(b.f.status(dead)?.as_deref(), Some("Crashed"), "{case}");
         for path in &sockets {
@@ -301,7 +296,7 @@ fn a_lock_path_that_is_a_symlink_is_an_error_and_nothing_is_touched() -> Result<
     for name in ["dead", "eph"] {
         std::os::unix::fs::symlink(&target, lifecycle_lock_path(&b.run, name)).expect("symlink");
     }
-    let report = b.sweep()?;
+    let report = b.sweep();
     assert_eq!(
         (report.reconciled, report.removed, report.errors),
         (0, 0, 2)
@@ -505,7 +500,7 @@ fn starting_rows_are_reconciled_as_microsandbox_0_7_11_does() -> Result<()> {
         "{text}"
     );
 
-    let report = b.sweep()?;
+    let report = b.sweep();
     assert_eq!(
         (
             report.reconciled,
@@ -581,7 +576,7 @@ fn a_snapshot_capture_keeps_its_sandbox_until_it_is_published() -> Result<()> {
     let dir = b.f.mkdir("captured");
     let lineage = lock_at(&b.run, "locks", "captured", ".snapshot-lineage.lock");
     let capture = Holder::at(&lineage);
-    let report = b.sweep()?;
+    let report = b.sweep();
     assert_eq!((report.removed, report.errors), (0, 0), "{report}");
     assert_eq!(report.outcome(CleanupOutcome::SnapshotInProgress), 1);
     assert!(exists(&dir.join("rootfs/data")));
@@ -592,7 +587,7 @@ fn a_snapshot_capture_keeps_its_sandbox_until_it_is_published() -> Result<()> {
         CleanupOutcome::SnapshotInProgress
     );
     capture.kill();
-    let report = b.sweep()?;
+    let report = b.sweep();
     assert_eq!(report.removed, 1, "{report}");
     assert_eq!(b.f.status(eph)?, None);
     assert!(!exists(&dir));
@@ -654,7 +649,6 @@ fn a_huge_bootstrap_root_never_holds_the_write_lock_and_one_sweep_reaps_its_row(
         (report, longest)
     });
     let (report, longest) = longest;
-    let report = report?;
     // One sweep reaps the row; its bootstrap root waits in the trash.
     assert_eq!((report.reconciled, report.errors), (1, 0), "{report:#}");
     assert_eq!(b.f.status(dead)?.as_deref(), Some("Crashed"));
@@ -671,7 +665,7 @@ fn a_huge_bootstrap_root_never_holds_the_write_lock_and_one_sweep_reaps_its_row(
         if !exists(&trash) {
             break;
         }
-        b.sweep()?;
+        b.sweep();
         later += 1;
     }
     assert!(!exists(&trash), "the trash was never emptied");

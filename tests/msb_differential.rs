@@ -6,7 +6,7 @@
 //! reading back what we wrote. `tests/msb/setup.sh` fetches each release
 //! (see `common::msb`).
 
-mod common;
+pub mod common;
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
@@ -158,7 +158,7 @@ const CASES: &[Case] = &[
         msb_differs: Some((Some("Crashed"), "the sandbox directory is a symlink: both crash the row; msb follows it and deletes the bootstrap root and fallback sockets in its target, we never follow one and leave them")) },
     // Not compared here, and why: a runtime hidden by `hidepid=2` is alive
     // for both (kill says EPERM, which both read as alive); that needs a
-    // second user and a private /proc, and tests/faults.rs runs it.
+    // second user and a private /proc, and tests/unwritable_catalogs_and_trees.rs runs it.
 ];
 
 /// The live process the `Live`, `Reused` and `Rebooted` runs record,

@@ -5,7 +5,7 @@
 //! user who may only read it, and one that another user owns, swept as
 //! root, after which that user's msb still gets past its locks.
 
-mod common;
+pub mod common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -977,10 +977,7 @@ fn library_home(msb: &Msb) -> TestResult {
     );
     assert_unchanged(&before, &snapshot(&home.path));
     let catalog = found.open_catalog()?;
-    let sandbox_sweep::SweepOutcome::Swept(report) = found.sweeper().force(true).run(&catalog)
-    else {
-        panic!("expected a sweep");
-    };
+    let report = swept(found.sweeper().force(true).run(&catalog));
     assert_eq!(
         (report.reconciled, report.removed, report.errors),
         (3, 2, 0),

@@ -4,7 +4,7 @@
 //! obviously-correct model of the rules in ARCHITECTURE.md. The invariant
 //! above all: no row is deleted while a directory it named stays.
 
-mod common;
+pub mod common;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
