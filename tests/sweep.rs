@@ -10,19 +10,6 @@ use common::*;
 use sandbox_sweep::process::*;
 use sandbox_sweep::*;
 
-fn sweep_all(f: &Fixture) -> Result<Report> {
-    sweep_with(f, Sweeper::new(&f.sandboxes).limits(Limits::unlimited()))
-}
-
-fn sweep_with(f: &Fixture, sweeper: Sweeper) -> Result<Report> {
-    let catalog = &f.catalog;
-    match sweeper.force(true).run_with(catalog, &now) {
-        SweepOutcome::Swept(report) => Ok(report),
-        SweepOutcome::Failed(err) => Err(err),
-        SweepOutcome::Skipped(reason) => panic!("unexpected skip: {reason}"),
-    }
-}
-
 #[test]
 fn sweep_reconciles_dead_active_and_cleans_terminal_ephemeral() -> Result<()> {
     let f = Fixture::new()?;
@@ -30,7 +17,11 @@ fn sweep_reconciles_dead_active_and_cleans_terminal_ephemeral() -> Result<()> {
     f.run(dead, Some(DEAD_PID), "Running")?;
     let eph = f.sandbox("eph", "Stopped", true)?;
     let eph_dir = f.mkdir("eph");
-    let report = sweep_with(&f, Sweeper::new(&f.sandboxes))?;
+    let report = swept(
+        Sweeper::new(&f.sandboxes)
+            .force(true)
+            .run_with(&f.catalog, &now),
+    );
     assert_eq!(
         (report.reconciled, report.removed, report.errors),
         (1, 1, 0)
@@ -47,7 +38,7 @@ fn running_with_dead_runtime_becomes_crashed() -> Result<()> {
     let f = Fixture::new()?;
     let id = f.sandbox("web", "Running", false)?;
     let run = f.run(id, Some(DEAD_PID), "Running")?;
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!((report.crashed, report.stopped), (1, 0));
     assert_eq!(report.dead(DeadReason::NoSuchProcess), 1);
     assert_eq!(f.status(id)?.as_deref(), Some("Crashed"));
@@ -73,7 +64,7 @@ fn draining_with_dead_runtime_becomes_stopped() -> Result<()> {
     let f = Fixture::new()?;
     let id = f.sandbox("web", "Draining", false)?;
     let run = f.run(id, None, "Running")?;
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!((report.crashed, report.stopped), (0, 1));
     assert_eq!(report.dead(DeadReason::NoPid), 1);
     assert_eq!(f.status(id)?.as_deref(), Some("Stopped"));
@@ -93,7 +84,7 @@ fn draining_without_running_run_becomes_stopped() -> Result<()> {
     let f = Fixture::new()?;
     let id = f.sandbox("web", "Draining", false)?;
     let old = f.run(id, Some(DEAD_PID), "Terminated")?;
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(report.stopped, 1);
     assert_eq!(f.status(id)?.as_deref(), Some("Stopped"));
     assert_eq!(f.run_row(old)?, Some(("Terminated".into(), None, None)));
@@ -105,7 +96,7 @@ fn running_without_running_run_is_left_alone() -> Result<()> {
     let f = Fixture::new()?;
     let id = f.sandbox("starting", "Running", false)?;
     f.run(id, Some(DEAD_PID), "Terminated")?;
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(report.reconciled, 0);
     assert_eq!(f.status(id)?.as_deref(), Some("Running"));
     Ok(())
@@ -118,7 +109,7 @@ fn live_runtime_is_left_alone() -> Result<()> {
     let run = f.run(id, Some(own_pid()), "Running")?;
     let drain = f.sandbox("draining", "Draining", true)?;
     f.run(drain, Some(own_pid()), "Running")?;
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(report.reconciled, 0);
     assert_eq!(f.status(id)?.as_deref(), Some("Running"));
     assert_eq!(f.status(drain)?.as_deref(), Some("Draining"));
@@ -135,7 +126,7 @@ fn only_the_latest_running_run_decides() -> Result<()> {
     let dead = f.sandbox("died-after-restart", "Running", false)?;
     let old = f.run_at(dead, Some(own_pid()), "Running", "2026-06-01 00:00:00")?;
     let new = f.run_at(dead, Some(DEAD_PID), "Running", "2026-06-02 00:00:00")?;
-    sweep_all(&f)?;
+    f.sweep();
     assert_eq!(f.status(live)?.as_deref(), Some("Running"));
     assert_eq!(f.status(dead)?.as_deref(), Some("Crashed"));
     assert_eq!(f.run_row(new)?.map(|r| r.0), Some("Terminated".into()));
@@ -153,7 +144,7 @@ fn unknown_statuses_and_persistent_sandboxes_are_untouched() -> Result<()> {
     let keep = f.sandbox("keep", "Stopped", false)?;
     let keep_dir = f.mkdir("keep");
     let crashed_keep = f.sandbox("crashed-keep", "Crashed", false)?;
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(
         (report.reconciled, report.removed, report.errors),
         (0, 0, 0)
@@ -172,7 +163,7 @@ fn ephemeral_with_live_run_is_kept() -> Result<()> {
     let id = f.sandbox("eph", "Stopped", true)?;
     f.run(id, Some(own_pid()), "Running")?;
     let dir = f.mkdir("eph");
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(report.outcome(CleanupOutcome::SkippedLivePid), 1);
     assert_eq!(report.removed, 0);
     assert_eq!(f.status(id)?.as_deref(), Some("Stopped"));
@@ -195,7 +186,7 @@ fn removal_deletes_run_rows_and_symlinked_content_is_not_followed() -> Result<()
     let inner = f.mkdir("inner");
     std::os::unix::fs::symlink(&outside, inner.join("escape")).expect("symlink");
     let inner_id = f.sandbox("inner", "Stopped", true)?;
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(report.removed, 2);
     assert!(!exists(&link) && !exists(&inner));
     assert_eq!(
@@ -233,7 +224,7 @@ fn invalid_names_are_counted_and_nothing_outside_is_touched() -> Result<()> {
     for name in &names {
         ids.push(f.sandbox(name, "Stopped", true)?);
     }
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(report.errors, names.len() as u64);
     assert_eq!(
         report.outcome(CleanupOutcome::InvalidName),
@@ -316,7 +307,7 @@ fn garbage_timestamps_and_odd_pids_are_handled() -> Result<()> {
     f.conn().execute_batch("PRAGMA foreign_keys = OFF")?;
     let orphan = f.run(999, Some(DEAD_PID), "Running")?;
     f.conn().execute_batch("PRAGMA foreign_keys = ON")?;
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(report.crashed, 1);
     assert_eq!(report.dead(DeadReason::InvalidPid), 1);
     assert_eq!(
@@ -458,7 +449,7 @@ fn reference_schema_without_migration_is_swept() -> Result<()> {
     let eph_dir = f.mkdir("eph");
     let catalog = &f.catalog;
     assert!(!catalog.has_identity_columns());
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(
         (report.reconciled, report.removed, report.errors),
         (1, 1, 0)
@@ -509,7 +500,7 @@ fn catalog_without_active_config_is_swept() -> Result<()> {
     f.run(web, Some(DEAD_PID), "Running")?;
     f.conn()
         .execute_batch("ALTER TABLE sandbox DROP COLUMN active_config")?;
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(report.crashed, 1);
     assert_eq!(f.status(web)?.as_deref(), Some("Crashed"));
     Ok(())
@@ -527,7 +518,7 @@ fn crash_leftovers_in_the_trash_are_restored_or_purged() -> Result<()> {
     // Another died after its commit: the row is gone, the trash remains.
     std::fs::create_dir_all(trash.join("424242/rootfs")).expect("mkdir");
     std::fs::write(trash.join("stray-file"), b"x").expect("write");
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(report.errors, 0);
     assert!(exists(&f.sandboxes.join("kept/rootfs")));
     assert!(!exists(&trash), "an emptied trash is removed");
@@ -561,7 +552,7 @@ fn trash_that_does_not_fit_the_budget_waits_for_the_next_sweep() -> Result<()> {
             assert!(!exists(&f.sandboxes.join(name)));
         }
     }
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!(report.trash_deferred, 0);
     assert!(!exists(&trash), "an emptied trash is removed");
     assert_eq!(f.count("SELECT count(*) FROM sandbox")?, 0);
@@ -576,13 +567,13 @@ fn names_longer_than_a_path_component_are_invalid_and_kept() -> Result<()> {
     let ok = f.sandbox(&longest, "Stopped", true)?;
     f.mkdir(&longest);
     let bad = f.sandbox(&too_long, "Crashed", true)?;
-    let report = sweep_all(&f)?;
+    let report = f.sweep();
     assert_eq!((report.removed, report.errors), (1, 1));
     assert_eq!(report.outcome(CleanupOutcome::InvalidName), 1);
     assert_eq!(f.status(ok)?, None);
     assert_eq!(f.status(bad)?.as_deref(), Some("Crashed"));
     // Counted again next time, never retried as a failed removal.
-    let again = sweep_all(&f)?;
+    let again = f.sweep();
     assert_eq!(again.outcome(CleanupOutcome::InvalidName), 1);
     assert_eq!(again.outcome(CleanupOutcome::DirRemoveFailed), 0);
     Ok(())

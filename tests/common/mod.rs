@@ -1,4 +1,10 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: the one place a test's setup,
+//! runs of the binary and reads of the catalog are written.
+//!
+//! Each test binary declares it `pub mod common;`: every binary uses a
+//! different part, and as a public module of its crate nothing here is
+//! reported unused in the binaries that do not call it. Each item is
+//! documented and used by some test (no `allow` hides a dead one).
 
 pub mod fixture;
 pub mod holder;
