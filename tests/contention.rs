@@ -147,6 +147,10 @@ fn a_catalog_locked_past_the_budget_is_a_skip_within_the_budget() -> TestResult 
     use std::time::Instant;
     let (env, conn, dead, eph) = dead_and_finished();
     let budget = Duration::from_millis(250);
+    // Past the budget by at most a loaded machine's scheduling (seen: 27 ms
+    // beside four parallel builds on two cores); what this rules out is a
+    // wait for the writer (3 s) or for the host's timeout (5 s).
+    let slack = Duration::from_millis(150);
     // What the issue measured: a writer holding the lock for 3 s, and a
     // host whose connection waits 5 s (the default).
     let blocker = env.conn();
@@ -160,7 +164,7 @@ fn a_catalog_locked_past_the_budget_is_a_skip_within_the_budget() -> TestResult 
         matches!(outcome, SweepOutcome::Skipped(SkipReason::Busy)),
         "{outcome:?}"
     );
-    assert!(took < budget + Duration::from_millis(20), "{took:?}");
+    assert!(took < budget + slack, "{took:?}");
     // The host's own statements wait as long as it said, after.
     let host: i64 = catalog
         .connection()
@@ -187,7 +191,7 @@ fn a_catalog_locked_past_the_budget_is_a_skip_within_the_budget() -> TestResult 
     let took = asked.elapsed();
     assert!(report.timed_out && !report.complete, "{report}");
     assert_eq!((report.reconciled, report.removed), (0, 0), "{report}");
-    assert!(took < budget + Duration::from_millis(20), "{took:?}");
+    assert!(took < budget + slack, "{took:?}");
     blocker.execute_batch("COMMIT")?;
     drop(lease);
 
