@@ -177,7 +177,9 @@ fn a_catalog_locked_past_the_budget_is_a_skip_within_the_budget() -> TestResult 
     let took = asked.elapsed();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(json_field(&json_line(&out), "skip_reason"), "\"busy\"");
-    assert!(took < budget + Duration::from_millis(100), "{took:?}");
+    // A process's start on a loaded machine is slow (seen: 393 ms); a
+    // second is still far short of the 5 s a busy timeout would wait.
+    assert!(took < budget + Duration::from_secs(1), "{took:?}");
 
     // Locked after the lease was taken: the batch waits what is left of
     // the budget, stops as timed out, and writes nothing.
