@@ -14,6 +14,40 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// and logged, and the row is left as it was. An `Error` means the operation
 /// as a whole could not go on.
 ///
+/// # The chain
+///
+/// Each variant's `Display` (`{}`) says only its own level, and
+/// [`source()`](std::error::Error::source) returns the error it wraps (the
+/// `source` field of [`Error::Io`], [`Error::DuplicateName`] and
+/// [`Error::ReadOnlyWal`], the SQLite error of [`Error::Sqlite`] and
+/// [`Error::Busy`]), so a chain walker such as `anyhow`'s `{:#}` prints
+/// every cause once. [`Error::Install`] is transparent: it says the
+/// refusal's words and has no source. The alternate form, `{:#}`, prints
+/// the whole chain on one line, each level joined by `": "`, as `anyhow`
+/// does (a level that repeats the one before it word for word, as
+/// rusqlite's error without a message does, is said once): that is what a
+/// log line or an `error:` line wants.
+///
+/// ```
+/// use std::error::Error as _;
+/// use sandbox_sweep::Error;
+///
+/// let err = Error::Io {
+///     path: "/srv/msb/sandboxes".into(),
+///     source: std::io::Error::from(std::io::ErrorKind::NotFound),
+/// };
+/// assert_eq!(err.to_string(), "/srv/msb/sandboxes");
+/// // Walk the chain the way anyhow does.
+/// let mut chain = err.to_string();
+/// let mut cause = err.source();
+/// while let Some(inner) = cause {
+///     chain.push_str(&format!(": {inner}"));
+///     cause = inner.source();
+/// }
+/// assert_eq!(chain, "/srv/msb/sandboxes: entity not found");
+/// assert_eq!(format!("{err:#}"), chain);
+/// ```
+///
 /// # Examples
 ///
 /// ```
@@ -144,11 +178,12 @@ impl From<rusqlite::Error> for Error {
     }
 }
 
+/// `{}`: this level only; `{:#}`: the whole chain, joined by `": "`.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Sqlite(err) => write!(f, "database error: {err}"),
-            Error::Busy(err) => write!(f, "database busy past the busy timeout: {err}"),
+            Error::Sqlite(_) => f.write_str("database error"),
+            Error::Busy(_) => f.write_str("database busy past the busy timeout"),
             Error::MissingTable { table } => {
                 write!(f, "catalog has no `{table}` table; `migrate` creates it")
             }
@@ -156,7 +191,7 @@ impl fmt::Display for Error {
                 f,
                 "catalog has no `{table}.{column}` column; `migrate` adds it"
             ),
-            Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Io { path, .. } => write!(f, "{}", path.display()),
             Error::InvalidName { name } => write!(
                 f,
                 "sandbox name {name:?} is not a single normal path component"
@@ -182,23 +217,41 @@ impl fmt::Display for Error {
             Error::NoHome => {
                 f.write_str("no microsandbox home: $MSB_HOME and $HOME are both unset or empty")
             }
+        }?;
+        if f.alternate() {
+            let mut cause = std::error::Error::source(self);
+            let mut said = String::new();
+            // Bounded: a chain of errors that loops would be a bug in a
+            // dependency, and must not hang a log line.
+            for _ in 0..32 {
+                let Some(inner) = cause else { break };
+                // rusqlite's error without a message shows its source's
+                // words: a level that repeats the last one is said once.
+                let words = inner.to_string();
+                if words != said {
+                    write!(f, ": {words}")?;
+                }
+                said = words;
+                cause = inner.source();
+            }
         }
+        Ok(())
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        // Display already shows the inner error, so skip one level to avoid
-        // printing the same message twice in a chain.
         match self {
-            Error::Sqlite(err) | Error::Busy(err) => std::error::Error::source(err),
+            Error::Sqlite(err) | Error::Busy(err) => Some(err),
             Error::ReadOnlyWal { source, .. } => Some(source),
-            Error::Io { source, .. } => source.source(),
+            Error::Io { source, .. } => Some(source),
+            Error::DuplicateName { source, .. } => Some(source),
             Error::MissingTable { .. } => None,
             Error::MissingColumn { .. } => None,
             Error::InvalidName { .. } => None,
-            Error::DuplicateName { source, .. } => Some(source),
             Error::UnknownString { .. } => None,
+            // Transparent: its words are the refusal's, and it wraps no
+            // error of its own.
             Error::Install(_) => None,
             Error::Ownership { .. } | Error::Process { .. } | Error::NoHome => None,
         }
@@ -224,5 +277,150 @@ impl<T> IoContext<T> for io::Result<T> {
 impl<T> IoContext<T> for nix::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
         self.map_err(io::Error::from).at(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lease::InstallRefusal;
+
+    /// Every level's `Display`, walked through `source()` as `anyhow` does.
+    fn levels(err: &Error) -> Vec<String> {
+        let mut levels = vec![err.to_string()];
+        let mut cause = std::error::Error::source(err);
+        while let Some(inner) = cause {
+            levels.push(inner.to_string());
+            cause = inner.source();
+        }
+        levels
+    }
+
+    fn unique() -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE),
+            Some("UNIQUE constraint failed: sandbox.name".into()),
+        )
+    }
+
+    fn busy() -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None)
+    }
+
+    /// One case per variant: each level says only its own words, every
+    /// cause appears once, and `{:#}` is the chain joined by `": "`.
+    #[test]
+    fn every_variant_chains_each_cause_once() {
+        let io = || io::Error::from_raw_os_error(2);
+        let cases: Vec<(Error, Vec<&str>)> = vec![
+            (
+                Error::Sqlite(unique()),
+                vec![
+                    "database error",
+                    "UNIQUE constraint failed: sandbox.name",
+                    "Error code 2067: constraint failed",
+                ],
+            ),
+            (
+                Error::Busy(busy()),
+                vec![
+                    "database busy past the busy timeout",
+                    // rusqlite's error without a message says its
+                    // source's words: `{:#}` prints them once.
+                    "Error code 5: database is locked",
+                    "Error code 5: database is locked",
+                ],
+            ),
+            (
+                Error::MissingTable { table: "run" },
+                vec!["catalog has no `run` table; `migrate` creates it"],
+            ),
+            (
+                Error::MissingColumn {
+                    table: "run",
+                    column: "boot_id",
+                },
+                vec!["catalog has no `run.boot_id` column; `migrate` adds it"],
+            ),
+            (
+                Error::Io {
+                    path: "/home/msb/sandboxes".into(),
+                    source: io(),
+                },
+                vec![
+                    "/home/msb/sandboxes",
+                    "No such file or directory (os error 2)",
+                ],
+            ),
+            (
+                Error::InvalidName {
+                    name: "../x".into(),
+                },
+                vec!["sandbox name \"../x\" is not a single normal path component"],
+            ),
+            (
+                Error::UnknownString {
+                    column: "sandbox.status",
+                    text: "Gone".into(),
+                },
+                vec!["\"Gone\" is not a known `sandbox.status` value"],
+            ),
+            (
+                Error::DuplicateName {
+                    name: "job-1".into(),
+                    source: unique(),
+                },
+                vec![
+                    "a sandbox named \"job-1\" is already in the catalog",
+                    "UNIQUE constraint failed: sandbox.name",
+                    "Error code 2067: constraint failed",
+                ],
+            ),
+            (
+                Error::Install(InstallRefusal::NotHolder),
+                vec!["the install-exclusive lease is no longer held by this process"],
+            ),
+            (
+                Error::ReadOnlyWal {
+                    path: "/home/msb/db/msb.db".into(),
+                    source: rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                        Some("unable to open database file".into()),
+                    ),
+                },
+                vec![
+                    "/home/msb/db/msb.db: cannot be read read-only: its -wal or -shm file is \
+                     missing, and only a user who may write its directory can make them (any \
+                     msb command run by the home's owner does)",
+                    "unable to open database file",
+                    "Error code 14: unable to open database file",
+                ],
+            ),
+            (
+                Error::Ownership {
+                    path: "/home/msb".into(),
+                    detail: "owned by uid 1000, its run directory by uid 0".into(),
+                },
+                vec!["/home/msb: owned by uid 1000, its run directory by uid 0"],
+            ),
+            (
+                Error::NoHome,
+                vec!["no microsandbox home: $MSB_HOME and $HOME are both unset or empty"],
+            ),
+            (
+                Error::Process {
+                    pid: 42,
+                    detail: "stat unreadable".into(),
+                },
+                vec!["process 42: stat unreadable"],
+            ),
+        ];
+        for (err, expected) in &cases {
+            assert_eq!(&levels(err), expected, "{err:?}");
+            let mut once = expected.clone();
+            once.dedup();
+            assert_eq!(format!("{err:#}"), once.join(": "), "{err:?}");
+            assert_eq!(err.to_string(), expected[0], "{err:?}");
+        }
     }
 }

@@ -254,7 +254,7 @@ impl Removal<'_> {
                 Ok(true) => {}
                 Ok(false) => self.done.deferred += 1,
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "{err}: left in the trash; every sweep tries again");
+                    log::warn!(target: crate::LOG_KEPT, "{err:#}: left in the trash; every sweep tries again");
                     self.done.trash_failed += 1;
                 }
             }
@@ -355,7 +355,7 @@ impl Removal<'_> {
                 }
                 Err(errno) => {
                     let err = Err::<(), _>(errno).at(&at());
-                    let why = err.err().map_or_else(String::new, |e| e.to_string());
+                    let why = err.err().map_or_else(String::new, |e| format!("{e:#}"));
                     self.keep(orphan, Kept::Failed(why));
                     return Ok(());
                 }
@@ -403,8 +403,8 @@ impl Removal<'_> {
             match self.remove_runtime_file(&orphan, proven.dir.as_ref()) {
                 Ok(()) => self.done.removed.push(orphan),
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "{}: kept: {err}", orphan.path.display());
-                    self.keep(orphan, Kept::Failed(err.to_string()));
+                    log::warn!(target: crate::LOG_KEPT, "{}: kept: {err:#}", orphan.path.display());
+                    self.keep(orphan, Kept::Failed(format!("{err:#}")));
                 }
             }
         }
@@ -481,8 +481,8 @@ pub(crate) fn run(
             if err.is_busy() {
                 return Err(err);
             }
-            log::warn!(target: crate::LOG_KEPT, "{}: kept: {err}", path.display());
-            removal.keep(orphan, Kept::Failed(err.to_string()));
+            log::warn!(target: crate::LOG_KEPT, "{}: kept: {err:#}", path.display());
+            removal.keep(orphan, Kept::Failed(format!("{err:#}")));
         }
     }
     removal.runtime_files()?;

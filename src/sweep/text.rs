@@ -204,7 +204,7 @@ impl fmt::Display for SweepOutcome {
             SweepOutcome::Skipped(reason) => {
                 write!(f, "skipped ({reason}): {}", explain(*reason))
             }
-            SweepOutcome::Failed(err) => write!(f, "sweep failed: {err}"),
+            SweepOutcome::Failed(err) => write!(f, "sweep failed: {err:#}"),
             SweepOutcome::Swept(report) => fmt::Display::fmt(report, f),
         }
     }
