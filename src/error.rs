@@ -258,6 +258,23 @@ impl std::error::Error for Error {
     }
 }
 
+/// The one of `all` whose word (`as_str`) is `text`: every `FromStr` of a
+/// word enum, so each inverts its `as_str` the same way.
+pub(crate) fn parse_word<T: Copy>(
+    all: &[T],
+    word: impl Fn(T) -> &'static str,
+    column: &'static str,
+    text: &str,
+) -> Result<T> {
+    all.iter()
+        .copied()
+        .find(|&v| word(v) == text)
+        .ok_or_else(|| Error::UnknownString {
+            column,
+            text: text.to_owned(),
+        })
+}
+
 /// Attaches a path to an `io::Result`, where the error is made.
 pub(crate) trait IoContext<T> {
     fn at(self, path: &Path) -> Result<T>;
@@ -422,5 +439,64 @@ mod tests {
             assert_eq!(format!("{err:#}"), once.join(": "), "{err:?}");
             assert_eq!(err.to_string(), expected[0], "{err:?}");
         }
+    }
+
+    /// `word.parse()` gives back every value `as_str` names, and an
+    /// unknown word is `UnknownString` naming the enum's column.
+    fn round_trips<T>(all: &[T], word: impl Fn(&T) -> &str, column: &str)
+    where
+        T: std::str::FromStr<Err = Error> + PartialEq + std::fmt::Debug,
+    {
+        for value in all {
+            assert_eq!(word(value).parse::<T>().as_ref().ok(), Some(value));
+        }
+        match "no-such-word".parse::<T>() {
+            Err(Error::UnknownString { column: c, text }) => {
+                assert_eq!((c, text.as_str()), (column, "no-such-word"));
+            }
+            other => panic!("{column}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_as_str_has_its_from_str() {
+        use crate::lease::gate::SkipReason;
+        use crate::orphans::{Kept, OrphanKind};
+        use crate::process::DeadReason;
+        use crate::status::StaleList;
+        use crate::{CleanupOutcome, SandboxStatus, SweepEnd, TerminationReason};
+
+        let skips = [
+            SkipReason::Held,
+            SkipReason::Recent,
+            SkipReason::Busy,
+            SkipReason::Installing,
+        ];
+        round_trips(&skips, |v| v.as_str(), "skip_reason");
+        round_trips(&CleanupOutcome::ALL, |v| v.as_str(), "cleanup_outcome");
+        round_trips(&SweepEnd::ALL, |v| v.as_str(), "sweep_end");
+        round_trips(&DeadReason::ALL, |v| v.as_str(), "dead_reason");
+        round_trips(&OrphanKind::ALL, |v| v.as_str(), "orphan_kind");
+        round_trips(&StaleList::ALL, |v| v.as_str(), "stale_list");
+        round_trips(SandboxStatus::ALL, |v| v.as_str(), "sandbox.status");
+        round_trips(
+            TerminationReason::ALL,
+            |v| v.as_str(),
+            "run.termination_reason",
+        );
+        let kept = [
+            Kept::Young,
+            Kept::LockHeld,
+            Kept::Named,
+            Kept::Listening,
+            Kept::UnknownEntries,
+            Kept::NoRunDir,
+            Kept::InvalidName,
+            Kept::LockFile,
+            Kept::Trash,
+            Kept::OutOfTime,
+            Kept::Failed(String::new()),
+        ];
+        round_trips(&kept, |v| v.as_str(), "kept");
     }
 }

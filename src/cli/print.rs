@@ -78,7 +78,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
                 .or_else(|| report.trash_error.clone()),
         ),
         SweepOutcome::Skipped(reason) => ("skipped", Some(reason.as_str()), &empty, None),
-        SweepOutcome::Failed(err) => ("failed", None, &empty, Some(err.to_string())),
+        SweepOutcome::Failed(err) => ("failed", None, &empty, Some(format!("{err:#}"))),
     };
     report_json(out, kind, skip, report, error.as_deref())
 }

@@ -74,18 +74,13 @@ impl std::str::FromStr for SkipReason {
     type Err = crate::error::Error;
 
     fn from_str(text: &str) -> Result<SkipReason, Self::Err> {
-        [
+        let all = [
             SkipReason::Held,
             SkipReason::Recent,
             SkipReason::Busy,
             SkipReason::Installing,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == text)
-        .ok_or_else(|| crate::error::Error::UnknownString {
-            column: "skip_reason",
-            text: text.to_owned(),
-        })
+        ];
+        crate::error::parse_word(&all, SkipReason::as_str, "skip_reason", text)
     }
 }
 

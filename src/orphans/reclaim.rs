@@ -101,6 +101,41 @@ impl Kept {
     }
 }
 
+/// The inverse of [`Kept::as_str`]. The word `failed` reads back as
+/// `Failed` with an empty message: the word does not carry the message.
+///
+/// ```
+/// use sandbox_sweep::orphans::Kept;
+/// assert_eq!("listening".parse::<Kept>()?, Kept::Listening);
+/// assert_eq!("failed".parse::<Kept>()?, Kept::Failed(String::new()));
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+impl std::str::FromStr for Kept {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Kept> {
+        let all = [
+            Kept::Young,
+            Kept::LockHeld,
+            Kept::Named,
+            Kept::Listening,
+            Kept::UnknownEntries,
+            Kept::NoRunDir,
+            Kept::InvalidName,
+            Kept::LockFile,
+            Kept::Trash,
+            Kept::OutOfTime,
+            Kept::Failed(String::new()),
+        ];
+        all.into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| Error::UnknownString {
+                column: "kept",
+                text: text.to_owned(),
+            })
+    }
+}
+
 /// What a removal did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -68,6 +68,22 @@ impl fmt::Display for DeadReason {
     }
 }
 
+/// The inverse of [`DeadReason::as_str`].
+///
+/// ```
+/// use sandbox_sweep::process::DeadReason;
+/// assert_eq!("zombie".parse::<DeadReason>()?, DeadReason::Zombie);
+/// assert!("asleep".parse::<DeadReason>().is_err());
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+impl std::str::FromStr for DeadReason {
+    type Err = crate::error::Error;
+
+    fn from_str(text: &str) -> crate::error::Result<DeadReason> {
+        crate::error::parse_word(&DeadReason::ALL, DeadReason::as_str, "dead_reason", text)
+    }
+}
+
 /// The verdict on a run's process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -92,6 +108,48 @@ impl Liveness {
     /// ```
     pub fn is_alive(self) -> bool {
         self == Liveness::Alive
+    }
+}
+
+/// `alive`, or `dead (zombie)`; `{:#}` says what the verdict means.
+///
+/// ```
+/// use sandbox_sweep::process::{DeadReason, Liveness};
+///
+/// assert_eq!(Liveness::Alive.to_string(), "alive");
+/// assert_eq!(Liveness::Dead(DeadReason::PidReused).to_string(), "dead (pid_reused)");
+/// assert_eq!(
+///     format!("{:#}", Liveness::Dead(DeadReason::PidReused)),
+///     "dead (pid_reused): a process has the pid, but it started at another time"
+/// );
+/// assert_eq!(
+///     format!("{:#}", Liveness::Alive),
+///     "alive: the process lives, or nothing proves it dead"
+/// );
+/// ```
+impl fmt::Display for Liveness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Liveness::Alive => f.write_str("alive")?,
+            Liveness::Dead(reason) => write!(f, "dead ({reason})")?,
+        }
+        if f.alternate() {
+            let meaning = match self {
+                Liveness::Alive => "the process lives, or nothing proves it dead",
+                Liveness::Dead(DeadReason::NoPid) => "the run records no pid",
+                Liveness::Dead(DeadReason::InvalidPid) => {
+                    "the recorded pid is not one a process can have"
+                }
+                Liveness::Dead(DeadReason::NoSuchProcess) => "no process has the pid",
+                Liveness::Dead(DeadReason::Zombie) => "the process exited and waits to be reaped",
+                Liveness::Dead(DeadReason::PidReused) => {
+                    "a process has the pid, but it started at another time"
+                }
+                Liveness::Dead(DeadReason::Rebooted) => "the run predates a reboot",
+            };
+            write!(f, ": {meaning}")?;
+        }
+        Ok(())
     }
 }
 

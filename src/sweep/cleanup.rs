@@ -142,13 +142,12 @@ impl std::str::FromStr for CleanupOutcome {
     type Err = Error;
 
     fn from_str(text: &str) -> std::result::Result<CleanupOutcome, Error> {
-        CleanupOutcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == text)
-            .ok_or_else(|| Error::UnknownString {
-                column: "cleanup_outcome",
-                text: text.to_owned(),
-            })
+        crate::error::parse_word(
+            &CleanupOutcome::ALL,
+            CleanupOutcome::as_str,
+            "cleanup_outcome",
+            text,
+        )
     }
 }
 

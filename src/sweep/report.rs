@@ -326,12 +326,6 @@ impl std::str::FromStr for SweepEnd {
     type Err = crate::error::Error;
 
     fn from_str(text: &str) -> std::result::Result<SweepEnd, Self::Err> {
-        SweepEnd::ALL
-            .into_iter()
-            .find(|e| e.as_str() == text)
-            .ok_or_else(|| crate::error::Error::UnknownString {
-                column: "sweep_end",
-                text: text.to_owned(),
-            })
+        crate::error::parse_word(&SweepEnd::ALL, SweepEnd::as_str, "sweep_end", text)
     }
 }
