@@ -616,7 +616,7 @@ impl Catalog {
     /// This crate's indexes the catalog lacks, by name (empty when `init`
     /// has run). Without them a sweep still holds its budget, but does
     /// far fewer rows in it: each candidate's run lookup scans every run.
-    /// `sandbox-sweep init` ([`migrate`]) adds them. Reads only.
+    /// [`migrate`] adds them. Reads only.
     ///
     /// # Errors
     ///

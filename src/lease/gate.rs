@@ -8,8 +8,6 @@
 //! mechanism is the same for every named lease: only the spec differs. No
 //! sweeping here, and no filesystem.
 
-use std::fmt;
-
 use rusqlite::{OptionalExtension, params};
 use time::PrimitiveDateTime;
 
@@ -53,12 +51,6 @@ impl SkipReason {
             SkipReason::Busy => "busy",
             SkipReason::Installing => "installing",
         }
-    }
-}
-
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -147,8 +147,8 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         self.report.missing_indexes = self.catalog.missing_indexes()?;
         if !self.report.missing_indexes.is_empty() {
             log::warn!(
-                "the catalog lacks {}: each run lookup scans the whole table (`sandbox-sweep init` adds them)",
-                self.report.missing_indexes.join(", ")
+                "{}; `migrate` adds them",
+                crate::sweep::text::MissingIndexes(&self.report.missing_indexes)
             );
         }
         // A statement that outlives the budget (a full scan on a catalog

@@ -12,7 +12,7 @@ use crate::sweep::cleanup::CleanupOutcome;
 /// What a sweep did.
 ///
 /// `Display` writes one labelled line, for logs; `{:#}` writes the
-/// several lines `sandbox-sweep sweep` prints:
+/// several lines a person reads (the CLI's `sweep` prints them):
 ///
 /// ```
 /// let report = sandbox_sweep::Report::default();
@@ -61,7 +61,7 @@ pub struct Report {
     pub sandboxes_dir_error: Option<String>,
     /// This crate's indexes the catalog lacks (see
     /// [`Catalog::missing_indexes`](crate::Catalog::missing_indexes)):
-    /// `sandbox-sweep init` adds them. A sweep never changes the schema.
+    /// [`migrate`](crate::migrate) adds them. A sweep never changes the schema.
     pub missing_indexes: Vec<&'static str>,
     /// Why nothing was swept: the run directory given could not be opened
     /// (the message names it). Counted in `errors`; no row was examined,
