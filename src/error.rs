@@ -202,7 +202,8 @@ impl fmt::Display for Error {
             Error::DuplicateName { name, .. } => {
                 write!(f, "a sandbox named {name:?} is already in the catalog")
             }
-            Error::Install(refusal) => write!(f, "{refusal}"),
+            // Transparent: the refusal's own `{}` or `{:#}`.
+            Error::Install(refusal) => fmt::Display::fmt(refusal, f),
             // SQLite's own words vary with what was missing; they are
             // the source.
             Error::ReadOnlyWal { path, .. } => write!(

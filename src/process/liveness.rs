@@ -62,9 +62,34 @@ impl DeadReason {
     }
 }
 
+impl DeadReason {
+    /// What the reason means, for a person.
+    fn meaning(self) -> &'static str {
+        match self {
+            DeadReason::NoPid => "the run records no pid",
+            DeadReason::InvalidPid => "the recorded pid is not one a process can have",
+            DeadReason::NoSuchProcess => "no process has the pid",
+            DeadReason::Zombie => "the process exited and waits to be reaped",
+            DeadReason::PidReused => "a process has the pid, but it started at another time",
+            DeadReason::Rebooted => "the run predates a reboot",
+        }
+    }
+}
+
+/// `{}`: the word (`zombie`); `{:#}`: the word and what it means.
+///
+/// ```
+/// use sandbox_sweep::process::DeadReason;
+/// assert_eq!(DeadReason::Rebooted.to_string(), "rebooted");
+/// assert_eq!(format!("{:#}", DeadReason::Rebooted), "rebooted: the run predates a reboot");
+/// ```
 impl fmt::Display for DeadReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.as_str())?;
+        if f.alternate() {
+            write!(f, ": {}", self.meaning())?;
+        }
+        Ok(())
     }
 }
 
@@ -131,21 +156,12 @@ impl fmt::Display for Liveness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Liveness::Alive => f.write_str("alive")?,
-            Liveness::Dead(reason) => write!(f, "dead ({reason})")?,
+            Liveness::Dead(reason) => write!(f, "dead ({})", reason.as_str())?,
         }
         if f.alternate() {
             let meaning = match self {
                 Liveness::Alive => "the process lives, or nothing proves it dead",
-                Liveness::Dead(DeadReason::NoPid) => "the run records no pid",
-                Liveness::Dead(DeadReason::InvalidPid) => {
-                    "the recorded pid is not one a process can have"
-                }
-                Liveness::Dead(DeadReason::NoSuchProcess) => "no process has the pid",
-                Liveness::Dead(DeadReason::Zombie) => "the process exited and waits to be reaped",
-                Liveness::Dead(DeadReason::PidReused) => {
-                    "a process has the pid, but it started at another time"
-                }
-                Liveness::Dead(DeadReason::Rebooted) => "the run predates a reboot",
+                Liveness::Dead(reason) => reason.meaning(),
             };
             write!(f, ": {meaning}")?;
         }
