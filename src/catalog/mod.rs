@@ -720,6 +720,21 @@ fn schema_version(conn: &Connection) -> Result<i64> {
         .query_row([], |r| r.get(0))?)
 }
 
+/// The one sentence for indexes the catalog lacks
+/// ([`Catalog::missing_indexes`]), which the sweep's report, its log line
+/// and the status summary all say.
+pub(crate) struct MissingIndexes<'a>(pub &'a [&'a str]);
+
+impl std::fmt::Display for MissingIndexes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "indexes missing: {} (each run lookup scans the whole table, so a sweep does few rows in its budget)",
+            self.0.join(", ")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

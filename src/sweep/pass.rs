@@ -148,7 +148,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         if !self.report.missing_indexes.is_empty() {
             log::warn!(
                 "{}; `migrate` adds them",
-                crate::sweep::text::MissingIndexes(&self.report.missing_indexes)
+                crate::catalog::MissingIndexes(&self.report.missing_indexes)
             );
         }
         // A statement that outlives the budget (a full scan on a catalog

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::catalog::MissingIndexes;
 use crate::lease::gate::SkipReason;
 use crate::orphans::text::Bytes;
 use crate::process::liveness::DeadReason;
@@ -33,20 +34,6 @@ fn nonzero<T: fmt::Display>(
         write!(f, "{sep}{label}none")?;
     }
     Ok(())
-}
-
-/// The one sentence for indexes the catalog lacks, which both the
-/// sweep's report and the status summary say.
-pub(crate) struct MissingIndexes<'a>(pub &'a [&'a str]);
-
-impl fmt::Display for MissingIndexes<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "indexes missing: {} (each run lookup scans the whole table, so a sweep does few rows in its budget)",
-            self.0.join(", ")
-        )
-    }
 }
 
 /// `reconciled` and `removed`, or what a dry run would have done.
