@@ -24,9 +24,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// every cause once. [`Error::Install`] is transparent: it says the
 /// refusal's words and has no source. The alternate form, `{:#}`, prints
 /// the whole chain on one line, each level joined by `": "`, as `anyhow`
-/// does (a level that repeats the one before it word for word, as
-/// rusqlite's error without a message does, is said once): that is what a
-/// log line or an `error:` line wants.
+/// does, except that a level whose words contain the level before it (as
+/// rusqlite's `Error code 5: database is locked` repeats its message) is
+/// left out: that is what a log line or an `error:` line wants.
 ///
 /// ```
 /// use std::error::Error as _;
@@ -226,10 +226,12 @@ impl fmt::Display for Error {
             // dependency, and must not hang a log line.
             for _ in 0..32 {
                 let Some(inner) = cause else { break };
-                // rusqlite's error without a message shows its source's
-                // words: a level that repeats the last one is said once.
+                // rusqlite's error shows its source's words again (all of
+                // them without a message, `Error code 14: unable to open
+                // database file` after `unable to open database file`
+                // with one): a level that repeats the last one is left out.
                 let words = inner.to_string();
-                if words != said {
+                if !words.contains(&said) || said.is_empty() {
                     write!(f, ": {words}")?;
                 }
                 said = words;
@@ -435,8 +437,13 @@ mod tests {
         ];
         for (err, expected) in &cases {
             assert_eq!(&levels(err), expected, "{err:?}");
-            let mut once = expected.clone();
-            once.dedup();
+            // A level that repeats the one before it is left out.
+            let once: Vec<&str> = expected
+                .iter()
+                .enumerate()
+                .filter(|&(i, words)| i == 0 || !words.contains(expected[i - 1]))
+                .map(|(_, words)| *words)
+                .collect();
             assert_eq!(format!("{err:#}"), once.join(": "), "{err:?}");
             assert_eq!(err.to_string(), expected[0], "{err:?}");
         }

@@ -547,12 +547,15 @@ fn status_json_closes_its_line_when_the_walk_fails_midway() -> TestResult {
     assert_eq!(
         stdout(&out),
         format!(
-            "{{\"stale\":[{},{}],\"active\":[],\"error\":\"database error: integer overflow\"}}\n",
+            "{{\"stale\":[{},{}],\"active\":[],\"error\":\"database error: integer overflow: Error code 1: SQL logic error\"}}\n",
             entry(ids[0], 0),
             entry(ids[1], 1)
         )
     );
-    assert_eq!(stderr(&out), "error: database error: integer overflow\n");
+    assert_eq!(
+        stderr(&out),
+        "error: database error: integer overflow: Error code 1: SQL logic error\n"
+    );
     Ok(())
 }
 

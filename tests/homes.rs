@@ -635,7 +635,7 @@ fn reads_serve_a_user_who_may_only_read_the_home() -> TestResult {
         format!(
             "error: {}: cannot be read read-only: its -wal or -shm file is missing, and only a \
              user who may write its directory can make them (any msb command run by the home's \
-             owner does)\n",
+             owner does): unable to open database file\n",
             db.display()
         )
     );
