@@ -430,6 +430,31 @@ mod tests {
         assert_eq!(quote("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
     }
 
+    /// The library's text says what is true; the CLI adds what to type.
+    #[test]
+    fn hints_follow_the_library_text() {
+        let text = |outcome: &SweepOutcome| {
+            let mut buf = Vec::new();
+            super::outcome(&mut buf, outcome).expect("write");
+            String::from_utf8(buf).expect("utf8")
+        };
+        assert_eq!(
+            text(&SweepOutcome::Skipped(SkipReason::Recent)),
+            "skipped (recent): a sweep completed less than 30 s ago\n\
+             hint: `--force` sweeps anyway\n"
+        );
+        let mut report = Report::default();
+        report.run_dir_error = Some("/h/run: No such file or directory (os error 2)".into());
+        let swept = text(&SweepOutcome::Swept(report));
+        assert!(
+            swept.ends_with(
+                "\n  nothing is swept until the run directory can be opened\n\
+                 hint: `--run-dir` names the run directory (in a home: <home>/run)\n"
+            ),
+            "{swept}"
+        );
+    }
+
     #[test]
     fn skipped_json_has_every_field() {
         let mut buf = Vec::new();
