@@ -214,12 +214,7 @@ fn run(command: Command, out: &mut impl Write) -> Result<ExitCode, CliError> {
             if json {
                 print::orphans_json(out, &found, all)?;
             } else {
-                writeln!(out, "orphans beside catalog {}", db.display())?;
-                if all {
-                    writeln!(out, "{found:#}")?;
-                } else {
-                    writeln!(out, "{found}")?;
-                }
+                print::orphans(out, &db, &found, all)?;
             }
         }
         Command::Sweep(args) => return sweep(&args, out),

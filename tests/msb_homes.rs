@@ -256,8 +256,9 @@ fn no_sandbox_yet(msb: &Msb) -> TestResult {
          finished ephemeral sandboxes (cleanup candidates): 0\n\
          active sandboxes with a dead runtime now: 0\n\
          indexes missing: idx_run_sandbox_status, idx_sandbox_status, idx_volume_attach_sandbox_id \
-         (sweeps do few rows in their budget): `sandbox-sweep init` adds them\n\
-         install: none in progress"
+         (each run lookup scans the whole table, so a sweep does few rows in its budget)\n\
+         install: none in progress\n\
+         hint: `sandbox-sweep init` adds the missing indexes"
     );
     let out = run_in(&home, None, &["status", "--json"]);
     assert_eq!(
@@ -499,8 +500,9 @@ fn a_row_of_each_status(msb: &Msb) -> TestResult {
          abandoned starts (Starting, no run, no lock held, no endpoint answering): 1\n\
          \x20 #3      \"starting\"               Starting no running run\n\
          indexes missing: idx_run_sandbox_status, idx_sandbox_status, idx_volume_attach_sandbox_id \
-         (sweeps do few rows in their budget): `sandbox-sweep init` adds them\n\
-         install: none in progress"
+         (each run lookup scans the whole table, so a sweep does few rows in its budget)\n\
+         install: none in progress\n\
+         hint: `sandbox-sweep init` adds the missing indexes"
     );
     let out = run_in(home, None, &["status", "--json"]);
     assert_eq!(
@@ -530,13 +532,14 @@ fn a_row_of_each_status(msb: &Msb) -> TestResult {
     let out = run_in(home, None, &["sweep", "--dry-run"]);
     assert_eq!(
         text(ok(&out), home),
-        "dry run (nothing written) in MS: reconciled 3 (crashed 2, stopped 1), removed 2, errors 0\n\
+        "dry run (nothing written) in MS: would reconcile 3 (crashed 2, stopped 1), would remove 2, errors 0\n\
          \x20 abandoned starts crashed (Starting, no run, no owner, no endpoint): 1\n\
          \x20 dead runtimes: no_such_process 2\n\
          \x20 ephemeral candidates: removed 2\n\
-         \x20 the catalog lacks idx_run_sandbox_status, idx_sandbox_status, idx_volume_attach_sandbox_id \
-         (each run lookup scans the whole table): `sandbox-sweep init` adds them\n\
-         \x20 nothing left behind"
+         \x20 indexes missing: idx_run_sandbox_status, idx_sandbox_status, idx_volume_attach_sandbox_id \
+         (each run lookup scans the whole table, so a sweep does few rows in its budget)\n\
+         \x20 nothing left behind\n\
+         hint: `sandbox-sweep init` adds the missing indexes"
     );
     let dry = run_in(home, None, &["sweep", "--dry-run", "--json"]);
     assert_eq!(json(ok(&dry)), every_status_swept(true));
@@ -632,7 +635,7 @@ fn reads_serve_a_user_who_may_only_read_the_home() -> TestResult {
         format!(
             "error: {}: cannot be read read-only: its -wal or -shm file is missing, and only a \
              user who may write its directory can make them (any msb command run by the home's \
-             owner does)\n",
+             owner does): unable to open database file\n",
             db.display()
         )
     );

@@ -224,7 +224,7 @@ fn the_cli_lists_them_in_text_and_json() -> TestResult {
         "{text}"
     );
     assert!(!text.contains("kept"), "{text}");
-    assert!(text.contains("total: 1 orphans, "), "{text}");
+    assert!(text.contains("total: 1 orphan, "), "{text}");
     let json_args = args(true);
     let out = cli(&json_args.iter().map(String::as_str).collect::<Vec<_>>());
     let line = json_line(&out);
@@ -499,7 +499,7 @@ fn a_listening_socket_directory_stays_whatever_its_age() -> TestResult {
     let text = stdout(&out);
     assert!(
         text.contains(&format!(
-            "  kept     socket_dir    {} (listening)",
+            "  kept     socket_dir    {} (listening: something accepted a connection on one of its sockets: a live runtime)",
             dir.display()
         )),
         "{text}"
@@ -530,7 +530,7 @@ fn the_cli_removes_on_request_only_and_rejects_a_bad_duration() -> TestResult {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("  removed  sandbox_dir"), "{text}");
-    assert!(text.contains("reclaimed: 1 orphans, "), "{text}");
+    assert!(text.contains("reclaimed: 1 orphan, "), "{text}");
     assert!(!exists(&gone));
     Ok(())
 }

@@ -15,7 +15,7 @@ fn read_only_catalog_is_a_clear_error_and_changes_nothing() -> TestResult {
     let SweepOutcome::Failed(err) = outcome else {
         panic!("expected a failure, got {outcome:?}");
     };
-    assert!(err.to_string().contains("readonly"), "{err}");
+    assert!(format!("{err:#}").contains("readonly"), "{err:#}");
     let conn = env.conn();
     assert_eq!(status_of(&conn, dead).as_deref(), Some("Running"));
     assert_eq!(status_of(&conn, eph).as_deref(), Some("Stopped"));

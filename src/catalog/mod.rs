@@ -616,7 +616,7 @@ impl Catalog {
     /// This crate's indexes the catalog lacks, by name (empty when `init`
     /// has run). Without them a sweep still holds its budget, but does
     /// far fewer rows in it: each candidate's run lookup scans every run.
-    /// `sandbox-sweep init` ([`migrate`]) adds them. Reads only.
+    /// [`migrate`] adds them. Reads only.
     ///
     /// # Errors
     ///
@@ -718,6 +718,21 @@ fn schema_version(conn: &Connection) -> Result<i64> {
     Ok(conn
         .prepare_cached("PRAGMA schema_version")?
         .query_row([], |r| r.get(0))?)
+}
+
+/// The one sentence for indexes the catalog lacks
+/// ([`Catalog::missing_indexes`]), which the sweep's report, its log line
+/// and the status summary all say.
+pub(crate) struct MissingIndexes<'a>(pub &'a [&'a str]);
+
+impl std::fmt::Display for MissingIndexes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "indexes missing: {} (each run lookup scans the whole table, so a sweep does few rows in its budget)",
+            self.0.join(", ")
+        )
+    }
 }
 
 #[cfg(test)]

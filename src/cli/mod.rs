@@ -39,8 +39,8 @@ impl fmt::Display for CliError {
             CliError::Sweep(
                 err @ (sandbox_sweep::Error::MissingTable { .. }
                 | sandbox_sweep::Error::MissingColumn { .. }),
-            ) => write!(f, "{err}; run `sandbox-sweep init` on it first"),
-            CliError::Sweep(err) => write!(f, "{err}"),
+            ) => write!(f, "{err:#}; run `sandbox-sweep init` on it first"),
+            CliError::Sweep(err) => write!(f, "{err:#}"),
         }
     }
 }

@@ -4,10 +4,10 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::path::Path;
 
-use sandbox_sweep::orphans::{Kept, Orphan, OrphanKind, Orphans, Reclaimed};
+use sandbox_sweep::orphans::{Orphan, OrphanKind, Orphans, Reclaimed};
 use sandbox_sweep::process::DeadReason;
 use sandbox_sweep::status::{Entry, LeaseRecord, Summary, SummaryOptions};
-use sandbox_sweep::{Catalog, CleanupOutcome, Report, SweepOutcome};
+use sandbox_sweep::{Catalog, CleanupOutcome, Report, SkipReason, SweepEnd, SweepOutcome};
 
 use crate::cli::CliError;
 
@@ -78,7 +78,7 @@ pub fn outcome_json(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<
                 .or_else(|| report.trash_error.clone()),
         ),
         SweepOutcome::Skipped(reason) => ("skipped", Some(reason.as_str()), &empty, None),
-        SweepOutcome::Failed(err) => ("failed", None, &empty, Some(err.to_string())),
+        SweepOutcome::Failed(err) => ("failed", None, &empty, Some(format!("{err:#}"))),
     };
     report_json(out, kind, skip, report, error.as_deref())
 }
@@ -208,67 +208,51 @@ pub fn reclaimed_json(out: &mut impl Write, done: &Reclaimed, all: bool) -> io::
     )
 }
 
-/// `orphans --remove` for a person.
+/// `orphans --remove` for a person: lock files summed unless `all`.
 pub fn reclaimed(out: &mut impl Write, db: &Path, done: &Reclaimed, all: bool) -> io::Result<()> {
     writeln!(out, "orphans beside catalog {}", db.display())?;
-    for o in &done.removed {
-        writeln!(
-            out,
-            "  removed  {:<13} {}",
-            o.kind.as_str(),
-            o.path.display()
-        )?;
+    if all {
+        writeln!(out, "{done:#}")
+    } else {
+        writeln!(out, "{done:#.0}")
     }
-    for (o, why) in done.kept.iter().filter(|(o, _)| listed(o, all)) {
-        let detail = match why {
-            Kept::Failed(msg) => format!(": {msg}"),
-            _ => String::new(),
-        };
-        writeln!(
-            out,
-            "  kept     {:<13} {} ({}{detail})",
-            o.kind.as_str(),
-            o.path.display(),
-            why.as_str()
-        )?;
-    }
-    let locks = done.scan.lock_files();
-    if locks.count > 0 && !all {
-        writeln!(
-            out,
-            "  kept     {} lock files without a row: msb never deletes one (deleting a held one could give a sandbox two owners)",
-            locks.count
-        )?;
-    }
-    writeln!(
-        out,
-        "reclaimed: {} orphans, {} bytes; kept {}{}{}",
-        done.removed.len(),
-        done.removed_bytes(),
-        done.kept.len(),
-        if done.deferred > 0 {
-            format!("; {} left in the trash for the next sweep", done.deferred)
-        } else {
-            String::new()
-        },
-        if done.trash_failed > 0 {
-            format!(
-                "; {} could not be deleted from the trash (every sweep tries again)",
-                done.trash_failed
-            )
-        } else {
-            String::new()
-        }
-    )?;
-    if let Some(at) = &done.scan.stopped_at {
-        writeln!(out, "incomplete: the budget ran out at {}", at.display())?;
-    }
-    Ok(())
 }
 
-/// The sweep's result for a person.
+/// `orphans` for a person: lock files summed unless `all`.
+pub fn orphans(out: &mut impl Write, db: &Path, found: &Orphans, all: bool) -> io::Result<()> {
+    writeln!(out, "orphans beside catalog {}", db.display())?;
+    if all {
+        writeln!(out, "{found:#}")
+    } else {
+        writeln!(out, "{found:#.0}")
+    }
+}
+
+/// `sandbox-sweep init` adds what the library says is missing: the
+/// command to type is the CLI's to say, never the library's.
+const INIT_HINT: &str = "hint: `sandbox-sweep init` adds the missing indexes";
+
+/// The sweep's result for a person, then what to type about it.
 pub fn outcome(out: &mut impl Write, outcome: &SweepOutcome) -> io::Result<()> {
-    writeln!(out, "{outcome:#}")
+    writeln!(out, "{outcome:#}")?;
+    match outcome {
+        SweepOutcome::Skipped(SkipReason::Recent) => {
+            writeln!(out, "hint: `--force` sweeps anyway")?;
+        }
+        SweepOutcome::Swept(report) => {
+            if report.end() == SweepEnd::RunDir {
+                writeln!(
+                    out,
+                    "hint: `--run-dir` names the run directory (in a home: <home>/run)"
+                )?;
+            }
+            if !report.missing_indexes.is_empty() {
+                writeln!(out, "{INIT_HINT}")?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// How many dead runtimes `status` lists without `--all`.
@@ -284,9 +268,21 @@ pub fn status(
 ) -> io::Result<()> {
     writeln!(out, "catalog {}", db.display())?;
     match shown {
-        Some(shown) => writeln!(out, "{summary:.shown$}"),
-        None => writeln!(out, "{summary}"),
+        Some(shown) => writeln!(out, "{summary:#.shown$}")?,
+        None => writeln!(out, "{summary:#}")?,
     }
+    let lists = [
+        &summary.dead_active,
+        &summary.abandoned_starts,
+        &summary.lifecycle_owned,
+    ];
+    if shown.is_some_and(|shown| lists.iter().any(|l| l.total > shown as u64)) {
+        writeln!(out, "hint: `--all` lists every entry")?;
+    }
+    if !summary.missing_indexes.is_empty() {
+        writeln!(out, "{INIT_HINT}")?;
+    }
+    Ok(())
 }
 
 /// `status --json`: one line, whose lists are written as they are found
@@ -432,6 +428,31 @@ mod tests {
     #[test]
     fn quote_escapes_json_specials() {
         assert_eq!(quote("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+
+    /// The library's text says what is true; the CLI adds what to type.
+    #[test]
+    fn hints_follow_the_library_text() {
+        let text = |outcome: &SweepOutcome| {
+            let mut buf = Vec::new();
+            super::outcome(&mut buf, outcome).expect("write");
+            String::from_utf8(buf).expect("utf8")
+        };
+        assert_eq!(
+            text(&SweepOutcome::Skipped(SkipReason::Recent)),
+            "skipped (recent): a sweep completed less than 30 s ago\n\
+             hint: `--force` sweeps anyway\n"
+        );
+        let mut report = Report::default();
+        report.run_dir_error = Some("/h/run: No such file or directory (os error 2)".into());
+        let swept = text(&SweepOutcome::Swept(report));
+        assert!(
+            swept.ends_with(
+                "\n  nothing is swept until the run directory can be opened\n\
+                 hint: `--run-dir` names the run directory (in a home: <home>/run)\n"
+            ),
+            "{swept}"
+        );
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub enum HomeSource {
 /// match home.sweeper().run(&catalog) {
 ///     SweepOutcome::Swept(report) => println!("{report}"),
 ///     SweepOutcome::Skipped(why) => println!("skipped: {why}"),
-///     SweepOutcome::Failed(err) => eprintln!("{err}"),
+///     SweepOutcome::Failed(err) => eprintln!("{err:#}"),
 /// }
 /// # Ok::<(), sandbox_sweep::Error>(())
 /// ```

@@ -8,8 +8,6 @@
 //! mechanism is the same for every named lease: only the spec differs. No
 //! sweeping here, and no filesystem.
 
-use std::fmt;
-
 use rusqlite::{OptionalExtension, params};
 use time::PrimitiveDateTime;
 
@@ -56,12 +54,6 @@ impl SkipReason {
     }
 }
 
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// The inverse of [`SkipReason::as_str`].
 ///
 /// ```
@@ -74,18 +66,13 @@ impl std::str::FromStr for SkipReason {
     type Err = crate::error::Error;
 
     fn from_str(text: &str) -> Result<SkipReason, Self::Err> {
-        [
+        let all = [
             SkipReason::Held,
             SkipReason::Recent,
             SkipReason::Busy,
             SkipReason::Installing,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == text)
-        .ok_or_else(|| crate::error::Error::UnknownString {
-            column: "skip_reason",
-            text: text.to_owned(),
-        })
+        ];
+        crate::error::parse_word(&all, SkipReason::as_str, "skip_reason", text)
     }
 }
 

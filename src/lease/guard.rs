@@ -203,7 +203,7 @@ impl Drop for Lease<'_> {
         if !self.finished
             && let Err(err) = self.finish(None)
         {
-            log::warn!("could not release the maintenance lease (it will expire): {err}");
+            log::warn!("could not release the maintenance lease (it will expire): {err:#}");
         }
     }
 }

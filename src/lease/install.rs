@@ -84,11 +84,26 @@ pub enum InstallRefusal {
     NotHolder,
 }
 
+/// One line; `{:#}` adds the holder's pid when the row has one.
+///
+/// ```
+/// use sandbox_sweep::lease::InstallRefusal;
+/// let held = InstallRefusal::Held { holder_pid: Some(7), until: "2026-06-04 00:30:00".into() };
+/// assert_eq!(held.to_string(), "an install operation is in progress until 2026-06-04 00:30:00");
+/// assert_eq!(
+///     format!("{held:#}"),
+///     "an install operation is in progress until 2026-06-04 00:30:00 (holder pid 7)"
+/// );
+/// ```
 impl fmt::Display for InstallRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InstallRefusal::Held { until, .. } => {
-                write!(f, "an install operation is in progress until {until}")
+            InstallRefusal::Held { until, holder_pid } => {
+                write!(f, "an install operation is in progress until {until}")?;
+                match holder_pid {
+                    Some(pid) if f.alternate() => write!(f, " (holder pid {pid})"),
+                    _ => Ok(()),
+                }
             }
             InstallRefusal::NotHolder => {
                 f.write_str("the install-exclusive lease is no longer held by this process")

@@ -60,7 +60,23 @@ pub enum OrphanKind {
 }
 
 impl OrphanKind {
+    /// Every kind, in the order declared.
+    pub const ALL: [OrphanKind; 5] = [
+        OrphanKind::SandboxDir,
+        OrphanKind::SocketDir,
+        OrphanKind::LegacySocket,
+        OrphanKind::LockFile,
+        OrphanKind::Trash,
+    ];
+
     /// A short lowercase name, as the CLI and JSON show it.
+    ///
+    /// ```
+    /// use sandbox_sweep::orphans::OrphanKind;
+    /// assert_eq!(OrphanKind::SocketDir.as_str(), "socket_dir");
+    /// assert_eq!("socket_dir".parse::<OrphanKind>()?, OrphanKind::SocketDir);
+    /// # Ok::<(), sandbox_sweep::Error>(())
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             OrphanKind::SandboxDir => "sandbox_dir",
@@ -69,6 +85,15 @@ impl OrphanKind {
             OrphanKind::LockFile => "lock_file",
             OrphanKind::Trash => "trash",
         }
+    }
+}
+
+/// The inverse of [`OrphanKind::as_str`].
+impl std::str::FromStr for OrphanKind {
+    type Err = crate::error::Error;
+
+    fn from_str(text: &str) -> Result<OrphanKind> {
+        crate::error::parse_word(&OrphanKind::ALL, OrphanKind::as_str, "orphan_kind", text)
     }
 }
 

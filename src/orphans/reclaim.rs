@@ -101,6 +101,41 @@ impl Kept {
     }
 }
 
+/// The inverse of [`Kept::as_str`]. The word `failed` reads back as
+/// `Failed` with an empty message: the word does not carry the message.
+///
+/// ```
+/// use sandbox_sweep::orphans::Kept;
+/// assert_eq!("listening".parse::<Kept>()?, Kept::Listening);
+/// assert_eq!("failed".parse::<Kept>()?, Kept::Failed(String::new()));
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+impl std::str::FromStr for Kept {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Kept> {
+        let all = [
+            Kept::Young,
+            Kept::LockHeld,
+            Kept::Named,
+            Kept::Listening,
+            Kept::UnknownEntries,
+            Kept::NoRunDir,
+            Kept::InvalidName,
+            Kept::LockFile,
+            Kept::Trash,
+            Kept::OutOfTime,
+            Kept::Failed(String::new()),
+        ];
+        all.into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| Error::UnknownString {
+                column: "kept",
+                text: text.to_owned(),
+            })
+    }
+}
+
 /// What a removal did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -254,7 +289,7 @@ impl Removal<'_> {
                 Ok(true) => {}
                 Ok(false) => self.done.deferred += 1,
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "{err}: left in the trash; every sweep tries again");
+                    log::warn!(target: crate::LOG_KEPT, "{err:#}: left in the trash; every sweep tries again");
                     self.done.trash_failed += 1;
                 }
             }
@@ -355,7 +390,7 @@ impl Removal<'_> {
                 }
                 Err(errno) => {
                     let err = Err::<(), _>(errno).at(&at());
-                    let why = err.err().map_or_else(String::new, |e| e.to_string());
+                    let why = err.err().map_or_else(String::new, |e| format!("{e:#}"));
                     self.keep(orphan, Kept::Failed(why));
                     return Ok(());
                 }
@@ -403,8 +438,8 @@ impl Removal<'_> {
             match self.remove_runtime_file(&orphan, proven.dir.as_ref()) {
                 Ok(()) => self.done.removed.push(orphan),
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "{}: kept: {err}", orphan.path.display());
-                    self.keep(orphan, Kept::Failed(err.to_string()));
+                    log::warn!(target: crate::LOG_KEPT, "{}: kept: {err:#}", orphan.path.display());
+                    self.keep(orphan, Kept::Failed(format!("{err:#}")));
                 }
             }
         }
@@ -481,8 +516,8 @@ pub(crate) fn run(
             if err.is_busy() {
                 return Err(err);
             }
-            log::warn!(target: crate::LOG_KEPT, "{}: kept: {err}", path.display());
-            removal.keep(orphan, Kept::Failed(err.to_string()));
+            log::warn!(target: crate::LOG_KEPT, "{}: kept: {err:#}", path.display());
+            removal.keep(orphan, Kept::Failed(format!("{err:#}")));
         }
     }
     removal.runtime_files()?;

@@ -349,7 +349,7 @@ pub(crate) fn trash_only(sandboxes: &Path, budget: Duration) -> Orphans {
         Ok(done) => done,
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => true,
         Err(err) => {
-            log::warn!("{}: trash not examined: {err}", sandboxes.display());
+            log::warn!("{}: trash not examined: {err:#}", sandboxes.display());
             scan.found.errors += 1;
             false
         }

@@ -62,9 +62,50 @@ impl DeadReason {
     }
 }
 
+impl DeadReason {
+    /// What the reason means, for a person.
+    fn meaning(self) -> &'static str {
+        match self {
+            DeadReason::NoPid => "the run records no pid",
+            DeadReason::InvalidPid => "the recorded pid is not one a process can have",
+            DeadReason::NoSuchProcess => "no process has the pid",
+            DeadReason::Zombie => "the process exited and waits to be reaped",
+            DeadReason::PidReused => "a process has the pid, but it started at another time",
+            DeadReason::Rebooted => "the run predates a reboot",
+        }
+    }
+}
+
+/// `{}`: the word (`zombie`); `{:#}`: the word and what it means.
+///
+/// ```
+/// use sandbox_sweep::process::DeadReason;
+/// assert_eq!(DeadReason::Rebooted.to_string(), "rebooted");
+/// assert_eq!(format!("{:#}", DeadReason::Rebooted), "rebooted: the run predates a reboot");
+/// ```
 impl fmt::Display for DeadReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.as_str())?;
+        if f.alternate() {
+            write!(f, ": {}", self.meaning())?;
+        }
+        Ok(())
+    }
+}
+
+/// The inverse of [`DeadReason::as_str`].
+///
+/// ```
+/// use sandbox_sweep::process::DeadReason;
+/// assert_eq!("zombie".parse::<DeadReason>()?, DeadReason::Zombie);
+/// assert!("asleep".parse::<DeadReason>().is_err());
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+impl std::str::FromStr for DeadReason {
+    type Err = crate::error::Error;
+
+    fn from_str(text: &str) -> crate::error::Result<DeadReason> {
+        crate::error::parse_word(&DeadReason::ALL, DeadReason::as_str, "dead_reason", text)
     }
 }
 
@@ -92,6 +133,39 @@ impl Liveness {
     /// ```
     pub fn is_alive(self) -> bool {
         self == Liveness::Alive
+    }
+}
+
+/// `alive`, or `dead (zombie)`; `{:#}` says what the verdict means.
+///
+/// ```
+/// use sandbox_sweep::process::{DeadReason, Liveness};
+///
+/// assert_eq!(Liveness::Alive.to_string(), "alive");
+/// assert_eq!(Liveness::Dead(DeadReason::PidReused).to_string(), "dead (pid_reused)");
+/// assert_eq!(
+///     format!("{:#}", Liveness::Dead(DeadReason::PidReused)),
+///     "dead (pid_reused): a process has the pid, but it started at another time"
+/// );
+/// assert_eq!(
+///     format!("{:#}", Liveness::Alive),
+///     "alive: the process lives, or nothing proves it dead"
+/// );
+/// ```
+impl fmt::Display for Liveness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Liveness::Alive => f.write_str("alive")?,
+            Liveness::Dead(reason) => write!(f, "dead ({})", reason.as_str())?,
+        }
+        if f.alternate() {
+            let meaning = match self {
+                Liveness::Alive => "the process lives, or nothing proves it dead",
+                Liveness::Dead(reason) => reason.meaning(),
+            };
+            write!(f, ": {meaning}")?;
+        }
+        Ok(())
     }
 }
 

@@ -105,7 +105,7 @@ impl<'p> RowLocks<'p> {
                     Refusal::Owned(kind)
                 }
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "sandbox {name:?} (id {id}): {err}; left alone");
+                    log::warn!(target: crate::LOG_KEPT, "sandbox {name:?} (id {id}): {err:#}; left alone");
                     Refusal::LockFailed
                 }
             };
@@ -173,7 +173,7 @@ impl<'p> RowLocks<'p> {
             Err(err) => {
                 log::warn!(
                     target: crate::LOG_KEPT,
-                    "sandbox {name:?} (id {id}): runtime files not removed, row kept: {err}"
+                    "sandbox {name:?} (id {id}): runtime files not removed, row kept: {err:#}"
                 );
                 Err(Refusal::ArtifactsFailed)
             }

@@ -325,7 +325,7 @@ impl<'p> Trash<'p> {
         if let Err(err) = back {
             log::warn!(
                 target: crate::LOG_KEPT,
-                "could not move a directory back to {} (the next sweep restores it): {err}",
+                "could not move a directory back to {} (the next sweep restores it): {err:#}",
                 self.dir.join(&moved.name).display()
             );
         }
@@ -349,7 +349,7 @@ impl<'p> Trash<'p> {
         match self.delete(entry, deadline) {
             Ok(done) => done,
             Err(err) => {
-                log::warn!(target: crate::LOG_KEPT, "could not delete trash (the next sweep retries): {err}");
+                log::warn!(target: crate::LOG_KEPT, "could not delete trash (the next sweep retries): {err:#}");
                 true
             }
         }
@@ -397,7 +397,7 @@ impl<'p> Trash<'p> {
             Ok(None) => return Ok(Vec::new()),
             Err(err) => {
                 log::warn!(
-                    "{err}; not ours to purge, and no sandbox can be removed while it is there"
+                    "{err:#}; not ours to purge, and no sandbox can be removed while it is there"
                 );
                 return Ok(Vec::new());
             }

@@ -142,19 +142,48 @@ impl std::str::FromStr for CleanupOutcome {
     type Err = Error;
 
     fn from_str(text: &str) -> std::result::Result<CleanupOutcome, Error> {
-        CleanupOutcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == text)
-            .ok_or_else(|| Error::UnknownString {
-                column: "cleanup_outcome",
-                text: text.to_owned(),
-            })
+        crate::error::parse_word(
+            &CleanupOutcome::ALL,
+            CleanupOutcome::as_str,
+            "cleanup_outcome",
+            text,
+        )
     }
 }
 
+/// `{}`: the word (`skipped_live_pid`); `{:#}`: the word and what it means.
+///
+/// ```
+/// use sandbox_sweep::CleanupOutcome;
+/// assert_eq!(CleanupOutcome::AlreadyGone.to_string(), "already_gone");
+/// assert_eq!(format!("{:#}", CleanupOutcome::AlreadyGone), "already_gone: no such sandbox row");
+/// ```
 impl fmt::Display for CleanupOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.as_str())?;
+        if !f.alternate() {
+            return Ok(());
+        }
+        let meaning = match self {
+            CleanupOutcome::Removed => "directory and rows removed",
+            CleanupOutcome::DirRemoveFailed => {
+                "the directory could not be moved away; the row is kept for a retry"
+            }
+            CleanupOutcome::AlreadyGone => "no such sandbox row",
+            CleanupOutcome::AlreadyClaimed => "another cleaner removed the row first",
+            CleanupOutcome::SkippedPersistent => "a persistent sandbox is never cleaned",
+            CleanupOutcome::SkippedActive => "not Stopped or Crashed",
+            CleanupOutcome::SkippedLivePid => "a running run still has a live process",
+            CleanupOutcome::InvalidName => "the name is not a single normal path component",
+            CleanupOutcome::LifecycleOwned => "its lifecycle lock is held by a live owner",
+            CleanupOutcome::LockFailed => "its lifecycle lock could not be taken",
+            CleanupOutcome::SocketRemoveFailed => {
+                "its runtime's socket files could not all be removed; the row is kept for a retry"
+            }
+            CleanupOutcome::SnapshotInProgress => "a snapshot capture holds its lineage lock",
+            CleanupOutcome::InvalidRow => "a column is not stored as the catalog declares",
+        };
+        write!(f, ": {meaning}")
     }
 }
 
@@ -299,7 +328,7 @@ pub(crate) fn clean_row(
         Err(err) => {
             log::warn!(
                 target: crate::LOG_KEPT,
-                "sandbox {name:?} (id {id}): cannot move its directory away, keeping the row for retry: {err}"
+                "sandbox {name:?} (id {id}): cannot move its directory away, keeping the row for retry: {err:#}"
             );
             Ok((CleanupOutcome::DirRemoveFailed, None, None))
         }

@@ -138,17 +138,17 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         // into the same error. Said once; nothing is done, and the window
         // is not recorded as swept.
         if let Some(Err(err)) = self.locks.as_ref().map(RowLocks::check) {
-            log::warn!("nothing swept: {err}");
+            log::warn!("nothing swept: {err:#}");
             self.report.errors += 1;
-            self.report.run_dir_error = Some(err.to_string());
+            self.report.run_dir_error = Some(format!("{err:#}"));
             self.report.elapsed = self.started.elapsed();
             return Ok(std::mem::take(&mut self.report));
         }
         self.report.missing_indexes = self.catalog.missing_indexes()?;
         if !self.report.missing_indexes.is_empty() {
             log::warn!(
-                "the catalog lacks {}: each run lookup scans the whole table (`sandbox-sweep init` adds them)",
-                self.report.missing_indexes.join(", ")
+                "{}; `migrate` adds them",
+                crate::catalog::MissingIndexes(&self.report.missing_indexes)
             );
         }
         // A statement that outlives the budget (a full scan on a catalog
@@ -197,9 +197,9 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             // missing one (an unmounted volume, a typo) skips that phase
             // only, and says so, instead of failing what was done.
             if let Err(err) = self.trash.check() {
-                log::warn!("ephemeral sandboxes not cleaned: {err}");
+                log::warn!("ephemeral sandboxes not cleaned: {err:#}");
                 self.report.errors += 1;
-                self.report.sandboxes_dir_error = Some(err.to_string());
+                self.report.sandboxes_dir_error = Some(format!("{err:#}"));
                 dir_ok = false;
             } else {
                 end = self.purge_trash()?;

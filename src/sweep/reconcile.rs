@@ -112,7 +112,7 @@ fn guard(
                 return Ok(Guarded::Stop(Reconciled::Left));
             }
             Err(err) => {
-                log::warn!(target: crate::LOG_KEPT, "sandbox {name:?} (id {id}): {err}; left alone");
+                log::warn!(target: crate::LOG_KEPT, "sandbox {name:?} (id {id}): {err:#}; left alone");
                 return Ok(Guarded::Stop(Reconciled::Failed));
             }
         }
@@ -132,7 +132,7 @@ fn guard(
     {
         log::warn!(
             target: crate::LOG_KEPT,
-            "sandbox {name:?} (id {id}): bootstrap root not moved to the trash, row kept: {err}"
+            "sandbox {name:?} (id {id}): bootstrap root not moved to the trash, row kept: {err:#}"
         );
         return Ok(Guarded::Stop(Reconciled::Failed));
     }

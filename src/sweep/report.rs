@@ -12,7 +12,7 @@ use crate::sweep::cleanup::CleanupOutcome;
 /// What a sweep did.
 ///
 /// `Display` writes one labelled line, for logs; `{:#}` writes the
-/// several lines `sandbox-sweep sweep` prints:
+/// several lines a person reads (the CLI's `sweep` prints them):
 ///
 /// ```
 /// let report = sandbox_sweep::Report::default();
@@ -61,7 +61,7 @@ pub struct Report {
     pub sandboxes_dir_error: Option<String>,
     /// This crate's indexes the catalog lacks (see
     /// [`Catalog::missing_indexes`](crate::Catalog::missing_indexes)):
-    /// `sandbox-sweep init` adds them. A sweep never changes the schema.
+    /// [`migrate`](crate::migrate) adds them. A sweep never changes the schema.
     pub missing_indexes: Vec<&'static str>,
     /// Why nothing was swept: the run directory given could not be opened
     /// (the message names it). Counted in `errors`; no row was examined,
@@ -326,12 +326,6 @@ impl std::str::FromStr for SweepEnd {
     type Err = crate::error::Error;
 
     fn from_str(text: &str) -> std::result::Result<SweepEnd, Self::Err> {
-        SweepEnd::ALL
-            .into_iter()
-            .find(|e| e.as_str() == text)
-            .ok_or_else(|| crate::error::Error::UnknownString {
-                column: "sweep_end",
-                text: text.to_owned(),
-            })
+        crate::error::parse_word(&SweepEnd::ALL, SweepEnd::as_str, "sweep_end", text)
     }
 }

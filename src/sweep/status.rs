@@ -178,7 +178,7 @@ pub struct Summary {
     /// Every active sandbox, as [`active_sandboxes`] lists them.
     pub active: List<ActiveSandbox>,
     /// This crate's indexes the catalog lacks (see
-    /// [`Catalog::missing_indexes`]): `sandbox-sweep init` adds them.
+    /// [`Catalog::missing_indexes`]): [`migrate`](crate::migrate) adds them.
     pub missing_indexes: Vec<&'static str>,
     /// What the trash holds (only given
     /// [`SummaryOptions::sandboxes_dir`]): deletions a sweep did not

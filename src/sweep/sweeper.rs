@@ -163,7 +163,7 @@ impl Sweeper {
     /// match sweeper.run(&catalog) {
     ///     SweepOutcome::Swept(report) => println!("{report}"),
     ///     SweepOutcome::Skipped(reason) => println!("skipped: {reason}"),
-    ///     SweepOutcome::Failed(err) => eprintln!("maintenance failed: {err}"),
+    ///     SweepOutcome::Failed(err) => eprintln!("maintenance failed: {err:#}"),
     /// }
     /// # std::fs::remove_dir_all(&dir)?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -212,7 +212,7 @@ impl Sweeper {
         let outcome = self.run_by(catalog, clock, started, host, deadline);
         // The host's own statements wait as long as it said.
         if let Err(err) = catalog.wait_until(host, None) {
-            log::warn!("could not give the connection its busy timeout back: {err}");
+            log::warn!("could not give the connection its busy timeout back: {err:#}");
         }
         outcome
     }
@@ -251,14 +251,14 @@ impl Sweeper {
                 match released {
                     Ok(still_ours) => report.lease_lost |= !still_ours,
                     Err(err) => log::warn!(
-                        "could not release the maintenance lease (it will expire): {err}"
+                        "could not release the maintenance lease (it will expire): {err:#}"
                     ),
                 }
                 log::debug!("sandbox lifecycle sweep: {report}");
                 SweepOutcome::Swept(report)
             }
             Err(err) => {
-                log::warn!("sandbox lifecycle sweep failed: {err}");
+                log::warn!("sandbox lifecycle sweep failed: {err:#}");
                 drop(lease);
                 SweepOutcome::Failed(err)
             }

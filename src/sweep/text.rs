@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::catalog::MissingIndexes;
 use crate::lease::gate::SkipReason;
 use crate::orphans::text::Bytes;
 use crate::process::liveness::DeadReason;
@@ -35,6 +36,15 @@ fn nonzero<T: fmt::Display>(
     Ok(())
 }
 
+/// `reconciled` and `removed`, or what a dry run would have done.
+fn verbs(dry_run: bool) -> (&'static str, &'static str) {
+    if dry_run {
+        ("would reconcile", "would remove")
+    } else {
+        ("reconciled", "removed")
+    }
+}
+
 impl Report {
     /// Every reason a runtime was found dead, with its count.
     fn deaths(&self) -> impl Iterator<Item = (DeadReason, u64)> {
@@ -52,9 +62,10 @@ impl Report {
         if self.dry_run {
             f.write_str("dry run: ")?;
         }
+        let (reconciled, removed) = verbs(self.dry_run);
         write!(
             f,
-            "reconciled {} (crashed {}, stopped {}), removed {}, errors {}",
+            "{reconciled} {} (crashed {}, stopped {}), {removed} {}, errors {}",
             self.reconciled, self.crashed, self.stopped, self.removed, self.errors
         )?;
         if self.abandoned > 0 {
@@ -97,9 +108,10 @@ impl Report {
         } else {
             "swept"
         };
+        let (reconciled, removed) = verbs(self.dry_run);
         write!(
             f,
-            "{verb} in {:.3} ms: reconciled {} (crashed {}, stopped {}), removed {}, errors {}",
+            "{verb} in {:.3} ms: {reconciled} {} (crashed {}, stopped {}), {removed} {}, errors {}",
             self.elapsed.as_secs_f64() * 1000.0,
             self.reconciled,
             self.crashed,
@@ -128,11 +140,7 @@ impl Report {
         let label = "rows left alone, a column not stored as declared: ";
         nonzero(f, ("\n  ", label, false), invalid)?;
         if !self.missing_indexes.is_empty() {
-            write!(
-                f,
-                "\n  the catalog lacks {} (each run lookup scans the whole table): `sandbox-sweep init` adds them",
-                self.missing_indexes.join(", ")
-            )?;
+            write!(f, "\n  {}", MissingIndexes(&self.missing_indexes))?;
         }
         if let Some(err) = &self.trash_error {
             write!(
@@ -148,7 +156,7 @@ impl Report {
             write!(f, "\n  nothing swept: {err}")?;
         }
         let left = match self.end() {
-            SweepEnd::RunDir => "fix the run directory (--run-dir, or <home>/run)",
+            SweepEnd::RunDir => "nothing is swept until the run directory can be opened",
             SweepEnd::LeaseLost => "stopped: the lease was taken by another process",
             SweepEnd::Installing => "stopped: an installer took the catalog; nothing written after",
             SweepEnd::TimedOut => "time budget ran out; the next sweep continues",
@@ -168,7 +176,9 @@ impl Report {
     }
 }
 
-/// One labelled line (`{}`), or what `sandbox-sweep sweep` prints (`{:#}`).
+/// `{}`: one labelled line (what a log line wants). `{:#}`: the headline,
+/// then one indented line per thing worth saying (dead runtimes, cleanup
+/// outcomes, rows left alone, what is left for the next sweep).
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if f.alternate() {
@@ -183,14 +193,33 @@ impl fmt::Display for Report {
 fn explain(reason: SkipReason) -> &'static str {
     match reason {
         SkipReason::Held => "another process holds the maintenance lease",
-        SkipReason::Recent => "a sweep completed less than 30 s ago (use --force)",
+        SkipReason::Recent => "a sweep completed less than 30 s ago",
         SkipReason::Busy => "the catalog stayed locked (past the budget or the busy timeout)",
         SkipReason::Installing => "an installer holds the catalog (install_exclusive)",
     }
 }
 
-/// `skipped (held): …`, `sweep failed: …`, or the report (`{:#}` passes
-/// through to it).
+/// `{}`: the word (`held`); `{:#}`: the word and why no sweep ran.
+///
+/// ```
+/// use sandbox_sweep::SkipReason;
+///
+/// assert_eq!(SkipReason::Recent.to_string(), "recent");
+/// assert_eq!(format!("{:#}", SkipReason::Recent), "recent: a sweep completed less than 30 s ago");
+/// ```
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())?;
+        if f.alternate() {
+            write!(f, ": {}", explain(*self))?;
+        }
+        Ok(())
+    }
+}
+
+/// `skipped (held): …`, `sweep failed: …` (the error's whole chain), or
+/// the report (`{}` its line, `{:#}` its lines). Every form but a
+/// report's `{:#}` is one line.
 ///
 /// ```
 /// use sandbox_sweep::{SkipReason, SweepOutcome};
@@ -202,9 +231,9 @@ impl fmt::Display for SweepOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SweepOutcome::Skipped(reason) => {
-                write!(f, "skipped ({reason}): {}", explain(*reason))
+                write!(f, "skipped ({}): {}", reason.as_str(), explain(*reason))
             }
-            SweepOutcome::Failed(err) => write!(f, "sweep failed: {err}"),
+            SweepOutcome::Failed(err) => write!(f, "sweep failed: {err:#}"),
             SweepOutcome::Swept(report) => fmt::Display::fmt(report, f),
         }
     }
@@ -225,19 +254,24 @@ fn stale_list(f: &mut fmt::Formatter<'_>, stale: &List<StaleSandbox>, shown: usi
         )?;
     }
     if hidden > 0 {
-        write!(f, "\n  … and {hidden} more (`--all` lists them)")?;
+        write!(f, "\n  … and {hidden} more")?;
     }
     Ok(())
 }
 
-/// What `sandbox-sweep status` prints under its `catalog <path>` line:
-/// every list in full, or with a precision at most that many entries of
-/// each (`{:.20}` is what `status` shows without `--all`).
+/// `{}`: one line of counts, for a log line or a prompt. `{:#}`: what
+/// `status` prints under its `catalog <path>` line, every list in full, or
+/// with a precision at most that many entries of each (`{:#.20}` is what
+/// `status` shows without `--all`).
 ///
 /// ```
 /// let summary = sandbox_sweep::status::Summary::default();
 /// assert_eq!(
-///     format!("{summary:.0}"),
+///     summary.to_string(),
+///     "0 sandboxes; cleanup candidates 0; dead runtimes 0; install never taken; lease never taken"
+/// );
+/// assert_eq!(
+///     format!("{summary:#.0}"),
 ///     "  no sandboxes\n\
 ///      finished ephemeral sandboxes (cleanup candidates): 0\n\
 ///      active sandboxes with a dead runtime now: 0\n\
@@ -247,6 +281,65 @@ fn stale_list(f: &mut fmt::Formatter<'_>, stale: &List<StaleSandbox>, shown: usi
 /// ```
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            self.lines(f)
+        } else {
+            self.line(f)
+        }
+    }
+}
+
+impl Summary {
+    fn line(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let counts = self.by_status.iter().map(|(s, n)| (s.as_str(), *n));
+        let other = (self.other_status > 0).then_some(("(other)", self.other_status));
+        let total: u64 = counts.clone().chain(other).map(|(_, n)| n).sum();
+        write!(f, "{total} sandboxes")?;
+        let mut first = true;
+        for (status, n) in counts.chain(other) {
+            write!(f, "{}{status} {n}", if first { " (" } else { ", " })?;
+            first = false;
+        }
+        if !first {
+            f.write_str(")")?;
+        }
+        write!(
+            f,
+            "; cleanup candidates {}; dead runtimes {}",
+            self.ephemeral_terminal, self.dead_active.total
+        )?;
+        if self.abandoned_starts.total > 0 {
+            write!(f, "; abandoned starts {}", self.abandoned_starts.total)?;
+        }
+        if self.lifecycle_owned.total > 0 {
+            write!(f, "; lifecycle owned {}", self.lifecycle_owned.total)?;
+        }
+        if !self.missing_indexes.is_empty() {
+            write!(f, "; indexes missing {}", self.missing_indexes.len())?;
+        }
+        if let Some(trash) = self.trash.as_ref().filter(|t| !t.entries.is_empty()) {
+            write!(
+                f,
+                "; trash leftovers {}, {}",
+                trash.entries.len(),
+                Bytes(trash.total_bytes())
+            )?;
+        }
+        match &self.install {
+            Some(install) => match install.holder_pid {
+                Some(pid) => write!(f, "; install held by pid {pid}")?,
+                None => f.write_str("; no install in progress")?,
+            },
+            None => f.write_str("; install never taken")?,
+        }
+        match self.lease.as_ref().map(|l| l.holder_pid) {
+            None => f.write_str("; lease never taken"),
+            Some(Some(pid)) => write!(f, "; lease holder pid {pid}"),
+            Some(None) => f.write_str("; lease holder none"),
+        }
+    }
+
+    fn lines(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shown = f.precision().unwrap_or(usize::MAX);
         if self.by_status.is_empty() && self.other_status == 0 {
             f.write_str("  no sandboxes")?;
@@ -286,11 +379,7 @@ impl fmt::Display for Summary {
             }
         }
         if !self.missing_indexes.is_empty() {
-            write!(
-                f,
-                "\nindexes missing: {} (sweeps do few rows in their budget): `sandbox-sweep init` adds them",
-                self.missing_indexes.join(", ")
-            )?;
+            write!(f, "\n{}", MissingIndexes(&self.missing_indexes))?;
         }
         if let Some(trash) = self.trash.as_ref().filter(|t| !t.entries.is_empty()) {
             write!(
@@ -341,5 +430,96 @@ impl fmt::Display for Summary {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SandboxStatus;
+
+    /// A dry run says what it would have done, never that it did.
+    #[test]
+    fn a_dry_run_says_would() {
+        let mut report = Report {
+            dry_run: true,
+            complete: true,
+            ..Report::default()
+        };
+        report.count_outcome(CleanupOutcome::Removed);
+        assert_eq!(
+            report.to_string(),
+            "dry run: would reconcile 0 (crashed 0, stopped 0), would remove 1, errors 0; complete; 0 ms"
+        );
+        assert_eq!(
+            format!("{report:#}"),
+            "dry run (nothing written) in 0.000 ms: would reconcile 0 (crashed 0, stopped 0), \
+             would remove 1, errors 0\n  dead runtimes: none\n  ephemeral candidates: removed 1\n  \
+             nothing left behind"
+        );
+    }
+
+    /// `status` and `sweep` explain missing indexes in the same sentence,
+    /// and neither names a command to type.
+    #[test]
+    fn missing_indexes_read_the_same_in_both() {
+        let sentence = "indexes missing: idx_sandbox_status (each run lookup scans the whole \
+                        table, so a sweep does few rows in its budget)";
+        let report = Report {
+            complete: true,
+            missing_indexes: vec!["idx_sandbox_status"],
+            ..Report::default()
+        };
+        let summary = Summary {
+            missing_indexes: vec!["idx_sandbox_status"],
+            ..Summary::default()
+        };
+        let (report, summary) = (format!("{report:#}"), format!("{summary:#}"));
+        assert!(report.contains(&format!("\n  {sentence}\n")), "{report}");
+        assert!(summary.contains(&format!("\n{sentence}\n")), "{summary}");
+        for text in [report, summary] {
+            assert!(!text.contains("sandbox-sweep"), "{text}");
+        }
+    }
+
+    /// `{}` of a summary is one line; `{:#}` is the full text.
+    #[test]
+    fn a_summary_is_one_line_unless_asked() {
+        let mut summary = Summary {
+            by_status: vec![(SandboxStatus::Running, 3), (SandboxStatus::Stopped, 4)],
+            ephemeral_terminal: 2,
+            missing_indexes: vec!["idx_sandbox_status"],
+            ..Summary::default()
+        };
+        summary.dead_active.total = 1;
+        assert_eq!(
+            summary.to_string(),
+            "7 sandboxes (Running 3, Stopped 4); cleanup candidates 2; dead runtimes 1; \
+             indexes missing 1; install never taken; lease never taken"
+        );
+        assert_eq!(
+            format!("{summary:#}"),
+            "  Running           3\n  Stopped           4\n\
+             finished ephemeral sandboxes (cleanup candidates): 2\n\
+             active sandboxes with a dead runtime now: 1\n  … and 1 more\n\
+             indexes missing: idx_sandbox_status (each run lookup scans the whole table, so a \
+             sweep does few rows in its budget)\n\
+             install: never taken\n\
+             lease: never taken"
+        );
+    }
+
+    /// A skip's `{:#}` says why; the library never says which flag to pass.
+    #[test]
+    fn skips_explain_without_flags() {
+        assert_eq!(SkipReason::Recent.to_string(), "recent");
+        assert_eq!(
+            format!("{:#}", SkipReason::Recent),
+            "recent: a sweep completed less than 30 s ago"
+        );
+        assert_eq!(
+            SweepOutcome::Skipped(SkipReason::Recent).to_string(),
+            "skipped (recent): a sweep completed less than 30 s ago"
+        );
     }
 }

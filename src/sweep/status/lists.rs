@@ -55,6 +55,13 @@ pub enum StaleList {
 }
 
 impl StaleList {
+    /// Every list, in the order declared.
+    pub const ALL: [StaleList; 3] = [
+        StaleList::DeadActive,
+        StaleList::LifecycleOwned,
+        StaleList::AbandonedStarts,
+    ];
+
     /// The list's field name: `dead_active`, `lifecycle_owned` or
     /// `abandoned_starts`.
     #[must_use]
@@ -64,6 +71,21 @@ impl StaleList {
             StaleList::LifecycleOwned => "lifecycle_owned",
             StaleList::AbandonedStarts => "abandoned_starts",
         }
+    }
+}
+
+/// The inverse of [`StaleList::as_str`].
+///
+/// ```
+/// use sandbox_sweep::status::StaleList;
+/// assert_eq!("dead_active".parse::<StaleList>()?, StaleList::DeadActive);
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+impl std::str::FromStr for StaleList {
+    type Err = crate::error::Error;
+
+    fn from_str(text: &str) -> crate::error::Result<StaleList> {
+        crate::error::parse_word(&StaleList::ALL, StaleList::as_str, "stale_list", text)
     }
 }
 
