@@ -254,7 +254,7 @@ impl Removal<'_> {
                 Ok(true) => {}
                 Ok(false) => self.done.deferred += 1,
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "{err}: left in the trash; every sweep tries again");
+                    log::warn!(target: crate::error::LOG_KEPT, "{err}: left in the trash; every sweep tries again");
                     self.done.trash_failed += 1;
                 }
             }
@@ -403,7 +403,7 @@ impl Removal<'_> {
             match self.remove_runtime_file(&orphan, proven.dir.as_ref()) {
                 Ok(()) => self.done.removed.push(orphan),
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "{}: kept: {err}", orphan.path.display());
+                    log::warn!(target: crate::error::LOG_KEPT, "{}: kept: {err}", orphan.path.display());
                     self.keep(orphan, Kept::Failed(err.to_string()));
                 }
             }
@@ -481,7 +481,7 @@ pub(crate) fn run(
             if err.is_busy() {
                 return Err(err);
             }
-            log::warn!(target: crate::LOG_KEPT, "{}: kept: {err}", path.display());
+            log::warn!(target: crate::error::LOG_KEPT, "{}: kept: {err}", path.display());
             removal.keep(orphan, Kept::Failed(err.to_string()));
         }
     }

@@ -105,7 +105,7 @@ impl<'p> RowLocks<'p> {
                     Refusal::Owned(kind)
                 }
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "sandbox {name:?} (id {id}): {err}; left alone");
+                    log::warn!(target: crate::error::LOG_KEPT, "sandbox {name:?} (id {id}): {err}; left alone");
                     Refusal::LockFailed
                 }
             };
@@ -172,7 +172,7 @@ impl<'p> RowLocks<'p> {
             Ok(sandbox) => Ok(sandbox),
             Err(err) => {
                 log::warn!(
-                    target: crate::LOG_KEPT,
+                    target: crate::error::LOG_KEPT,
                     "sandbox {name:?} (id {id}): runtime files not removed, row kept: {err}"
                 );
                 Err(Refusal::ArtifactsFailed)

@@ -324,7 +324,7 @@ impl<'p> Trash<'p> {
         });
         if let Err(err) = back {
             log::warn!(
-                target: crate::LOG_KEPT,
+                target: crate::error::LOG_KEPT,
                 "could not move a directory back to {} (the next sweep restores it): {err}",
                 self.dir.join(&moved.name).display()
             );
@@ -349,7 +349,7 @@ impl<'p> Trash<'p> {
         match self.delete(entry, deadline) {
             Ok(done) => done,
             Err(err) => {
-                log::warn!(target: crate::LOG_KEPT, "could not delete trash (the next sweep retries): {err}");
+                log::warn!(target: crate::error::LOG_KEPT, "could not delete trash (the next sweep retries): {err}");
                 true
             }
         }

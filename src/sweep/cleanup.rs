@@ -298,7 +298,7 @@ pub(crate) fn clean_row(
         }
         Err(err) => {
             log::warn!(
-                target: crate::LOG_KEPT,
+                target: crate::error::LOG_KEPT,
                 "sandbox {name:?} (id {id}): cannot move its directory away, keeping the row for retry: {err}"
             );
             Ok((CleanupOutcome::DirRemoveFailed, None, None))

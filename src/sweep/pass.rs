@@ -396,9 +396,9 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CleanupOutcome;
     use crate::fixture::{DEAD_PID, Fixture, exists, now, own_pid};
     use crate::lease::Acquire;
+    use crate::sweep::cleanup::CleanupOutcome;
 
     #[test]
     fn a_row_left_alone_gives_its_locks_back_before_the_batch_commits() -> Result<()> {

@@ -112,7 +112,7 @@ fn guard(
                 return Ok(Guarded::Stop(Reconciled::Left));
             }
             Err(err) => {
-                log::warn!(target: crate::LOG_KEPT, "sandbox {name:?} (id {id}): {err}; left alone");
+                log::warn!(target: crate::error::LOG_KEPT, "sandbox {name:?} (id {id}): {err}; left alone");
                 return Ok(Guarded::Stop(Reconciled::Failed));
             }
         }
@@ -131,7 +131,7 @@ fn guard(
         trash.move_bootstrap(id, &name, sandbox.as_ref().map(std::os::fd::AsFd::as_fd))
     {
         log::warn!(
-            target: crate::LOG_KEPT,
+            target: crate::error::LOG_KEPT,
             "sandbox {name:?} (id {id}): bootstrap root not moved to the trash, row kept: {err}"
         );
         return Ok(Guarded::Stop(Reconciled::Failed));

@@ -74,7 +74,7 @@ impl Pass<'_, '_, '_> {
                 Ok(false) => self.report.trash_deferred += 1,
                 // Never a silent leak: counted, said, and tried again.
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "{err}: left in the trash; every sweep tries again");
+                    log::warn!(target: crate::error::LOG_KEPT, "{err}: left in the trash; every sweep tries again");
                     self.report.trash_failed += 1;
                     self.report.errors += 1;
                     self.report
