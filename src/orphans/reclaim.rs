@@ -229,7 +229,7 @@ impl Removal<'_> {
             self.keep(orphan, Kept::Named);
             return Ok(());
         }
-        let root = self.trash.root()?;
+        let root = self.trash.sandboxes().fd()?;
         let c_name = CString::new(name.as_bytes())
             .map_err(std::io::Error::other)
             .at(&orphan.path)?;

@@ -15,7 +15,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::rundir::locks::{HeldLocks, LockKind, RunDir, h16};
 use crate::rundir::sockets::{SocketDirs, may_be_live, remove_runtime_files};
-use crate::sandboxes::trash::Trash;
+use crate::sandboxes::dir::SandboxesDir;
 use crate::sys::flock::open_file_limit;
 
 /// Locks one transaction holds at most, whatever the batch size: a quarter
@@ -161,12 +161,12 @@ impl<'p> RowLocks<'p> {
     /// none). A failure is logged: the row must then be kept for a retry.
     pub(crate) fn remove_artifacts(
         &self,
-        trash: &Trash<'_>,
+        sandboxes: &SandboxesDir<'_>,
         id: i64,
         name: &str,
     ) -> std::result::Result<Option<OwnedFd>, Refusal> {
         let removed = self.socket_dirs().and_then(|dirs| {
-            remove_runtime_files(&self.run, dirs, trash.root()?, trash.dir(), name)
+            remove_runtime_files(&self.run, dirs, sandboxes.fd()?, sandboxes.path(), name)
         });
         match removed {
             Ok(sandbox) => Ok(sandbox),
@@ -182,8 +182,8 @@ impl<'p> RowLocks<'p> {
 
     /// Whether anything still answers on sandbox `name`'s runtime
     /// endpoints (see [`may_be_live`]).
-    pub(crate) fn may_be_live(&self, trash: &Trash<'_>, name: &str) -> Result<bool> {
-        may_be_live(self.run.path(), Some(trash.dir()), name)
+    pub(crate) fn may_be_live(&self, sandboxes: &SandboxesDir<'_>, name: &str) -> Result<bool> {
+        may_be_live(self.run.path(), Some(sandboxes.path()), name)
     }
 
     /// Whether the transaction should commit before taking another lock.

@@ -23,6 +23,7 @@ use crate::rundir::locks::LockKind;
 use crate::rundir::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
 use crate::sandboxes::names::stored_name;
 use crate::sandboxes::trash::{Moved, Trash};
+use crate::sweep::context::RowContext;
 
 /// What happened to one sandbox asked to be cleaned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,7 +215,7 @@ fn guard(
 ) -> Option<CleanupOutcome> {
     let refusal = locks
         .claim(&CLEANUP_LOCKS, id, name)
-        .or_else(|| locks.remove_artifacts(trash, id, name).err())?;
+        .or_else(|| locks.remove_artifacts(trash.sandboxes(), id, name).err())?;
     Some(refused(refusal))
 }
 
@@ -266,16 +267,19 @@ pub(crate) enum Mode {
 /// Decides, and in [`Mode::Write`] carries out inside the caller's write
 /// transaction, the cleanup of sandbox `id`. A returned [`Moved`] must be
 /// discarded after the commit or put back if it fails.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn clean_row(
-    catalog: &Catalog,
-    stmts: &mut Statements<'_>,
-    prober: &Prober,
-    trash: &Trash<'_>,
-    locks: Option<&mut RowLocks<'_>>,
+    row: &mut RowContext<'_, '_>,
     id: i64,
     mode: Mode,
 ) -> Result<(CleanupOutcome, Option<Moved>, Option<Column>)> {
+    let RowContext {
+        catalog,
+        stmts,
+        prober,
+        trash,
+        locks,
+    } = row;
+    let locks = locks.as_mut();
     let ended = mode == Mode::DryRun { ended: true };
     let name = match candidate(catalog, stmts, prober, id, ended)? {
         Ok(name) => name,
@@ -437,29 +441,21 @@ impl<'p> Cleanup<'p> {
         &self,
         catalog: &Catalog,
         sandbox_id: i64,
-        mut locks: Option<RowLocks<'_>>,
+        locks: Option<RowLocks<'_>>,
     ) -> Result<CleanupOutcome> {
         let trash = Trash::new(self.sandboxes_dir);
-        trash.check()?;
-        let prober = Prober::new();
+        trash.sandboxes().check()?;
         let tx = catalog.immediate()?;
-        let mut stmts = Statements::new(&catalog.conn);
-        let (outcome, moved, invalid) = clean_row(
-            catalog,
-            &mut stmts,
-            &prober,
-            &trash,
-            locks.as_mut(),
-            sandbox_id,
-            Mode::Write,
-        )?;
-        drop(stmts);
+        let mut row = RowContext::new(catalog, trash, locks);
+        let (outcome, moved, invalid) = clean_row(&mut row, sandbox_id, Mode::Write)?;
+        drop(row.stmts);
+        let trash = &row.trash;
         if let Some(column) = invalid {
             log::warn!(
                 "sandbox {sandbox_id}: its {column} is not stored as the catalog declares; left as it is"
             );
         }
-        // `locks` is held until the row's transaction has ended and its
+        // `row.locks` is held until the row's transaction has ended and its
         // directory is deleted or put back.
         let ended = tx.commit().map_err(Error::from_sqlite);
         let settled = trash.settle(ended, moved);
