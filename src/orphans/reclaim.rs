@@ -34,7 +34,7 @@ use crate::rundir::locks::{LockKind, Present, RunDir, h16, try_lock_present};
 use crate::rundir::sockets::CANONICAL_SOCKETS;
 use crate::sandboxes::names::validate_name;
 use crate::sandboxes::trash::Trash;
-use crate::sys::dir::{Subdir, list_all, open_subdir, remove_empty_dir, unlink_entry};
+use crate::sys::dir::{Subdir, list_all, open_subdir, remove_empty_dir_if_present, unlink_entry};
 use crate::sys::socket::nothing_listens_at;
 
 /// Which locks an orphan's removal takes, as a launcher, a runtime and a
@@ -436,10 +436,7 @@ impl Removal<'_> {
                 .at(&orphan.path)?;
             unlink_entry(dir.as_fd(), c_socket).at(&orphan.path.join(socket))?;
         }
-        match remove_empty_dir(parent.as_fd(), &c_file) {
-            Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-            Err(errno) => Err(errno).at(&orphan.path),
-        }
+        remove_empty_dir_if_present(parent.as_fd(), &c_file).at(&orphan.path)
     }
 
     fn one(&mut self, orphan: Orphan) -> Result<()> {

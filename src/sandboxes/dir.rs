@@ -10,10 +10,8 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use nix::errno::Errno;
-
 use crate::error::{IoContext, Result};
-use crate::sys::dir;
+use crate::sys::{NOT_A_DIRECTORY, dir};
 
 /// The sandboxes directory: a path the caller chose, and its descriptor.
 #[derive(Debug)]
@@ -45,7 +43,7 @@ impl<'p> SandboxesDir<'p> {
         }
         let fd = match dir::open_dir(self.path) {
             Ok(fd) => fd,
-            Err(Errno::ENOTDIR) => {
+            Err(NOT_A_DIRECTORY) => {
                 return Err(io::Error::new(
                     io::ErrorKind::NotADirectory,
                     "sandboxes dir is not a directory",

@@ -17,13 +17,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nix::errno::Errno;
-use nix::sys::stat::Mode;
-
 use crate::error::{IoContext, Result};
 use crate::sandboxes::dir::SandboxesDir;
-use crate::sys::c_name;
 use crate::sys::dir::{self, Subdir, entry_exists, renameat};
+use crate::sys::{Errno, NOT_FOUND, c_name};
 
 /// The trash folder's name, inside the sandboxes directory.
 pub(crate) const TRASH_DIR: &str = ".sandbox-sweep-trash";
@@ -108,13 +105,12 @@ impl<'p> Trash<'p> {
     /// The trash, created first if it does not exist.
     fn made_bin(&self) -> Result<Ref<'_, OwnedFd>> {
         if self.bin.borrow().is_none() {
-            let mode = Mode::from_bits_truncate(0o777);
-            dir::make_dir(self.sandboxes.fd()?, TRASH_DIR, mode).at(&self.bin_path())?;
+            dir::make_dir(self.sandboxes.fd()?, TRASH_DIR, 0o777).at(&self.bin_path())?;
         }
         match self.bin()? {
             Some(bin) => Ok(bin),
             // Removed again between the mkdir and the open.
-            None => failed(Errno::ENOENT, &self.bin_path()),
+            None => failed(NOT_FOUND, &self.bin_path()),
         }
     }
 
@@ -139,7 +135,7 @@ impl<'p> Trash<'p> {
     fn move_as(&self, entry: String, name: &str) -> Result<Option<Moved>> {
         let root = self.sandboxes.fd()?;
         let source = || self.sandboxes.path().join(name);
-        let rename = || -> Result<nix::Result<()>> {
+        let rename = || -> Result<std::result::Result<(), Errno>> {
             Ok(renameat(
                 root,
                 name,
@@ -149,7 +145,7 @@ impl<'p> Trash<'p> {
         };
         let retry = match rename()? {
             Ok(()) => false,
-            Err(Errno::ENOENT) => match entry_exists(root, &c_name(name, source)?) {
+            Err(NOT_FOUND) => match entry_exists(root, &c_name(name, source)?) {
                 Ok(false) => return Ok(None),
                 Err(errno) => return failed(errno, &source()),
                 // The source exists, so the trash went away: make it again.
@@ -203,7 +199,7 @@ impl<'p> Trash<'p> {
             Err(errno) => return failed(errno, &at),
         }
         let entry = format!("{id}.bootstrap-rootfs");
-        let rename = || -> Result<nix::Result<()>> {
+        let rename = || -> Result<std::result::Result<(), Errno>> {
             Ok(renameat(
                 sandbox.as_fd(),
                 BOOTSTRAP_ROOTFS,
@@ -213,7 +209,7 @@ impl<'p> Trash<'p> {
         };
         let retry = match rename()? {
             Ok(()) => false,
-            Err(Errno::ENOENT) => match entry_exists(sandbox.as_fd(), BOOTSTRAP_ROOTFS) {
+            Err(NOT_FOUND) => match entry_exists(sandbox.as_fd(), BOOTSTRAP_ROOTFS) {
                 Ok(false) => return Ok(()),
                 Err(errno) => return failed(errno, &at),
                 // The source exists, so the trash went away: make it again.
@@ -285,7 +281,7 @@ impl<'p> Trash<'p> {
     pub(crate) fn put_back(&self, moved: Moved) {
         let back = self.sandboxes.fd().and_then(|root| {
             let Some(bin) = self.bin()? else {
-                return failed(Errno::ENOENT, &self.bin_path());
+                return failed(NOT_FOUND, &self.bin_path());
             };
             renameat(
                 bin.as_fd(),
