@@ -168,7 +168,7 @@ pub(crate) fn reconcile_row(
         trash,
         locks,
     } = row;
-    let catalog: &Catalog = catalog;
+    let catalog = *catalog;
     let (run_id, reason) = match latest_running(catalog, stmts, prober, id)? {
         Some(RunningRun {
             invalid: Some(column),
