@@ -443,10 +443,11 @@ impl<'p> Cleanup<'p> {
         sandbox_id: i64,
         locks: Option<RowLocks<'_>>,
     ) -> Result<CleanupOutcome> {
-        let trash = Trash::new(self.sandboxes_dir);
-        trash.sandboxes().check()?;
+        // Made before the transaction, so its locks outlive it whichever
+        // way it ends.
+        let mut row = RowContext::new(catalog, Trash::new(self.sandboxes_dir), locks);
+        row.trash.sandboxes().check()?;
         let tx = catalog.immediate()?;
-        let mut row = RowContext::new(catalog, trash, locks);
         let (outcome, moved, invalid) = clean_row(&mut row, sandbox_id, Mode::Write)?;
         drop(row.stmts);
         let trash = &row.trash;
