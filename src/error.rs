@@ -7,6 +7,20 @@ use std::path::{Path, PathBuf};
 /// A `Result` whose error defaults to this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The `log` target of every record that says something was left in place
+/// because a call failed (a row kept since its runtime's files could not
+/// be moved, a tree the trash could not delete, an orphan kept), with the
+/// path and the error: what a person must act on. Other records use the
+/// module's path. The CLI shows these without `-v`.
+///
+/// ```
+/// fn show(record: &log::Record<'_>) -> bool {
+///     record.target() == sandbox_sweep::LOG_KEPT || record.level() <= log::Level::Error
+/// }
+/// # let _ = show;
+/// ```
+pub const LOG_KEPT: &str = "sandbox_sweep::kept";
+
 /// Everything that can go wrong in this crate.
 ///
 /// Per-row problems met during a sweep (a bad name, a directory that will not
@@ -113,7 +127,7 @@ pub enum Error {
     },
     /// The install-exclusive lease said no: another installer holds it, or
     /// this holder lost it.
-    Install(crate::lease::InstallRefusal),
+    Install(InstallRefusal),
     /// A read-only open ([`OpenOptions::read_only`](crate::OpenOptions::read_only))
     /// of a catalog in WAL mode found no `-shm` file beside it and could
     /// not make one (the directory is not writable by this user).
@@ -141,6 +155,53 @@ pub enum Error {
         /// What went wrong.
         detail: String,
     },
+}
+
+/// Why an install-exclusive call was refused
+/// ([`InstallLease`](crate::lease::InstallLease)); public as
+/// `sandbox_sweep::lease::InstallRefusal`. It lives here, beside [`Error`],
+/// so the error type imports nothing above it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InstallRefusal {
+    /// Another installer holds the lease until this time (stored text).
+    Held {
+        /// `holder_pid`, when it is an integer.
+        holder_pid: Option<i64>,
+        /// `lease_expires_at`, as stored.
+        until: String,
+    },
+    /// This lease is no longer the row's: it expired and was taken, or was
+    /// cleared.
+    NotHolder,
+}
+
+/// One line; `{:#}` adds the holder's pid when the row has one.
+///
+/// ```
+/// use sandbox_sweep::lease::InstallRefusal;
+/// let held = InstallRefusal::Held { holder_pid: Some(7), until: "2026-06-04 00:30:00".into() };
+/// assert_eq!(held.to_string(), "an install operation is in progress until 2026-06-04 00:30:00");
+/// assert_eq!(
+///     format!("{held:#}"),
+///     "an install operation is in progress until 2026-06-04 00:30:00 (holder pid 7)"
+/// );
+/// ```
+impl fmt::Display for InstallRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstallRefusal::Held { until, holder_pid } => {
+                write!(f, "an install operation is in progress until {until}")?;
+                match holder_pid {
+                    Some(pid) if f.alternate() => write!(f, " (holder pid {pid})"),
+                    _ => Ok(()),
+                }
+            }
+            InstallRefusal::NotHolder => {
+                f.write_str("the install-exclusive lease is no longer held by this process")
+            }
+        }
+    }
 }
 
 impl Error {

@@ -149,7 +149,7 @@ pub mod fixture;
 
 pub use catalog::{Catalog, OpenOptions, migrate, open};
 pub use clock::{Clock, SystemClock};
-pub use error::{Error, Result};
+pub use error::{Error, LOG_KEPT, Result};
 pub use lease::gate::SkipReason;
 pub use sandboxes::lifecycle::{
     RunEnd, SandboxStatus, TerminationReason, finish_run, insert_running_run, insert_sandbox,
@@ -173,20 +173,6 @@ pub mod status {
 
 pub use rusqlite;
 pub use time;
-
-/// The `log` target of every record that says something was left in place
-/// because a call failed (a row kept since its runtime's files could not
-/// be moved, a tree the trash could not delete, an orphan kept), with the
-/// path and the error: what a person must act on. Other records use the
-/// module's path. The CLI shows these without `-v`.
-///
-/// ```
-/// fn show(record: &log::Record<'_>) -> bool {
-///     record.target() == sandbox_sweep::LOG_KEPT || record.level() <= log::Level::Error
-/// }
-/// # let _ = show;
-/// ```
-pub const LOG_KEPT: &str = "sandbox_sweep::kept";
 
 /// Parsers for the fuzz target, the demo and the tests; not part of the
 /// supported API, and free to change.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::error::{Error, Result};
+use crate::sys;
 
 /// The busy timeout [`OpenOptions`] uses unless told otherwise: 5 s.
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -220,10 +221,10 @@ impl OpenOptions {
 /// Whether the WAL index beside the catalog exists, beside the file the
 /// path resolves to (SQLite follows a symlinked catalog to its target).
 fn has_shm(path: &Path) -> bool {
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let real = sys::path::resolved(path).unwrap_or_else(|| path.to_path_buf());
     let mut shm = real.into_os_string();
     shm.push("-shm");
-    std::fs::symlink_metadata(&shm).is_ok()
+    sys::path::exists_nofollow(Path::new(&shm))
 }
 
 /// `file:<path>?readonly_shm=1`: SQLite then opens the `-shm` read-only

@@ -328,8 +328,11 @@ pub(crate) const LOOKUPS: [&str; 34] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Result;
     use crate::fixture::{DEAD_PID, Fixture, now};
-    use crate::{Limits, Report, Result, SweepOutcome, Sweeper};
+    use crate::sweep::report::Report;
+    use crate::sweep::settings::Limits;
+    use crate::sweep::sweeper::{SweepOutcome, Sweeper};
 
     fn sweep_all(f: &Fixture) -> Result<Report> {
         let catalog = &f.catalog;

@@ -5,13 +5,11 @@
 //! anyone, and that the switch is checked. Must not open, create or change
 //! any file: it reads path metadata and the user database, nothing else.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{Uid, geteuid};
-
 use crate::error::{Error, IoContext, Result};
-use crate::sys::user::{Identity, become_user, current, restore, user_of};
+use crate::sys::path::{owned_nofollow, resolved};
+use crate::sys::user::{Identity, Uid, become_user, current, is_root, restore, user_of};
 
 /// This process acting as a home's owner, until dropped.
 ///
@@ -77,7 +75,7 @@ impl ActingAsOwner {
     /// switch did not take (checked after each of groups, gid and uid; the
     /// identity is then root's again).
     pub fn of<P: AsRef<Path>>(paths: impl IntoIterator<Item = P>) -> Result<Option<ActingAsOwner>> {
-        if !geteuid().is_root() {
+        if !is_root() {
             return Ok(None);
         }
         let mut owner: Option<(u32, PathBuf)> = None;
@@ -170,19 +168,17 @@ fn owners_on_the_way(path: &Path) -> Result<Vec<(PathBuf, u32)>> {
         let mut prefix = PathBuf::new();
         for part in full.components() {
             prefix.push(part);
-            let meta = match std::fs::symlink_metadata(&prefix) {
-                Ok(meta) => meta,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(err) => return Err(err).at(&prefix),
+            let Some(meta) = owned_nofollow(&prefix).at(&prefix)? else {
+                return Ok(());
             };
-            if meta.uid() != 0 {
-                found.push((prefix.clone(), meta.uid()));
+            if meta.uid != 0 {
+                found.push((prefix.clone(), meta.uid));
                 continue;
             }
-            let mode = meta.permissions().mode();
+            let mode = meta.mode;
             let others_write = mode & 0o022 != 0;
             let sticky = mode & 0o1000 != 0;
-            if meta.is_dir() && others_write && !sticky {
+            if meta.is_dir && others_write && !sticky {
                 return Err(Error::Ownership {
                     path: prefix,
                     detail: format!(
@@ -196,7 +192,7 @@ fn owners_on_the_way(path: &Path) -> Result<Vec<(PathBuf, u32)>> {
         Ok(())
     };
     walk(&given)?;
-    if let Ok(resolved) = std::fs::canonicalize(&given) {
+    if let Some(resolved) = resolved(&given) {
         walk(&resolved)?;
     }
     Ok(found)
@@ -208,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_root_home_needs_no_switch_and_a_shared_one_is_refused() -> Result<()> {
-        if !geteuid().is_root() {
+        if !is_root() {
             assert!(std::env::var_os("CI").is_none(), "needs root under CI");
             return Ok(());
         }
@@ -219,7 +215,8 @@ mod tests {
         // A directory on the way that a group may write: refused.
         let shared = dir.path().join("shared");
         std::fs::create_dir(&shared).at(&shared)?;
-        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o775)).at(&shared)?;
+        std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o775))
+            .at(&shared)?;
         std::fs::create_dir(shared.join("home")).at(&shared)?;
         match ActingAsOwner::of([shared.join("home")]) {
             Err(Error::Ownership { path, .. }) => assert_eq!(path, shared),
@@ -235,7 +232,7 @@ mod tests {
             Err(Error::Ownership { path, .. }) => assert_eq!(path, b),
             other => panic!("expected Ownership, got {other:?}"),
         }
-        assert!(geteuid().is_root());
+        assert!(is_root());
         Ok(())
     }
 }

@@ -7,7 +7,6 @@
 //! text; a sweep checks it at the gate and inside every write transaction.
 //! No sweeping here and no filesystem.
 
-use std::fmt;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -19,7 +18,7 @@ use crate::catalog::sql::{
 };
 use crate::catalog::stamp::{Stamp, format_stamp, parse_stamp_bytes};
 use crate::clock::{Clock, plus};
-use crate::error::{Error, Result};
+use crate::error::{Error, InstallRefusal, Result};
 use crate::lease::spec::LeaseSpec;
 
 /// The `maintenance_lease.name` of the install-exclusive lease.
@@ -66,50 +65,6 @@ impl LeaseSpec {
 pub struct InstallLease {
     holder_pid: i64,
     expires: Stamp,
-}
-
-/// Why an install-exclusive call was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum InstallRefusal {
-    /// Another installer holds the lease until this time (stored text).
-    Held {
-        /// `holder_pid`, when it is an integer.
-        holder_pid: Option<i64>,
-        /// `lease_expires_at`, as stored.
-        until: String,
-    },
-    /// This lease is no longer the row's: it expired and was taken, or was
-    /// cleared.
-    NotHolder,
-}
-
-/// One line; `{:#}` adds the holder's pid when the row has one.
-///
-/// ```
-/// use sandbox_sweep::lease::InstallRefusal;
-/// let held = InstallRefusal::Held { holder_pid: Some(7), until: "2026-06-04 00:30:00".into() };
-/// assert_eq!(held.to_string(), "an install operation is in progress until 2026-06-04 00:30:00");
-/// assert_eq!(
-///     format!("{held:#}"),
-///     "an install operation is in progress until 2026-06-04 00:30:00 (holder pid 7)"
-/// );
-/// ```
-impl fmt::Display for InstallRefusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InstallRefusal::Held { until, holder_pid } => {
-                write!(f, "an install operation is in progress until {until}")?;
-                match holder_pid {
-                    Some(pid) if f.alternate() => write!(f, " (holder pid {pid})"),
-                    _ => Ok(()),
-                }
-            }
-            InstallRefusal::NotHolder => {
-                f.write_str("the install-exclusive lease is no longer held by this process")
-            }
-        }
-    }
 }
 
 /// The install row's holder and expiry, as stored.

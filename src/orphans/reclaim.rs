@@ -34,7 +34,7 @@ use crate::rundir::locks::{LockKind, Present, RunDir, h16, try_lock_present};
 use crate::rundir::sockets::CANONICAL_SOCKETS;
 use crate::sandboxes::names::validate_name;
 use crate::sandboxes::trash::Trash;
-use crate::sys::dir::{Subdir, list_all, open_subdir, remove_empty_dir, unlink_entry};
+use crate::sys::dir::{Subdir, list_all, open_subdir, remove_empty_dir_if_present, unlink_entry};
 use crate::sys::socket::nothing_listens_at;
 
 /// Which locks an orphan's removal takes, as a launcher, a runtime and a
@@ -264,7 +264,7 @@ impl Removal<'_> {
             self.keep(orphan, Kept::Named);
             return Ok(());
         }
-        let root = self.trash.root()?;
+        let root = self.trash.sandboxes().fd()?;
         let c_name = CString::new(name.as_bytes())
             .map_err(std::io::Error::other)
             .at(&orphan.path)?;
@@ -289,7 +289,7 @@ impl Removal<'_> {
                 Ok(true) => {}
                 Ok(false) => self.done.deferred += 1,
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "{err:#}: left in the trash; every sweep tries again");
+                    log::warn!(target: crate::error::LOG_KEPT, "{err:#}: left in the trash; every sweep tries again");
                     self.done.trash_failed += 1;
                 }
             }
@@ -438,7 +438,7 @@ impl Removal<'_> {
             match self.remove_runtime_file(&orphan, proven.dir.as_ref()) {
                 Ok(()) => self.done.removed.push(orphan),
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "{}: kept: {err:#}", orphan.path.display());
+                    log::warn!(target: crate::error::LOG_KEPT, "{}: kept: {err:#}", orphan.path.display());
                     self.keep(orphan, Kept::Failed(format!("{err:#}")));
                 }
             }
@@ -471,10 +471,7 @@ impl Removal<'_> {
                 .at(&orphan.path)?;
             unlink_entry(dir.as_fd(), c_socket).at(&orphan.path.join(socket))?;
         }
-        match remove_empty_dir(parent.as_fd(), &c_file) {
-            Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-            Err(errno) => Err(errno).at(&orphan.path),
-        }
+        remove_empty_dir_if_present(parent.as_fd(), &c_file).at(&orphan.path)
     }
 
     fn one(&mut self, orphan: Orphan) -> Result<()> {
@@ -516,7 +513,7 @@ pub(crate) fn run(
             if err.is_busy() {
                 return Err(err);
             }
-            log::warn!(target: crate::LOG_KEPT, "{}: kept: {err:#}", path.display());
+            log::warn!(target: crate::error::LOG_KEPT, "{}: kept: {err:#}", path.display());
             removal.keep(orphan, Kept::Failed(format!("{err:#}")));
         }
     }

@@ -17,7 +17,7 @@ use crate::catalog::sql::{ALL_NAMES, SANDBOX_NAMED};
 use crate::error::{Error, IoContext, Result};
 use crate::rundir::locks::{HeldLocks, h16};
 use crate::sandboxes::trash::{C_TRASH, TRASH_DIR};
-use crate::sys::dir::{self, Subdir, list_all, open_subdir};
+use crate::sys::dir::{self, Subdir, is_plain_file_at, list_all, open_subdir};
 use crate::sys::usage::usage_at;
 
 /// The run directory's folders as the scan opened them (no symlink
@@ -122,7 +122,7 @@ impl Scan<'_> {
             // Regular files are not sandbox state: only directories (and
             // what stands where one would, a symlink) are listed.
             let lock_held = text.is_some_and(|t| self.held.as_ref().is_some_and(|h| h.is_held(t)));
-            if is_plain_file(root.as_fd(), &name) {
+            if is_plain_file_at(root.as_fd(), &name) {
                 continue;
             }
             if !self.add(
@@ -299,14 +299,6 @@ pub(crate) fn is_named(named: &mut rusqlite::CachedStatement<'_>, name: &[u8]) -
         return Ok(true);
     }
     Ok(named.exists([name])?)
-}
-
-/// Whether `name` in `parent` is a regular file (not a directory, not a
-/// symlink); a failed call is not one.
-fn is_plain_file(parent: BorrowedFd<'_>, name: &CStr) -> bool {
-    use nix::sys::stat::{SFlag, fstatat};
-    fstatat(parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        .is_ok_and(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
 }
 
 /// Scans, and hands over the run directory's folders as it opened them.

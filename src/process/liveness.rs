@@ -278,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn own_process_with_true_identity_is_alive() -> crate::Result<()> {
+    fn own_process_with_true_identity_is_alive() -> crate::error::Result<()> {
         let me = ProcessIdentity::current()?;
         let prober = Prober::new();
         let recorded = RecordedProcess {

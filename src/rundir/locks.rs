@@ -15,7 +15,6 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::sys::stat::Mode;
 use sha2::{Digest, Sha256};
 
 use crate::error::{IoContext, Result};
@@ -74,10 +73,10 @@ impl LockKind {
 
     /// The mode msb 0.7.11 makes the file with (measured): a creation
     /// lock is its launcher's alone, a lifecycle lock readable by all.
-    fn mode(self) -> Mode {
+    fn mode(self) -> u32 {
         match self {
-            LockKind::Creation => Mode::from_bits_truncate(0o600),
-            LockKind::Lifecycle | LockKind::SnapshotLineage => Mode::from_bits_truncate(0o644),
+            LockKind::Creation => 0o600,
+            LockKind::Lifecycle | LockKind::SnapshotLineage => 0o644,
         }
     }
 
@@ -265,7 +264,7 @@ impl<'p> RunDir<'p> {
             LockKind::Lifecycle | LockKind::SnapshotLineage => c"locks",
             LockKind::Creation => c"creation-locks",
         };
-        dir::make_dir(run, name, Mode::from_bits_truncate(0o755)).at(&path)?;
+        dir::make_dir(run, name, 0o755).at(&path)?;
         let fd = dir::open_dir_nofollow(run, name).at(&path)?;
         Ok(cell.get_or_init(|| fd).as_fd())
     }

@@ -15,7 +15,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::rundir::locks::{HeldLocks, LockKind, RunDir, h16};
 use crate::rundir::sockets::{SocketDirs, may_be_live, remove_runtime_files};
-use crate::sandboxes::trash::Trash;
+use crate::sandboxes::dir::SandboxesDir;
 use crate::sys::flock::open_file_limit;
 
 /// Locks one transaction holds at most, whatever the batch size: a quarter
@@ -105,7 +105,7 @@ impl<'p> RowLocks<'p> {
                     Refusal::Owned(kind)
                 }
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "sandbox {name:?} (id {id}): {err:#}; left alone");
+                    log::warn!(target: crate::error::LOG_KEPT, "sandbox {name:?} (id {id}): {err:#}; left alone");
                     Refusal::LockFailed
                 }
             };
@@ -161,18 +161,18 @@ impl<'p> RowLocks<'p> {
     /// none). A failure is logged: the row must then be kept for a retry.
     pub(crate) fn remove_artifacts(
         &self,
-        trash: &Trash<'_>,
+        sandboxes: &SandboxesDir<'_>,
         id: i64,
         name: &str,
     ) -> std::result::Result<Option<OwnedFd>, Refusal> {
         let removed = self.socket_dirs().and_then(|dirs| {
-            remove_runtime_files(&self.run, dirs, trash.root()?, trash.dir(), name)
+            remove_runtime_files(&self.run, dirs, sandboxes.fd()?, sandboxes.path(), name)
         });
         match removed {
             Ok(sandbox) => Ok(sandbox),
             Err(err) => {
                 log::warn!(
-                    target: crate::LOG_KEPT,
+                    target: crate::error::LOG_KEPT,
                     "sandbox {name:?} (id {id}): runtime files not removed, row kept: {err:#}"
                 );
                 Err(Refusal::ArtifactsFailed)
@@ -182,8 +182,8 @@ impl<'p> RowLocks<'p> {
 
     /// Whether anything still answers on sandbox `name`'s runtime
     /// endpoints (see [`may_be_live`]).
-    pub(crate) fn may_be_live(&self, trash: &Trash<'_>, name: &str) -> Result<bool> {
-        may_be_live(self.run.path(), Some(trash.dir()), name)
+    pub(crate) fn may_be_live(&self, sandboxes: &SandboxesDir<'_>, name: &str) -> Result<bool> {
+        may_be_live(self.run.path(), Some(sandboxes.path()), name)
     }
 
     /// Whether the transaction should commit before taking another lock.

@@ -25,12 +25,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-
 use crate::error::{IoContext, Result};
 use crate::rundir::locks::{RunDir, name_hash};
 use crate::sys::c_name;
-use crate::sys::dir::{Subdir, not_a_directory, open_subdir, remove_empty_dir, unlink_entry};
+use crate::sys::dir::{
+    Subdir, not_a_directory, open_subdir, remove_empty_dir_if_present, unlink_entry,
+};
 use crate::sys::socket::{Knock, knock};
 
 /// How long every endpoint of one sandbox may take to answer, in all, as
@@ -201,10 +201,7 @@ pub(crate) fn remove_runtime_files(
                 drop(fd);
                 // Anything else in it is not a runtime's to lose: msb's
                 // `rmdir` fails there too, and the row waits.
-                match remove_empty_dir(dir, &c_h12) {
-                    Ok(()) | Err(Errno::ENOENT) => Ok(()),
-                    Err(errno) => Err(errno).at(&at),
-                }
+                remove_empty_dir_if_present(dir, &c_h12).at(&at)
             }
             Subdir::Missing => Ok(()),
             // Not a directory: the entry itself goes, never followed.

@@ -2,9 +2,11 @@
 //! ([`validate_name`], [`RESERVED_PREFIX`]).
 //!
 //! Inside: the name rules (`names`), a runtime's own writes and the
-//! catalog's status strings (`lifecycle`, re-exported at the root), and
-//! moving a directory aside and deleting it (`trash`).
+//! catalog's status strings (`lifecycle`, re-exported at the root), the
+//! sandboxes directory held open (`dir`), and moving a directory aside and
+//! deleting it (`trash`).
 
+pub(crate) mod dir;
 pub(crate) mod lifecycle;
 pub(crate) mod names;
 pub(crate) mod trash;

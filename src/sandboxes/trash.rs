@@ -9,7 +9,7 @@
 //! goes through the sandboxes directory and the trash held open, never
 //! following a symlink. No catalog here: callers pass what they know of rows.
 
-use std::cell::{OnceCell, Ref, RefCell};
+use std::cell::{Ref, RefCell};
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,12 +17,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use nix::errno::Errno;
-use nix::sys::stat::Mode;
-
 use crate::error::{IoContext, Result};
-use crate::sys::c_name;
+use crate::sandboxes::dir::SandboxesDir;
 use crate::sys::dir::{self, Subdir, entry_exists, renameat};
+use crate::sys::{Errno, NOT_FOUND, c_name};
 
 /// The trash folder's name, inside the sandboxes directory.
 pub(crate) const TRASH_DIR: &str = ".sandbox-sweep-trash";
@@ -54,10 +52,8 @@ fn failed<T>(errno: Errno, path: &Path) -> Result<T> {
 /// sandboxes directory, and no path is resolved again per sandbox.
 #[derive(Debug)]
 pub(crate) struct Trash<'p> {
-    dir: &'p Path,
-    /// The sandboxes directory, opened by the first operation (following a
-    /// symlink: the caller chose this path).
-    root: OnceCell<OwnedFd>,
+    /// The sandboxes directory, opened by the first operation.
+    sandboxes: SandboxesDir<'p>,
     /// The trash, opened once per sweep without following a symlink, again
     /// if a rename suggests it vanished.
     bin: RefCell<Option<OwnedFd>>,
@@ -73,53 +69,27 @@ impl<'p> Trash<'p> {
     /// The trash of `sandboxes_dir`; nothing is opened yet.
     pub(crate) fn new(sandboxes_dir: &'p Path) -> Trash<'p> {
         Trash {
-            dir: sandboxes_dir,
-            root: OnceCell::new(),
+            sandboxes: SandboxesDir::new(sandboxes_dir),
             bin: RefCell::new(None),
             garbage: RefCell::new(Vec::new()),
         }
     }
 
     fn bin_path(&self) -> PathBuf {
-        self.dir.join(TRASH_DIR)
+        self.sandboxes.path().join(TRASH_DIR)
     }
 
-    /// The sandboxes directory's path.
-    pub(crate) fn dir(&self) -> &Path {
-        self.dir
-    }
-
-    /// The sandboxes directory, opened on first use.
-    pub(crate) fn root(&self) -> Result<BorrowedFd<'_>> {
-        if let Some(fd) = self.root.get() {
-            return Ok(fd.as_fd());
-        }
-        let fd = match dir::open_dir(self.dir) {
-            Ok(fd) => fd,
-            Err(Errno::ENOTDIR) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotADirectory,
-                    "sandboxes dir is not a directory",
-                ))
-                .at(self.dir);
-            }
-            Err(errno) => return failed(errno, self.dir),
-        };
-        Ok(self.root.get_or_init(|| fd).as_fd())
-    }
-
-    /// Fails unless the sandboxes directory exists: without it, a missing
-    /// sandbox directory cannot be told from a mistyped path, and rows would
-    /// be deleted while their directories live on elsewhere.
-    pub(crate) fn check(&self) -> Result<()> {
-        self.root().map(drop)
+    /// The sandboxes directory it lives in, for what acts beside the trash
+    /// (a dead runtime's files) on the same descriptor.
+    pub(crate) fn sandboxes(&self) -> &SandboxesDir<'p> {
+        &self.sandboxes
     }
 
     /// The trash, opened on first use without following a symlink; `None`
     /// when it does not exist.
     fn bin(&self) -> Result<Option<Ref<'_, OwnedFd>>> {
         if self.bin.borrow().is_none() {
-            let fd = match dir::open_subdir(self.root()?, C_TRASH).at(&self.bin_path())? {
+            let fd = match dir::open_subdir(self.sandboxes.fd()?, C_TRASH).at(&self.bin_path())? {
                 Subdir::Open(fd) => fd,
                 Subdir::Missing => return Ok(None),
                 Subdir::Symlink | Subdir::NotADir => {
@@ -135,13 +105,12 @@ impl<'p> Trash<'p> {
     /// The trash, created first if it does not exist.
     fn made_bin(&self) -> Result<Ref<'_, OwnedFd>> {
         if self.bin.borrow().is_none() {
-            let mode = Mode::from_bits_truncate(0o777);
-            dir::make_dir(self.root()?, TRASH_DIR, mode).at(&self.bin_path())?;
+            dir::make_dir(self.sandboxes.fd()?, TRASH_DIR, 0o777).at(&self.bin_path())?;
         }
         match self.bin()? {
             Some(bin) => Ok(bin),
             // Removed again between the mkdir and the open.
-            None => failed(Errno::ENOENT, &self.bin_path()),
+            None => failed(NOT_FOUND, &self.bin_path()),
         }
     }
 
@@ -164,9 +133,9 @@ impl<'p> Trash<'p> {
     }
 
     fn move_as(&self, entry: String, name: &str) -> Result<Option<Moved>> {
-        let root = self.root()?;
-        let source = || self.dir.join(name);
-        let rename = || -> Result<nix::Result<()>> {
+        let root = self.sandboxes.fd()?;
+        let source = || self.sandboxes.path().join(name);
+        let rename = || -> Result<std::result::Result<(), Errno>> {
             Ok(renameat(
                 root,
                 name,
@@ -176,7 +145,7 @@ impl<'p> Trash<'p> {
         };
         let retry = match rename()? {
             Ok(()) => false,
-            Err(Errno::ENOENT) => match entry_exists(root, &c_name(name, source)?) {
+            Err(NOT_FOUND) => match entry_exists(root, &c_name(name, source)?) {
                 Ok(false) => return Ok(None),
                 Err(errno) => return failed(errno, &source()),
                 // The source exists, so the trash went away: make it again.
@@ -219,7 +188,7 @@ impl<'p> Trash<'p> {
         name: &str,
         sandbox: Option<BorrowedFd<'_>>,
     ) -> Result<()> {
-        let at = self.dir.join(name).join(".bootstrap-rootfs");
+        let at = self.sandboxes.path().join(name).join(".bootstrap-rootfs");
         let Some(sandbox) = sandbox else {
             return Ok(());
         };
@@ -230,7 +199,7 @@ impl<'p> Trash<'p> {
             Err(errno) => return failed(errno, &at),
         }
         let entry = format!("{id}.bootstrap-rootfs");
-        let rename = || -> Result<nix::Result<()>> {
+        let rename = || -> Result<std::result::Result<(), Errno>> {
             Ok(renameat(
                 sandbox.as_fd(),
                 BOOTSTRAP_ROOTFS,
@@ -240,7 +209,7 @@ impl<'p> Trash<'p> {
         };
         let retry = match rename()? {
             Ok(()) => false,
-            Err(Errno::ENOENT) => match entry_exists(sandbox.as_fd(), BOOTSTRAP_ROOTFS) {
+            Err(NOT_FOUND) => match entry_exists(sandbox.as_fd(), BOOTSTRAP_ROOTFS) {
                 Ok(false) => return Ok(()),
                 Err(errno) => return failed(errno, &at),
                 // The source exists, so the trash went away: make it again.
@@ -310,9 +279,9 @@ impl<'p> Trash<'p> {
     }
 
     pub(crate) fn put_back(&self, moved: Moved) {
-        let back = self.root().and_then(|root| {
+        let back = self.sandboxes.fd().and_then(|root| {
             let Some(bin) = self.bin()? else {
-                return failed(Errno::ENOENT, &self.bin_path());
+                return failed(NOT_FOUND, &self.bin_path());
             };
             renameat(
                 bin.as_fd(),
@@ -324,9 +293,9 @@ impl<'p> Trash<'p> {
         });
         if let Err(err) = back {
             log::warn!(
-                target: crate::LOG_KEPT,
+                target: crate::error::LOG_KEPT,
                 "could not move a directory back to {} (the next sweep restores it): {err:#}",
-                self.dir.join(&moved.name).display()
+                self.sandboxes.path().join(&moved.name).display()
             );
         }
     }
@@ -349,7 +318,7 @@ impl<'p> Trash<'p> {
         match self.delete(entry, deadline) {
             Ok(done) => done,
             Err(err) => {
-                log::warn!(target: crate::LOG_KEPT, "could not delete trash (the next sweep retries): {err:#}");
+                log::warn!(target: crate::error::LOG_KEPT, "could not delete trash (the next sweep retries): {err:#}");
                 true
             }
         }
@@ -364,7 +333,9 @@ impl<'p> Trash<'p> {
         if self.bin.borrow_mut().take().is_none() {
             return;
         }
-        let Ok(root) = self.root() else { return };
+        let Ok(root) = self.sandboxes.fd() else {
+            return;
+        };
         match dir::remove_dir_if_empty(root, C_TRASH) {
             Ok(()) => {}
             Err(errno) => log::debug!(
@@ -377,7 +348,8 @@ impl<'p> Trash<'p> {
 
     /// Whether anything is at the trash path (a directory or not).
     pub(crate) fn exists(&self) -> bool {
-        self.root()
+        self.sandboxes
+            .fd()
             .is_ok_and(|root| entry_exists(root, C_TRASH).unwrap_or(false))
     }
 
@@ -402,7 +374,7 @@ impl<'p> Trash<'p> {
                 return Ok(Vec::new());
             }
         };
-        let root = self.root()?;
+        let root = self.sandboxes.fd()?;
         let mut doomed = Vec::new();
         for entry in entries {
             let entry = OsStr::from_bytes(entry.to_bytes()).to_owned();
@@ -421,7 +393,7 @@ impl<'p> Trash<'p> {
                 if free {
                     log::info!(
                         "restoring {} from the trash: its row survived",
-                        self.dir.join(&name).display()
+                        self.sandboxes.path().join(&name).display()
                     );
                     self.put_back(Moved { name, entry });
                     continue;

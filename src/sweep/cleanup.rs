@@ -23,6 +23,7 @@ use crate::rundir::locks::LockKind;
 use crate::rundir::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
 use crate::sandboxes::names::stored_name;
 use crate::sandboxes::trash::{Moved, Trash};
+use crate::sweep::context::RowContext;
 
 /// What happened to one sandbox asked to be cleaned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -243,7 +244,7 @@ fn guard(
 ) -> Option<CleanupOutcome> {
     let refusal = locks
         .claim(&CLEANUP_LOCKS, id, name)
-        .or_else(|| locks.remove_artifacts(trash, id, name).err())?;
+        .or_else(|| locks.remove_artifacts(trash.sandboxes(), id, name).err())?;
     Some(refused(refusal))
 }
 
@@ -295,16 +296,19 @@ pub(crate) enum Mode {
 /// Decides, and in [`Mode::Write`] carries out inside the caller's write
 /// transaction, the cleanup of sandbox `id`. A returned [`Moved`] must be
 /// discarded after the commit or put back if it fails.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn clean_row(
-    catalog: &Catalog,
-    stmts: &mut Statements<'_>,
-    prober: &Prober,
-    trash: &Trash<'_>,
-    locks: Option<&mut RowLocks<'_>>,
+    row: &mut RowContext<'_, '_>,
     id: i64,
     mode: Mode,
 ) -> Result<(CleanupOutcome, Option<Moved>, Option<Column>)> {
+    let RowContext {
+        catalog,
+        stmts,
+        prober,
+        trash,
+        locks,
+    } = row;
+    let locks = locks.as_mut();
     let ended = mode == Mode::DryRun { ended: true };
     let name = match candidate(catalog, stmts, prober, id, ended)? {
         Ok(name) => name,
@@ -327,7 +331,7 @@ pub(crate) fn clean_row(
         }
         Err(err) => {
             log::warn!(
-                target: crate::LOG_KEPT,
+                target: crate::error::LOG_KEPT,
                 "sandbox {name:?} (id {id}): cannot move its directory away, keeping the row for retry: {err:#}"
             );
             Ok((CleanupOutcome::DirRemoveFailed, None, None))
@@ -466,29 +470,22 @@ impl<'p> Cleanup<'p> {
         &self,
         catalog: &Catalog,
         sandbox_id: i64,
-        mut locks: Option<RowLocks<'_>>,
+        locks: Option<RowLocks<'_>>,
     ) -> Result<CleanupOutcome> {
-        let trash = Trash::new(self.sandboxes_dir);
-        trash.check()?;
-        let prober = Prober::new();
+        // Made before the transaction, so its locks outlive it whichever
+        // way it ends.
+        let mut row = RowContext::new(catalog, Trash::new(self.sandboxes_dir), locks);
+        row.trash.sandboxes().check()?;
         let tx = catalog.immediate()?;
-        let mut stmts = Statements::new(&catalog.conn);
-        let (outcome, moved, invalid) = clean_row(
-            catalog,
-            &mut stmts,
-            &prober,
-            &trash,
-            locks.as_mut(),
-            sandbox_id,
-            Mode::Write,
-        )?;
-        drop(stmts);
+        let (outcome, moved, invalid) = clean_row(&mut row, sandbox_id, Mode::Write)?;
+        drop(row.stmts);
+        let trash = &row.trash;
         if let Some(column) = invalid {
             log::warn!(
                 "sandbox {sandbox_id}: its {column} is not stored as the catalog declares; left as it is"
             );
         }
-        // `locks` is held until the row's transaction has ended and its
+        // `row.locks` is held until the row's transaction has ended and its
         // directory is deleted or put back.
         let ended = tx.commit().map_err(Error::from_sqlite);
         let settled = trash.settle(ended, moved);

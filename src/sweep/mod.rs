@@ -4,6 +4,7 @@
 //! shows (`status`).
 
 pub(crate) mod cleanup;
+pub(crate) mod context;
 pub(crate) mod pass;
 pub(crate) mod reconcile;
 pub(crate) mod report;

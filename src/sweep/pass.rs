@@ -12,13 +12,12 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::catalog::Catalog;
 use crate::catalog::sql::{ACTIVE_PAGE, EPHEMERAL_PAGE, LOAD_CURSOR, SAVE_CURSOR};
-use crate::catalog::statements::Statements;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::lease::guard::Lease;
-use crate::process::liveness::Prober;
 use crate::rundir::row_locks::RowLocks;
 use crate::sandboxes::trash::{Moved, Trash};
+use crate::sweep::context::RowContext;
 use crate::sweep::report::Report;
 use crate::sweep::settings::Settings;
 
@@ -67,14 +66,12 @@ pub(crate) enum End {
 /// One sweep in progress.
 pub(crate) struct Pass<'s, 'c, 'l> {
     settings: &'s Settings,
-    catalog: &'c Catalog,
     clock: &'s dyn Clock,
     /// `None` for a dry run.
     lease: Option<&'s mut Lease<'l>>,
-    prober: Prober,
-    trash: Trash<'s>,
-    /// Beside a run directory: the locks the current transaction holds.
-    locks: Option<RowLocks<'s>>,
+    /// What each row's step is handed: the catalog, its statements, the
+    /// prober, the trash and the run directory's locks.
+    row: RowContext<'s, 'c>,
     started: Instant,
     /// The host's busy timeout, given back when the pass ends.
     host_wait: Duration,
@@ -82,7 +79,6 @@ pub(crate) struct Pass<'s, 'c, 'l> {
     pub(crate) ids: Vec<i64>,
     /// A dry run's rows that its reconcile would have ended.
     ended: Vec<i64>,
-    stmts: Statements<'c>,
 }
 
 impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
@@ -97,21 +93,21 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     ) -> Self {
         Pass {
             settings,
-            catalog,
             clock,
             report: Report {
                 dry_run: lease.is_none(),
                 ..Report::default()
             },
             lease,
-            prober: Prober::new(),
-            trash: Trash::new(&settings.sandboxes_dir),
-            locks: settings.run_dir.as_deref().map(RowLocks::new),
+            row: RowContext::new(
+                catalog,
+                Trash::new(&settings.sandboxes_dir),
+                settings.run_dir.as_deref().map(RowLocks::new),
+            ),
             started,
             host_wait: Duration::ZERO,
             ids: Vec::with_capacity(settings.batch_size),
             ended: Vec::new(),
-            stmts: Statements::new(&catalog.conn),
         }
     }
 
@@ -120,10 +116,10 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     }
 
     pub(crate) fn run(mut self) -> Result<Report> {
-        self.host_wait = self.catalog.busy_timeout()?;
+        self.host_wait = self.row.catalog.busy_timeout()?;
         let ran = self.run_within();
         // The host's own statements wait as long as it said.
-        let given_back = self.catalog.wait_until(self.host_wait, None);
+        let given_back = self.row.catalog.wait_until(self.host_wait, None);
         let report = ran?;
         given_back?;
         Ok(report)
@@ -132,19 +128,19 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     fn run_within(&mut self) -> Result<Report> {
         // Another program may have migrated the file since the host built
         // its catalog; the per-row statements are chosen by its shape.
-        self.catalog.refresh()?;
+        self.row.catalog.refresh()?;
         // Beside a run directory every row needs its locks: one that cannot
         // be opened (a typo, a home not made yet) would turn each candidate
         // into the same error. Said once; nothing is done, and the window
         // is not recorded as swept.
-        if let Some(Err(err)) = self.locks.as_ref().map(RowLocks::check) {
+        if let Some(Err(err)) = self.row.locks.as_ref().map(RowLocks::check) {
             log::warn!("nothing swept: {err:#}");
             self.report.errors += 1;
             self.report.run_dir_error = Some(format!("{err:#}"));
             self.report.elapsed = self.started.elapsed();
             return Ok(std::mem::take(&mut self.report));
         }
-        self.report.missing_indexes = self.catalog.missing_indexes()?;
+        self.report.missing_indexes = self.row.catalog.missing_indexes()?;
         if !self.report.missing_indexes.is_empty() {
             log::warn!(
                 "{}; `migrate` adds them",
@@ -154,7 +150,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
         // A statement that outlives the budget (a full scan on a catalog
         // without this crate's indexes) is interrupted at its deadline: its
         // transaction rolls back, and the sweep ends as timed out.
-        let catalog = self.catalog;
+        let catalog = self.row.catalog;
         let guard = (self.started.checked_add(self.settings.limits.budget))
             .map(|at| catalog.interrupt_at(at));
         let phases = self.phases();
@@ -196,7 +192,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             // Reconcile needs no directory; the ephemeral phase does. A
             // missing one (an unmounted volume, a typo) skips that phase
             // only, and says so, instead of failing what was done.
-            if let Err(err) = self.trash.check() {
+            if let Err(err) = self.row.trash.sandboxes().check() {
                 log::warn!("ephemeral sandboxes not cleaned: {err:#}");
                 self.report.errors += 1;
                 self.report.sandboxes_dir_error = Some(format!("{err:#}"));
@@ -210,7 +206,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
                     self.clean_ended()?;
                 }
                 if self.lease.is_some() && self.report.trash_deferred == 0 {
-                    self.trash.remove_if_empty();
+                    self.row.trash.remove_if_empty();
                 }
             }
         }
@@ -224,8 +220,8 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     /// sweep goes on), the transaction then rolled back, nothing written.
     fn begin(&mut self) -> Result<std::result::Result<rusqlite::Transaction<'c>, End>> {
         let deadline = self.started.checked_add(self.settings.limits.budget);
-        self.catalog.wait_until(self.host_wait, deadline)?;
-        let tx = match self.catalog.immediate() {
+        self.row.catalog.wait_until(self.host_wait, deadline)?;
+        let tx = match self.row.catalog.immediate() {
             Ok(tx) => tx,
             Err(err) if err.is_busy() => {
                 log::info!("the catalog stayed locked to the sweep's deadline: stopping");
@@ -234,7 +230,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             Err(err) => return Err(err),
         };
         let now = self.clock.now();
-        if crate::lease::install::installing(self.catalog, now)? {
+        if crate::lease::install::installing(self.row.catalog, now)? {
             log::warn!("an installer holds the catalog: stopping the sweep");
             return Ok(Err(End::Installing));
         }
@@ -247,10 +243,11 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     }
 
     fn load_cursor(&self, phase: Phase) -> Result<i64> {
-        if !self.catalog.schema().cursor {
+        if !self.row.catalog.schema().cursor {
             return Ok(0);
         }
         let after = self
+            .row
             .catalog
             .conn
             .prepare_cached(LOAD_CURSOR)?
@@ -260,8 +257,9 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     }
 
     fn save_cursor(&mut self, phase: Phase, after: i64) -> Result<()> {
-        if self.catalog.schema().cursor {
-            self.stmts
+        if self.row.catalog.schema().cursor {
+            self.row
+                .stmts
                 .get(SAVE_CURSOR)?
                 .execute(params![phase.key(), after])?;
         }
@@ -271,7 +269,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
     /// Fills `self.ids` with up to `n` candidate ids in `(after, upto]`.
     pub(crate) fn page(&mut self, phase: Phase, after: i64, upto: i64, n: usize) -> Result<()> {
         self.ids.clear();
-        let stmt = self.stmts.get(phase.page_sql())?;
+        let stmt = self.row.stmts.get(phase.page_sql())?;
         let mut rows = stmt.query(params![after, upto])?;
         while self.ids.len() < n {
             let Some(row) = rows.next()? else { break };
@@ -341,7 +339,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             }
             // Commit before holding more lifecycle locks than the open-file
             // limit allows; the phase pages on from here.
-            if self.locks.as_ref().is_some_and(RowLocks::full) {
+            if self.row.locks.as_ref().is_some_and(RowLocks::full) {
                 break;
             }
             let acted = match phase {
@@ -349,7 +347,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
                 Phase::Ephemeral => self.clean(id, &mut moved),
             };
             if let Err(err) = acted {
-                let failed = self.trash.settle(Err(err), moved).map(|_| end);
+                let failed = self.row.trash.settle(Err(err), moved).map(|_| end);
                 self.release_locks();
                 self.delete_garbage();
                 return failed;
@@ -364,7 +362,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
             .save_cursor(phase, *after)
             .and_then(|()| tx.commit().map_err(Error::from_sqlite));
         self.confirm_renewal(committed.is_ok());
-        let result = self.trash.settle(committed, moved);
+        let result = self.row.trash.settle(committed, moved);
         self.release_locks();
         if let Ok(moved) = &result {
             self.delete_within_budget(moved.iter().map(Moved::entry));
@@ -387,7 +385,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
 
     /// Gives up the lifecycle locks once their rows' transaction has ended.
     fn release_locks(&mut self) {
-        if let Some(locks) = self.locks.as_mut() {
+        if let Some(locks) = self.row.locks.as_mut() {
             locks.release_all();
         }
     }
@@ -396,9 +394,9 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::CleanupOutcome;
     use crate::fixture::{DEAD_PID, Fixture, exists, now, own_pid};
     use crate::lease::Acquire;
+    use crate::sweep::cleanup::CleanupOutcome;
 
     #[test]
     fn a_row_left_alone_gives_its_locks_back_before_the_batch_commits() -> Result<()> {

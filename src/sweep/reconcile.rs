@@ -20,12 +20,13 @@ use crate::catalog::sql::{CLEANUP_CANDIDATE, SANDBOX_IN_STATUS, TERMINATE_RUN, m
 use crate::catalog::stamp::format_stamp;
 use crate::catalog::statements::Statements;
 use crate::error::Result;
-use crate::process::liveness::{DeadReason, Liveness, Prober};
+use crate::process::liveness::{DeadReason, Liveness};
 use crate::process::runs::{RunningRun, latest_running};
 use crate::rundir::row_locks::{RECONCILE_LOCKS, Refusal, RowLocks};
 use crate::sandboxes::lifecycle::{SandboxStatus, TerminationReason};
 use crate::sandboxes::names::stored_name;
 use crate::sandboxes::trash::Trash;
+use crate::sweep::context::RowContext;
 
 /// What reconciling one sandbox did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +104,7 @@ fn guard(
         return Ok(Guarded::Stop(refused(refusal)));
     }
     if start {
-        match locks.may_be_live(trash, &name) {
+        match locks.may_be_live(trash.sandboxes(), &name) {
             Ok(false) => {}
             Ok(true) => {
                 log::info!(
@@ -112,7 +113,7 @@ fn guard(
                 return Ok(Guarded::Stop(Reconciled::Left));
             }
             Err(err) => {
-                log::warn!(target: crate::LOG_KEPT, "sandbox {name:?} (id {id}): {err:#}; left alone");
+                log::warn!(target: crate::error::LOG_KEPT, "sandbox {name:?} (id {id}): {err:#}; left alone");
                 return Ok(Guarded::Stop(Reconciled::Failed));
             }
         }
@@ -120,7 +121,7 @@ fn guard(
     if !write {
         return Ok(Guarded::Proceed { abandoned: start });
     }
-    let sandbox = match locks.remove_artifacts(trash, id, &name) {
+    let sandbox = match locks.remove_artifacts(trash.sandboxes(), id, &name) {
         Ok(sandbox) => sandbox,
         Err(refusal) => return Ok(Guarded::Stop(refused(refusal))),
     };
@@ -131,7 +132,7 @@ fn guard(
         trash.move_bootstrap(id, &name, sandbox.as_ref().map(std::os::fd::AsFd::as_fd))
     {
         log::warn!(
-            target: crate::LOG_KEPT,
+            target: crate::error::LOG_KEPT,
             "sandbox {name:?} (id {id}): bootstrap root not moved to the trash, row kept: {err:#}"
         );
         return Ok(Guarded::Stop(Reconciled::Failed));
@@ -155,14 +156,19 @@ fn refused(refusal: Refusal) -> Reconciled {
 /// about such a row, so it is never touched. With `write` false (a dry run)
 /// it only checks, and takes no lock.
 pub(crate) fn reconcile_row(
-    catalog: &Catalog,
-    stmts: &mut Statements<'_>,
-    prober: &Prober,
-    beside: Option<(&mut RowLocks<'_>, &Trash<'_>)>,
+    row: &mut RowContext<'_, '_>,
     id: i64,
     now: PrimitiveDateTime,
     write: bool,
 ) -> Result<Reconciled> {
+    let RowContext {
+        catalog,
+        stmts,
+        prober,
+        trash,
+        locks,
+    } = row;
+    let catalog = *catalog;
     let (run_id, reason) = match latest_running(catalog, stmts, prober, id)? {
         Some(RunningRun {
             invalid: Some(column),
@@ -175,7 +181,7 @@ pub(crate) fn reconcile_row(
         None => (None, None),
     };
     let mut abandoned = false;
-    if let Some((locks, trash)) = beside {
+    if let Some(locks) = locks.as_mut() {
         match guard(stmts, locks, trash, id, run_id.is_some(), write)? {
             Guarded::Proceed { abandoned: a } => abandoned = a,
             Guarded::Stop(left) => return Ok(left),

@@ -83,9 +83,9 @@ pub(crate) fn open_subdir(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<Su
 pub(crate) fn make_dir<P: ?Sized + nix::NixPath>(
     parent: BorrowedFd<'_>,
     name: &P,
-    mode: Mode,
+    mode: u32,
 ) -> nix::Result<()> {
-    match mkdirat(parent, name, mode) {
+    match mkdirat(parent, name, Mode::from_bits_truncate(mode)) {
         Ok(()) | Err(Errno::EEXIST) => Ok(()),
         Err(errno) => Err(errno),
     }
@@ -113,6 +113,22 @@ pub(crate) fn target_in_the_way(errno: Errno) -> bool {
         errno,
         Errno::ENOTEMPTY | Errno::EEXIST | Errno::ENOTDIR | Errno::EISDIR
     )
+}
+
+/// Removes the empty directory `name` in `parent`; one already gone is
+/// not an error, one that is not empty is.
+pub(crate) fn remove_empty_dir_if_present(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<()> {
+    match remove_empty_dir(parent, name) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// Whether `name` in `parent` is a regular file (not a directory, not a
+/// symlink: never followed); a failed call is not one.
+pub(crate) fn is_plain_file_at(parent: BorrowedFd<'_>, name: &CStr) -> bool {
+    fstatat(parent, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG)
 }
 
 /// Whether anything (of any type) is at `name` in `parent`; a failed call

@@ -30,8 +30,8 @@ pub(crate) enum Attempt {
 /// Opens `name` in `dir` read-write, creating it with `mode` if missing
 /// and never truncating it (as microsandbox does), without following a
 /// symlink, then takes `flock(LOCK_EX | LOCK_NB)` on it.
-pub(crate) fn try_lock_at(dir: BorrowedFd<'_>, name: &CStr, mode: Mode) -> nix::Result<Attempt> {
-    try_lock(dir, name, Some(mode))
+pub(crate) fn try_lock_at(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> nix::Result<Attempt> {
+    try_lock(dir, name, Some(Mode::from_bits_truncate(mode)))
 }
 
 /// [`try_lock_at`] on a file that already exists: a missing one is
@@ -139,9 +139,7 @@ mod tests {
     fn a_held_lock_is_seen_in_proc_locks_without_taking_it() -> nix::Result<()> {
         let dir = tempfile::tempdir().expect("tempdir");
         let fd = crate::sys::dir::open_dir(dir.path())?;
-        let Attempt::Acquired(held) =
-            try_lock_at(fd.as_fd(), c"a.lock", Mode::from_bits_truncate(0o644))?
-        else {
+        let Attempt::Acquired(held) = try_lock_at(fd.as_fd(), c"a.lock", 0o644)? else {
             panic!("free");
         };
         let id = file_id_at(fd.as_fd(), c"a.lock")?.expect("a regular file");

@@ -3,14 +3,17 @@
 //! `dir` holds the directory calls (all relative to open descriptors, none
 //! following a symlink), `listing` reads directory entries (the crate's only
 //! `unsafe` code, so that closing one can never panic), `procfs` reads
-//! `/proc` (the one platform-specific corner, behind its own `imp`), `user`
-//! the identity the process acts with, and
-//! [`probe_pid`] is the kill probe. Only
+//! `/proc` (the one platform-specific corner, behind its own `imp`), `path`
+//! what stands at a path before anything is opened, `flock` lock files,
+//! `socket` one non-blocking connect, `usage` allocated sizes, `user` the
+//! identity the process acts with, and [`probe_pid`] is the kill probe;
+//! [`NOT_FOUND`] and [`NOT_A_DIRECTORY`] name the errnos callers decide on. Only
 //! mechanism here: no catalog, no verdicts, no policy on what to delete.
 
 pub(crate) mod dir;
 pub(crate) mod flock;
 mod listing;
+pub(crate) mod path;
 pub(crate) mod procfs;
 pub(crate) mod socket;
 pub(crate) mod usage;
@@ -21,11 +24,21 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 use crate::error::{IoContext, Result};
+
+/// A failed call's errno, as `sys/` returns it; callers outside `sys/`
+/// name the cases below, never a raw constant.
+pub(crate) use nix::errno::Errno;
+
+/// What a call that found nothing at its name returns (`ENOENT`).
+pub(crate) const NOT_FOUND: Errno = Errno::ENOENT;
+
+/// What opening a directory returns when the path is something else
+/// (`ENOTDIR`).
+pub(crate) const NOT_A_DIRECTORY: Errno = Errno::ENOTDIR;
 
 /// `name` (from the catalog, a listing or a constant) as the C string a
 /// `*at` call takes; a name holding a NUL is an error about the path `at`

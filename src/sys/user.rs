@@ -11,9 +11,10 @@
 use std::ffi::CString;
 
 use nix::errno::Errno;
+pub(crate) use nix::unistd::{Gid, Uid};
 use nix::unistd::{
-    Gid, Uid, User, getegid, geteuid, getgrouplist, getgroups, getresgid, getresuid, setgroups,
-    setresgid, setresuid,
+    User, getegid, geteuid, getgrouplist, getgroups, getresgid, getresuid, setgroups, setresgid,
+    setresuid,
 };
 
 /// Effective ids and supplementary groups, to be given back.
@@ -22,6 +23,11 @@ pub(crate) struct Identity {
     groups: Vec<Gid>,
     gid: Gid,
     uid: Uid,
+}
+
+/// Whether this process acts as root (its effective uid is 0).
+pub(crate) fn is_root() -> bool {
+    geteuid().is_root()
 }
 
 /// This process's identity now.

@@ -19,7 +19,7 @@ impl Pass<'_, '_, '_> {
         if self.lease.is_none() {
             return Ok(End::Complete);
         }
-        if !self.trash.exists() {
+        if !self.row.trash.exists() {
             // The common case: no leftovers, so no write transaction either.
             return Ok(End::Complete);
         }
@@ -42,8 +42,8 @@ impl Pass<'_, '_, '_> {
     /// transaction): directories whose rows survived go back; the rest is
     /// returned for deletion after the commit.
     fn recover_trash(&mut self) -> Result<Vec<OsString>> {
-        let mut name_of = self.catalog.conn.prepare_cached(SANDBOX_NAME)?;
-        self.trash.recover(|id| {
+        let mut name_of = self.row.catalog.conn.prepare_cached(SANDBOX_NAME)?;
+        self.row.trash.recover(|id| {
             let name = name_of
                 .query_row([id], |row| Ok(stored_name(row.get_ref(0)?).ok()))
                 .optional()?;
@@ -54,7 +54,7 @@ impl Pass<'_, '_, '_> {
     /// Deletes, while the budget lasts, the bootstrap roots this batch
     /// moved into the trash: garbage whichever way its transaction ended.
     pub(super) fn delete_garbage(&mut self) {
-        let garbage = self.trash.take_garbage();
+        let garbage = self.row.trash.take_garbage();
         self.delete_within_budget(garbage.iter().map(OsString::as_os_str));
     }
 
@@ -69,12 +69,12 @@ impl Pass<'_, '_, '_> {
                 self.report.trash_deferred += 1;
                 continue;
             }
-            match self.trash.delete(entry, deadline) {
+            match self.row.trash.delete(entry, deadline) {
                 Ok(true) => {}
                 Ok(false) => self.report.trash_deferred += 1,
                 // Never a silent leak: counted, said, and tried again.
                 Err(err) => {
-                    log::warn!(target: crate::LOG_KEPT, "{err:#}: left in the trash; every sweep tries again");
+                    log::warn!(target: crate::error::LOG_KEPT, "{err:#}: left in the trash; every sweep tries again");
                     self.report.trash_failed += 1;
                     self.report.errors += 1;
                     self.report

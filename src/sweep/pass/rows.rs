@@ -31,16 +31,8 @@ impl Pass<'_, '_, '_> {
     }
 
     fn clean_as(&mut self, id: i64, moved: &mut Vec<Moved>, mode: Mode) -> Result<()> {
-        let mark = self.locks.as_ref().map(RowLocks::mark);
-        let (outcome, dir, invalid) = clean_row(
-            self.catalog,
-            &mut self.stmts,
-            &self.prober,
-            &self.trash,
-            self.locks.as_mut(),
-            id,
-            mode,
-        )?;
+        let mark = self.row.locks.as_ref().map(RowLocks::mark);
+        let (outcome, dir, invalid) = clean_row(&mut self.row, id, mode)?;
         moved.extend(dir);
         if outcome != CleanupOutcome::Removed {
             self.release_since(mark);
@@ -61,17 +53,8 @@ impl Pass<'_, '_, '_> {
 
     pub(super) fn reconcile(&mut self, id: i64, now: PrimitiveDateTime) -> Result<()> {
         let write = self.lease.is_some();
-        let mark = self.locks.as_ref().map(RowLocks::mark);
-        let beside = self.locks.as_mut().map(|locks| (locks, &self.trash));
-        let done = reconcile_row(
-            self.catalog,
-            &mut self.stmts,
-            &self.prober,
-            beside,
-            id,
-            now,
-            write,
-        )?;
+        let mark = self.row.locks.as_ref().map(RowLocks::mark);
+        let done = reconcile_row(&mut self.row, id, now, write)?;
         if !matches!(
             done,
             Reconciled::Crashed(_) | Reconciled::Stopped(_) | Reconciled::Abandoned
@@ -97,7 +80,7 @@ impl Pass<'_, '_, '_> {
 
     /// Gives back the locks the row since `mark` took: it was left alone.
     fn release_since(&mut self, mark: Option<usize>) {
-        if let (Some(locks), Some(mark)) = (self.locks.as_mut(), mark) {
+        if let (Some(locks), Some(mark)) = (self.row.locks.as_mut(), mark) {
             locks.release_since(mark);
         }
     }
