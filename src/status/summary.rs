@@ -69,7 +69,7 @@ pub struct Summary {
     pub lease: Option<LeaseRecord>,
     /// The install-exclusive lease row, if any installer ever took it.
     pub install: Option<LeaseRecord>,
-    /// Every active sandbox, as [`active_sandboxes`] lists them.
+    /// Every active sandbox, as [`active_sandboxes`](super::active_sandboxes) lists them.
     pub active: List<ActiveSandbox>,
     /// This crate's indexes the catalog lacks (see
     /// [`Catalog::missing_indexes`]): `sandbox-sweep init` adds them.

@@ -85,8 +85,9 @@ enum Hands<'a, 'p> {
 /// Beside a run directory, before a dead runtime's row changes: take its
 /// creation and lifecycle locks, tell whether a start with no run is
 /// abandoned (no endpoint answers), and remove its runtime files. A dry run
-/// (`write` false) takes no lock and removes nothing: it reads who holds
-/// the locks and probes the endpoints, as the sweep would find them.
+/// or `status` ([`Hands::Look`]) takes no lock and removes nothing: it
+/// reads who holds the locks and probes the endpoints, as the sweep would
+/// find them.
 fn guard(
     stmts: &mut Statements<'_>,
     locks: &mut RowLocks<'_>,
@@ -102,10 +103,10 @@ fn guard(
     // A `Running` sandbox with no run is still starting, as msb judges it;
     // a `Starting` one with no run is a candidate abandoned start.
     let (acts, start, seen) = match row.get_ref(1)? {
-        ValueRef::Text(b"Running") => (has_run, false, SandboxStatus::Running),
-        ValueRef::Text(b"Starting") => (true, !has_run, SandboxStatus::Starting),
-        ValueRef::Text(b"Draining") => (true, false, SandboxStatus::Draining),
-        _ => return Ok(Guarded::Stop(Reconciled::Left)),
+        ValueRef::Text(b"Running") => (has_run, false, Some(SandboxStatus::Running)),
+        ValueRef::Text(b"Starting") => (true, !has_run, Some(SandboxStatus::Starting)),
+        ValueRef::Text(b"Draining") => (true, false, Some(SandboxStatus::Draining)),
+        _ => (false, false, None),
     };
     let name = match stored_name(row.get_ref(0)?) {
         Ok(name) => name,
@@ -144,7 +145,7 @@ fn guard(
     let Hands::Write(trash) = hands else {
         return Ok(Guarded::Proceed {
             abandoned: start,
-            seen: Some(seen),
+            seen,
         });
     };
     let sandbox = match locks.remove_artifacts(trash, id, &name) {
@@ -165,7 +166,7 @@ fn guard(
     }
     Ok(Guarded::Proceed {
         abandoned: start,
-        seen: Some(seen),
+        seen,
     })
 }
 
