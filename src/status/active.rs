@@ -9,8 +9,8 @@ use crate::catalog::sql::ACTIVE_SANDBOXES;
 use crate::catalog::statements::Statements;
 use crate::error::{Error, Result};
 use crate::sandboxes::lifecycle::SandboxStatus;
-use crate::status::known_status;
 use crate::status::runs::{CopiedRuns, newest_running_pid, run_lookups};
+use crate::status::{known_status, shown_name};
 
 /// An active sandbox, as an installer deciding on a schema rollback sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +87,7 @@ fn active_row(
         return Ok(None);
     };
     Ok(Some(ActiveSandbox {
-        name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        name: shown_name(row.get_ref(1)?),
         status,
         pid: newest_running_pid(catalog, stmts, row.get(0)?)?,
     }))

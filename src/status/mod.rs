@@ -49,3 +49,17 @@ fn known_status(value: ValueRef<'_>) -> Option<SandboxStatus> {
 fn sql_count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
+
+/// How a status report shows a stored name: as text, lossily when it is
+/// not UTF-8 (a report never fails on a name, and without a run directory
+/// a sweep reconciles a row whatever its name holds, so it is listed).
+fn shown_name(value: ValueRef<'_>) -> String {
+    match value {
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
+            String::from_utf8_lossy(bytes).into_owned()
+        }
+        ValueRef::Integer(n) => n.to_string(),
+        ValueRef::Real(r) => r.to_string(),
+        ValueRef::Null => String::new(),
+    }
+}

@@ -14,12 +14,16 @@ use crate::error::Error;
 use crate::process::liveness::{DeadReason, Prober};
 use crate::rundir::row_locks::RowLocks;
 use crate::sandboxes::lifecycle::SandboxStatus;
-use crate::status::known_status;
 use crate::status::lists::{StaleList, SummaryOptions};
 use crate::status::runs::{CopiedRuns, run_lookups};
+use crate::status::{known_status, shown_name};
 use crate::sweep::reconcile::{Reconciled, would_reconcile};
 
-/// An active sandbox whose runtime is dead: the next sweep reconciles it.
+/// An active sandbox on one of a [`Summary`]'s stale lists: one the next
+/// sweep reconciles (its runtime is dead, or an abandoned start), or one it
+/// leaves only because a creation or lifecycle lock is held.
+///
+/// [`Summary`]: crate::status::Summary
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StaleSandbox {
@@ -30,23 +34,8 @@ pub struct StaleSandbox {
     /// `Starting`, `Running` or `Draining`.
     pub status: SandboxStatus,
     /// Why its latest `Running` run is dead; `None` for a `Draining`
-    /// sandbox with no `Running` run at all, or an abandoned start.
+    /// sandbox with no `Running` run at all, or a start with none.
     pub reason: Option<DeadReason>,
-}
-
-/// How a status report shows a stored name: as text, lossily when it is
-/// not UTF-8 (without a run directory a sweep reconciles a row whatever
-/// its name holds, so this report lists it too).
-fn shown_name(value: rusqlite::types::ValueRef<'_>) -> String {
-    use rusqlite::types::ValueRef;
-    match value {
-        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => {
-            String::from_utf8_lossy(bytes).into_owned()
-        }
-        ValueRef::Integer(n) => n.to_string(),
-        ValueRef::Real(r) => r.to_string(),
-        ValueRef::Null => String::new(),
-    }
 }
 
 impl Catalog {
@@ -91,6 +80,51 @@ impl Catalog {
             };
             each(list, sandbox)?;
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Result;
+    use crate::fixture::{DEAD_PID, Fixture};
+    use crate::{SweepOutcome, Sweeper};
+
+    #[test]
+    fn a_dead_row_whatever_its_name_is_listed_exactly_when_the_sweep_reconciles_it() -> Result<()> {
+        let f = Fixture::new()?;
+        let odd = f.sandbox("odd", "Running", false)?;
+        f.conn()
+            .execute("UPDATE sandbox SET name = x'ff2e' WHERE id = ?1", [odd])?;
+        f.run(odd, Some(DEAD_PID), "Running")?;
+        // Beside a run directory the sweep reads the name, finds it no
+        // name, and leaves the row: so status does not list it.
+        let run = f.dir.path().join("run");
+        std::fs::create_dir(&run).expect("mkdir run");
+        let beside = f
+            .catalog
+            .summary_with(&SummaryOptions::new().run_dir(&run), |_| Ok::<_, Error>(()))?;
+        assert_eq!(
+            (beside.dead_active.total, beside.lifecycle_owned.total),
+            (0, 0)
+        );
+        // Without one the sweep never reads the name and reconciles the
+        // row: status lists it, its name decoded lossily.
+        let summary = f.catalog.summary()?;
+        let listed: Vec<_> = (summary.dead_active.first.iter())
+            .map(|s| (s.id, s.name.as_str(), s.reason.is_some()))
+            .collect();
+        assert_eq!(listed, [(odd, "\u{fffd}.", true)]);
+        // The active list shows it too, rather than failing on the name.
+        assert_eq!(summary.active.first.len(), 1);
+        assert_eq!(summary.active.first[0].name, "\u{fffd}.");
+        let SweepOutcome::Swept(report) = Sweeper::new(&f.sandboxes).force(true).run(&f.catalog)
+        else {
+            panic!("expected a sweep");
+        };
+        assert_eq!(report.reconciled, 1);
+        assert_eq!(f.status(odd)?.as_deref(), Some("Crashed"));
         Ok(())
     }
 }
