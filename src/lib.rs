@@ -140,6 +140,7 @@ pub mod orphans;
 pub mod process;
 pub mod rundir;
 pub mod sandboxes;
+pub mod status;
 mod sweep;
 mod sys;
 
@@ -158,18 +159,6 @@ pub use sweep::cleanup::{Cleanup, CleanupOutcome, clean_ephemeral};
 pub use sweep::report::{InvalidRows, Report, SweepEnd};
 pub use sweep::settings::Limits;
 pub use sweep::sweeper::{SweepOutcome, Sweeper};
-
-/// What `sandbox-sweep status` reads: a [`Summary`](status::Summary) of the
-/// catalog ([`Catalog::summary`], or [`Catalog::summary_with`] to keep only
-/// the first entries of each list and stream the rest), and the active
-/// sandboxes that block a schema rollback
-/// ([`active_sandboxes`](status::active_sandboxes)).
-pub mod status {
-    pub use crate::sweep::status::{
-        ActiveSandbox, Entry, LeaseRecord, List, StaleList, StaleSandbox, Summary, SummaryOptions,
-        active_sandboxes,
-    };
-}
 
 pub use rusqlite;
 pub use time;

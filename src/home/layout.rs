@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::catalog::{Catalog, OpenOptions};
 use crate::error::{Error, Result};
 use crate::orphans::OrphanScan;
-use crate::sweep::status::SummaryOptions;
+use crate::status::SummaryOptions;
 use crate::sweep::sweeper::Sweeper;
 
 /// Where a [`MsbHome`] came from: what a message about a missing home

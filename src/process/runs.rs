@@ -1,16 +1,15 @@
 //! Reading a sandbox's `Running` runs and getting their processes' verdicts.
 //!
 //! Owns "the newest running run" and "any live running run", the two
-//! questions both sweep phases, `status` and the demo ask. Reads only.
+//! questions both sweep phases, `status` and the demo ask. Reads only. The
+//! lookups only a report makes (a copy of the running runs, a pid as
+//! stored) are `status`'s, in `status/runs.rs`.
 
-use rusqlite::{Connection, Row};
+use rusqlite::Row;
 
 use crate::catalog::Catalog;
 use crate::catalog::columns::{self, Column};
-use crate::catalog::sql::{
-    COPIED_RUNNING_RUNS, COPY_RUNNING_RUNS, DROP_RUNNING_RUNS, RUNNING_RUNS,
-    RUNNING_RUNS_WITH_IDENTITY,
-};
+use crate::catalog::sql::{RUNNING_RUNS, RUNNING_RUNS_WITH_IDENTITY};
 use crate::catalog::statements::Statements;
 use crate::error::Result;
 use crate::process::liveness::{Liveness, Prober, RecordedProcess};
@@ -21,59 +20,7 @@ use crate::process::liveness::{Liveness, Prober, RecordedProcess};
 /// are cleared, which rusqlite's statement cache does on every reuse
 /// (measured: it doubled the cost of a reconcile; a join of sandbox and run
 /// tripled it). The newest run is picked in Rust.
-const RUNNING: [&str; 2] = [RUNNING_RUNS, RUNNING_RUNS_WITH_IDENTITY];
-
-/// The running runs copied into an indexed temporary table, for a report
-/// on a catalog without `idx_run_sandbox_status`: there each lookup would
-/// scan the whole `run` table (1,000 lookups on 2,000,000 runs took over a
-/// minute), where one copy reads it once. The copy is in the temporary
-/// database, never the catalog's file, and is dropped with this.
-pub(crate) struct CopiedRuns<'c> {
-    conn: &'c Connection,
-}
-
-impl<'c> CopiedRuns<'c> {
-    /// Copies the running runs when the catalog lacks the run index (among
-    /// `missing`, as [`Catalog::missing_indexes`] says); `None` when
-    /// lookups can use it.
-    pub(crate) fn when_unindexed(
-        catalog: &'c Catalog,
-        missing: &[&str],
-    ) -> Result<Option<CopiedRuns<'c>>> {
-        if !missing.contains(&"idx_run_sandbox_status") {
-            return Ok(None);
-        }
-        let conn = &catalog.conn;
-        // One left by a report that was killed mid-way is stale.
-        conn.execute_batch(DROP_RUNNING_RUNS)?;
-        let copy = CopiedRuns { conn };
-        conn.execute_batch(COPY_RUNNING_RUNS)?;
-        Ok(Some(copy))
-    }
-}
-
-impl Drop for CopiedRuns<'_> {
-    fn drop(&mut self) {
-        // Gone with the connection anyway; failing here loses nothing.
-        let _ = self.conn.execute_batch(DROP_RUNNING_RUNS);
-    }
-}
-
-/// Statements for running-run lookups: from `copy` when there is one.
-/// Only the lookup the catalog's shape reads is substituted: on a catalog
-/// without the identity columns (one that msb made and nobody migrated)
-/// the copy has none either, and the other lookup would not prepare.
-pub(crate) fn run_lookups<'c>(
-    catalog: &'c Catalog,
-    copy: Option<&CopiedRuns<'c>>,
-) -> Result<Statements<'c>> {
-    let mut stmts = Statements::new(&catalog.conn);
-    if copy.is_some() {
-        let at = usize::from(catalog.schema().identity);
-        stmts.substitute(RUNNING[at], COPIED_RUNNING_RUNS[at])?;
-    }
-    Ok(stmts)
-}
+pub(crate) const RUNNING: [&str; 2] = [RUNNING_RUNS, RUNNING_RUNS_WITH_IDENTITY];
 
 /// Sort key of `started_at` in SQLite's own order (NULL, numbers, text,
 /// blobs; text bytewise), so "newest" means what `ORDER BY started_at DESC,
@@ -154,12 +101,12 @@ pub struct RunningRun {
 
 /// The newest running run's id and what `make` read of it, and the column
 /// of the wrong class among those runs, if any.
-type Found<T> = (Option<(i64, T)>, Option<Column>);
+pub(crate) type Found<T> = (Option<(i64, T)>, Option<Column>);
 
 /// The newest `Running` run of a sandbox (by `started_at`, then id), as
 /// `make` reads it; `None` when the sandbox has no `Running` run. `make`
 /// runs only on rows newer than every one before.
-fn newest<T>(
+pub(crate) fn newest<T>(
     catalog: &Catalog,
     stmts: &mut Statements<'_>,
     sandbox_id: i64,
@@ -207,20 +154,6 @@ pub(crate) fn latest_running(
         liveness,
         invalid: pid.err().or(started_invalid),
     }))
-}
-
-/// The pid of a sandbox's newest `Running` run, as stored, probing nothing.
-pub(crate) fn newest_running_pid(
-    catalog: &Catalog,
-    stmts: &mut Statements<'_>,
-    sandbox_id: i64,
-) -> Result<Option<i64>> {
-    let (found, _) = newest(catalog, stmts, sandbox_id, |row, _| pid_value_of(row))?;
-    Ok(found.and_then(|(_, pid)| pid))
-}
-
-fn pid_value_of(row: &Row<'_>) -> rusqlite::Result<Option<i64>> {
-    Ok(columns::pid(row.get_ref(1)?).unwrap_or(None))
 }
 
 impl Catalog {

@@ -181,9 +181,10 @@ impl<'p> RowLocks<'p> {
     }
 
     /// Whether anything still answers on sandbox `name`'s runtime
-    /// endpoints (see [`may_be_live`]).
-    pub(crate) fn may_be_live(&self, sandboxes: &SandboxesDir<'_>, name: &str) -> Result<bool> {
-        may_be_live(self.run.path(), Some(sandboxes.path()), name)
+    /// endpoints, the fallback ones in `sandboxes` when known (see
+    /// [`may_be_live`]).
+    pub(crate) fn may_be_live(&self, sandboxes: Option<&Path>, name: &str) -> Result<bool> {
+        may_be_live(self.run.path(), sandboxes, name)
     }
 
     /// Whether the transaction should commit before taking another lock.

@@ -71,7 +71,7 @@ impl Pass<'_, '_, '_> {
                 self.report.count_reconciled(false, None);
                 self.report.abandoned += 1;
             }
-            Reconciled::Owned => self.report.lifecycle_owned += 1,
+            Reconciled::Owned(_) => self.report.lifecycle_owned += 1,
             Reconciled::Failed => self.report.errors += 1,
             Reconciled::Invalid(column) => self.report.count_invalid(id, column),
         }

@@ -1,50 +1,25 @@
-//! A read-only summary of a catalog: what `sandbox-sweep status` shows.
+//! [`Summary`]: what `sandbox-sweep status` shows, and the walk that
+//! fills it ([`Catalog::summary`], [`Catalog::summary_with`]).
 //!
-//! Reads only: never a write to the catalog's file (without the run index,
-//! the running runs are copied once into the connection's temporary
-//! database: [`CopiedRuns`]). Beside a run directory it reads which locks
-//! are held from `/proc/locks` (taking none) and asks a start's socket
-//! paths whether anything answers (a connect, which writes nothing). Must
-//! not sort or hold a list: the lists go to a callback as they are found.
+//! Owns putting the parts together (counts, the stale and active lists as
+//! their walks hand them over, the lease rows, the trash); must not judge a
+//! row (`stale.rs` asks the sweep's rule) or write.
 
 use rusqlite::OptionalExtension;
-use rusqlite::types::ValueRef;
 
 use crate::catalog::Catalog;
-use crate::catalog::sql::{
-    ACTIVE_SANDBOXES, COUNT_EPHEMERAL_TERMINAL, LEASE_RECORD, RECONCILE_CANDIDATES,
-};
-use crate::catalog::statements::Statements;
+use crate::catalog::sql::{COUNT_EPHEMERAL_TERMINAL, LEASE_RECORD};
 use crate::error::{Error, Result};
 use crate::lease::install::INSTALL_LEASE_NAME;
 use crate::lease::spec::LeaseSpec;
 use crate::orphans::{Orphans, trash_only};
-use crate::process::liveness::{DeadReason, Liveness, Prober};
-use crate::process::runs::{CopiedRuns, latest_running, newest_running_pid, run_lookups};
-use crate::rundir::locks::HeldLocks;
-use crate::rundir::sockets::may_be_live;
 use crate::sandboxes::lifecycle::SandboxStatus;
-use crate::sandboxes::names::stored_name;
-
-mod count;
-mod lists;
-
-pub use lists::{Entry, List, StaleList, SummaryOptions};
-
-/// An active sandbox whose runtime is dead: the next sweep reconciles it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct StaleSandbox {
-    /// `sandbox.id`.
-    pub id: i64,
-    /// `sandbox.name` (lossily decoded when not UTF-8).
-    pub name: String,
-    /// `Starting`, `Running` or `Draining`.
-    pub status: SandboxStatus,
-    /// Why its latest `Running` run is dead; `None` for a `Draining`
-    /// sandbox with no `Running` run at all, or an abandoned start.
-    pub reason: Option<DeadReason>,
-}
+use crate::status::active::{ActiveSandbox, each_active};
+use crate::status::count;
+use crate::status::lists::{Entry, List, StaleList, SummaryOptions};
+use crate::status::runs::CopiedRuns;
+use crate::status::sql_count;
+use crate::status::stale::StaleSandbox;
 
 /// The sweep's lease row verbatim, as stored (for display; [`LeaseRow`]
 /// is the parsed form).
@@ -59,87 +34,6 @@ pub struct LeaseRecord {
     pub lease_expires_at: Option<String>,
     /// `last_completed_at`, verbatim.
     pub last_completed_at: Option<String>,
-}
-
-/// An active sandbox, as an installer deciding on a schema rollback sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ActiveSandbox {
-    /// `sandbox.name` (lossily decoded when not UTF-8).
-    pub name: String,
-    /// `Created`, `Starting`, `Running`, `Draining` or `Paused`.
-    pub status: SandboxStatus,
-    /// The pid of its newest `Running` run, as stored; `None` without one.
-    pub pid: Option<i64>,
-}
-
-/// Every `Created`, `Starting`, `Running`, `Draining` or `Paused` sandbox
-/// with the pid of its newest `Running` run, by status then id: what blocks a
-/// schema rollback. Reads only; probes no process.
-///
-/// # Errors
-///
-/// Any SQLite error.
-///
-/// # Examples
-///
-/// ```
-/// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, insert_sandbox};
-/// use sandbox_sweep::status::active_sandboxes;
-///
-/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
-/// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::from_connection(conn)?;
-/// for (name, status) in [("b", SandboxStatus::Paused), ("a", SandboxStatus::Created), ("c", SandboxStatus::Stopped)] {
-///     insert_sandbox(&catalog, name, status, false, SystemClock::now())?;
-/// }
-/// let names: Vec<_> = active_sandboxes(&catalog)?.into_iter().map(|s| s.name).collect();
-/// assert_eq!(names, ["a", "b"]);
-/// # Ok::<(), sandbox_sweep::Error>(())
-/// ```
-pub fn active_sandboxes(catalog: &Catalog) -> Result<Vec<ActiveSandbox>> {
-    let mut active = Vec::new();
-    let copy = CopiedRuns::when_unindexed(catalog, &catalog.missing_indexes()?)?;
-    each_active(catalog, copy.as_ref(), |sandbox| {
-        active.push(sandbox);
-        Ok::<_, Error>(())
-    })?;
-    Ok(active)
-}
-
-/// Hands every active sandbox to `each`, by status then id, holding none.
-fn each_active<'c, E: From<Error>>(
-    catalog: &'c Catalog,
-    copy: Option<&CopiedRuns<'c>>,
-    mut each: impl FnMut(ActiveSandbox) -> std::result::Result<(), E>,
-) -> std::result::Result<(), E> {
-    let mut stmt = catalog
-        .conn
-        .prepare(ACTIVE_SANDBOXES)
-        .map_err(Error::from)?;
-    let mut rows = stmt.query([]).map_err(Error::from)?;
-    let mut stmts = run_lookups(catalog, copy)?;
-    while let Some(row) = rows.next().map_err(Error::from)? {
-        if let Some(sandbox) = active_row(catalog, &mut stmts, row)? {
-            each(sandbox)?;
-        }
-    }
-    Ok(())
-}
-
-fn active_row(
-    catalog: &Catalog,
-    stmts: &mut Statements<'_>,
-    row: &rusqlite::Row<'_>,
-) -> Result<Option<ActiveSandbox>> {
-    let Some(status) = known_status(row.get_ref(2)?) else {
-        return Ok(None);
-    };
-    Ok(Some(ActiveSandbox {
-        name: row.get::<_, Option<String>>(1)?.unwrap_or_default(),
-        status,
-        pid: newest_running_pid(catalog, stmts, row.get(0)?)?,
-    }))
 }
 
 /// How long a summary may spend measuring the trash: a tree left there
@@ -175,7 +69,7 @@ pub struct Summary {
     pub lease: Option<LeaseRecord>,
     /// The install-exclusive lease row, if any installer ever took it.
     pub install: Option<LeaseRecord>,
-    /// Every active sandbox, as [`active_sandboxes`] lists them.
+    /// Every active sandbox, as [`active_sandboxes`](super::active_sandboxes) lists them.
     pub active: List<ActiveSandbox>,
     /// This crate's indexes the catalog lacks (see
     /// [`Catalog::missing_indexes`]): [`migrate`](crate::migrate) adds them.
@@ -187,20 +81,6 @@ pub struct Summary {
     /// every sweep tries again and counts it in
     /// [`Report::trash_failed`](crate::Report::trash_failed).
     pub trash: Option<Orphans>,
-}
-
-/// A status column's value as a known status; `None` for anything else
-/// (the queries here select known text only, so that is never expected).
-fn known_status(value: ValueRef<'_>) -> Option<SandboxStatus> {
-    match value {
-        ValueRef::Text(text) => std::str::from_utf8(text).ok()?.parse().ok(),
-        _ => None,
-    }
-}
-
-/// SQLite counts are never negative.
-fn sql_count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 impl Catalog {
@@ -323,93 +203,6 @@ impl Catalog {
         })
     }
 
-    /// Hands `each` every active sandbox whose runtime is dead now, by
-    /// status then id,
-    /// with its list: those a sweep would reconcile, those whose locks in
-    /// the run directory are held (a sweep leaves them alone), and
-    /// abandoned starts.
-    fn stale<'c, E: From<Error>>(
-        &'c self,
-        options: &SummaryOptions,
-        copy: Option<&CopiedRuns<'c>>,
-        mut each: impl FnMut(StaleList, StaleSandbox) -> std::result::Result<(), E>,
-    ) -> std::result::Result<(), E> {
-        let run_dir = options.run_dir.as_deref();
-        let held = run_dir.and_then(HeldLocks::read);
-        let prober = Prober::new();
-        let mut stmts = run_lookups(self, copy)?;
-        let mut stmt = self
-            .conn
-            .prepare(RECONCILE_CANDIDATES)
-            .map_err(Error::from)?;
-        let mut rows = stmt.query([]).map_err(Error::from)?;
-        while let Some(row) = rows.next().map_err(Error::from)? {
-            let Some(sandbox) = self.stale_row(&mut stmts, &prober, row, run_dir.is_some())? else {
-                continue;
-            };
-            let owned = held
-                .as_ref()
-                .is_some_and(|held| held.is_held(&sandbox.name));
-            let list = match (owned, sandbox.reason, run_dir) {
-                (true, _, _) => StaleList::LifecycleOwned,
-                (false, Some(_), _) => StaleList::DeadActive,
-                (false, None, _) if sandbox.status == SandboxStatus::Draining => {
-                    StaleList::DeadActive
-                }
-                // A connect writes nothing, so probing an endpoint keeps
-                // this a read-only report. An answer, or none in time, is
-                // live; a failed probe is no evidence either way.
-                (false, None, Some(run)) => {
-                    match may_be_live(run, options.sandboxes_dir.as_deref(), &sandbox.name) {
-                        Ok(false) => StaleList::AbandonedStarts,
-                        Ok(true) | Err(_) => continue,
-                    }
-                }
-                (false, None, None) => continue,
-            };
-            each(list, sandbox)?;
-        }
-        Ok(())
-    }
-
-    /// A reconcile candidate as a stale sandbox, when its runtime is dead
-    /// (or it is a `Draining` sandbox with no running run, or, beside a run
-    /// directory, a start with none).
-    fn stale_row(
-        &self,
-        stmts: &mut Statements<'_>,
-        prober: &Prober,
-        row: &rusqlite::Row<'_>,
-        beside: bool,
-    ) -> Result<Option<StaleSandbox>> {
-        let id: i64 = row.get(0)?;
-        let Some(status) = known_status(row.get_ref(2)?) else {
-            return Ok(None);
-        };
-        // A name no sweep would act on (not text, not a name) is no
-        // candidate here either: its locks and sockets are not looked at.
-        let Ok(name) = stored_name(row.get_ref(1)?) else {
-            return Ok(None);
-        };
-        let reason = match latest_running(self, stmts, prober, id)? {
-            // A sweep leaves such a row as it is; so does this report.
-            Some(run) if run.invalid.is_some() => return Ok(None),
-            Some(run) => match run.liveness {
-                Liveness::Dead(reason) => Some(reason),
-                Liveness::Alive => return Ok(None),
-            },
-            None if status == SandboxStatus::Draining => None,
-            None if status == SandboxStatus::Starting && beside => None,
-            None => return Ok(None),
-        };
-        Ok(Some(StaleSandbox {
-            id,
-            name,
-            status,
-            reason,
-        }))
-    }
-
     /// The row of lease `name`, verbatim.
     fn lease_record(&self, name: &str) -> Result<Option<LeaseRecord>> {
         let record = self
@@ -430,6 +223,7 @@ impl Catalog {
 mod tests {
     use super::*;
     use crate::fixture::{DEAD_PID, Fixture};
+    use crate::status::active_sandboxes;
 
     /// Whether the report's copy of the running runs exists now.
     fn copied(catalog: &Catalog) -> Result<bool> {
