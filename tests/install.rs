@@ -82,7 +82,10 @@ fn a_held_install_lease_skips_the_sweep_and_writes_nothing() -> Result<()> {
         matches!(outcome, SweepOutcome::Skipped(SkipReason::Installing)),
         "{outcome:?}"
     );
-    assert_eq!(catalog.gate(now(), true)?, Some(SkipReason::Installing));
+    assert_eq!(
+        catalog.gate(now(), MinInterval::Ignore)?,
+        Some(SkipReason::Installing)
+    );
     assert_eq!(f.status(web)?.as_deref(), Some("Running"));
     assert_eq!(f.status(eph)?.as_deref(), Some("Stopped"));
     assert!(exists(&dir.join("rootfs/data")));
@@ -107,7 +110,7 @@ fn an_install_begun_mid_sweep_stops_it_before_its_next_write() -> Result<()> {
     let f = Fixture::new()?;
     f.stale(4)?;
     let catalog = &f.catalog;
-    let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
+    let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, MinInterval::Ignore)? else {
         panic!("lease should be free");
     };
     let sweeper = Sweeper::new(&f.sandboxes).max_active(1);

@@ -254,7 +254,7 @@ fn lost_lease_stops_the_sweep_without_writing() -> Result<()> {
     let f = Fixture::new()?;
     f.stale(4)?;
     let catalog = &f.catalog;
-    let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
+    let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, MinInterval::Ignore)? else {
         panic!("lease should be free");
     };
     let sweeper = Sweeper::new(&f.sandboxes).max_active(1);

@@ -8,7 +8,6 @@
 //! The directory mechanics live in `trash`; this file opens no descriptor.
 
 use std::fmt;
-use std::path::Path;
 
 use crate::catalog::columns::{self, Column};
 
@@ -21,8 +20,10 @@ use crate::process::runs::any_live_running;
 use crate::rundir::locks::LifecycleLock;
 use crate::rundir::locks::LockKind;
 use crate::rundir::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
+use crate::sandboxes::ids::SandboxId;
 use crate::sandboxes::names::stored_name;
 use crate::sandboxes::trash::{Moved, Trash};
+use crate::sweep::sweeper::Sweeper;
 
 /// What happened to one sandbox asked to be cleaned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -306,131 +307,110 @@ pub(crate) fn clean_row(
     }
 }
 
-/// Cleans one finished ephemeral sandbox, for a runtime's own exit path:
-/// checks it under the write lock, moves its directory out of the way,
-/// deletes its rows, commits, then deletes the directory. The same as
-/// `Cleanup::new(sandboxes_dir).clean(catalog, sandbox_id)`: see
-/// [`Cleanup`] for a run directory's lifecycle locks and sockets.
-///
-/// Needs no lease: the write lock alone serialises it with sweeps and
-/// restarts. Per-row problems are outcomes, not errors.
-///
-/// Preconditions, or the sandbox is kept: it is ephemeral, its status is
-/// `Stopped` or `Crashed`, and none of its `Running` runs has a live process
-/// (end the run with [`finish_run`](crate::finish_run) first). The
-/// connection must not be inside a transaction: this takes the write lock
-/// with `BEGIN IMMEDIATE` and commits before it deletes the directory.
-///
-/// # Errors
-///
-/// [`Error::Io`] when `sandboxes_dir` is not an existing directory; SQLite
-/// errors, busy past the timeout included (nothing is then changed).
-///
-/// # Examples
-///
-/// ```
-/// use sandbox_sweep::{Catalog, CleanupOutcome, SandboxStatus, SystemClock, clean_ephemeral};
-///
-/// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-272");
-/// # let _ = std::fs::remove_dir_all(&dir);
-/// std::fs::create_dir_all(&dir)?;
-/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
-/// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::from_connection(conn)?;
-/// let id = sandbox_sweep::insert_sandbox(&catalog, "job-7", SandboxStatus::Stopped, true, SystemClock::now())?;
-/// std::fs::create_dir(dir.join("job-7"))?;
-/// assert_eq!(clean_ephemeral(&catalog, &dir, id)?, CleanupOutcome::Removed);
-/// assert!(!dir.join("job-7").exists());
-/// assert_eq!(clean_ephemeral(&catalog, &dir, id)?, CleanupOutcome::AlreadyGone);
-/// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn clean_ephemeral(
-    catalog: &Catalog,
-    sandboxes_dir: &Path,
-    sandbox_id: i64,
-) -> Result<CleanupOutcome> {
-    Cleanup::new(sandboxes_dir).clean(catalog, sandbox_id)
-}
-
-/// Cleans single finished ephemeral sandboxes, optionally beside a
-/// microsandbox run directory: then each sandbox's snapshot-lineage lock
-/// and lifecycle lock are taken, in that order (a held lineage lock means
-/// [`CleanupOutcome::SnapshotInProgress`], a held lifecycle lock
-/// [`CleanupOutcome::LifecycleOwned`]: hands off either way), and its dead
-/// runtime's sockets are removed before its directory and rows.
-///
-/// # Examples
-///
-/// ```
-/// use sandbox_sweep::{Catalog, Cleanup, CleanupOutcome, SandboxStatus, SystemClock};
-///
-/// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-304");
-/// # let _ = std::fs::remove_dir_all(&dir);
-/// std::fs::create_dir_all(&dir)?;
-/// let (sandboxes, run) = (dir.join("sandboxes"), dir.join("run"));
-/// std::fs::create_dir_all(sandboxes.join("job"))?;
-/// std::fs::create_dir(&run)?;
-/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
-/// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::from_connection(conn)?;
-/// let id = sandbox_sweep::insert_sandbox(&catalog, "job", SandboxStatus::Stopped, true, SystemClock::now())?;
-/// let cleanup = Cleanup::new(&sandboxes).run_dir(&run);
-/// // A runtime that holds the sandbox's lock itself says so.
-/// let lock = sandbox_sweep::rundir::try_lock_lifecycle(&run, "job")?.expect("free");
-/// assert_eq!(cleanup.clean(&catalog, id)?, CleanupOutcome::LifecycleOwned);
-/// assert_eq!(cleanup.clean_holding(&catalog, id, &lock)?, CleanupOutcome::Removed);
-/// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct Cleanup<'p> {
-    sandboxes_dir: &'p Path,
-    run_dir: Option<&'p Path>,
-}
-
-impl<'p> Cleanup<'p> {
-    /// Cleanup of `<sandboxes_dir>/<name>` directories, with no run directory.
-    pub fn new(sandboxes_dir: &'p Path) -> Cleanup<'p> {
-        Cleanup {
-            sandboxes_dir,
-            run_dir: None,
-        }
-    }
-
-    /// Honour the snapshot-lineage and lifecycle locks and remove the
-    /// runtime sockets of this microsandbox run directory (default: none).
-    pub fn run_dir(mut self, run_dir: &'p Path) -> Cleanup<'p> {
-        self.run_dir = Some(run_dir);
-        self
-    }
-
-    /// Cleans sandbox `sandbox_id` (see [`clean_ephemeral`]), taking its
-    /// lifecycle lock first when a run directory is set.
+/// Cleaning one finished ephemeral sandbox, for a runtime's own exit path,
+/// is the [`Sweeper`]'s: it already knows the sandboxes directory and, when
+/// set, the run directory whose locks and sockets the sweep honours.
+impl Sweeper {
+    /// Cleans one finished ephemeral sandbox: checks it under the write
+    /// lock, moves its directory `<sandboxes_dir>/<name>` out of the way,
+    /// deletes its rows, commits, then deletes the directory.
+    ///
+    /// Beside a run directory ([`Sweeper::run_dir`]) the sandbox's
+    /// snapshot-lineage lock and lifecycle lock are taken first, in that
+    /// order (a held lineage lock means
+    /// [`CleanupOutcome::SnapshotInProgress`], a held lifecycle lock
+    /// [`CleanupOutcome::LifecycleOwned`]: hands off either way), and its
+    /// dead runtime's sockets are removed before its directory and rows. A
+    /// runtime that holds the lifecycle lock itself calls
+    /// [`Sweeper::clean_ephemeral_holding`].
+    ///
+    /// Needs no lease: the write lock alone serialises it with sweeps and
+    /// restarts. Per-row problems are outcomes, not errors. The sweeper's
+    /// limits, budget and `force` do not apply.
+    ///
+    /// Preconditions, or the sandbox is kept: it is ephemeral, its status is
+    /// `Stopped` or `Crashed`, and none of its `Running` runs has a live
+    /// process (end the run with [`Catalog::finish_run`] first). Opens its
+    /// own transaction: the connection must not be inside one (this takes
+    /// the write lock with `BEGIN IMMEDIATE` and commits before it deletes
+    /// the directory).
     ///
     /// # Errors
     ///
-    /// As [`clean_ephemeral`].
-    pub fn clean(&self, catalog: &Catalog, sandbox_id: i64) -> Result<CleanupOutcome> {
-        let locks = self.run_dir.map(RowLocks::new);
-        self.clean_with(catalog, sandbox_id, locks)
+    /// [`Error::Io`] when the sandboxes directory is not an existing
+    /// directory; SQLite errors, busy past the timeout included (nothing is
+    /// then changed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{Catalog, CleanupOutcome, Lifetime, SandboxStatus, Sweeper, SystemClock};
+    ///
+    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-272");
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// std::fs::create_dir_all(&dir)?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// let now = SystemClock::now();
+    /// let id = catalog.insert_sandbox("job-7", SandboxStatus::Stopped, Lifetime::Ephemeral, now)?;
+    /// std::fs::create_dir(dir.join("job-7"))?;
+    /// let sweeper = Sweeper::new(&dir);
+    /// assert_eq!(sweeper.clean_ephemeral(&catalog, id)?, CleanupOutcome::Removed);
+    /// assert!(!dir.join("job-7").exists());
+    /// assert_eq!(sweeper.clean_ephemeral(&catalog, id)?, CleanupOutcome::AlreadyGone);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clean_ephemeral(&self, catalog: &Catalog, sandbox: SandboxId) -> Result<CleanupOutcome> {
+        let locks = self.settings.run_dir.as_deref().map(RowLocks::new);
+        self.clean_with(catalog, sandbox.get(), locks)
     }
 
-    /// [`Cleanup::clean`] for a runtime that already holds the sandbox's
-    /// lifecycle lock (`lock`): that sandbox's lock is not taken again. A
-    /// lock for another sandbox gives that sandbox no pass.
+    /// [`Sweeper::clean_ephemeral`] for a runtime that already holds the
+    /// sandbox's lifecycle lock (`lock`): that sandbox's lock is not taken
+    /// again. A lock for another sandbox gives that sandbox no pass.
     ///
     /// # Errors
     ///
-    /// As [`clean_ephemeral`].
-    pub fn clean_holding(
+    /// As [`Sweeper::clean_ephemeral`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{Catalog, CleanupOutcome, Lifetime, SandboxStatus, Sweeper, SystemClock};
+    ///
+    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-304");
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// std::fs::create_dir_all(&dir)?;
+    /// let (sandboxes, run) = (dir.join("sandboxes"), dir.join("run"));
+    /// std::fs::create_dir_all(sandboxes.join("job"))?;
+    /// std::fs::create_dir(&run)?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// let now = SystemClock::now();
+    /// let id = catalog.insert_sandbox("job", SandboxStatus::Stopped, Lifetime::Ephemeral, now)?;
+    /// let sweeper = Sweeper::new(&sandboxes).run_dir(&run);
+    /// // A runtime that holds the sandbox's lock itself says so.
+    /// let lock = sandbox_sweep::rundir::try_lock_lifecycle(&run, "job")?.expect("free");
+    /// assert_eq!(sweeper.clean_ephemeral(&catalog, id)?, CleanupOutcome::LifecycleOwned);
+    /// assert_eq!(sweeper.clean_ephemeral_holding(&catalog, id, &lock)?, CleanupOutcome::Removed);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clean_ephemeral_holding(
         &self,
         catalog: &Catalog,
-        sandbox_id: i64,
+        sandbox: SandboxId,
         lock: &LifecycleLock,
     ) -> Result<CleanupOutcome> {
-        let locks = self.run_dir.map(|run| RowLocks::holding(run, lock.name()));
-        self.clean_with(catalog, sandbox_id, locks)
+        let locks = self
+            .settings
+            .run_dir
+            .as_deref()
+            .map(|run| RowLocks::holding(run, lock.name()));
+        self.clean_with(catalog, sandbox.get(), locks)
     }
 
     fn clean_with(
@@ -439,7 +419,7 @@ impl<'p> Cleanup<'p> {
         sandbox_id: i64,
         mut locks: Option<RowLocks<'_>>,
     ) -> Result<CleanupOutcome> {
-        let trash = Trash::new(self.sandboxes_dir);
+        let trash = Trash::new(&self.settings.sandboxes_dir);
         trash.check()?;
         let prober = Prober::new();
         let tx = catalog.immediate()?;

@@ -398,7 +398,7 @@ mod tests {
     use super::*;
     use crate::CleanupOutcome;
     use crate::fixture::{DEAD_PID, Fixture, exists, now, own_pid};
-    use crate::lease::Acquire;
+    use crate::lease::{Acquire, MinInterval};
 
     #[test]
     fn a_row_left_alone_gives_its_locks_back_before_the_batch_commits() -> Result<()> {
@@ -416,7 +416,7 @@ mod tests {
         let dead = f.sandbox("dead", "Running", false)?;
         f.run(dead, Some(DEAD_PID), "Running")?;
         let catalog = &f.catalog;
-        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
+        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, MinInterval::Ignore)? else {
             panic!("lease should be free");
         };
         let mut settings = Settings::new(f.sandboxes.clone());
@@ -447,7 +447,7 @@ mod tests {
         let old_run = f.run(web, Some(DEAD_PID), "Running")?;
         let other = rusqlite::Connection::open(f.db_path())?;
         let catalog = &f.catalog;
-        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
+        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, MinInterval::Ignore)? else {
             panic!("lease should be free");
         };
         let settings = Settings::new(f.sandboxes.clone());

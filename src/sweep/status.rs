@@ -23,6 +23,7 @@ use crate::process::liveness::{DeadReason, Liveness, Prober};
 use crate::process::runs::{CopiedRuns, latest_running, newest_running_pid, run_lookups};
 use crate::rundir::locks::HeldLocks;
 use crate::rundir::sockets::may_be_live;
+use crate::sandboxes::ids::SandboxId;
 use crate::sandboxes::lifecycle::SandboxStatus;
 use crate::sandboxes::names::stored_name;
 
@@ -36,7 +37,7 @@ pub use lists::{Entry, List, StaleList, SummaryOptions};
 #[non_exhaustive]
 pub struct StaleSandbox {
     /// `sandbox.id`.
-    pub id: i64,
+    pub id: SandboxId,
     /// `sandbox.name` (lossily decoded when not UTF-8).
     pub name: String,
     /// `Starting`, `Running` or `Draining`.
@@ -84,14 +85,14 @@ pub struct ActiveSandbox {
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, insert_sandbox};
+/// use sandbox_sweep::{Catalog, Lifetime, SandboxStatus, SystemClock};
 /// use sandbox_sweep::status::active_sandboxes;
 ///
 /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
 /// let catalog = Catalog::from_connection(conn)?;
 /// for (name, status) in [("b", SandboxStatus::Paused), ("a", SandboxStatus::Created), ("c", SandboxStatus::Stopped)] {
-///     insert_sandbox(&catalog, name, status, false, SystemClock::now())?;
+///     catalog.insert_sandbox(name, status, Lifetime::Persistent, SystemClock::now())?;
 /// }
 /// let names: Vec<_> = active_sandboxes(&catalog)?.into_iter().map(|s| s.name).collect();
 /// assert_eq!(names, ["a", "b"]);
@@ -403,7 +404,7 @@ impl Catalog {
             None => return Ok(None),
         };
         Ok(Some(StaleSandbox {
-            id,
+            id: SandboxId::new(id),
             name,
             status,
             reason,
@@ -456,7 +457,7 @@ mod tests {
                 .dead_active
                 .first
                 .iter()
-                .map(|s| s.id)
+                .map(|s| s.id.get())
                 .collect::<Vec<_>>(),
             [draining, dead]
         );

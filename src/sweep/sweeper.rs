@@ -14,6 +14,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::lease::gate::{Acquire, SkipReason};
 use crate::lease::guard::Lease;
+use crate::lease::spec::MinInterval;
 use crate::sweep::pass::Pass;
 use crate::sweep::report::Report;
 use crate::sweep::settings::{Limits, Settings};
@@ -69,8 +70,8 @@ pub enum SweepOutcome {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Sweeper {
-    settings: Settings,
-    force: bool,
+    pub(super) settings: Settings,
+    interval: MinInterval,
 }
 
 impl Sweeper {
@@ -79,7 +80,7 @@ impl Sweeper {
     pub fn new(sandboxes_dir: impl Into<PathBuf>) -> Sweeper {
         Sweeper {
             settings: Settings::new(sandboxes_dir.into()),
-            force: false,
+            interval: MinInterval::Respect,
         }
     }
 
@@ -131,7 +132,11 @@ impl Sweeper {
     /// Skip the minimum-interval gate (default `false`). A live lease is
     /// never taken over.
     pub fn force(mut self, force: bool) -> Sweeper {
-        self.force = force;
+        self.interval = if force {
+            MinInterval::Ignore
+        } else {
+            MinInterval::Respect
+        };
         self
     }
 
@@ -198,7 +203,7 @@ impl Sweeper {
         let started = Instant::now();
         // Most starts end here, on one read that waits for no lock: the
         // busy timeout is not touched for them.
-        match catalog.gate(clock.now(), self.force) {
+        match catalog.gate(clock.now(), self.interval) {
             Ok(Some(reason)) => return SweepOutcome::Skipped(reason),
             Ok(None) => {}
             Err(err) if err.is_busy() => return SweepOutcome::Skipped(SkipReason::Busy),
@@ -228,7 +233,7 @@ impl Sweeper {
         if let Err(err) = catalog.wait_until(host, deadline) {
             return SweepOutcome::Failed(err);
         }
-        let mut lease = match catalog.try_acquire(clock, self.force) {
+        let mut lease = match catalog.try_acquire(clock, self.interval) {
             Ok(Acquire::Acquired(lease)) => lease,
             Ok(Acquire::Skipped(reason)) => return SweepOutcome::Skipped(reason),
             Err(err) if err.is_busy() => return SweepOutcome::Skipped(SkipReason::Busy),
@@ -279,7 +284,7 @@ impl Sweeper {
     ///
     /// ```
     /// use sandbox_sweep::{Catalog, Sweeper, SystemClock};
-    /// use sandbox_sweep::lease::Acquire;
+    /// use sandbox_sweep::lease::{Acquire, MinInterval};
     ///
     /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-sweeper-228");
     /// # let _ = std::fs::remove_dir_all(&dir);
@@ -287,7 +292,7 @@ impl Sweeper {
     /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = Catalog::from_connection(conn)?;
-    /// let Acquire::Acquired(mut lease) = catalog.try_acquire(&SystemClock, false)? else {
+    /// let Acquire::Acquired(mut lease) = catalog.try_acquire(&SystemClock, MinInterval::Respect)? else {
     ///     panic!("the lease is free");
     /// };
     /// let report = Sweeper::new(&dir).sweep(&mut lease, &SystemClock)?;
