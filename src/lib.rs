@@ -52,8 +52,8 @@
 //! | [`Catalog::insert_sandbox`], [`Catalog::insert_running_run`], [`Catalog::record_identity`], every read | [`Catalog::finish_run`], [`Sweeper::clean_ephemeral`], [`Sweeper::run`] and the other sweeps, the leases, [`migrate`] |
 //!
 //! Inserting many rows in one transaction ([`Catalog::transaction`]) saves
-//! a commit per row: 10,000 sandboxes in tens of milliseconds instead of
-//! more than a second.
+//! a commit per row: 10,000 sandboxes took 22-40 ms in one, 0.5-0.7 s
+//! with a commit each (a file catalog in WAL mode).
 //!
 //! ```
 //! use sandbox_sweep::{Catalog, Lifetime, SandboxStatus, SystemClock};

@@ -596,9 +596,9 @@ impl Catalog {
     /// The calls that open their own `BEGIN IMMEDIATE` fail inside it
     /// (SQLite refuses a nested `BEGIN`): [`finish_run`](Catalog::finish_run),
     /// [`Sweeper::clean_ephemeral`](crate::Sweeper::clean_ephemeral), a
-    /// sweep, the leases and [`migrate`]. One transaction
-    /// for a batch of inserts saves a commit (and its sync) per row: 10,000
-    /// sandboxes take tens of milliseconds instead of more than a second.
+    /// sweep, the leases and [`migrate`]. One transaction for a batch of
+    /// inserts saves a commit per row: 10,000 sandboxes took 22-40 ms in
+    /// one, 0.5-0.7 s with a commit each (a file catalog in WAL mode).
     ///
     /// # Errors
     ///
