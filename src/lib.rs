@@ -190,11 +190,11 @@ mod sys;
 #[path = "../tests/common/fixture.rs"]
 mod fixture;
 
+pub use catalog::ids::{RunId, SandboxId};
 pub use catalog::{Catalog, OpenOptions, migrate, open};
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, Result};
 pub use lease::gate::SkipReason;
-pub use sandboxes::ids::{RunId, SandboxId};
 pub use sandboxes::lifecycle::{Lifetime, RunEnd, SandboxStatus, TerminationReason};
 pub use sweep::cleanup::CleanupOutcome;
 pub use sweep::report::{InvalidRows, Report, SweepEnd};

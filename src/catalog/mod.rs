@@ -1,10 +1,12 @@
 //! Opening a catalog, migrating it, and detecting which optional columns it has.
 //!
 //! Owns the connection policy (PRAGMAs), this crate's additive schema
-//! changes, and [`Catalog`], the checked handle every other module takes.
+//! changes, and [`Catalog`], the checked handle every other module takes;
+//! its row ids as types (`ids`).
 //! No sweep logic here and no filesystem beyond the database file.
 
 pub(crate) mod columns;
+pub(crate) mod ids;
 pub(crate) mod sql;
 pub(crate) mod stamp;
 pub(crate) mod statements;

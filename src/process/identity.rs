@@ -7,9 +7,9 @@
 use rusqlite::params;
 
 use crate::catalog::Catalog;
+use crate::catalog::ids::RunId;
 use crate::catalog::sql::RECORD_IDENTITY;
 use crate::error::{Error, Result};
-use crate::sandboxes::ids::RunId;
 use crate::sys::procfs::{self, StatRead};
 
 /// Who a process is: its pid plus what tells it from a later process that

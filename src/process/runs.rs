@@ -7,6 +7,7 @@ use rusqlite::{Connection, Row};
 
 use crate::catalog::Catalog;
 use crate::catalog::columns::{self, Column};
+use crate::catalog::ids::{RunId, SandboxId};
 use crate::catalog::sql::{
     COPIED_RUNNING_RUNS, COPY_RUNNING_RUNS, DROP_RUNNING_RUNS, RUNNING_RUNS,
     RUNNING_RUNS_WITH_IDENTITY,
@@ -14,7 +15,6 @@ use crate::catalog::sql::{
 use crate::catalog::statements::Statements;
 use crate::error::Result;
 use crate::process::liveness::{Liveness, Prober, RecordedProcess};
-use crate::sandboxes::ids::{RunId, SandboxId};
 
 /// `Running` runs of a sandbox, without and with the identity columns. No
 /// `ORDER BY` (and no join): SQLite marks such a plan as depending on the

@@ -12,13 +12,13 @@ use rusqlite::params;
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
+use crate::catalog::ids::{RunId, SandboxId};
 use crate::catalog::sql::{
     END_RUN, INSERT_RUN, INSERT_RUN_WITH_IDENTITY, INSERT_SANDBOX, SANDBOX_STATUS, end_sandbox,
 };
 use crate::catalog::stamp::format_stamp;
 use crate::error::{Error, Result};
 use crate::process::identity::ProcessIdentity;
-use crate::sandboxes::ids::{RunId, SandboxId};
 use crate::sandboxes::names::validate_name;
 
 /// Defines a catalog string enum: variants, their text, `as_str`, `ALL`, `Display`.

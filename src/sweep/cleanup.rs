@@ -8,6 +8,7 @@
 //! The directory mechanics live in `trash`; this file opens no descriptor.
 
 use std::fmt;
+use std::path::Path;
 
 use crate::catalog::columns::{self, Column};
 
@@ -17,13 +18,10 @@ use crate::catalog::statements::Statements;
 use crate::error::{Error, Result};
 use crate::process::liveness::Prober;
 use crate::process::runs::any_live_running;
-use crate::rundir::locks::LifecycleLock;
 use crate::rundir::locks::LockKind;
 use crate::rundir::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
-use crate::sandboxes::ids::SandboxId;
 use crate::sandboxes::names::stored_name;
 use crate::sandboxes::trash::{Moved, Trash};
-use crate::sweep::sweeper::Sweeper;
 
 /// What happened to one sandbox asked to be cleaned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -307,150 +305,46 @@ pub(crate) fn clean_row(
     }
 }
 
-/// Cleaning one finished ephemeral sandbox, for a runtime's own exit path,
-/// is the [`Sweeper`]'s: it already knows the sandboxes directory and, when
-/// set, the run directory whose locks and sockets the sweep honours.
-impl Sweeper {
-    /// Cleans one finished ephemeral sandbox: checks it under the write
-    /// lock, moves its directory `<sandboxes_dir>/<name>` out of the way,
-    /// deletes its rows, commits, then deletes the directory.
-    ///
-    /// Beside a run directory ([`Sweeper::run_dir`]) the sandbox's
-    /// snapshot-lineage lock and lifecycle lock are taken first, in that
-    /// order (a held lineage lock means
-    /// [`CleanupOutcome::SnapshotInProgress`], a held lifecycle lock
-    /// [`CleanupOutcome::LifecycleOwned`]: hands off either way), and its
-    /// dead runtime's sockets are removed before its directory and rows. A
-    /// runtime that holds the lifecycle lock itself calls
-    /// [`Sweeper::clean_ephemeral_holding`].
-    ///
-    /// Needs no lease: the write lock alone serialises it with sweeps and
-    /// restarts. Per-row problems are outcomes, not errors. The sweeper's
-    /// limits, budget and `force` do not apply.
-    ///
-    /// Preconditions, or the sandbox is kept: it is ephemeral, its status is
-    /// `Stopped` or `Crashed`, and none of its `Running` runs has a live
-    /// process (end the run with [`Catalog::finish_run`] first). Opens its
-    /// own transaction: the connection must not be inside one (this takes
-    /// the write lock with `BEGIN IMMEDIATE` and commits before it deletes
-    /// the directory).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] when the sandboxes directory is not an existing
-    /// directory; SQLite errors, busy past the timeout included (nothing is
-    /// then changed).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sandbox_sweep::{Catalog, CleanupOutcome, Lifetime, SandboxStatus, Sweeper, SystemClock};
-    ///
-    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-272");
-    /// # let _ = std::fs::remove_dir_all(&dir);
-    /// std::fs::create_dir_all(&dir)?;
-    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
-    /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = Catalog::from_connection(conn)?;
-    /// let now = SystemClock::now();
-    /// let id = catalog.insert_sandbox("job-7", SandboxStatus::Stopped, Lifetime::Ephemeral, now)?;
-    /// std::fs::create_dir(dir.join("job-7"))?;
-    /// let sweeper = Sweeper::new(&dir);
-    /// assert_eq!(sweeper.clean_ephemeral(&catalog, id)?, CleanupOutcome::Removed);
-    /// assert!(!dir.join("job-7").exists());
-    /// assert_eq!(sweeper.clean_ephemeral(&catalog, id)?, CleanupOutcome::AlreadyGone);
-    /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn clean_ephemeral(&self, catalog: &Catalog, sandbox: SandboxId) -> Result<CleanupOutcome> {
-        let locks = self.settings.run_dir.as_deref().map(RowLocks::new);
-        self.clean_with(catalog, sandbox.get(), locks)
+/// Cleans sandbox `sandbox_id` of `sandboxes_dir` (see
+/// [`Sweeper::clean_ephemeral`](crate::Sweeper::clean_ephemeral)), holding
+/// `locks` (beside a run directory) until its directory is settled.
+pub(crate) fn clean_one(
+    catalog: &Catalog,
+    sandboxes_dir: &Path,
+    sandbox_id: i64,
+    mut locks: Option<RowLocks<'_>>,
+) -> Result<CleanupOutcome> {
+    let trash = Trash::new(sandboxes_dir);
+    trash.check()?;
+    let prober = Prober::new();
+    let tx = catalog.immediate()?;
+    let mut stmts = Statements::new(&catalog.conn);
+    let (outcome, moved, invalid) = clean_row(
+        catalog,
+        &mut stmts,
+        &prober,
+        &trash,
+        locks.as_mut(),
+        sandbox_id,
+        Mode::Write,
+    )?;
+    drop(stmts);
+    if let Some(column) = invalid {
+        log::warn!(
+            "sandbox {sandbox_id}: its {column} is not stored as the catalog declares; left as it is"
+        );
     }
-
-    /// [`Sweeper::clean_ephemeral`] for a runtime that already holds the
-    /// sandbox's lifecycle lock (`lock`): that sandbox's lock is not taken
-    /// again. A lock for another sandbox gives that sandbox no pass.
-    ///
-    /// # Errors
-    ///
-    /// As [`Sweeper::clean_ephemeral`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use sandbox_sweep::{Catalog, CleanupOutcome, Lifetime, SandboxStatus, Sweeper, SystemClock};
-    ///
-    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-304");
-    /// # let _ = std::fs::remove_dir_all(&dir);
-    /// std::fs::create_dir_all(&dir)?;
-    /// let (sandboxes, run) = (dir.join("sandboxes"), dir.join("run"));
-    /// std::fs::create_dir_all(sandboxes.join("job"))?;
-    /// std::fs::create_dir(&run)?;
-    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
-    /// sandbox_sweep::migrate(&conn)?;
-    /// let catalog = Catalog::from_connection(conn)?;
-    /// let now = SystemClock::now();
-    /// let id = catalog.insert_sandbox("job", SandboxStatus::Stopped, Lifetime::Ephemeral, now)?;
-    /// let sweeper = Sweeper::new(&sandboxes).run_dir(&run);
-    /// // A runtime that holds the sandbox's lock itself says so.
-    /// let lock = sandbox_sweep::rundir::try_lock_lifecycle(&run, "job")?.expect("free");
-    /// assert_eq!(sweeper.clean_ephemeral(&catalog, id)?, CleanupOutcome::LifecycleOwned);
-    /// assert_eq!(sweeper.clean_ephemeral_holding(&catalog, id, &lock)?, CleanupOutcome::Removed);
-    /// # std::fs::remove_dir_all(&dir)?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn clean_ephemeral_holding(
-        &self,
-        catalog: &Catalog,
-        sandbox: SandboxId,
-        lock: &LifecycleLock,
-    ) -> Result<CleanupOutcome> {
-        let locks = self
-            .settings
-            .run_dir
-            .as_deref()
-            .map(|run| RowLocks::holding(run, lock.name()));
-        self.clean_with(catalog, sandbox.get(), locks)
+    // `locks` is held until the row's transaction has ended and its
+    // directory is deleted or put back.
+    let ended = tx.commit().map_err(Error::from_sqlite);
+    let settled = trash.settle(ended, moved);
+    // A crash's leftover set aside on the way: garbage either way.
+    for entry in trash.take_garbage() {
+        trash.discard(&entry, None);
     }
-
-    fn clean_with(
-        &self,
-        catalog: &Catalog,
-        sandbox_id: i64,
-        mut locks: Option<RowLocks<'_>>,
-    ) -> Result<CleanupOutcome> {
-        let trash = Trash::new(&self.settings.sandboxes_dir);
-        trash.check()?;
-        let prober = Prober::new();
-        let tx = catalog.immediate()?;
-        let mut stmts = Statements::new(&catalog.conn);
-        let (outcome, moved, invalid) = clean_row(
-            catalog,
-            &mut stmts,
-            &prober,
-            &trash,
-            locks.as_mut(),
-            sandbox_id,
-            Mode::Write,
-        )?;
-        drop(stmts);
-        if let Some(column) = invalid {
-            log::warn!(
-                "sandbox {sandbox_id}: its {column} is not stored as the catalog declares; left as it is"
-            );
-        }
-        // `locks` is held until the row's transaction has ended and its
-        // directory is deleted or put back.
-        let ended = tx.commit().map_err(Error::from_sqlite);
-        let settled = trash.settle(ended, moved);
-        // A crash's leftover set aside on the way: garbage either way.
-        for entry in trash.take_garbage() {
-            trash.discard(&entry, None);
-        }
-        if let Some(moved) = settled? {
-            trash.discard(moved.entry(), None);
-            trash.remove_if_empty();
-        }
-        Ok(outcome)
+    if let Some(moved) = settled? {
+        trash.discard(moved.entry(), None);
+        trash.remove_if_empty();
     }
+    Ok(outcome)
 }

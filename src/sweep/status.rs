@@ -11,6 +11,7 @@ use rusqlite::OptionalExtension;
 use rusqlite::types::ValueRef;
 
 use crate::catalog::Catalog;
+use crate::catalog::ids::SandboxId;
 use crate::catalog::sql::{
     ACTIVE_SANDBOXES, COUNT_EPHEMERAL_TERMINAL, LEASE_RECORD, RECONCILE_CANDIDATES,
 };
@@ -23,7 +24,6 @@ use crate::process::liveness::{DeadReason, Liveness, Prober};
 use crate::process::runs::{CopiedRuns, latest_running, newest_running_pid, run_lookups};
 use crate::rundir::locks::HeldLocks;
 use crate::rundir::sockets::may_be_live;
-use crate::sandboxes::ids::SandboxId;
 use crate::sandboxes::lifecycle::SandboxStatus;
 use crate::sandboxes::names::stored_name;
 
