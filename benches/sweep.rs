@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use rusqlite::params;
 use sandbox_sweep::__private::parse_stamp;
-use sandbox_sweep::lease::Acquire;
+use sandbox_sweep::lease::{Acquire, MinInterval};
 use sandbox_sweep::time::PrimitiveDateTime;
 use sandbox_sweep::{Catalog, Limits, SweepOutcome, Sweeper, SystemClock};
 
@@ -222,14 +222,17 @@ fn gate(c: &mut Criterion) {
     let template = Template::new(Shape::default());
     let held = template.instance();
     let catalog = &held.catalog;
-    let Acquire::Acquired(lease) = catalog.try_acquire(&now, false).expect("acquire") else {
+    let Acquire::Acquired(lease) = catalog
+        .try_acquire(&now, MinInterval::Respect)
+        .expect("acquire")
+    else {
         panic!("free");
     };
     std::mem::forget(lease);
     c.bench_function("gate/held", |b| {
         b.iter(|| {
             assert!(matches!(
-                catalog.try_acquire(&now, false),
+                catalog.try_acquire(&now, MinInterval::Respect),
                 Ok(Acquire::Skipped(_))
             ))
         })
@@ -239,7 +242,9 @@ fn gate(c: &mut Criterion) {
     let entry = template.instance();
     let catalog = &entry.catalog;
     let sweeper = Sweeper::new(&entry.sandboxes);
-    let Acquire::Acquired(lease) = catalog.try_acquire(&SystemClock, false).expect("acquire")
+    let Acquire::Acquired(lease) = catalog
+        .try_acquire(&SystemClock, MinInterval::Respect)
+        .expect("acquire")
     else {
         panic!("free");
     };
@@ -249,14 +254,17 @@ fn gate(c: &mut Criterion) {
     });
     let recent = template.instance();
     let catalog = &recent.catalog;
-    let Acquire::Acquired(lease) = catalog.try_acquire(&now, false).expect("acquire") else {
+    let Acquire::Acquired(lease) = catalog
+        .try_acquire(&now, MinInterval::Respect)
+        .expect("acquire")
+    else {
         panic!("free");
     };
     lease.complete(now()).expect("complete");
     c.bench_function("gate/recent", |b| {
         b.iter(|| {
             assert!(matches!(
-                catalog.try_acquire(&now, false),
+                catalog.try_acquire(&now, MinInterval::Respect),
                 Ok(Acquire::Skipped(_))
             ))
         })
@@ -264,7 +272,7 @@ fn gate(c: &mut Criterion) {
     let free = template.instance();
     let catalog = &free.catalog;
     c.bench_function("acquire_release", |b| {
-        b.iter(|| match catalog.try_acquire(&now, false) {
+        b.iter(|| match catalog.try_acquire(&now, MinInterval::Respect) {
             Ok(Acquire::Acquired(lease)) => lease.release().expect("release"),
             other => panic!("expected the lease, got {other:?}"),
         })
@@ -622,14 +630,18 @@ fn stale_pairs(i: &Instance) -> Vec<(i64, i64)> {
 fn million(c: &mut Criterion) {
     let template = million_template();
     let held = million_copy(&template);
-    let Acquire::Acquired(lease) = held.catalog.try_acquire(&now, false).expect("acquire") else {
+    let Acquire::Acquired(lease) = held
+        .catalog
+        .try_acquire(&now, MinInterval::Respect)
+        .expect("acquire")
+    else {
         panic!("free");
     };
     std::mem::forget(lease);
     c.bench_function("gate/held/1000000", |b| {
         b.iter(|| {
             assert!(matches!(
-                held.catalog.try_acquire(&now, false),
+                held.catalog.try_acquire(&now, MinInterval::Respect),
                 Ok(Acquire::Skipped(_))
             ))
         })

@@ -23,12 +23,54 @@
 //!   (it owns its connection, so a host struct holds it). It returns a
 //!   [`SweepOutcome`] and never panics; a sweep skipped by the gate costs
 //!   one indexed read.
-//! - A runtime living a sandbox's life: [`insert_sandbox`],
-//!   [`insert_running_run`] (which records its process identity, so a reused
-//!   pid or a reboot is recognised later), [`finish_run`], and
-//!   [`clean_ephemeral`] for its own finished ephemeral sandbox; reading
-//!   back needs no SQL ([`Catalog::sandbox_status`],
-//!   [`Catalog::newest_running_run`]).
+//! - A runtime living a sandbox's life: [`Catalog::insert_sandbox`],
+//!   [`Catalog::insert_running_run`] (which records its process identity,
+//!   so a reused pid or a reboot is recognised later),
+//!   [`Catalog::finish_run`], and [`Sweeper::clean_ephemeral`] for its own
+//!   finished ephemeral sandbox; reading back needs no SQL
+//!   ([`Catalog::sandbox_status`], [`Catalog::newest_running_run`]). Ids
+//!   are typed ([`SandboxId`], [`RunId`]): one cannot stand for the other.
+//!
+//! One style for all of these: a call is a method of what already holds
+//! what it needs. Reads and writes of rows are methods of the [`Catalog`]
+//! (the one thing a host keeps for its life, owning the connection), so
+//! no call takes the catalog as an argument beside another one; what also
+//! touches the sandboxes directory is a method of the [`Sweeper`], which
+//! already knows that directory and the run directory whose locks it
+//! honours, so no call names a directory twice. A host that keeps a
+//! [`home::MsbHome`] gets both from it ([`home::MsbHome::open_catalog`],
+//! [`home::MsbHome::sweeper`]).
+//!
+//! # Transactions
+//!
+//! A call that writes one statement may run inside the caller's
+//! transaction; a call that opens its own `BEGIN IMMEDIATE` must not (it
+//! fails: SQLite refuses a nested `BEGIN`).
+//!
+//! | may run inside the caller's transaction | opens its own (call outside one) |
+//! |---|---|
+//! | [`Catalog::insert_sandbox`], [`Catalog::insert_running_run`], [`Catalog::record_identity`], every read | [`Catalog::finish_run`], [`Sweeper::clean_ephemeral`], [`Sweeper::run`] and the other sweeps, the leases, [`migrate`] |
+//!
+//! Inserting many rows in one transaction ([`Catalog::transaction`]) saves
+//! a commit per row: 10,000 sandboxes took 22-40 ms in one, 0.5-0.7 s
+//! with a commit each (a file catalog in WAL mode).
+//!
+//! ```
+//! use sandbox_sweep::{Catalog, Lifetime, SandboxStatus, SystemClock};
+//!
+//! let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+//! sandbox_sweep::migrate(&conn)?;
+//! let catalog = Catalog::from_connection(conn)?;
+//! let now = SystemClock::now();
+//! let tx = catalog.transaction()?;
+//! for i in 0..10_000 {
+//!     catalog.insert_sandbox(&format!("job-{i}"), SandboxStatus::Stopped, Lifetime::Ephemeral, now)?;
+//! }
+//! tx.commit()?;
+//! let n: i64 = catalog.connection().query_row("SELECT count(*) FROM sandbox", [], |r| r.get(0))?;
+//! assert_eq!(n, 10_000);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //! - Tools and tests that drive the steps: [`Catalog::try_acquire`],
 //!   [`Sweeper::sweep`], [`Sweeper::dry_run`], [`Catalog::summary`], with a
 //!   [`Clock`] of their own. A tool that only reads (a report, a dry run)
@@ -53,9 +95,10 @@
 //! | [`Catalog`], [`open`], [`OpenOptions`], [`migrate`] | the catalog a host keeps; opening a file with the right PRAGMAs; this crate's indexes and columns |
 //! | [`Sweeper`], [`Limits`], [`SweepOutcome`], [`SkipReason`], [`Report`], [`SweepEnd`], [`InvalidRows`] | configure and run the startup sweep, and what it did (`Display` for logs; `as_str` and `FromStr` for the words) |
 //! | [`LOG_KEPT`] | the `log` target of what was left in place because a call failed |
-//! | [`insert_sandbox`], [`insert_running_run`], [`finish_run`], [`RunEnd`] | a runtime's writes around the sweep |
+//! | [`Catalog::insert_sandbox`], [`Catalog::insert_running_run`], [`Catalog::finish_run`], [`Lifetime`], [`RunEnd`] | a runtime's writes around the sweep, methods of the catalog as its reads are; [`Catalog::transaction`] for many in one |
+//! | [`SandboxId`], [`RunId`] | the catalog's row ids, typed so one cannot stand for the other (`get`, `new`, `Display`, and rusqlite's `ToSql`/`FromSql` for a host's own SQL) |
 //! | [`SandboxStatus`], [`TerminationReason`] | the catalog's status and termination-reason strings (`Display`, `FromStr`) |
-//! | [`clean_ephemeral`], [`Cleanup`], [`CleanupOutcome`] | remove one finished ephemeral sandbox (with options: [`Cleanup`]) |
+//! | [`Sweeper::clean_ephemeral`], [`CleanupOutcome`] | remove one finished ephemeral sandbox, beside the sweeper's run directory when it has one |
 //! | [`Clock`], [`SystemClock`] | where "now" comes from, so tests can move it |
 //! | [`Error`], [`Result`] | the one error type |
 //! | [`rusqlite`], [`time`] | the versions this crate's API speaks |
@@ -94,12 +137,12 @@
 //! simply expires after [`LEASE_DURATION`](lease::LEASE_DURATION) (10 s). The lease is not what keeps a
 //! live sandbox safe: each row is re-checked and acted on in one
 //! `BEGIN IMMEDIATE` transaction, which also serialises the sweep with
-//! runtimes restarting sandboxes and with [`clean_ephemeral`].
+//! runtimes restarting sandboxes and with [`Sweeper::clean_ephemeral`].
 //!
 //! # Example
 //!
 //! ```
-//! use sandbox_sweep::{Catalog, SandboxStatus, SweepOutcome, Sweeper, SystemClock};
+//! use sandbox_sweep::{Catalog, Lifetime, SandboxStatus, SweepOutcome, Sweeper, SystemClock};
 //!
 //! let dir = std::env::temp_dir().join("sandbox-sweep-doc-lib-91");
 //! # let _ = std::fs::remove_dir_all(&dir);
@@ -107,7 +150,7 @@
 //! let conn = sandbox_sweep::open(dir.join("catalog.db"))?;
 //! sandbox_sweep::migrate(&conn)?;
 //! let catalog = Catalog::from_connection(conn)?;
-//! sandbox_sweep::insert_sandbox(&catalog, "job", SandboxStatus::Stopped, true, SystemClock::now())?;
+//! catalog.insert_sandbox("job", SandboxStatus::Stopped, Lifetime::Ephemeral, SystemClock::now())?;
 //! std::fs::create_dir(dir.join("job"))?;
 //!
 //! match Sweeper::new(&dir).run(&catalog) {
@@ -148,14 +191,13 @@ mod sys;
 #[path = "../tests/common/fixture.rs"]
 pub mod fixture;
 
+pub use catalog::ids::{RunId, SandboxId};
 pub use catalog::{Catalog, OpenOptions, migrate, open};
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, LOG_KEPT, Result};
 pub use lease::gate::SkipReason;
-pub use sandboxes::lifecycle::{
-    RunEnd, SandboxStatus, TerminationReason, finish_run, insert_running_run, insert_sandbox,
-};
-pub use sweep::cleanup::{Cleanup, CleanupOutcome, clean_ephemeral};
+pub use sandboxes::lifecycle::{Lifetime, RunEnd, SandboxStatus, TerminationReason};
+pub use sweep::cleanup::CleanupOutcome;
 pub use sweep::report::{InvalidRows, Report, SweepEnd};
 pub use sweep::settings::Limits;
 pub use sweep::sweeper::{SweepOutcome, Sweeper};

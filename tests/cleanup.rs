@@ -1,4 +1,4 @@
-//! `clean_ephemeral`: a runtime removing its own finished ephemeral sandbox.
+//! `Sweeper::clean_ephemeral`: a runtime removing its own finished ephemeral sandbox.
 //!
 //! Through the public API only, on the shared fixture (`tests/common/fixture.rs`).
 
@@ -8,7 +8,7 @@ use common::*;
 use sandbox_sweep::*;
 
 fn clean(f: &Fixture, id: i64) -> Result<CleanupOutcome> {
-    clean_ephemeral(&f.catalog, &f.sandboxes, id)
+    Sweeper::new(&f.sandboxes).clean_ephemeral(&f.catalog, SandboxId::new(id))
 }
 
 #[test]

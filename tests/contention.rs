@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use sandbox_sweep::__private::parse_stamp;
-use sandbox_sweep::lease::Acquire;
+use sandbox_sweep::lease::{Acquire, MinInterval};
 use sandbox_sweep::{Catalog, OpenOptions, SkipReason, SweepOutcome, Sweeper};
 
 fn noon() -> sandbox_sweep::time::PrimitiveDateTime {
@@ -31,7 +31,7 @@ fn two_connections_racing_acquire_exactly_one_wins() -> TestResult {
                     let conn = opened?;
                     conn.busy_timeout(Duration::ZERO)?;
                     let catalog = Catalog::from_connection(conn)?;
-                    match catalog.try_acquire(&noon, false)? {
+                    match catalog.try_acquire(&noon, MinInterval::Respect)? {
                         Acquire::Acquired(lease) => {
                             std::mem::forget(lease); // keep it held: the other must not win later
                             Ok(true)
@@ -85,7 +85,9 @@ fn busy_single_cleanup_is_a_clean_error_that_changes_nothing() -> TestResult {
     blocker.execute_batch("BEGIN IMMEDIATE")?;
     let catalog = Catalog::from_connection(conn)?;
     let conn = catalog.connection();
-    let err = sandbox_sweep::clean_ephemeral(&catalog, &env.sandboxes, eph).expect_err("busy");
+    let err = sandbox_sweep::Sweeper::new(&env.sandboxes)
+        .clean_ephemeral(&catalog, sandbox_sweep::SandboxId::new(eph))
+        .expect_err("busy");
     assert!(err.is_busy(), "{err}");
     blocker.execute_batch("ROLLBACK")?;
     assert_eq!(status_of(conn, eph).as_deref(), Some("Stopped"));
@@ -184,7 +186,7 @@ fn a_catalog_locked_past_the_budget_is_a_skip_within_the_budget() -> TestResult 
     // Locked after the lease was taken: the batch waits what is left of
     // the budget, stops as timed out, and writes nothing.
     blocker.execute_batch("COMMIT")?;
-    let Acquire::Acquired(mut lease) = catalog.try_acquire(&noon, true)? else {
+    let Acquire::Acquired(mut lease) = catalog.try_acquire(&noon, MinInterval::Ignore)? else {
         panic!("the lease is free");
     };
     blocker.execute_batch("BEGIN IMMEDIATE")?;

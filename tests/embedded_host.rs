@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use sandbox_sweep::{
-    Catalog, RunEnd, SandboxStatus, SweepOutcome, Sweeper, TerminationReason, finish_run,
-    insert_running_run, insert_sandbox,
+    Catalog, Lifetime, RunEnd, SandboxStatus, SweepOutcome, Sweeper, TerminationReason,
 };
 
 /// What an embedding runtime keeps for its life: no borrow ties the
@@ -38,10 +37,11 @@ impl Host {
 fn a_host_struct_owns_its_catalog_for_every_call() -> TestResult {
     let f = Fixture::new()?;
     let host = Host::open(&f.db_path(), &f.sandboxes)?;
-    let job = insert_sandbox(&host.catalog, "job", SandboxStatus::Running, true, now())?;
+    let job =
+        (host.catalog).insert_sandbox("job", SandboxStatus::Running, Lifetime::Ephemeral, now())?;
     std::fs::create_dir(host.sandboxes.join("job"))?;
     let me = sandbox_sweep::process::ProcessIdentity::current()?;
-    let run = insert_running_run(&host.catalog, job, &me, now())?;
+    let run = host.catalog.insert_running_run(job, &me, now())?;
     assert_eq!(
         host.catalog.sandbox_status(job)?,
         Some(SandboxStatus::Running)
@@ -50,7 +50,7 @@ fn a_host_struct_owns_its_catalog_for_every_call() -> TestResult {
         matches!(host.on_start(), SweepOutcome::Swept(ref r) if r.reconciled == 0 && r.removed == 0)
     );
     let end = RunEnd::stopped(TerminationReason::Completed).exit_code(0);
-    assert!(finish_run(&host.catalog, run, end, now())?);
+    assert!(host.catalog.finish_run(run, end, now())?);
     assert_eq!(
         host.catalog.sandbox_status(job)?,
         Some(SandboxStatus::Stopped)

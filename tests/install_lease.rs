@@ -82,7 +82,10 @@ fn a_held_install_lease_skips_the_sweep_and_writes_nothing() -> Result<()> {
         matches!(outcome, SweepOutcome::Skipped(SkipReason::Installing)),
         "{outcome:?}"
     );
-    assert_eq!(catalog.gate(now(), true)?, Some(SkipReason::Installing));
+    assert_eq!(
+        catalog.gate(now(), MinInterval::Ignore)?,
+        Some(SkipReason::Installing)
+    );
     assert_eq!(f.status(web)?.as_deref(), Some("Running"));
     assert_eq!(f.status(eph)?.as_deref(), Some("Stopped"));
     assert!(exists(&dir.join("rootfs/data")));

@@ -5,7 +5,7 @@
 //! the call's entry, before it runs (a fatal signal pending at a syscall
 //! stop skips the call); just after a call is just before the next one,
 //! which is enumerated too. Three writers are enumerated: `sweep`,
-//! `orphans --remove`, and `Cleanup::clean`, which is library-only, so this
+//! `orphans --remove`, and `Sweeper::clean_ephemeral`, which is library-only, so this
 //! binary re-executes itself as the child that calls it and strace attaches
 //! to that child's one working thread.
 //!
@@ -39,7 +39,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use rusqlite::{Connection, OptionalExtension};
 use sandbox_sweep::lease::{LEASE_DURATION, LEASE_NAME};
-use sandbox_sweep::{Catalog, Cleanup, Clock, Limits, SweepOutcome, Sweeper, SystemClock};
+use sandbox_sweep::{Catalog, Clock, Limits, SandboxId, SweepOutcome, Sweeper, SystemClock};
 
 /// The re-executed child's test, and the variable naming the home it cleans.
 const CHILD: &str = "child_cleans_finished_ephemeral_sandboxes";
@@ -224,7 +224,7 @@ impl Scenario {
         match self {
             Scenario::Sweep => "sweep",
             Scenario::Orphans => "orphans --remove",
-            Scenario::Clean => "Cleanup::clean",
+            Scenario::Clean => "Sweeper::clean_ephemeral",
         }
     }
 
@@ -1276,9 +1276,9 @@ fn child_cleans_finished_ephemeral_sandboxes() -> TestResult {
             return Err(e.into());
         }
     }
-    let cleanup = Cleanup::new(&sandboxes).run_dir(&run);
+    let sweeper = Sweeper::new(&sandboxes).run_dir(&run);
     for id in ids {
-        let outcome = cleanup.clean(&catalog, id)?;
+        let outcome = sweeper.clean_ephemeral(&catalog, SandboxId::new(id))?;
         println!("sandbox {id}: {outcome:?}");
     }
     Ok(())

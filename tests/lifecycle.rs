@@ -16,7 +16,7 @@ type RunEndRow = (
     Option<String>,
 );
 
-fn run_end(f: &Fixture, run: i64) -> Result<RunEndRow> {
+fn run_end(f: &Fixture, run: RunId) -> Result<RunEndRow> {
     Ok(f.conn().query_row(
         "SELECT status, termination_reason, exit_code, exit_signal, terminated_at FROM run WHERE id = ?1",
         [run],
@@ -32,17 +32,22 @@ fn finishing_a_run_ends_it_and_its_sandbox_in_one_transaction() -> Result<()> {
         .execute_batch("ALTER TABLE sandbox ADD COLUMN network_slot INTEGER")?;
     let catalog = &f.catalog;
     let me = ProcessIdentity::current()?;
-    let ok = insert_sandbox(catalog, "ok", SandboxStatus::Running, true, now())?;
-    let ok_run = insert_running_run(catalog, ok, &me, now())?;
-    let killed = insert_sandbox(catalog, "killed", SandboxStatus::Running, false, now())?;
-    let killed_run = insert_running_run(catalog, killed, &me, now())?;
+    let ok = catalog.insert_sandbox("ok", SandboxStatus::Running, Lifetime::Ephemeral, now())?;
+    let ok_run = catalog.insert_running_run(ok, &me, now())?;
+    let killed = catalog.insert_sandbox(
+        "killed",
+        SandboxStatus::Running,
+        Lifetime::Persistent,
+        now(),
+    )?;
+    let killed_run = catalog.insert_running_run(killed, &me, now())?;
     f.conn().execute(
         "UPDATE sandbox SET active_config = '{\"cpus\":2}', network_slot = id",
         [],
     )?;
 
     let done = RunEnd::stopped(TerminationReason::Completed).exit_code(0);
-    assert!(finish_run(catalog, ok_run, done, now())?);
+    assert!(catalog.finish_run(ok_run, done, now())?);
     assert_eq!(
         run_end(&f, ok_run)?,
         (
@@ -53,10 +58,10 @@ fn finishing_a_run_ends_it_and_its_sandbox_in_one_transaction() -> Result<()> {
             Some(NOW.into())
         )
     );
-    assert_eq!(f.status(ok)?.as_deref(), Some("Stopped"));
+    assert_eq!(f.status(ok.get())?.as_deref(), Some("Stopped"));
 
     let end = RunEnd::crashed(TerminationReason::Signal).exit_signal(9);
-    assert!(finish_run(catalog, killed_run, end, now())?);
+    assert!(catalog.finish_run(killed_run, end, now())?);
     assert_eq!(
         run_end(&f, killed_run)?,
         (
@@ -67,7 +72,7 @@ fn finishing_a_run_ends_it_and_its_sandbox_in_one_transaction() -> Result<()> {
             Some(NOW.into())
         )
     );
-    assert_eq!(f.status(killed)?.as_deref(), Some("Crashed"));
+    assert_eq!(f.status(killed.get())?.as_deref(), Some("Crashed"));
     let configs = f.count("SELECT count(*) FROM sandbox WHERE active_config IS NOT NULL")?;
     assert_eq!(configs, 0, "a finished sandbox keeps no active config");
     let slots = f.count("SELECT count(*) FROM sandbox WHERE network_slot IS NOT NULL")?;
@@ -75,14 +80,14 @@ fn finishing_a_run_ends_it_and_its_sandbox_in_one_transaction() -> Result<()> {
 
     // Already finished, or no such run: nothing changes.
     let again = RunEnd::crashed(TerminationReason::InternalError);
-    assert!(!finish_run(catalog, ok_run, again, now())?);
-    assert!(!finish_run(catalog, 999, again, now())?);
-    assert_eq!(f.status(ok)?.as_deref(), Some("Stopped"));
+    assert!(!catalog.finish_run(ok_run, again, now())?);
+    assert!(!catalog.finish_run(RunId::new(999), again, now())?);
+    assert_eq!(f.status(ok.get())?.as_deref(), Some("Stopped"));
 
     // The finished ephemeral sandbox is now the runtime's to clean.
     f.mkdir("ok");
     assert_eq!(
-        clean_ephemeral(catalog, &f.sandboxes, ok)?,
+        Sweeper::new(&f.sandboxes).clean_ephemeral(catalog, ok)?,
         CleanupOutcome::Removed
     );
     assert!(!exists(&f.sandboxes.join("ok")));
@@ -96,14 +101,15 @@ fn a_sandbox_the_sweep_could_never_clean_cannot_be_inserted() -> Result<()> {
     for bad in ["", "..", "a/b", ".sandbox-sweep-x"] {
         assert!(
             matches!(
-                insert_sandbox(catalog, bad, SandboxStatus::Created, true, now()),
+                catalog.insert_sandbox(bad, SandboxStatus::Created, Lifetime::Ephemeral, now()),
                 Err(Error::InvalidName { .. })
             ),
             "{bad:?}"
         );
     }
-    let id = insert_sandbox(catalog, "web", SandboxStatus::Created, false, now())?;
-    assert!(insert_sandbox(catalog, "web", SandboxStatus::Created, false, now()).is_err());
+    let web = (SandboxStatus::Created, Lifetime::Persistent);
+    let id = catalog.insert_sandbox("web", web.0, web.1, now())?;
+    assert!(catalog.insert_sandbox("web", web.0, web.1, now()).is_err());
     let row: (String, String, bool, String) = f.conn().query_row(
         "SELECT name, status, ephemeral, created_at FROM sandbox WHERE id = ?1",
         [id],
@@ -160,9 +166,13 @@ fn status_and_reason_strings_are_microsandboxs() {
 fn a_status_reads_back_typed_and_odd_ones_are_errors() -> Result<()> {
     let f = Fixture::new()?;
     let catalog = &f.catalog;
-    let web = insert_sandbox(catalog, "web", SandboxStatus::Draining, false, now())?;
+    let web =
+        catalog.insert_sandbox("web", SandboxStatus::Draining, Lifetime::Persistent, now())?;
     assert_eq!(catalog.sandbox_status(web)?, Some(SandboxStatus::Draining));
-    assert_eq!(catalog.sandbox_status(web + 100)?, None);
+    assert_eq!(
+        catalog.sandbox_status(SandboxId::new(web.get() + 100))?,
+        None
+    );
     // Another program's rows: a status microsandbox does not know, and one
     // stored as a BLOB. Errors that name what was found; nothing changes.
     let odd = f.sandbox("odd", "Hibernating", false)?;
@@ -172,7 +182,7 @@ fn a_status_reads_back_typed_and_odd_ones_are_errors() -> Result<()> {
         [blob],
     )?;
     for (id, text) in [(odd, "Hibernating"), (blob, "(Blob)")] {
-        match catalog.sandbox_status(id) {
+        match catalog.sandbox_status(SandboxId::new(id)) {
             Err(sandbox_sweep::Error::UnknownString { column, text: got }) => {
                 assert_eq!((column, got.as_str()), ("sandbox.status", text));
             }

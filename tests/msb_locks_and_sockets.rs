@@ -92,8 +92,11 @@ fn a_lock_held_by_another_process_stops_both_phases_until_it_is_released() -> Re
     assert!(try_lock_lifecycle(&b.run, "held-running")?.is_none());
     // `clean_ephemeral` beside the run dir respects it too.
     let catalog = &b.f.catalog;
-    let cleanup = Cleanup::new(&b.f.sandboxes).run_dir(&b.run);
-    assert_eq!(cleanup.clean(catalog, eph)?, CleanupOutcome::LifecycleOwned);
+    let sweeper = Sweeper::new(&b.f.sandboxes).run_dir(&b.run);
+    assert_eq!(
+        sweeper.clean_ephemeral(catalog, SandboxId::new(eph))?,
+        CleanupOutcome::LifecycleOwned
+    );
     // A holder killed with SIGKILL frees its lock; the next sweep acts.
     runtime.kill();
     cleaner.kill();
@@ -587,9 +590,9 @@ fn a_snapshot_capture_keeps_its_sandbox_until_it_is_published() -> Result<()> {
     assert_eq!(report.outcome(CleanupOutcome::SnapshotInProgress), 1);
     assert!(exists(&dir.join("rootfs/data")));
     let catalog = &b.f.catalog;
-    let cleanup = Cleanup::new(&b.f.sandboxes).run_dir(&b.run);
+    let sweeper = Sweeper::new(&b.f.sandboxes).run_dir(&b.run);
     assert_eq!(
-        cleanup.clean(catalog, eph)?,
+        sweeper.clean_ephemeral(catalog, SandboxId::new(eph))?,
         CleanupOutcome::SnapshotInProgress
     );
     capture.kill();

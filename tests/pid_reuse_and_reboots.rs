@@ -14,7 +14,7 @@ fn inserted_run_carries_identity_and_stays_alive() -> Result<()> {
     let id = f.sandbox("web", "Running", false)?;
     let catalog = &f.catalog;
     let me = ProcessIdentity::current()?;
-    let run = insert_running_run(catalog, id, &me, now())?;
+    let run = catalog.insert_running_run(SandboxId::new(id), &me, now())?;
     let (pid, start, boot): (i64, Option<i64>, Option<String>) = f.conn().query_row(
         "SELECT pid, pid_start_time, boot_id FROM run WHERE id = ?1",
         [run],
@@ -35,18 +35,18 @@ fn reused_pid_and_pre_reboot_runs_are_reconciled() -> Result<()> {
     let catalog = &f.catalog;
     let me = ProcessIdentity::current()?;
     let reused = f.sandbox("reused", "Running", false)?;
-    let run = insert_running_run(catalog, reused, &me, now())?;
+    let run = catalog.insert_running_run(SandboxId::new(reused), &me, now())?;
     let wrong_start = ProcessIdentity {
         start_time: me.start_time.map(|t| t + 1),
         ..me.clone()
     };
-    assert!(record_identity(catalog, run, &wrong_start)?);
+    assert!(catalog.record_identity(run, &wrong_start)?);
     let rebooted = f.sandbox("rebooted", "Draining", false)?;
     let other_boot = ProcessIdentity {
         boot_id: Some("11111111-2222-3333-4444-555555555555".into()),
         ..me.clone()
     };
-    insert_running_run(catalog, rebooted, &other_boot, now())?;
+    catalog.insert_running_run(SandboxId::new(rebooted), &other_boot, now())?;
     let report = f.sweep();
     assert_eq!(report.dead(DeadReason::PidReused), 1);
     assert_eq!(report.dead(DeadReason::Rebooted), 1);
@@ -67,15 +67,16 @@ fn cleanup_treats_a_reused_pid_as_dead() -> Result<()> {
         start_time: me.start_time.map(|t| t + 7),
         ..me.clone()
     };
-    insert_running_run(catalog, eph, &wrong_start, now())?;
+    catalog.insert_running_run(SandboxId::new(eph), &wrong_start, now())?;
     let kept = f.sandbox("kept", "Stopped", true)?;
-    insert_running_run(catalog, kept, &me, now())?;
+    catalog.insert_running_run(SandboxId::new(kept), &me, now())?;
+    let sweeper = Sweeper::new(&f.sandboxes);
     assert_eq!(
-        sandbox_sweep::clean_ephemeral(catalog, &f.sandboxes, eph)?,
+        sweeper.clean_ephemeral(catalog, SandboxId::new(eph))?,
         sandbox_sweep::CleanupOutcome::Removed
     );
     assert_eq!(
-        sandbox_sweep::clean_ephemeral(catalog, &f.sandboxes, kept)?,
+        sweeper.clean_ephemeral(catalog, SandboxId::new(kept))?,
         sandbox_sweep::CleanupOutcome::SkippedLivePid
     );
     assert!(!dir.exists());
@@ -105,9 +106,9 @@ fn recording_needs_the_identity_columns() -> Result<()> {
         [],
     )?;
     let me = ProcessIdentity::current()?;
-    let run = insert_running_run(&catalog, 1, &me, now())?;
+    let run = catalog.insert_running_run(SandboxId::new(1), &me, now())?;
     assert!(matches!(
-        record_identity(&catalog, run, &me),
+        catalog.record_identity(run, &me),
         Err(Error::MissingColumn { table: "run", .. })
     ));
     let pid: i64 = conn.query_row("SELECT pid FROM run WHERE id = ?1", [run], |r| r.get(0))?;

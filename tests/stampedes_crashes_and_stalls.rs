@@ -18,7 +18,7 @@ use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rusqlite::{Connection, OptionalExtension, params};
-use sandbox_sweep::lease::Acquire;
+use sandbox_sweep::lease::{Acquire, MinInterval};
 use sandbox_sweep::process::ProcessIdentity;
 use sandbox_sweep::{Catalog, Limits, OpenOptions, SweepOutcome, Sweeper, SystemClock};
 
@@ -257,13 +257,13 @@ fn populate(db: &Path, n: &Counts) -> Result<Population, Box<dyn std::error::Err
             if i < n.live {
                 let name = format!("live-{i}");
                 let id = add(name.clone(), "Running", false)?;
-                sandbox_sweep::insert_running_run(&catalog, id, &me, now)?;
+                catalog.insert_running_run(sandbox_sweep::SandboxId::new(id), &me, now)?;
                 p.live.push((id, name));
             }
             if i < n.live_ephemeral {
                 let name = format!("live-eph-{i}");
                 let id = add(name.clone(), "Stopped", true)?;
-                sandbox_sweep::insert_running_run(&catalog, id, &me, now)?;
+                catalog.insert_running_run(sandbox_sweep::SandboxId::new(id), &me, now)?;
                 p.live_ephemeral.push((id, name));
             }
             if i < n.bad_names {
@@ -751,7 +751,7 @@ fn racing_restarter() -> TestResult {
                 _ => continue,
             }
             let now = sandbox_sweep::Clock::now(&SystemClock);
-            sandbox_sweep::insert_running_run(&catalog, id, &me, now)?;
+            catalog.insert_running_run(sandbox_sweep::SandboxId::new(id), &me, now)?;
             tx.execute("UPDATE sandbox SET status = 'Running' WHERE id = ?1", [id])?;
             tx.commit()?;
             // Then it works in its directory, which must still be there.
@@ -873,7 +873,7 @@ fn fencing() -> TestResult {
     let mut lease = loop {
         let now = sandbox_sweep::Clock::now(&SystemClock);
         if now > expires
-            && let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, true)?
+            && let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, MinInterval::Ignore)?
         {
             break lease;
         }

@@ -5,7 +5,7 @@
 pub mod common;
 
 use common::*;
-use sandbox_sweep::{CleanupOutcome, InvalidRows, Result, clean_ephemeral};
+use sandbox_sweep::{CleanupOutcome, InvalidRows, Result, SandboxId, Sweeper};
 
 /// `typeof(column)` of sandbox `id`, to prove the row is untouched.
 fn stored(f: &Fixture, id: i64, column: &str) -> Result<String> {
@@ -53,7 +53,7 @@ fn a_blob_name_keeps_its_row_and_its_directory() -> Result<()> {
     assert!(exists(&dir.join("rootfs/data")));
     // A runtime's own cleanup reads the name the same way.
     assert_eq!(
-        clean_ephemeral(&f.catalog, &f.sandboxes, id)?,
+        Sweeper::new(&f.sandboxes).clean_ephemeral(&f.catalog, SandboxId::new(id))?,
         CleanupOutcome::InvalidName
     );
     assert_eq!(stored(&f, id, "name")?, "blob:job");
@@ -93,7 +93,7 @@ fn a_pid_that_is_not_an_integer_proves_nothing() -> Result<()> {
     // The public read says so too: no pid, and nothing proves it dead.
     let newest = f
         .catalog
-        .newest_running_run(running)?
+        .newest_running_run(SandboxId::new(running))?
         .expect("a running run");
     assert_eq!(newest.pid, None);
     assert!(newest.liveness.is_alive());
@@ -135,7 +135,7 @@ fn status_and_ephemeral_of_the_wrong_class_keep_a_runtimes_cleanup_off() -> Resu
     for (id, name) in [(blob_status, "a"), (text_flag, "b"), (two, "c")] {
         let dir = f.mkdir(name);
         assert_eq!(
-            clean_ephemeral(&f.catalog, &f.sandboxes, id)?,
+            Sweeper::new(&f.sandboxes).clean_ephemeral(&f.catalog, SandboxId::new(id))?,
             CleanupOutcome::InvalidRow,
             "{name}"
         );

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use sandbox_sweep::lease::InstallLease;
 use sandbox_sweep::process::{Liveness, ProcessIdentity};
-use sandbox_sweep::{Catalog, SweepOutcome, SystemClock, insert_running_run, insert_sandbox};
+use sandbox_sweep::{Catalog, Lifetime, SandboxId, SweepOutcome, SystemClock};
 
 use super::demo_cases::{CASES, Case, Runtime};
 use super::demo_setup::{Children, Layout, NEVER_A_PID};
@@ -167,7 +167,7 @@ fn build(catalog: &Catalog, sandboxes: &Path, children: &Children) -> Result<(),
                 ..me.clone()
             },
         };
-        insert_running_run(catalog, id, &identity, started)?;
+        catalog.insert_running_run(id, &identity, started)?;
     }
     Ok(())
 }
@@ -179,15 +179,14 @@ fn insert_case(
     catalog: &Catalog,
     case: &Case,
     at: sandbox_sweep::time::PrimitiveDateTime,
-) -> Result<i64, CliError> {
+) -> Result<SandboxId, CliError> {
     if sandbox_sweep::sandboxes::validate_name(case.name).is_ok() && !case.name_as_blob {
-        return Ok(insert_sandbox(
-            catalog,
-            case.name,
-            case.status,
-            case.ephemeral,
-            at,
-        )?);
+        let lifetime = if case.ephemeral {
+            Lifetime::Ephemeral
+        } else {
+            Lifetime::Persistent
+        };
+        return Ok(catalog.insert_sandbox(case.name, case.status, lifetime, at)?);
     }
     let conn = catalog.connection();
     conn.execute(
@@ -200,7 +199,7 @@ fn insert_case(
             case.name_as_blob
         ],
     )?;
-    Ok(conn.last_insert_rowid())
+    Ok(SandboxId::new(conn.last_insert_rowid()))
 }
 
 /// What the table shows of a sandbox: status, kind, and its runtime.
@@ -213,7 +212,7 @@ fn describe(catalog: &Catalog, name: &str) -> Result<Option<(String, bool, Strin
         )?
         .query_row([name], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
+                r.get::<_, SandboxId>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, bool>(2)?,
             ))

@@ -17,7 +17,7 @@ use crate::catalog::stamp::{format_stamp, parse_stamp_bytes};
 use crate::clock::{Clock, minus, plus};
 use crate::error::{Error, Result};
 use crate::lease::guard::Lease;
-use crate::lease::spec::LeaseSpec;
+use crate::lease::spec::{LeaseSpec, MinInterval};
 
 /// Why no sweep ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,35 +96,36 @@ impl LeaseRow {
     ///
     /// ```
     /// use sandbox_sweep::{SkipReason, time::{Date, Month}};
-    /// use sandbox_sweep::lease::LeaseRow;
+    /// use sandbox_sweep::lease::{LeaseRow, MinInterval};
     ///
     /// let now = Date::from_calendar_date(2026, Month::June, 4)?.midnight();
     /// let held = LeaseRow { expires_at: Some(now + std::time::Duration::from_secs(5)), ..Default::default() };
-    /// assert_eq!(held.skip_reason(now, false), Some(SkipReason::Held));
+    /// assert_eq!(held.skip_reason(now, MinInterval::Respect), Some(SkipReason::Held));
     /// let skewed = LeaseRow { expires_at: Some(now + std::time::Duration::from_secs(3600)), ..Default::default() };
-    /// assert_eq!(skewed.skip_reason(now, false), None);
+    /// assert_eq!(skewed.skip_reason(now, MinInterval::Respect), None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn skip_reason(&self, now: PrimitiveDateTime, force: bool) -> Option<SkipReason> {
-        self.skip_reason_for(&LeaseSpec::SWEEP, now, force)
+    pub fn skip_reason(&self, now: PrimitiveDateTime, interval: MinInterval) -> Option<SkipReason> {
+        self.skip_reason_for(&LeaseSpec::SWEEP, now, interval)
     }
 
     /// Why the work `spec` guards may not start at `now`, or `None`.
     ///
     /// A time further ahead than one lease duration, or unparseable, is
     /// stale: a clock that jumped forward and back cannot block the work.
-    /// `force` skips only the minimum-interval check, never a live claim.
+    /// [`MinInterval::Ignore`] skips only the minimum-interval check, never
+    /// a live claim.
     pub fn skip_reason_for(
         &self,
         spec: &LeaseSpec,
         now: PrimitiveDateTime,
-        force: bool,
+        interval: MinInterval,
     ) -> Option<SkipReason> {
         if spec.held_until(self.expires_at, now) {
             return Some(SkipReason::Held);
         }
         let cutoff = minus(now, spec.min_interval);
-        if !force
+        if interval == MinInterval::Respect
             && self
                 .last_completed_at
                 .is_some_and(|t| t > cutoff && spec.believable(t, now))
@@ -195,12 +196,12 @@ impl Catalog {
     ///
     /// ```
     /// use sandbox_sweep::{Catalog, SystemClock};
-    /// use sandbox_sweep::lease::LeaseSpec;
+    /// use sandbox_sweep::lease::{LeaseSpec, MinInterval};
     ///
     /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = Catalog::from_connection(conn)?;
-    /// let lease = catalog.try_acquire(&SystemClock, false)?;
+    /// let lease = catalog.try_acquire(&SystemClock, MinInterval::Respect)?;
     /// let row = catalog.lease_row_of(&LeaseSpec::SWEEP)?.expect("claimed");
     /// assert_eq!(row.holder_pid, Some(i64::from(std::process::id())));
     /// drop(lease);
@@ -224,17 +225,23 @@ impl Catalog {
     /// # Examples
     ///
     /// ```
+    /// use sandbox_sweep::lease::MinInterval;
+    ///
     /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
-    /// assert_eq!(catalog.gate(sandbox_sweep::SystemClock::now(), false)?, None);
+    /// assert_eq!(catalog.gate(sandbox_sweep::SystemClock::now(), MinInterval::Respect)?, None);
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
-    pub fn gate(&self, now: PrimitiveDateTime, force: bool) -> Result<Option<SkipReason>> {
+    pub fn gate(
+        &self,
+        now: PrimitiveDateTime,
+        interval: MinInterval,
+    ) -> Result<Option<SkipReason>> {
         let spec = &LeaseSpec::SWEEP;
         let skip = self
             .lease_row_of(spec)?
-            .and_then(|row| row.skip_reason_for(spec, now, force));
+            .and_then(|row| row.skip_reason_for(spec, now, interval));
         // The install row only matters when a sweep would start: a held or
         // recent lease writes nothing either, and a second lookup on every
         // start nearly doubled what each runtime pays (4.6 -> 8.2 us).
@@ -251,7 +258,7 @@ impl Catalog {
     /// waiting for the lock would make the current holder's expiry look
     /// further ahead than one lease duration, i.e. skewed, i.e. stale.
     ///
-    /// `force` skips only the minimum-interval check; a live, unexpired
+    /// [`MinInterval::Ignore`] skips only the minimum-interval check; a live, unexpired
     /// lease is never taken over. A catalog locked past the busy timeout is
     /// a [`SkipReason::Busy`] skip, not an error.
     ///
@@ -263,37 +270,42 @@ impl Catalog {
     ///
     /// ```
     /// use sandbox_sweep::{SkipReason, SystemClock};
-    /// use sandbox_sweep::lease::Acquire;
+    /// use sandbox_sweep::lease::{Acquire, MinInterval};
     ///
     /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
     /// let now = SystemClock::now();
-    /// let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else { panic!("free") };
-    /// assert!(matches!(catalog.try_acquire(&|| now, true)?, Acquire::Skipped(SkipReason::Held)));
+    /// let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, MinInterval::Respect)? else { panic!("free") };
+    /// assert!(matches!(catalog.try_acquire(&|| now, MinInterval::Ignore)?, Acquire::Skipped(SkipReason::Held)));
     /// lease.complete(now)?;
-    /// assert!(matches!(catalog.try_acquire(&|| now, false)?, Acquire::Skipped(SkipReason::Recent)));
+    /// assert!(matches!(catalog.try_acquire(&|| now, MinInterval::Respect)?, Acquire::Skipped(SkipReason::Recent)));
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
-    pub fn try_acquire(&self, clock: &dyn Clock, force: bool) -> Result<Acquire<'_>> {
+    pub fn try_acquire(&self, clock: &dyn Clock, interval: MinInterval) -> Result<Acquire<'_>> {
         let spec = &LeaseSpec::SWEEP;
-        if let Some(reason) = self.gate(clock.now(), force)? {
+        if let Some(reason) = self.gate(clock.now(), interval)? {
             return Ok(Acquire::Skipped(reason));
         }
-        match self.claim(spec, clock, force) {
+        match self.claim(spec, clock, interval) {
             Err(err) if err.is_busy() => Ok(Acquire::Skipped(SkipReason::Busy)),
             other => other,
         }
     }
 
-    fn claim(&self, spec: &LeaseSpec, clock: &dyn Clock, force: bool) -> Result<Acquire<'_>> {
+    fn claim(
+        &self,
+        spec: &LeaseSpec,
+        clock: &dyn Clock,
+        interval: MinInterval,
+    ) -> Result<Acquire<'_>> {
         let tx = self.immediate()?;
         let now = clock.now();
         if crate::lease::install::installing(self, now)? {
             return Ok(Acquire::Skipped(SkipReason::Installing));
         }
         let row = self.lease_row_of(spec)?;
-        if let Some(reason) = row.and_then(|row| row.skip_reason_for(spec, now, force)) {
+        if let Some(reason) = row.and_then(|row| row.skip_reason_for(spec, now, interval)) {
             return Ok(Acquire::Skipped(reason));
         }
         let pid = i64::from(std::process::id());
@@ -346,14 +358,14 @@ mod tests {
         let conn = test_catalog()?;
         let catalog = Catalog::from_connection(conn)?;
         let now = at("2026-06-04 00:00:00");
-        let first = catalog.try_acquire(&|| now, false)?;
+        let first = catalog.try_acquire(&|| now, MinInterval::Respect)?;
         assert!(matches!(first, Acquire::Acquired(_)));
         assert!(matches!(
-            catalog.try_acquire(&|| now, false)?,
+            catalog.try_acquire(&|| now, MinInterval::Respect)?,
             Acquire::Skipped(SkipReason::Held)
         ));
         assert!(matches!(
-            catalog.try_acquire(&|| now, true)?,
+            catalog.try_acquire(&|| now, MinInterval::Ignore)?,
             Acquire::Skipped(SkipReason::Held)
         ));
         drop(first);
@@ -365,7 +377,7 @@ mod tests {
         let conn = test_catalog()?;
         let catalog = Catalog::from_connection(conn)?;
         let now = at("2026-06-04 00:00:00");
-        let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else {
+        let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, MinInterval::Respect)? else {
             panic!("lease should be free");
         };
         lease.complete(now)?;
@@ -373,12 +385,12 @@ mod tests {
         assert_eq!(row.holder_pid, None);
         assert_eq!(row.last_completed_at, Some(now));
         assert!(matches!(
-            catalog.try_acquire(&|| at("2026-06-04 00:00:29"), false)?,
+            catalog.try_acquire(&|| at("2026-06-04 00:00:29"), MinInterval::Respect)?,
             Acquire::Skipped(SkipReason::Recent)
         ));
-        // `force` skips only the interval.
+        // Ignoring the interval skips only the interval.
         assert!(matches!(
-            catalog.try_acquire(&|| at("2026-06-04 00:00:29"), true)?,
+            catalog.try_acquire(&|| at("2026-06-04 00:00:29"), MinInterval::Ignore)?,
             Acquire::Acquired(_)
         ));
         Ok(())
@@ -389,16 +401,16 @@ mod tests {
         let conn = test_catalog()?;
         let catalog = Catalog::from_connection(conn)?;
         let now = at("2026-06-04 00:00:00");
-        let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else {
+        let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, MinInterval::Respect)? else {
             panic!("lease should be free");
         };
         std::mem::forget(lease); // the holder died: no Drop runs
         assert!(matches!(
-            catalog.try_acquire(&|| at("2026-06-04 00:00:09"), false)?,
+            catalog.try_acquire(&|| at("2026-06-04 00:00:09"), MinInterval::Respect)?,
             Acquire::Skipped(SkipReason::Held)
         ));
         assert!(matches!(
-            catalog.try_acquire(&|| at("2026-06-04 00:00:10.001"), false)?,
+            catalog.try_acquire(&|| at("2026-06-04 00:00:10.001"), MinInterval::Respect)?,
             Acquire::Acquired(_)
         ));
         Ok(())
@@ -416,16 +428,19 @@ mod tests {
             "9999-12-31 23:59:59",
             Some("9999-12-31 23:59:59"),
         )?;
-        assert_eq!(catalog.gate(now, false)?, None);
+        assert_eq!(catalog.gate(now, MinInterval::Respect)?, None);
         set_row(conn, Some(1), "not a time", Some("tomorrow"))?;
-        assert_eq!(catalog.gate(now, false)?, None);
+        assert_eq!(catalog.gate(now, MinInterval::Respect)?, None);
         assert!(matches!(
-            catalog.try_acquire(&|| now, false)?,
+            catalog.try_acquire(&|| now, MinInterval::Respect)?,
             Acquire::Acquired(_)
         ));
         // Just inside one lease duration ahead is believed.
         set_row(conn, Some(1), "2026-06-04 00:00:10", None)?;
-        assert_eq!(catalog.gate(now, false)?, Some(SkipReason::Held));
+        assert_eq!(
+            catalog.gate(now, MinInterval::Respect)?,
+            Some(SkipReason::Held)
+        );
         Ok(())
     }
 
@@ -434,7 +449,7 @@ mod tests {
         let conn = test_catalog()?;
         let catalog = Catalog::from_connection(conn)?;
         let now = at("2026-06-04 00:00:00");
-        let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else {
+        let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, MinInterval::Respect)? else {
             panic!("lease should be free");
         };
         lease.release()?;
@@ -456,7 +471,8 @@ mod tests {
         let catalog = Catalog::from_connection(conn)?;
         let conn = catalog.connection();
         let now = at("2026-06-04 00:00:00");
-        let Acquire::Acquired(mut lease) = catalog.try_acquire(&|| now, false)? else {
+        let Acquire::Acquired(mut lease) = catalog.try_acquire(&|| now, MinInterval::Respect)?
+        else {
             panic!("lease should be free");
         };
         let tx = catalog.immediate()?;

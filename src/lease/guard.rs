@@ -182,15 +182,15 @@ impl<'a> Lease<'a> {
     /// # Examples
     ///
     /// ```
-    /// use sandbox_sweep::lease::Acquire;
+    /// use sandbox_sweep::lease::{Acquire, MinInterval};
     ///
     /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
     /// let now = sandbox_sweep::SystemClock::now();
-    /// let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, false)? else { panic!("free") };
+    /// let Acquire::Acquired(lease) = catalog.try_acquire(&|| now, MinInterval::Respect)? else { panic!("free") };
     /// lease.release()?;
-    /// assert!(matches!(catalog.try_acquire(&|| now, false)?, Acquire::Acquired(_)));
+    /// assert!(matches!(catalog.try_acquire(&|| now, MinInterval::Respect)?, Acquire::Acquired(_)));
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
     pub fn release(mut self) -> Result<()> {

@@ -18,4 +18,4 @@ pub use crate::error::InstallRefusal;
 pub use gate::{Acquire, LeaseRow};
 pub use guard::Lease;
 pub use install::{INSTALL_LEASE_DURATION, INSTALL_LEASE_NAME, InstallLease};
-pub use spec::{LEASE_DURATION, LEASE_NAME, LeaseSpec, MIN_SWEEP_INTERVAL};
+pub use spec::{LEASE_DURATION, LEASE_NAME, LeaseSpec, MIN_SWEEP_INTERVAL, MinInterval};

@@ -16,8 +16,37 @@ pub const LEASE_NAME: &str = "sandbox_lifecycle_maintenance";
 /// How long a sweep's lease lasts unless renewed: 10 s. Each sweep
 /// transaction renews it.
 pub const LEASE_DURATION: Duration = Duration::from_secs(10);
-/// The least time between two complete sweeps: 30 s (skipped with `force`).
+/// The least time between two complete sweeps: 30 s (see [`MinInterval`]).
 pub const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Whether a lease's minimum interval since the last completed run holds
+/// the work back ([`LeaseSpec::min_interval`]): what
+/// [`Catalog::try_acquire`](crate::Catalog::try_acquire) and
+/// [`Catalog::gate`](crate::Catalog::gate) are told, and what
+/// [`Sweeper::force`](crate::Sweeper::force) sets. A live, unexpired lease
+/// holds the work back either way.
+///
+/// # Examples
+///
+/// ```
+/// use sandbox_sweep::SystemClock;
+/// use sandbox_sweep::lease::MinInterval;
+///
+/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+/// sandbox_sweep::migrate(&conn)?;
+/// let catalog = sandbox_sweep::Catalog::from_connection(conn)?;
+/// assert_eq!(catalog.gate(SystemClock::now(), MinInterval::Respect)?, None);
+/// # Ok::<(), sandbox_sweep::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MinInterval {
+    /// A run completed less than the interval ago means
+    /// [`SkipReason::Recent`](crate::SkipReason::Recent): the default, and
+    /// what every runtime start wants.
+    Respect,
+    /// Run even so (the CLI's `--force`, a test, a tool that must sweep now).
+    Ignore,
+}
 
 /// What one named lease is: its row, how long a claim lasts, and the least
 /// time between two completed runs of the work it guards.
@@ -39,7 +68,8 @@ pub struct LeaseSpec {
     /// How long a claim lasts unless renewed; also how far ahead of the
     /// clock a stored time may be before it counts as skewed.
     pub duration: Duration,
-    /// The least time between two completed runs (`force` skips it).
+    /// The least time between two completed runs ([`MinInterval::Ignore`]
+    /// skips it).
     pub min_interval: Duration,
 }
 

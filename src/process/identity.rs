@@ -7,6 +7,7 @@
 use rusqlite::params;
 
 use crate::catalog::Catalog;
+use crate::catalog::ids::RunId;
 use crate::catalog::sql::RECORD_IDENTITY;
 use crate::error::{Error, Result};
 use crate::sys::procfs::{self, StatRead};
@@ -98,44 +99,44 @@ impl ProcessIdentity {
     }
 }
 
-/// Stores `identity` (pid, start time, boot id) on an existing run row;
-/// returns whether the row exists.
-///
-/// # Errors
-///
-/// [`Error::MissingColumn`] when the catalog lacks the identity columns (run
-/// [`migrate`](crate::migrate) first); any SQLite error.
-///
-/// # Examples
-///
-/// ```
-/// use sandbox_sweep::Catalog;
-/// use sandbox_sweep::process::{ProcessIdentity, record_identity};
-///
-/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
-/// sandbox_sweep::migrate(&conn)?;
-/// conn.execute("INSERT INTO sandbox (name, config, status) VALUES ('web', '{}', 'Running')", [])?;
-/// conn.execute("INSERT INTO run (sandbox_id, pid, status) VALUES (1, NULL, 'Running')", [])?;
-/// let catalog = Catalog::from_connection(conn)?;
-/// assert!(record_identity(&catalog, 1, &ProcessIdentity::current()?)?);
-/// assert!(!record_identity(&catalog, 99, &ProcessIdentity::current()?)?);
-/// # Ok::<(), sandbox_sweep::Error>(())
-/// ```
-pub fn record_identity(catalog: &Catalog, run_id: i64, identity: &ProcessIdentity) -> Result<bool> {
-    if !catalog.refresh()?.identity {
-        return Err(Error::MissingColumn {
-            table: "run",
-            column: "pid_start_time",
-        });
-    }
-    let changed = catalog
-        .conn
-        .prepare_cached(RECORD_IDENTITY)?
-        .execute(params![
-            run_id,
+impl Catalog {
+    /// Stores `identity` (pid, start time, boot id) on an existing run row
+    /// (one a runtime inserted with its own SQL); returns whether the row
+    /// exists. One statement: it may run inside the caller's transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingColumn`] when the catalog lacks the identity columns (run
+    /// [`migrate`](crate::migrate) first); any SQLite error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{Catalog, RunId};
+    /// use sandbox_sweep::process::ProcessIdentity;
+    ///
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// conn.execute("INSERT INTO sandbox (name, config, status) VALUES ('web', '{}', 'Running')", [])?;
+    /// conn.execute("INSERT INTO run (sandbox_id, pid, status) VALUES (1, NULL, 'Running')", [])?;
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// assert!(catalog.record_identity(RunId::new(1), &ProcessIdentity::current()?)?);
+    /// assert!(!catalog.record_identity(RunId::new(99), &ProcessIdentity::current()?)?);
+    /// # Ok::<(), sandbox_sweep::Error>(())
+    /// ```
+    pub fn record_identity(&self, run: RunId, identity: &ProcessIdentity) -> Result<bool> {
+        if !self.refresh()?.identity {
+            return Err(Error::MissingColumn {
+                table: "run",
+                column: "pid_start_time",
+            });
+        }
+        let changed = self.conn.prepare_cached(RECORD_IDENTITY)?.execute(params![
+            run,
             identity.pid,
             identity.start_time_column(),
             identity.boot_id
         ])?;
-    Ok(changed == 1)
+        Ok(changed == 1)
+    }
 }

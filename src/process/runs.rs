@@ -9,6 +9,7 @@ use rusqlite::Row;
 
 use crate::catalog::Catalog;
 use crate::catalog::columns::{self, Column};
+use crate::catalog::ids::{RunId, SandboxId};
 use crate::catalog::sql::{RUNNING_RUNS, RUNNING_RUNS_WITH_IDENTITY};
 use crate::catalog::statements::Statements;
 use crate::error::Result;
@@ -74,9 +75,9 @@ fn verdict(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<L
 /// migrate(&conn)?;
 /// let catalog = Catalog::from_connection(conn)?;
 /// let now = SystemClock::now();
-/// let web = insert_sandbox(&catalog, "web", SandboxStatus::Running, false, now)?;
+/// let web = catalog.insert_sandbox("web", SandboxStatus::Running, Lifetime::Persistent, now)?;
 /// assert_eq!(catalog.newest_running_run(web)?, None);
-/// let run = insert_running_run(&catalog, web, &ProcessIdentity::current()?, now)?;
+/// let run = catalog.insert_running_run(web, &ProcessIdentity::current()?, now)?;
 /// let newest = catalog.newest_running_run(web)?.expect("a running run");
 /// assert_eq!((newest.id, newest.liveness), (run, Liveness::Alive));
 /// assert_eq!(newest.pid, Some(i64::from(std::process::id())));
@@ -86,7 +87,7 @@ fn verdict(row: &Row<'_>, identity: bool, prober: &Prober) -> rusqlite::Result<L
 #[non_exhaustive]
 pub struct RunningRun {
     /// `run.id`.
-    pub id: i64,
+    pub id: RunId,
     /// `run.pid` as stored; `None` also when it is stored as neither
     /// INTEGER nor NULL (another program's row), and then `liveness` is
     /// `Alive`: nothing proves that process dead.
@@ -149,7 +150,7 @@ pub(crate) fn latest_running(
         ))
     })?;
     Ok(found.map(|(id, (pid, liveness))| RunningRun {
-        id,
+        id: RunId::new(id),
         pid: pid.unwrap_or(None),
         liveness,
         invalid: pid.err().or(started_invalid),
@@ -157,19 +158,19 @@ pub(crate) fn latest_running(
 }
 
 impl Catalog {
-    /// The newest `Running` run of sandbox `sandbox_id` (by `started_at`,
+    /// The newest `Running` run of sandbox `sandbox` (by `started_at`,
     /// then id), with a verdict on its process taken now; `None` when the
     /// sandbox has no `Running` run. Reads only.
     ///
     /// # Errors
     ///
     /// Any SQLite error.
-    pub fn newest_running_run(&self, sandbox_id: i64) -> Result<Option<RunningRun>> {
+    pub fn newest_running_run(&self, sandbox: SandboxId) -> Result<Option<RunningRun>> {
         latest_running(
             self,
             &mut Statements::new(&self.conn),
             &Prober::new(),
-            sandbox_id,
+            sandbox.get(),
         )
     }
 }

@@ -12,6 +12,7 @@ use rusqlite::params;
 use time::PrimitiveDateTime;
 
 use crate::catalog::Catalog;
+use crate::catalog::ids::{RunId, SandboxId};
 use crate::catalog::sql::{
     END_RUN, INSERT_RUN, INSERT_RUN_WITH_IDENTITY, INSERT_SANDBOX, SANDBOX_STATUS, end_sandbox,
 };
@@ -137,7 +138,7 @@ catalog_strings! {
     }
 }
 
-/// How a run ended, for [`finish_run`]: its reason, its exit code or
+/// How a run ended, for [`Catalog::finish_run`]: its reason, its exit code or
 /// signal, and the status its sandbox takes (`Stopped` or `Crashed`).
 ///
 /// # Examples
@@ -200,171 +201,209 @@ impl RunEnd {
     }
 }
 
-/// Inserts a sandbox named `name` with `status`, ephemeral or not, created
-/// at `at`; returns its id. Its `config` is `'{}'`: the sweep never reads it.
-///
-/// # Errors
-///
-/// [`Error::InvalidName`] for a name that cannot name a directory (see
-/// [`validate_name`]); [`Error::DuplicateName`] for a name already taken
-/// (the column is `UNIQUE`); any other SQLite error.
+/// Whether a sandbox is removed once it has finished
+/// (`sandbox.ephemeral`), as [`Catalog::insert_sandbox`] records it.
 ///
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, insert_sandbox};
+/// use sandbox_sweep::Lifetime;
 ///
-/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
-/// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::from_connection(conn)?;
-/// let id = insert_sandbox(&catalog, "job-1", SandboxStatus::Created, true, SystemClock::now())?;
-/// assert_eq!(id, 1);
-/// assert!(insert_sandbox(&catalog, "../x", SandboxStatus::Created, true, SystemClock::now()).is_err());
-/// let again = insert_sandbox(&catalog, "job-1", SandboxStatus::Created, true, SystemClock::now());
-/// assert!(matches!(again, Err(sandbox_sweep::Error::DuplicateName { name, .. }) if name == "job-1"));
-/// # Ok::<(), sandbox_sweep::Error>(())
+/// assert!(Lifetime::Ephemeral.is_ephemeral());
+/// assert!(!Lifetime::Persistent.is_ephemeral());
 /// ```
-pub fn insert_sandbox(
-    catalog: &Catalog,
-    name: &str,
-    status: SandboxStatus,
-    ephemeral: bool,
-    at: PrimitiveDateTime,
-) -> Result<i64> {
-    validate_name(name)?;
-    let inserted = catalog
-        .conn
-        .prepare_cached(INSERT_SANDBOX)?
-        .execute(params![
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lifetime {
+    /// Removed, directory and rows, once `Stopped` or `Crashed` with no
+    /// live run (`ephemeral = 1`).
+    Ephemeral,
+    /// Kept until someone removes it; the sweep never does
+    /// (`ephemeral = 0`).
+    Persistent,
+}
+
+impl Lifetime {
+    /// Whether this is [`Lifetime::Ephemeral`]: the catalog's column.
+    pub fn is_ephemeral(self) -> bool {
+        self == Lifetime::Ephemeral
+    }
+}
+
+/// A runtime's writes are methods of the [`Catalog`] it keeps, as its reads
+/// are. [`insert_sandbox`](Catalog::insert_sandbox) and
+/// [`insert_running_run`](Catalog::insert_running_run) are single
+/// statements and may run inside the caller's transaction (see
+/// [`Catalog::transaction`]); [`finish_run`](Catalog::finish_run) opens its
+/// own `BEGIN IMMEDIATE` and must not.
+impl Catalog {
+    /// Inserts a sandbox named `name` with `status` and `lifetime`, created
+    /// at `at`; returns its id. Its `config` is `'{}'`: the sweep never
+    /// reads it.
+    ///
+    /// One statement, no transaction of its own: it may run inside the
+    /// caller's ([`Catalog::transaction`]), which is how many rows are
+    /// inserted fast.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`] for a name that cannot name a directory (see
+    /// [`validate_name`]); [`Error::DuplicateName`] for a name already taken
+    /// (the column is `UNIQUE`); any other SQLite error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{Catalog, Lifetime, SandboxStatus, SystemClock};
+    ///
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// let now = SystemClock::now();
+    /// let id = catalog.insert_sandbox("job-1", SandboxStatus::Created, Lifetime::Ephemeral, now)?;
+    /// assert_eq!(id.get(), 1);
+    /// assert!(catalog.insert_sandbox("../x", SandboxStatus::Created, Lifetime::Ephemeral, now).is_err());
+    /// let again = catalog.insert_sandbox("job-1", SandboxStatus::Created, Lifetime::Ephemeral, now);
+    /// assert!(matches!(again, Err(sandbox_sweep::Error::DuplicateName { name, .. }) if name == "job-1"));
+    /// # Ok::<(), sandbox_sweep::Error>(())
+    /// ```
+    pub fn insert_sandbox(
+        &self,
+        name: &str,
+        status: SandboxStatus,
+        lifetime: Lifetime,
+        at: PrimitiveDateTime,
+    ) -> Result<SandboxId> {
+        validate_name(name)?;
+        let inserted = self.conn.prepare_cached(INSERT_SANDBOX)?.execute(params![
             name,
             status.as_str(),
-            ephemeral,
+            lifetime.is_ephemeral(),
             &*format_stamp(at)
         ]);
-    match inserted {
-        Ok(_) => Ok(catalog.conn.last_insert_rowid()),
-        Err(err)
-            if err.sqlite_error().map(|e| e.extended_code)
-                == Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) =>
-        {
-            Err(Error::DuplicateName {
-                name: name.to_owned(),
-                source: err,
-            })
+        match inserted {
+            Ok(_) => Ok(SandboxId::new(self.conn.last_insert_rowid())),
+            Err(err)
+                if err.sqlite_error().map(|e| e.extended_code)
+                    == Some(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE) =>
+            {
+                Err(Error::DuplicateName {
+                    name: name.to_owned(),
+                    source: err,
+                })
+            }
+            Err(err) => Err(err.into()),
         }
-        Err(err) => Err(err.into()),
     }
-}
 
-/// Inserts a `Running` run for `sandbox_id` owned by `identity`, the way a
-/// runtime records its own start; returns the new run's id.
-///
-/// Stores `pid_start_time` and `boot_id` when the catalog has those columns
-/// (see [`migrate`](crate::migrate)); on an older catalog only the pid.
-///
-/// # Errors
-///
-/// Any SQLite error, e.g. a `sandbox_id` that violates the foreign key.
-///
-/// # Examples
-///
-/// ```
-/// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock};
-/// use sandbox_sweep::process::ProcessIdentity;
-///
-/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
-/// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::from_connection(conn)?;
-/// let now = SystemClock::now();
-/// let web = sandbox_sweep::insert_sandbox(&catalog, "web", SandboxStatus::Running, false, now)?;
-/// let run = sandbox_sweep::insert_running_run(&catalog, web, &ProcessIdentity::current()?, now)?;
-/// assert_eq!(run, 1);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn insert_running_run(
-    catalog: &Catalog,
-    sandbox_id: i64,
-    identity: &ProcessIdentity,
-    started_at: PrimitiveDateTime,
-) -> Result<i64> {
-    let started_at = format_stamp(started_at);
-    let conn = &catalog.conn;
-    if catalog.refresh()?.identity {
-        conn.prepare_cached(INSERT_RUN_WITH_IDENTITY)?
-            .execute(params![
-                sandbox_id,
-                identity.pid,
-                started_at,
-                identity.start_time_column(),
-                identity.boot_id
-            ])?;
-    } else {
-        conn.prepare_cached(INSERT_RUN)?
-            .execute(params![sandbox_id, identity.pid, started_at])?;
+    /// Inserts a `Running` run of sandbox `sandbox` owned by `identity`,
+    /// the way a runtime records its own start; returns the new run's id.
+    ///
+    /// Stores `pid_start_time` and `boot_id` when the catalog has those
+    /// columns (see [`migrate`](crate::migrate)); on an older catalog only
+    /// the pid. One statement, no transaction of its own: it may run
+    /// inside the caller's ([`Catalog::transaction`]).
+    ///
+    /// # Errors
+    ///
+    /// Any SQLite error, e.g. a `sandbox` that violates the foreign key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{Catalog, Lifetime, SandboxStatus, SystemClock};
+    /// use sandbox_sweep::process::ProcessIdentity;
+    ///
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// let now = SystemClock::now();
+    /// let web = catalog.insert_sandbox("web", SandboxStatus::Running, Lifetime::Persistent, now)?;
+    /// let run = catalog.insert_running_run(web, &ProcessIdentity::current()?, now)?;
+    /// assert_eq!(run.get(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn insert_running_run(
+        &self,
+        sandbox: SandboxId,
+        identity: &ProcessIdentity,
+        started_at: PrimitiveDateTime,
+    ) -> Result<RunId> {
+        let started_at = format_stamp(started_at);
+        let conn = &self.conn;
+        if self.refresh()?.identity {
+            conn.prepare_cached(INSERT_RUN_WITH_IDENTITY)?
+                .execute(params![
+                    sandbox,
+                    identity.pid,
+                    started_at,
+                    identity.start_time_column(),
+                    identity.boot_id
+                ])?;
+        } else {
+            conn.prepare_cached(INSERT_RUN)?
+                .execute(params![sandbox, identity.pid, started_at])?;
+        }
+        Ok(RunId::new(conn.last_insert_rowid()))
     }
-    Ok(conn.last_insert_rowid())
-}
 
-/// Ends run `run_id` as `end` says at `at`, and moves its sandbox to
-/// `Stopped` or `Crashed` (clearing `active_config`), in one `BEGIN
-/// IMMEDIATE` transaction. Returns `false`, changing nothing, when the run
-/// does not exist or is no longer `Running` (a sweep may have reconciled
-/// it first).
-///
-/// The connection must not be inside a transaction.
-///
-/// # Errors
-///
-/// Any SQLite error, busy past the timeout included (nothing is then changed).
-///
-/// # Examples
-///
-/// ```
-/// use sandbox_sweep::process::ProcessIdentity;
-/// use sandbox_sweep::*;
-///
-/// let dir = std::env::temp_dir().join("sandbox-sweep-doc-lifecycle-324");
-/// # let _ = std::fs::remove_dir_all(&dir);
-/// std::fs::create_dir_all(&dir)?;
-/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
-/// migrate(&conn)?;
-/// let catalog = Catalog::from_connection(conn)?;
-/// let now = SystemClock::now();
-/// let job = insert_sandbox(&catalog, "job", SandboxStatus::Running, true, now)?;
-/// let run = insert_running_run(&catalog, job, &ProcessIdentity::current()?, now)?;
-/// assert!(finish_run(&catalog, run, RunEnd::stopped(TerminationReason::Completed).exit_code(0), now)?);
-/// assert!(!finish_run(&catalog, run, RunEnd::crashed(TerminationReason::Failed), now)?);
-/// assert_eq!(clean_ephemeral(&catalog, &dir, job)?, CleanupOutcome::Removed);
-/// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn finish_run(
-    catalog: &Catalog,
-    run_id: i64,
-    end: RunEnd,
-    at: PrimitiveDateTime,
-) -> Result<bool> {
-    let at = format_stamp(at);
-    let tx = catalog.immediate()?;
-    let ended = tx.prepare_cached(END_RUN)?.execute(params![
-        run_id,
-        end.reason.as_str(),
-        end.exit_code,
-        end.exit_signal,
-        &*at
-    ])?;
-    if ended == 1 {
-        let schema = catalog.refresh()?;
-        let sql = end_sandbox(schema.active_config, schema.network_slot);
-        tx.prepare_cached(sql)?
-            .execute(params![run_id, end.sandbox.as_str(), &*at])?;
+    /// Ends run `run` as `end` says at `at`, and moves its sandbox to
+    /// `Stopped` or `Crashed` (clearing `active_config`), in one `BEGIN
+    /// IMMEDIATE` transaction. Returns `false`, changing nothing, when the
+    /// run does not exist or is no longer `Running` (a sweep may have
+    /// reconciled it first).
+    ///
+    /// Opens its own transaction: the connection must not be inside one
+    /// (SQLite refuses a nested `BEGIN`, and this call fails).
+    ///
+    /// # Errors
+    ///
+    /// Any SQLite error, busy past the timeout included (nothing is then
+    /// changed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::process::ProcessIdentity;
+    /// use sandbox_sweep::*;
+    ///
+    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-lifecycle-324");
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// std::fs::create_dir_all(&dir)?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+    /// migrate(&conn)?;
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// let now = SystemClock::now();
+    /// let job = catalog.insert_sandbox("job", SandboxStatus::Running, Lifetime::Ephemeral, now)?;
+    /// let run = catalog.insert_running_run(job, &ProcessIdentity::current()?, now)?;
+    /// let done = RunEnd::stopped(TerminationReason::Completed).exit_code(0);
+    /// assert!(catalog.finish_run(run, done, now)?);
+    /// assert!(!catalog.finish_run(run, RunEnd::crashed(TerminationReason::Failed), now)?);
+    /// let sweeper = Sweeper::new(&dir);
+    /// assert_eq!(sweeper.clean_ephemeral(&catalog, job)?, CleanupOutcome::Removed);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn finish_run(&self, run: RunId, end: RunEnd, at: PrimitiveDateTime) -> Result<bool> {
+        let at = format_stamp(at);
+        let tx = self.immediate()?;
+        let ended = tx.prepare_cached(END_RUN)?.execute(params![
+            run,
+            end.reason.as_str(),
+            end.exit_code,
+            end.exit_signal,
+            &*at
+        ])?;
+        if ended == 1 {
+            let schema = self.refresh()?;
+            let sql = end_sandbox(schema.active_config, schema.network_slot);
+            tx.prepare_cached(sql)?
+                .execute(params![run, end.sandbox.as_str(), &*at])?;
+        }
+        tx.commit().map_err(Error::from_sqlite)?;
+        Ok(ended == 1)
     }
-    tx.commit().map_err(Error::from_sqlite)?;
-    Ok(ended == 1)
-}
 
-impl Catalog {
-    /// Sandbox `sandbox_id`'s status, with no SQL of the caller's: `None`
+    /// Sandbox `sandbox`'s status, with no SQL of the caller's: `None`
     /// when there is no such sandbox.
     ///
     /// # Errors
@@ -376,19 +415,20 @@ impl Catalog {
     /// # Examples
     ///
     /// ```
-    /// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, insert_sandbox};
+    /// use sandbox_sweep::{Catalog, Lifetime, SandboxId, SandboxStatus, SystemClock};
     ///
     /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = Catalog::from_connection(conn)?;
-    /// let id = insert_sandbox(&catalog, "web", SandboxStatus::Starting, false, SystemClock::now())?;
+    /// let now = SystemClock::now();
+    /// let id = catalog.insert_sandbox("web", SandboxStatus::Starting, Lifetime::Persistent, now)?;
     /// assert_eq!(catalog.sandbox_status(id)?, Some(SandboxStatus::Starting));
-    /// assert_eq!(catalog.sandbox_status(id + 1)?, None);
+    /// assert_eq!(catalog.sandbox_status(SandboxId::new(id.get() + 1))?, None);
     /// # Ok::<(), sandbox_sweep::Error>(())
     /// ```
-    pub fn sandbox_status(&self, sandbox_id: i64) -> Result<Option<SandboxStatus>> {
+    pub fn sandbox_status(&self, sandbox: SandboxId) -> Result<Option<SandboxStatus>> {
         let mut stmt = self.conn.prepare_cached(SANDBOX_STATUS)?;
-        let mut rows = stmt.query([sandbox_id])?;
+        let mut rows = stmt.query([sandbox])?;
         let Some(row) = rows.next()? else {
             return Ok(None);
         };

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use crate::catalog::Catalog;
+use crate::catalog::ids::SandboxId;
 use crate::catalog::sql::RECONCILE_CANDIDATES;
 use crate::error::Error;
 use crate::process::liveness::{DeadReason, Prober};
@@ -28,7 +29,7 @@ use crate::sweep::reconcile::{Reconciled, would_reconcile};
 #[non_exhaustive]
 pub struct StaleSandbox {
     /// `sandbox.id`.
-    pub id: i64,
+    pub id: SandboxId,
     /// `sandbox.name` (lossily decoded when not UTF-8).
     pub name: String,
     /// `Starting`, `Running` or `Draining`.
@@ -73,7 +74,7 @@ impl Catalog {
                     Reconciled::Left | Reconciled::Failed | Reconciled::Invalid(_) => continue,
                 };
             let sandbox = StaleSandbox {
-                id,
+                id: SandboxId::new(id),
                 name: shown_name(row.get_ref(1).map_err(Error::from)?),
                 status,
                 reason,
@@ -89,7 +90,7 @@ mod tests {
     use super::*;
     use crate::error::Result;
     use crate::fixture::{DEAD_PID, Fixture};
-    use crate::{SweepOutcome, Sweeper};
+    use crate::sweep::sweeper::Sweeper;
 
     #[test]
     fn a_dead_row_whatever_its_name_is_listed_exactly_when_the_sweep_reconciles_it() -> Result<()> {
@@ -113,16 +114,13 @@ mod tests {
         // row: status lists it, its name decoded lossily.
         let summary = f.catalog.summary()?;
         let listed: Vec<_> = (summary.dead_active.first.iter())
-            .map(|s| (s.id, s.name.as_str(), s.reason.is_some()))
+            .map(|s| (s.id.get(), s.name.as_str(), s.reason.is_some()))
             .collect();
         assert_eq!(listed, [(odd, "\u{fffd}.", true)]);
         // The active list shows it too, rather than failing on the name.
         assert_eq!(summary.active.first.len(), 1);
         assert_eq!(summary.active.first[0].name, "\u{fffd}.");
-        let SweepOutcome::Swept(report) = Sweeper::new(&f.sandboxes).force(true).run(&f.catalog)
-        else {
-            panic!("expected a sweep");
-        };
+        let report = crate::fixture::swept(Sweeper::new(&f.sandboxes).force(true).run(&f.catalog));
         assert_eq!(report.reconciled, 1);
         assert_eq!(f.status(odd)?.as_deref(), Some("Crashed"));
         Ok(())

@@ -250,7 +250,7 @@ mod tests {
                 .dead_active
                 .first
                 .iter()
-                .map(|s| s.id)
+                .map(|s| s.id.get())
                 .collect::<Vec<_>>(),
             [draining, dead]
         );

@@ -206,7 +206,6 @@ impl Summary {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use crate::sandboxes::lifecycle::SandboxStatus;

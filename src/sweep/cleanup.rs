@@ -18,7 +18,6 @@ use crate::catalog::statements::Statements;
 use crate::error::{Error, Result};
 use crate::process::liveness::Prober;
 use crate::process::runs::any_live_running;
-use crate::rundir::locks::LifecycleLock;
 use crate::rundir::locks::LockKind;
 use crate::rundir::row_locks::{CLEANUP_LOCKS, Refusal, RowLocks};
 use crate::sandboxes::names::stored_name;
@@ -339,164 +338,39 @@ pub(crate) fn clean_row(
     }
 }
 
-/// Cleans one finished ephemeral sandbox, for a runtime's own exit path:
-/// checks it under the write lock, moves its directory out of the way,
-/// deletes its rows, commits, then deletes the directory. The same as
-/// `Cleanup::new(sandboxes_dir).clean(catalog, sandbox_id)`: see
-/// [`Cleanup`] for a run directory's lifecycle locks and sockets.
-///
-/// Needs no lease: the write lock alone serialises it with sweeps and
-/// restarts. Per-row problems are outcomes, not errors.
-///
-/// Preconditions, or the sandbox is kept: it is ephemeral, its status is
-/// `Stopped` or `Crashed`, and none of its `Running` runs has a live process
-/// (end the run with [`finish_run`](crate::finish_run) first). The
-/// connection must not be inside a transaction: this takes the write lock
-/// with `BEGIN IMMEDIATE` and commits before it deletes the directory.
-///
-/// # Errors
-///
-/// [`Error::Io`] when `sandboxes_dir` is not an existing directory; SQLite
-/// errors, busy past the timeout included (nothing is then changed).
-///
-/// # Examples
-///
-/// ```
-/// use sandbox_sweep::{Catalog, CleanupOutcome, SandboxStatus, SystemClock, clean_ephemeral};
-///
-/// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-272");
-/// # let _ = std::fs::remove_dir_all(&dir);
-/// std::fs::create_dir_all(&dir)?;
-/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
-/// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::from_connection(conn)?;
-/// let id = sandbox_sweep::insert_sandbox(&catalog, "job-7", SandboxStatus::Stopped, true, SystemClock::now())?;
-/// std::fs::create_dir(dir.join("job-7"))?;
-/// assert_eq!(clean_ephemeral(&catalog, &dir, id)?, CleanupOutcome::Removed);
-/// assert!(!dir.join("job-7").exists());
-/// assert_eq!(clean_ephemeral(&catalog, &dir, id)?, CleanupOutcome::AlreadyGone);
-/// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn clean_ephemeral(
+/// Cleans sandbox `sandbox_id` of `sandboxes_dir` (see
+/// [`Sweeper::clean_ephemeral`](crate::Sweeper::clean_ephemeral)), holding
+/// `locks` (beside a run directory) until its directory is settled.
+pub(crate) fn clean_one(
     catalog: &Catalog,
     sandboxes_dir: &Path,
     sandbox_id: i64,
+    locks: Option<RowLocks<'_>>,
 ) -> Result<CleanupOutcome> {
-    Cleanup::new(sandboxes_dir).clean(catalog, sandbox_id)
-}
-
-/// Cleans single finished ephemeral sandboxes, optionally beside a
-/// microsandbox run directory: then each sandbox's snapshot-lineage lock
-/// and lifecycle lock are taken, in that order (a held lineage lock means
-/// [`CleanupOutcome::SnapshotInProgress`], a held lifecycle lock
-/// [`CleanupOutcome::LifecycleOwned`]: hands off either way), and its dead
-/// runtime's sockets are removed before its directory and rows.
-///
-/// # Examples
-///
-/// ```
-/// use sandbox_sweep::{Catalog, Cleanup, CleanupOutcome, SandboxStatus, SystemClock};
-///
-/// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-304");
-/// # let _ = std::fs::remove_dir_all(&dir);
-/// std::fs::create_dir_all(&dir)?;
-/// let (sandboxes, run) = (dir.join("sandboxes"), dir.join("run"));
-/// std::fs::create_dir_all(sandboxes.join("job"))?;
-/// std::fs::create_dir(&run)?;
-/// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
-/// sandbox_sweep::migrate(&conn)?;
-/// let catalog = Catalog::from_connection(conn)?;
-/// let id = sandbox_sweep::insert_sandbox(&catalog, "job", SandboxStatus::Stopped, true, SystemClock::now())?;
-/// let cleanup = Cleanup::new(&sandboxes).run_dir(&run);
-/// // A runtime that holds the sandbox's lock itself says so.
-/// let lock = sandbox_sweep::rundir::try_lock_lifecycle(&run, "job")?.expect("free");
-/// assert_eq!(cleanup.clean(&catalog, id)?, CleanupOutcome::LifecycleOwned);
-/// assert_eq!(cleanup.clean_holding(&catalog, id, &lock)?, CleanupOutcome::Removed);
-/// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct Cleanup<'p> {
-    sandboxes_dir: &'p Path,
-    run_dir: Option<&'p Path>,
-}
-
-impl<'p> Cleanup<'p> {
-    /// Cleanup of `<sandboxes_dir>/<name>` directories, with no run directory.
-    pub fn new(sandboxes_dir: &'p Path) -> Cleanup<'p> {
-        Cleanup {
-            sandboxes_dir,
-            run_dir: None,
-        }
+    // Made before the transaction, so its locks outlive it whichever way
+    // it ends.
+    let mut row = RowContext::new(catalog, Trash::new(sandboxes_dir), locks);
+    row.trash.sandboxes().check()?;
+    let tx = catalog.immediate()?;
+    let (outcome, moved, invalid) = clean_row(&mut row, sandbox_id, Mode::Write)?;
+    drop(row.stmts);
+    let trash = &row.trash;
+    if let Some(column) = invalid {
+        log::warn!(
+            "sandbox {sandbox_id}: its {column} is not stored as the catalog declares; left as it is"
+        );
     }
-
-    /// Honour the snapshot-lineage and lifecycle locks and remove the
-    /// runtime sockets of this microsandbox run directory (default: none).
-    pub fn run_dir(mut self, run_dir: &'p Path) -> Cleanup<'p> {
-        self.run_dir = Some(run_dir);
-        self
+    // `row.locks` is held until the row's transaction has ended and its
+    // directory is deleted or put back.
+    let ended = tx.commit().map_err(Error::from_sqlite);
+    let settled = trash.settle(ended, moved);
+    // A crash's leftover set aside on the way: garbage either way.
+    for entry in trash.take_garbage() {
+        trash.discard(&entry, None);
     }
-
-    /// Cleans sandbox `sandbox_id` (see [`clean_ephemeral`]), taking its
-    /// lifecycle lock first when a run directory is set.
-    ///
-    /// # Errors
-    ///
-    /// As [`clean_ephemeral`].
-    pub fn clean(&self, catalog: &Catalog, sandbox_id: i64) -> Result<CleanupOutcome> {
-        let locks = self.run_dir.map(RowLocks::new);
-        self.clean_with(catalog, sandbox_id, locks)
+    if let Some(moved) = settled? {
+        trash.discard(moved.entry(), None);
+        trash.remove_if_empty();
     }
-
-    /// [`Cleanup::clean`] for a runtime that already holds the sandbox's
-    /// lifecycle lock (`lock`): that sandbox's lock is not taken again. A
-    /// lock for another sandbox gives that sandbox no pass.
-    ///
-    /// # Errors
-    ///
-    /// As [`clean_ephemeral`].
-    pub fn clean_holding(
-        &self,
-        catalog: &Catalog,
-        sandbox_id: i64,
-        lock: &LifecycleLock,
-    ) -> Result<CleanupOutcome> {
-        let locks = self.run_dir.map(|run| RowLocks::holding(run, lock.name()));
-        self.clean_with(catalog, sandbox_id, locks)
-    }
-
-    fn clean_with(
-        &self,
-        catalog: &Catalog,
-        sandbox_id: i64,
-        locks: Option<RowLocks<'_>>,
-    ) -> Result<CleanupOutcome> {
-        // Made before the transaction, so its locks outlive it whichever
-        // way it ends.
-        let mut row = RowContext::new(catalog, Trash::new(self.sandboxes_dir), locks);
-        row.trash.sandboxes().check()?;
-        let tx = catalog.immediate()?;
-        let (outcome, moved, invalid) = clean_row(&mut row, sandbox_id, Mode::Write)?;
-        drop(row.stmts);
-        let trash = &row.trash;
-        if let Some(column) = invalid {
-            log::warn!(
-                "sandbox {sandbox_id}: its {column} is not stored as the catalog declares; left as it is"
-            );
-        }
-        // `row.locks` is held until the row's transaction has ended and its
-        // directory is deleted or put back.
-        let ended = tx.commit().map_err(Error::from_sqlite);
-        let settled = trash.settle(ended, moved);
-        // A crash's leftover set aside on the way: garbage either way.
-        for entry in trash.take_garbage() {
-            trash.discard(&entry, None);
-        }
-        if let Some(moved) = settled? {
-            trash.discard(moved.entry(), None);
-            trash.remove_if_empty();
-        }
-        Ok(outcome)
-    }
+    Ok(outcome)
 }

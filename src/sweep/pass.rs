@@ -395,7 +395,7 @@ impl<'s, 'c, 'l> Pass<'s, 'c, 'l> {
 mod tests {
     use super::*;
     use crate::fixture::{DEAD_PID, Fixture, exists, now, own_pid};
-    use crate::lease::Acquire;
+    use crate::lease::{Acquire, MinInterval};
     use crate::sweep::cleanup::CleanupOutcome;
 
     #[test]
@@ -414,7 +414,7 @@ mod tests {
         let dead = f.sandbox("dead", "Running", false)?;
         f.run(dead, Some(DEAD_PID), "Running")?;
         let catalog = &f.catalog;
-        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
+        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, MinInterval::Ignore)? else {
             panic!("lease should be free");
         };
         let mut settings = Settings::new(f.sandboxes.clone());
@@ -445,7 +445,7 @@ mod tests {
         let old_run = f.run(web, Some(DEAD_PID), "Running")?;
         let other = rusqlite::Connection::open(f.db_path())?;
         let catalog = &f.catalog;
-        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, true)? else {
+        let Acquire::Acquired(mut lease) = catalog.try_acquire(&now, MinInterval::Ignore)? else {
             panic!("lease should be free");
         };
         let settings = Settings::new(f.sandboxes.clone());

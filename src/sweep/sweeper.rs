@@ -3,17 +3,24 @@
 //!
 //! Owns the public entry points and what they promise (never a panic, a
 //! skip instead of a busy error, completion recorded only when nothing was
-//! left behind). The work itself is the pass's; no SQL and no filesystem
+//! left behind), and a runtime's cleanup of one sandbox
+//! ([`Sweeper::clean_ephemeral`]), since the sweeper knows the directories.
+//! The work itself is the pass's and `cleanup`'s; no SQL and no filesystem
 //! here.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::catalog::Catalog;
+use crate::catalog::ids::SandboxId;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::lease::gate::{Acquire, SkipReason};
 use crate::lease::guard::Lease;
+use crate::lease::spec::MinInterval;
+use crate::rundir::locks::LifecycleLock;
+use crate::rundir::row_locks::RowLocks;
+use crate::sweep::cleanup::{CleanupOutcome, clean_one};
 use crate::sweep::pass::Pass;
 use crate::sweep::report::Report;
 use crate::sweep::settings::{Limits, Settings};
@@ -70,7 +77,7 @@ pub enum SweepOutcome {
 #[derive(Debug, Clone)]
 pub struct Sweeper {
     settings: Settings,
-    force: bool,
+    interval: MinInterval,
 }
 
 impl Sweeper {
@@ -79,7 +86,7 @@ impl Sweeper {
     pub fn new(sandboxes_dir: impl Into<PathBuf>) -> Sweeper {
         Sweeper {
             settings: Settings::new(sandboxes_dir.into()),
-            force: false,
+            interval: MinInterval::Respect,
         }
     }
 
@@ -131,7 +138,11 @@ impl Sweeper {
     /// Skip the minimum-interval gate (default `false`). A live lease is
     /// never taken over.
     pub fn force(mut self, force: bool) -> Sweeper {
-        self.force = force;
+        self.interval = if force {
+            MinInterval::Ignore
+        } else {
+            MinInterval::Respect
+        };
         self
     }
 
@@ -198,7 +209,7 @@ impl Sweeper {
         let started = Instant::now();
         // Most starts end here, on one read that waits for no lock: the
         // busy timeout is not touched for them.
-        match catalog.gate(clock.now(), self.force) {
+        match catalog.gate(clock.now(), self.interval) {
             Ok(Some(reason)) => return SweepOutcome::Skipped(reason),
             Ok(None) => {}
             Err(err) if err.is_busy() => return SweepOutcome::Skipped(SkipReason::Busy),
@@ -228,7 +239,7 @@ impl Sweeper {
         if let Err(err) = catalog.wait_until(host, deadline) {
             return SweepOutcome::Failed(err);
         }
-        let mut lease = match catalog.try_acquire(clock, self.force) {
+        let mut lease = match catalog.try_acquire(clock, self.interval) {
             Ok(Acquire::Acquired(lease)) => lease,
             Ok(Acquire::Skipped(reason)) => return SweepOutcome::Skipped(reason),
             Err(err) if err.is_busy() => return SweepOutcome::Skipped(SkipReason::Busy),
@@ -279,7 +290,7 @@ impl Sweeper {
     ///
     /// ```
     /// use sandbox_sweep::{Catalog, Sweeper, SystemClock};
-    /// use sandbox_sweep::lease::Acquire;
+    /// use sandbox_sweep::lease::{Acquire, MinInterval};
     ///
     /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-sweeper-228");
     /// # let _ = std::fs::remove_dir_all(&dir);
@@ -287,7 +298,7 @@ impl Sweeper {
     /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
     /// sandbox_sweep::migrate(&conn)?;
     /// let catalog = Catalog::from_connection(conn)?;
-    /// let Acquire::Acquired(mut lease) = catalog.try_acquire(&SystemClock, false)? else {
+    /// let Acquire::Acquired(mut lease) = catalog.try_acquire(&SystemClock, MinInterval::Respect)? else {
     ///     panic!("the lease is free");
     /// };
     /// let report = Sweeper::new(&dir).sweep(&mut lease, &SystemClock)?;
@@ -329,5 +340,112 @@ impl Sweeper {
     /// ```
     pub fn dry_run(&self, catalog: &Catalog, clock: &dyn Clock) -> Result<Report> {
         Pass::new(&self.settings, catalog, clock, None, Instant::now()).run()
+    }
+}
+
+/// Cleaning one finished ephemeral sandbox, for a runtime's own exit path,
+/// is the [`Sweeper`]'s: it already knows the sandboxes directory and, when
+/// set, the run directory whose locks and sockets the sweep honours.
+impl Sweeper {
+    /// Cleans one finished ephemeral sandbox: checks it under the write
+    /// lock, moves its directory `<sandboxes_dir>/<name>` out of the way,
+    /// deletes its rows, commits, then deletes the directory.
+    ///
+    /// Beside a run directory ([`Sweeper::run_dir`]) the sandbox's
+    /// snapshot-lineage lock and lifecycle lock are taken first, in that
+    /// order (a held lineage lock means
+    /// [`CleanupOutcome::SnapshotInProgress`], a held lifecycle lock
+    /// [`CleanupOutcome::LifecycleOwned`]: hands off either way), and its
+    /// dead runtime's sockets are removed before its directory and rows. A
+    /// runtime that holds the lifecycle lock itself calls
+    /// [`Sweeper::clean_ephemeral_holding`].
+    ///
+    /// Needs no lease: the write lock alone serialises it with sweeps and
+    /// restarts. Per-row problems are outcomes, not errors. The sweeper's
+    /// limits, budget and `force` do not apply.
+    ///
+    /// Preconditions, or the sandbox is kept: it is ephemeral, its status is
+    /// `Stopped` or `Crashed`, and none of its `Running` runs has a live
+    /// process (end the run with [`Catalog::finish_run`] first). Opens its
+    /// own transaction: the connection must not be inside one (this takes
+    /// the write lock with `BEGIN IMMEDIATE` and commits before it deletes
+    /// the directory).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the sandboxes directory is not an existing
+    /// directory; SQLite errors, busy past the timeout included (nothing is
+    /// then changed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{Catalog, CleanupOutcome, Lifetime, SandboxStatus, Sweeper, SystemClock};
+    ///
+    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-272");
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// std::fs::create_dir_all(&dir)?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// let now = SystemClock::now();
+    /// let id = catalog.insert_sandbox("job-7", SandboxStatus::Stopped, Lifetime::Ephemeral, now)?;
+    /// std::fs::create_dir(dir.join("job-7"))?;
+    /// let sweeper = Sweeper::new(&dir);
+    /// assert_eq!(sweeper.clean_ephemeral(&catalog, id)?, CleanupOutcome::Removed);
+    /// assert!(!dir.join("job-7").exists());
+    /// assert_eq!(sweeper.clean_ephemeral(&catalog, id)?, CleanupOutcome::AlreadyGone);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clean_ephemeral(&self, catalog: &Catalog, sandbox: SandboxId) -> Result<CleanupOutcome> {
+        let locks = self.settings.run_dir.as_deref().map(RowLocks::new);
+        clean_one(catalog, &self.settings.sandboxes_dir, sandbox.get(), locks)
+    }
+
+    /// [`Sweeper::clean_ephemeral`] for a runtime that already holds the
+    /// sandbox's lifecycle lock (`lock`): that sandbox's lock is not taken
+    /// again. A lock for another sandbox gives that sandbox no pass.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sweeper::clean_ephemeral`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sandbox_sweep::{Catalog, CleanupOutcome, Lifetime, SandboxStatus, Sweeper, SystemClock};
+    ///
+    /// let dir = std::env::temp_dir().join("sandbox-sweep-doc-cleanup-304");
+    /// # let _ = std::fs::remove_dir_all(&dir);
+    /// std::fs::create_dir_all(&dir)?;
+    /// let (sandboxes, run) = (dir.join("sandboxes"), dir.join("run"));
+    /// std::fs::create_dir_all(sandboxes.join("job"))?;
+    /// std::fs::create_dir(&run)?;
+    /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
+    /// sandbox_sweep::migrate(&conn)?;
+    /// let catalog = Catalog::from_connection(conn)?;
+    /// let now = SystemClock::now();
+    /// let id = catalog.insert_sandbox("job", SandboxStatus::Stopped, Lifetime::Ephemeral, now)?;
+    /// let sweeper = Sweeper::new(&sandboxes).run_dir(&run);
+    /// // A runtime that holds the sandbox's lock itself says so.
+    /// let lock = sandbox_sweep::rundir::try_lock_lifecycle(&run, "job")?.expect("free");
+    /// assert_eq!(sweeper.clean_ephemeral(&catalog, id)?, CleanupOutcome::LifecycleOwned);
+    /// assert_eq!(sweeper.clean_ephemeral_holding(&catalog, id, &lock)?, CleanupOutcome::Removed);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn clean_ephemeral_holding(
+        &self,
+        catalog: &Catalog,
+        sandbox: SandboxId,
+        lock: &LifecycleLock,
+    ) -> Result<CleanupOutcome> {
+        let locks = self
+            .settings
+            .run_dir
+            .as_deref()
+            .map(|run| RowLocks::holding(run, lock.name()));
+        clean_one(catalog, &self.settings.sandboxes_dir, sandbox.get(), locks)
     }
 }

@@ -86,7 +86,7 @@ pub(crate) type FileId = (u64, u64, u64);
 /// never makes a runtime's own non-blocking `flock` fail, as taking and
 /// dropping the lock would.
 pub(crate) fn flocked_files() -> Option<Vec<FileId>> {
-    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    let text = read_proc_locks()?;
     let mut files = Vec::new();
     for line in text.lines() {
         let mut fields = line.split_whitespace();
@@ -108,6 +108,41 @@ pub(crate) fn flocked_files() -> Option<Vec<FileId>> {
         }
     }
     Some(files)
+}
+
+/// Room for `/proc/locks` in one `read`: the kernel fills at most a page
+/// per call anyway; more only saves calls on a busy host.
+const PROC_LOCKS_CHUNK: usize = 64 * 1024;
+
+/// The most `read` calls on `/proc/locks` before giving up (nothing then
+/// counts as held): 64 MiB a page at a time, far beyond any host's lock
+/// table, and a bound on the loop.
+const PROC_LOCKS_MAX_READS: usize = 16 * 1024;
+
+/// `/proc/locks` in as few `read` calls as the kernel allows. Each call is
+/// one walk of the lock list under its lock; between calls the kernel
+/// resumes by record number, so a lock released meanwhile by another
+/// process shifts the rest and one held lock goes unlisted. The standard
+/// library's `read_to_string` starts with 32-byte reads (seven calls for
+/// 2 KiB): under other processes' lock churn a dry run missed a held lock.
+fn read_proc_locks() -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open("/proc/locks").ok()?;
+    let mut text = Vec::new();
+    let mut len = 0;
+    for _ in 0..PROC_LOCKS_MAX_READS {
+        text.resize(len + PROC_LOCKS_CHUNK, 0);
+        match file.read(&mut text[len..]) {
+            Ok(0) => {
+                text.truncate(len);
+                return String::from_utf8(text).ok();
+            }
+            Ok(n) => len += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// The identity of lock file `name` in `dir`, if it is a regular file

@@ -190,7 +190,10 @@ impl Fixture {
     /// fixture's "now"; held by someone else fails the test.
     #[track_caller]
     pub fn lease(&self) -> sandbox_sweep::lease::Lease<'_> {
-        match self.catalog.try_acquire(&now, true) {
+        match self
+            .catalog
+            .try_acquire(&now, sandbox_sweep::lease::MinInterval::Ignore)
+        {
             Ok(sandbox_sweep::lease::Acquire::Acquired(lease)) => lease,
             Ok(_) => panic!("the lease is not free"),
             Err(err) => panic!("the lease: {err}"),
