@@ -512,6 +512,12 @@ impl Catalog {
     /// orphan scans and dry runs, which then change nothing in the file
     /// or beside it. A sweep on it fails at its first write.
     ///
+    /// Close it before this process opens the same file to write: SQLite
+    /// maps one `-shm` index per file and process, and while a read-only
+    /// catalog holds it read-only, a writable one's first write fails
+    /// (`attempt to write a readonly database`). Opened the other way
+    /// round, or one after the other, both work.
+    ///
     /// # Errors
     ///
     /// See [`OpenOptions::open`] with `read_only(true)`.
@@ -951,6 +957,40 @@ mod tests {
             before,
             "not a byte of the -shm"
         );
+        Ok(())
+    }
+
+    /// SQLite maps one `-shm` index per file and process: while a
+    /// read-only catalog holds it read-only, a writable catalog of the same
+    /// file in the same process cannot write; once it is closed, one can.
+    /// What `Catalog::open_read_only` documents.
+    #[test]
+    fn a_read_only_catalog_open_in_the_process_keeps_a_writer_from_writing() -> Result<()> {
+        let io = |e| Error::Io {
+            path: "tmp".into(),
+            source: e,
+        };
+        let dir = tempfile::tempdir().map_err(io)?;
+        let (made, path) = (dir.path().join("made.db"), dir.path().join("c.db"));
+        let writer = OpenOptions::new().open(&made)?;
+        migrate(&writer)?;
+        // As msb leaves it: the -wal and -shm of a writer that is gone.
+        for suffix in ["", "-wal", "-shm"] {
+            let (from, to) = (format!("made.db{suffix}"), format!("c.db{suffix}"));
+            std::fs::copy(dir.path().join(from), dir.path().join(to)).map_err(io)?;
+        }
+        drop(writer);
+        let insert = "INSERT INTO sandbox (name, config, status) VALUES (?1, '{}', 'Stopped')";
+        let reader = Catalog::open_read_only(&path)?;
+        let catalog = Catalog::open(&path)?;
+        let refused = catalog.connection().execute(insert, ["a"]);
+        assert!(
+            matches!(&refused, Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ReadOnly),
+            "{refused:?}"
+        );
+        drop((catalog, reader));
+        let catalog = Catalog::open(&path)?;
+        assert_eq!(catalog.connection().execute(insert, ["b"])?, 1);
         Ok(())
     }
 

@@ -130,7 +130,9 @@ impl MsbHome {
     }
 
     /// Opens the home's catalog read-only, for a report or a scan that
-    /// must change nothing ([`OpenOptions::read_only`]).
+    /// must change nothing ([`OpenOptions::read_only`]). Drop it before
+    /// [`open_catalog`](MsbHome::open_catalog) in the same process writes
+    /// ([`Catalog::open_read_only`] says why).
     ///
     /// # Errors
     ///

@@ -35,14 +35,14 @@ pub struct ActiveSandbox {
 /// # Examples
 ///
 /// ```
-/// use sandbox_sweep::{Catalog, SandboxStatus, SystemClock, insert_sandbox};
+/// use sandbox_sweep::{Catalog, Lifetime, SandboxStatus, SystemClock};
 /// use sandbox_sweep::status::active_sandboxes;
 ///
 /// let conn = sandbox_sweep::rusqlite::Connection::open_in_memory()?;
 /// sandbox_sweep::migrate(&conn)?;
 /// let catalog = Catalog::from_connection(conn)?;
 /// for (name, status) in [("b", SandboxStatus::Paused), ("a", SandboxStatus::Created), ("c", SandboxStatus::Stopped)] {
-///     insert_sandbox(&catalog, name, status, false, SystemClock::now())?;
+///     catalog.insert_sandbox(name, status, Lifetime::Persistent, SystemClock::now())?;
 /// }
 /// let names: Vec<_> = active_sandboxes(&catalog)?.into_iter().map(|s| s.name).collect();
 /// assert_eq!(names, ["a", "b"]);

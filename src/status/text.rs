@@ -67,7 +67,7 @@ impl Summary {
         let counts = self.by_status.iter().map(|(s, n)| (s.as_str(), *n));
         let other = (self.other_status > 0).then_some(("(other)", self.other_status));
         let total: u64 = counts.clone().chain(other).map(|(_, n)| n).sum();
-        write!(f, "{total} sandboxes")?;
+        write!(f, "{total} sandbox{}", if total == 1 { "" } else { "es" })?;
         let mut first = true;
         for (status, n) in counts.chain(other) {
             write!(f, "{}{status} {n}", if first { " (" } else { ", " })?;
@@ -225,6 +225,14 @@ mod tests {
             summary.to_string(),
             "7 sandboxes (Running 3, Stopped 4); cleanup candidates 2; dead runtimes 1; \
              indexes missing 1; install never taken; lease never taken"
+        );
+        let one = Summary {
+            by_status: vec![(SandboxStatus::Stopped, 1)],
+            ..Summary::default()
+        };
+        assert!(
+            one.to_string().starts_with("1 sandbox (Stopped 1); "),
+            "{one}"
         );
         assert_eq!(
             format!("{summary:#}"),
