@@ -156,11 +156,24 @@ impl OpenOptions {
     /// # Errors
     ///
     /// Fails when the file cannot be opened or a PRAGMA fails; with
-    /// `create(false)` or `read_only(true)`, also when it is not a catalog
+    /// `create(false)` or `read_only(true)`, [`Error::Io`] with the path
+    /// when nothing is there (`NotFound`), and when it is not a catalog
     /// ([`Error::MissingTable`] or a SQLite "not a database" error); read
     /// only, [`Error::ReadOnlyWal`] as [`OpenOptions::read_only`] says.
     pub fn open(&self, path: impl AsRef<Path>) -> Result<Connection> {
         let path = path.as_ref();
+        if !self.create || self.read_only {
+            // SQLite says only "unable to open database file"; a missing
+            // file (a home where msb never ran, a typo) says so, with its path.
+            if let Some(err) = crate::sys::path::missing(path)
+                && err.kind() == std::io::ErrorKind::NotFound
+            {
+                return Err(Error::Io {
+                    path: path.to_path_buf(),
+                    source: err,
+                });
+            }
+        }
         let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         if self.read_only {
             flags |= OpenFlags::SQLITE_OPEN_READ_ONLY;
@@ -991,6 +1004,32 @@ mod tests {
         drop((catalog, reader));
         let catalog = Catalog::open(&path)?;
         assert_eq!(catalog.connection().execute(insert, ["b"])?, 1);
+        Ok(())
+    }
+
+    /// A catalog that is not there is named, with the OS's words, and
+    /// nothing is made at its path.
+    #[test]
+    fn a_missing_catalog_names_its_path() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Io {
+            path: "tmp".into(),
+            source: e,
+        })?;
+        let path = dir.path().join("home/db/msb.db");
+        for opened in [Catalog::open(&path), Catalog::open_read_only(&path)] {
+            let Err(err) = opened else {
+                panic!("a catalog at {}", path.display());
+            };
+            assert!(
+                matches!(&err, Error::Io { path: p, .. } if *p == path),
+                "{err:?}"
+            );
+            assert_eq!(
+                format!("{err:#}"),
+                format!("{}: No such file or directory (os error 2)", path.display())
+            );
+        }
+        assert!(!dir.path().join("home").exists());
         Ok(())
     }
 

@@ -22,9 +22,10 @@ pub const MIN_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 /// Whether a lease's minimum interval since the last completed run holds
 /// the work back ([`LeaseSpec::min_interval`]): what
 /// [`Catalog::try_acquire`](crate::Catalog::try_acquire) and
-/// [`Catalog::gate`](crate::Catalog::gate) are told, and what
-/// [`Sweeper::force`](crate::Sweeper::force) sets. A live, unexpired lease
-/// holds the work back either way.
+/// [`Catalog::gate`](crate::Catalog::gate) are told
+/// ([`Sweeper::force`](crate::Sweeper::force)`(true)` tells them `Ignore`,
+/// the default `Respect`). A live, unexpired lease holds the work back
+/// either way.
 ///
 /// # Examples
 ///

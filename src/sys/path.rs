@@ -22,6 +22,12 @@ pub(crate) fn resolved(path: &Path) -> Option<PathBuf> {
     std::fs::canonicalize(path).ok()
 }
 
+/// Why nothing can be opened at `path` (`stat`, following symlinks):
+/// `None` when something is there.
+pub(crate) fn missing(path: &Path) -> Option<io::Error> {
+    std::fs::metadata(path).err()
+}
+
 /// Whether anything (of any type, a dangling symlink included) is at
 /// `path`; a failed call says no.
 pub(crate) fn exists_nofollow(path: &Path) -> bool {
