@@ -114,7 +114,21 @@ impl std::str::FromStr for Kept {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Kept> {
-        let all = [
+        Kept::every()
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| Error::UnknownString {
+                column: "kept",
+                text: text.to_owned(),
+            })
+    }
+}
+
+impl Kept {
+    /// Every reason, `Failed` with no message: what its words are read
+    /// back against.
+    pub(crate) fn every() -> [Kept; 11] {
+        [
             Kept::Young,
             Kept::LockHeld,
             Kept::Named,
@@ -126,13 +140,7 @@ impl std::str::FromStr for Kept {
             Kept::Trash,
             Kept::OutOfTime,
             Kept::Failed(String::new()),
-        ];
-        all.into_iter()
-            .find(|k| k.as_str() == text)
-            .ok_or_else(|| Error::UnknownString {
-                column: "kept",
-                text: text.to_owned(),
-            })
+        ]
     }
 }
 
