@@ -160,6 +160,29 @@ fn floor_rows(run: &Path, prefix: &str, n: usize) -> Vec<(std::ffi::CString, Str
         .collect()
 }
 
+/// `10000/locks_floor` in `group`: [`lock_floor`] over the `n` rows
+/// `<prefix>-<i>` of a copy of `template` beside a run directory, taking
+/// `locks` (folder, suffix) for each.
+fn bench_lock_floor(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    template: &Template,
+    prefix: &str,
+    n: usize,
+    locks: &[(&str, &str)],
+) {
+    group.bench_function("10000/locks_floor", |b| {
+        b.iter_batched_ref(
+            || {
+                let (i, run) = template.instance_with_run_dir();
+                let rows = floor_rows(&run, prefix, n);
+                (i, run, rows)
+            },
+            |(i, run, rows)| lock_floor(&i.sandboxes, run, rows, locks),
+            BatchSize::PerIteration,
+        )
+    });
+}
+
 /// A lock protocol's floor: per row, each of `locks` (`(folder, suffix)`)
 /// opened relative to its open folder as the crate opens it (created when
 /// missing), `fstat`ed and `flock`ed without blocking, all held until the
@@ -315,24 +338,13 @@ fn throughput(c: &mut Criterion) {
     // `<sandboxes>/<name>` (its fallback sockets and bootstrap root live
     // there; msb looks too). `10000/locks` is held to at most
     // 1.3 x (`10000` + this).
-    group.bench_function("10000/locks_floor", |b| {
-        b.iter_batched_ref(
-            || {
-                let (i, run) = template.instance_with_run_dir();
-                let rows = floor_rows(&run, "stale", template.shape.stale);
-                (i, run, rows)
-            },
-            |(i, run, rows)| {
-                lock_floor(
-                    &i.sandboxes,
-                    run,
-                    rows,
-                    &[("creation-locks", ".lock"), ("locks", ".lock")],
-                )
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    bench_lock_floor(
+        &mut group,
+        &template,
+        "stale",
+        template.shape.stale,
+        &[("creation-locks", ".lock"), ("locks", ".lock")],
+    );
     group.finish();
 
     let mut group = c.benchmark_group("cleanup");
@@ -365,24 +377,13 @@ fn throughput(c: &mut Criterion) {
     // directory makes it) and its lifecycle lock opened, checked and
     // `flock`ed, and the one lookup of `<sandboxes>/<name>`, with no
     // catalog. `10000/locks` is held to at most 1.3 x (`10000` + this).
-    group.bench_function("10000/locks_floor", |b| {
-        b.iter_batched_ref(
-            || {
-                let (i, run) = template.instance_with_run_dir();
-                let rows = floor_rows(&run, "eph", template.shape.ephemeral);
-                (i, run, rows)
-            },
-            |(i, run, rows)| {
-                lock_floor(
-                    &i.sandboxes,
-                    run,
-                    rows,
-                    &[("locks", ".snapshot-lineage.lock"), ("locks", ".lock")],
-                )
-            },
-            BatchSize::PerIteration,
-        )
-    });
+    bench_lock_floor(
+        &mut group,
+        &template,
+        "eph",
+        template.shape.ephemeral,
+        &[("locks", ".snapshot-lineage.lock"), ("locks", ".lock")],
+    );
     // The filesystem's share alone, for comparison on the same machine: the
     // same renames into a trash and deletions, with no catalog at all.
     group.bench_function("10000/filesystem_only", |b| {
